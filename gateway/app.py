@@ -1,0 +1,93 @@
+"""create_app(settings): the whole request path, top to bottom, in one place."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from gateway.api import health, openai
+from gateway.auth import resolve_master_key
+from gateway.config import load_config
+from gateway.errors import BadRequest, GatewayError, NotFound
+from gateway.middleware import EdgeMiddleware
+from gateway.settings import Settings
+from gateway.state import GatewayState
+
+log = logging.getLogger("gateway")
+
+
+def error_response(error: GatewayError) -> Response:
+    return Response(
+        error.json_bytes(),
+        status_code=error.status,
+        media_type="application/json",
+        headers=error.headers,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def gateway_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        return error_response(exc)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return error_response(BadRequest(f"{where}: {first.get('msg', 'invalid request')}"))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            error: GatewayError = NotFound(f"No route {request.method} {request.url.path}.")
+        else:
+            error = GatewayError(str(exc.detail))
+            error.status = exc.status_code
+            error.type = "invalid_request_error"
+        return error_response(error)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(GatewayError("The gateway hit an internal error; it is logged."))
+
+    app.add_exception_handler(GatewayError, gateway_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    config = load_config(settings.config)
+    state = GatewayState.build(settings, config, resolve_master_key(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.providers.warm(state.deployments)
+        yield
+        await state.providers.aclose()
+
+    app = FastAPI(
+        title="LLMOps Gateway",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.gateway = state
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(openai.router)
+    max_body = config.gateway.max_body_bytes or settings.max_body_bytes
+    app.add_middleware(EdgeMiddleware, max_body_bytes=max_body)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for servers that import the app by name (uvicorn --factory, workers)."""
+    return create_app(Settings())

@@ -1,0 +1,78 @@
+"""Who is calling: the master key for now (virtual keys build on this)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.errors import AuthenticationFailed
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.auth")
+
+MASTER_KEY_FILE = "master_key"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    key_id: str
+    is_master: bool
+
+
+def resolve_master_key(settings: Settings) -> str:
+    """GATEWAY_MASTER_KEY, else the key saved under the data dir, else a new one saved there.
+
+    A new key is printed once, with where it is kept; the file is readable by its owner only.
+    """
+    if settings.master_key:
+        return settings.master_key
+    path = Path(settings.data_dir) / MASTER_KEY_FILE
+    if path.exists():
+        key = path.read_text(encoding="utf-8").strip()
+        if key:
+            log.info("master key read from %s", path)
+            return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = "gw-master-" + secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(key + "\n")
+    os.chmod(path, 0o600)
+    print(
+        f"gateway: generated a master key (shown only this once): {key}\n"
+        f"gateway: it is kept in {path.resolve()} (readable by its owner only); "
+        f"set GATEWAY_MASTER_KEY to use your own.",
+        file=sys.stderr,
+        flush=True,
+    )
+    return key
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class Authenticator:
+    def __init__(self, master_key: str) -> None:
+        self._master = master_key.encode()
+
+    def authenticate(self, authorization: str | None) -> Caller:
+        token = bearer_token(authorization)
+        if token is None:
+            raise AuthenticationFailed(
+                "Missing API key: send 'Authorization: Bearer <key>' (the gateway's master key "
+                "or a virtual key)."
+            )
+        if hmac.compare_digest(token.encode(), self._master):
+            return Caller(key_id="master", is_master=True)
+        raise AuthenticationFailed("Invalid API key: it is not the master key nor a known key.")

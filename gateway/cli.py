@@ -1,0 +1,128 @@
+"""The `gateway` command: serve, config check (more groups join as features land)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from gateway.errors import ConfigError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="LLMOps gateway: an OpenAI-compatible proxy with routing, cost and governance.",
+)
+config_app = typer.Typer(no_args_is_help=True, help="Validate gateway configuration files.")
+app.add_typer(config_app, name="config")
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    config: Annotated[Path | None, typer.Option(help="Config file (GATEWAY_CONFIG).")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (GATEWAY_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (GATEWAY_PORT).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    server: Annotated[
+        str, typer.Option(help="HTTP server: uvicorn (default) or granian.")
+    ] = "uvicorn",
+) -> None:
+    """Start the gateway."""
+    for name, value in (("CONFIG", config), ("HOST", host), ("PORT", port), ("WORKERS", workers)):
+        if value is not None:
+            os.environ[f"GATEWAY_{name}"] = str(value)
+    from pydantic import ValidationError
+
+    from gateway.auth import resolve_master_key
+    from gateway.config import load_config
+    from gateway.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"GATEWAY_{str(first['loc'][0]).upper()}: {first['msg']}")
+    try:
+        load_config(settings.config)
+    except ConfigError as exc:
+        fail(str(exc))
+    if server not in ("uvicorn", "granian"):
+        fail(f"--server must be uvicorn or granian, not {server!r}")
+    # Resolved here, once, so several workers share one key instead of racing to make one.
+    os.environ["GATEWAY_MASTER_KEY"] = resolve_master_key(settings)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    run_server(settings.host, settings.port, settings.workers, settings.log_level, server)
+
+
+def run_server(
+    host: str, port: int, workers: int, log_level: str, server: Literal["uvicorn", "granian"] | str
+) -> None:
+    if server == "granian":
+        from granian import Granian  # optional dev dependency, for comparison
+        from granian.constants import Interfaces, Loops
+
+        Granian(
+            "gateway.app:app_from_env",
+            address=host,
+            port=port,
+            interface=Interfaces.ASGI,
+            workers=workers,
+            factory=True,
+            loop=Loops.uvloop,
+            log_access=False,
+        ).serve()
+        return
+    import uvicorn
+
+    uvicorn.run(
+        "gateway.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=log_level,
+        access_log=False,
+        server_header=False,
+        date_header=False,
+    )
+
+
+@config_app.command("check")
+def config_check(path: Annotated[Path, typer.Argument(help="The gateway.yaml to check.")]) -> None:
+    """Validate a config file; exit 0 when valid, 2 with file:line errors when not."""
+    from gateway.config import load_config
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{path}: ok ({len(config.model_list)} deployments, {len(config.aliases())} models)")
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of gateway.yaml (for editors: yaml-language-server)."""
+    from gateway.config import config_json_schema
+
+    sys.stdout.write(config_json_schema())
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,130 @@
+"""The gateway's error tree and its one rendering: OpenAI-style error JSON.
+
+Every failure the gateway reports, whatever raised it underneath, becomes one of these
+before it leaves its module boundary, so handlers and clients see a single vocabulary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class GatewayError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def json_bytes(self) -> bytes:
+        return orjson.dumps(self.body())
+
+
+class BadRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(GatewayError):
+    """The upstream (or a limit of ours) said 429; retry_after is in seconds when known."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+        if retry_after is not None:
+            self.headers.setdefault("retry-after", str(max(1, round(retry_after))))
+
+
+class UpstreamError(GatewayError):
+    """The upstream answered with a failure or something unusable."""
+
+    status = 502
+    type = "upstream_error"
+    code = "bad_gateway"
+
+
+class UpstreamUnavailable(GatewayError):
+    """No deployment could be reached (connection refused, all cooling down)."""
+
+    status = 503
+    type = "upstream_error"
+    code = "service_unavailable"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+
+
+class ConfigError(Exception):
+    """A user-authored file is invalid; the message names the file and the key path."""
+
+
+# Statuses whose failures are worth another attempt (another deployment, later, or both).
+RETRYABLE: tuple[type[GatewayError], ...] = (
+    RateLimited,
+    UpstreamError,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+)
+
+
+def is_retryable(error: GatewayError) -> bool:
+    return isinstance(error, RETRYABLE)

@@ -1,0 +1,101 @@
+"""Prices per token: `model_info` in the config first, then litellm's bundled price map.
+
+The map is a JSON file inside the installed litellm package; it is read without importing
+litellm, once at start, and only the entries the configured deployments need are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gateway.providers import Deployment, Usage
+
+log = logging.getLogger("gateway.prices")
+
+PRICE_FILE = "model_prices_and_context_window_backup.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    input: float = 0.0
+    output: float = 0.0
+    cached_input: float | None = None
+    reasoning_output: float | None = None
+    source: str = "none"
+
+    def cost(self, usage: Usage) -> float:
+        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        cached_rate = self.input if self.cached_input is None else self.cached_input
+        total = (usage.prompt_tokens - cached) * self.input + cached * cached_rate
+        # Reasoning tokens are part of completion tokens; some models price them apart.
+        reasoning = min(usage.reasoning_tokens, usage.completion_tokens)
+        reasoning_rate = self.output if self.reasoning_output is None else self.reasoning_output
+        total += (usage.completion_tokens - reasoning) * self.output + reasoning * reasoning_rate
+        return total
+
+
+FREE = Price(source="local")
+
+
+def price_map_path() -> Path | None:
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / PRICE_FILE
+    return path if path.exists() else None
+
+
+def _from_entry(entry: dict[str, Any], source: str) -> Price:
+    return Price(
+        input=float(entry.get("input_cost_per_token") or 0.0),
+        output=float(entry.get("output_cost_per_token") or 0.0),
+        cached_input=entry.get("cache_read_input_token_cost"),
+        reasoning_output=entry.get("output_cost_per_reasoning_token"),
+        source=source,
+    )
+
+
+class PriceTable:
+    def __init__(self, prices: dict[str, Price], version: str) -> None:
+        self._prices = prices
+        self.version = version
+
+    @classmethod
+    def for_deployments(cls, deployments: list[Deployment]) -> PriceTable:
+        path = price_map_path()
+        raw = path.read_bytes() if path else b"{}"
+        version = "litellm-" + hashlib.sha256(raw).hexdigest()[:12]
+        catalogue: dict[str, Any] = orjson.loads(raw)
+        prices: dict[str, Price] = {}
+        for d in deployments:
+            if d.input_cost_per_token is not None or d.output_cost_per_token is not None:
+                prices[d.id] = Price(
+                    input=d.input_cost_per_token or 0.0,
+                    output=d.output_cost_per_token or 0.0,
+                    source="config",
+                )
+            elif d.provider == "local":
+                prices[d.id] = FREE
+            else:
+                entry = catalogue.get(d.model) or catalogue.get(d.upstream_model)
+                if isinstance(entry, dict):
+                    prices[d.id] = _from_entry(entry, version)
+                else:
+                    log.info("no price known for deployment %s (%s): cost 0", d.id, d.model)
+        return cls(prices, version)
+
+    def price(self, deployment: Deployment) -> Price | None:
+        return self._prices.get(deployment.id)
+
+    def cost(self, deployment: Deployment, usage: Usage | None) -> float:
+        price = self._prices.get(deployment.id)
+        if price is None or usage is None:
+            return 0.0
+        return price.cost(usage)

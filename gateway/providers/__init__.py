@@ -1,0 +1,82 @@
+"""Providers: the only package that talks to upstreams (and the only one importing litellm)."""
+
+from __future__ import annotations
+
+from gateway.config import GatewayConfig, ModelEntry
+from gateway.providers.base import Deployment, Provider, Reply, Stream, Usage
+from gateway.providers.litellm_provider import LiteLLMProvider, warm_in_background
+from gateway.providers.local import LocalProvider
+from gateway.providers.openai_compat import OPENAI_COMPATIBLE_BASES, OpenAICompatibleProvider
+
+__all__ = [
+    "Deployment",
+    "Provider",
+    "Providers",
+    "Reply",
+    "Stream",
+    "Usage",
+    "build_deployments",
+]
+
+
+def _deployment(entry: ModelEntry, index: int, config: GatewayConfig) -> Deployment:
+    params = entry.litellm_params
+    provider, _, upstream_model = params.model.partition("/")
+    if not upstream_model:
+        provider, upstream_model = "openai", params.model
+    router = config.router_settings
+    timeout = params.timeout or router.timeout
+    info = entry.model_info
+    return Deployment(
+        id=info.id or f"{entry.model_name}#{index}",
+        alias=entry.model_name,
+        model=params.model,
+        provider=provider,
+        upstream_model=upstream_model,
+        api_base=params.api_base,
+        api_key=params.api_key,
+        weight=params.weight,
+        timeout=timeout,
+        stream_timeout=params.stream_timeout or router.stream_timeout or timeout,
+        params=params.extra_params(),
+        extra_headers=params.extra_headers or {},
+        input_cost_per_token=info.input_cost_per_token,
+        output_cost_per_token=info.output_cost_per_token,
+        mode=info.mode or "chat",
+    )
+
+
+def build_deployments(config: GatewayConfig) -> list[Deployment]:
+    return [_deployment(entry, i, config) for i, entry in enumerate(config.model_list)]
+
+
+class Providers:
+    """Picks the implementation for each deployment and owns their connection pools."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.local = LocalProvider()
+        self.fast = OpenAICompatibleProvider()
+        self.litellm = LiteLLMProvider()
+        self._forced_litellm = {
+            entry.model_info.id or f"{entry.model_name}#{i}"
+            for i, entry in enumerate(config.model_list)
+            if entry.model_info.transport == "litellm"
+        }
+
+    def for_deployment(self, deployment: Deployment) -> Provider:
+        if deployment.provider == "local":
+            return self.local
+        if (
+            deployment.provider in OPENAI_COMPATIBLE_BASES
+            and deployment.id not in self._forced_litellm
+        ):
+            return self.fast
+        return self.litellm
+
+    def warm(self, deployments: list[Deployment]) -> None:
+        if any(self.for_deployment(d) is self.litellm for d in deployments):
+            warm_in_background()
+
+    async def aclose(self) -> None:
+        for provider in (self.fast, self.local, self.litellm):
+            await provider.aclose()

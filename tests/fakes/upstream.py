@@ -1,0 +1,647 @@
+"""A fake OpenAI-compatible upstream: a real HTTP server on loopback, steered by the model name.
+
+The gateway is tested and benchmarked against it without patching anything: every failure
+mode an upstream can show is asked for by writing it into the request's ``model`` string.
+
+Endpoints (each also without the ``/v1`` prefix)::
+
+    POST /v1/chat/completions   JSON reply, or SSE when "stream": true
+    POST /v1/embeddings         float vectors, or base64 float32 with "encoding_format": "base64"
+    GET  /v1/models             a fixed list of ids
+    GET  /_fake/calls?model=M   {"model": M, "calls": n}; without ?model: {"total", "by_model"}
+    POST /_fake/reset           zeroes the call counters (and so restarts every fail_first)
+
+Anything else is a 404 with an OpenAI error body.
+
+Replies are deterministic. Chat answers ``"echo: " + <text of the last user message>`` (text
+parts of a list content are joined with spaces). Token counts are whitespace-split word
+counts: prompt = words over all messages (at least 1), completion = words of the answer. A
+stream carries a role chunk, ``chunks`` content chunks that concatenate to exactly the JSON
+answer, a finish chunk, a usage chunk (``choices: []``) only when
+``stream_options.include_usage`` is true, then ``data: [DONE]``. Embedding vectors are a hash
+of the text, L2-normalised.
+
+Directive grammar of the model string::
+
+    model      := directive ("," directive)*
+    directive  := [prefix "/"] name ["=" value]       surrounding whitespace is ignored
+
+Names are case-insensitive and anything before the last ``/`` of a name is dropped, so
+``openai/hang`` means ``hang``. Unknown names are ignored, so ordinary names such as
+``gpt-4o-mini`` behave normally, and a tag like ``id=retry-test`` makes a model string unique
+so its call count is not shared with other tests. A known name with a bad value is answered
+with a 400 naming it. The whole string is always echoed back as ``model``.
+
+==================  ===========================================================================
+``latency=MS``      wait MS milliseconds before the response headers (every chat/embeddings
+                    request, including failures)
+``status=CODE``     answer every request with HTTP CODE (400-599) and an OpenAI error body;
+                    type ``rate_limit_error`` for 429, ``server_error`` for 5xx, else
+                    ``invalid_request_error``
+``retry_after=S``   with a failure, add ``retry-after: S`` and ``retry-after-ms: S*1000``
+                    (S may be fractional)
+``fail_first=N``    the first N requests for this exact model string fail (with ``status=``,
+                    else 500); later ones succeed. ``status=`` without it always fails
+``hang``            never send response headers (until the client or the server goes away)
+``chunks=N``        content chunks in a stream, N >= 1 (default 5); short answers give some
+                    empty chunks
+``chunk_delay=MS``  in a stream, wait MS milliseconds before each content chunk and before
+                    the finish chunk
+``cut=N``           in a stream, close the connection after N content chunks: no finish
+                    chunk, no [DONE], no chunked-encoding terminator (N >= chunks: after the
+                    last content chunk)
+``stall=N``         in a stream, send nothing more after N content chunks, keeping the
+                    connection open
+``malformed``       200 with a body that is not JSON; a stream sends one valid chunk, then
+                    ``data: {not json``, then [DONE]
+``dim=N``           embedding dimension, 1-4096 (default 8)
+``echo_headers``    non-streaming replies carry ``x_received_headers``: the request headers,
+                    names lower-cased
+==================  ===========================================================================
+
+Order within a request: count the call, ``latency``, ``hang``, failure (``status`` /
+``fail_first``), then ``malformed`` or the normal answer.
+
+Run it on its own with ``python -m tests.fakes.upstream --port 9100``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import itertools
+import math
+import signal
+import struct
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+__all__ = [
+    "DirectiveError",
+    "Directives",
+    "FakeUpstream",
+    "main",
+    "parse_directives",
+    "running_upstream",
+]
+
+# Graceful-shutdown window for in-flight handlers; aiohttp waits up to twice this before it
+# cancels them, and 0 would mean "wait forever", so keep it small but positive.
+_SHUTDOWN_GRACE: Final = 0.1
+_MAX_DIM: Final = 4096
+
+_JSON_HEADERS: Final = {"Content-Type": "application/json"}
+_SSE_HEADERS: Final = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+_DONE: Final = b"data: [DONE]\n\n"
+_MALFORMED_JSON: Final = b'{"id": "chatcmpl-broken", "choices": ['
+_MALFORMED_EVENT: Final = b"data: {not json\n\n"
+_MODEL_IDS: Final = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "fake-echo")
+_MODELS_BODY: Final = orjson.dumps(
+    {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "fake-upstream"}
+            for name in _MODEL_IDS
+        ],
+    }
+)
+
+
+class DirectiveError(ValueError):
+    """A known directive with a value it cannot take."""
+
+
+@dataclass(frozen=True, slots=True)
+class Directives:
+    """The behaviour a model string asks for; durations are in seconds."""
+
+    latency: float = 0.0
+    status: int | None = None
+    retry_after: tuple[str, str] | None = None  # (seconds, milliseconds) as header values
+    fail_first: int | None = None
+    hang: bool = False
+    chunks: int = 5
+    chunk_delay: float = 0.0
+    cut: int | None = None
+    stall: int | None = None
+    malformed: bool = False
+    dim: int = 8
+    echo_headers: bool = False
+
+
+def _flag(value: str | None) -> bool:
+    if value is not None:
+        raise DirectiveError("takes no value")
+    return True
+
+
+def _required(value: str | None) -> str:
+    if value is None or not value:
+        raise DirectiveError("needs a value")
+    return value
+
+
+def _seconds(value: str) -> float:
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise DirectiveError("must be a finite number >= 0")
+    return number
+
+
+def _millis(value: str | None) -> float:
+    return _seconds(_required(value)) / 1000
+
+
+def _retry_after(value: str | None) -> tuple[str, str]:
+    text = _required(value)
+    millis = round(_seconds(text) * 1000, 3)
+    # str() of a whole float would read "50.0" and large ones are fine as ints ("3600000").
+    return text, str(int(millis)) if millis.is_integer() else str(millis)
+
+
+def _int_between(low: int, high: int) -> Callable[[str | None], int]:
+    def convert(value: str | None) -> int:
+        number = int(_required(value))
+        if not low <= number <= high:
+            raise DirectiveError(f"must be between {low} and {high}")
+        return number
+
+    return convert
+
+
+_NO_LIMIT: Final = 1 << 62
+
+# directive name -> (Directives field, converter of the raw value; None when there was no "=")
+_DIRECTIVES: Final[dict[str, tuple[str, Callable[[str | None], object]]]] = {
+    "latency": ("latency", _millis),
+    "status": ("status", _int_between(400, 599)),
+    "retry_after": ("retry_after", _retry_after),
+    "fail_first": ("fail_first", _int_between(0, _NO_LIMIT)),
+    "hang": ("hang", _flag),
+    "chunks": ("chunks", _int_between(1, 10_000)),
+    "chunk_delay": ("chunk_delay", _millis),
+    "cut": ("cut", _int_between(0, _NO_LIMIT)),
+    "stall": ("stall", _int_between(0, _NO_LIMIT)),
+    "malformed": ("malformed", _flag),
+    "dim": ("dim", _int_between(1, _MAX_DIM)),
+    "echo_headers": ("echo_headers", _flag),
+}
+
+
+@lru_cache(maxsize=4096)
+def parse_directives(model: str) -> Directives:
+    """Read the directives out of a model string (see the module docstring)."""
+    fields: dict[str, Any] = {}
+    for item in model.split(","):
+        name, has_value, value = item.partition("=")
+        name = name.strip().rsplit("/", 1)[-1].lower()
+        known = _DIRECTIVES.get(name)
+        if known is None:
+            continue
+        field, convert = known
+        try:
+            fields[field] = convert(value.strip() if has_value else None)
+        except ValueError as exc:  # also int()/float() on garbage
+            raise DirectiveError(f"bad directive {item.strip()!r} in model: {exc}") from None
+    return Directives(**fields)
+
+
+def _error_type(status: int) -> str:
+    if status == 429:
+        return "rate_limit_error"
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
+def _error_response(
+    status: int,
+    message: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body = {
+        "error": {"message": message, "type": _error_type(status), "param": param, "code": code}
+    }
+    return web.Response(body=orjson.dumps(body), status=status, headers=headers or _JSON_HEADERS)
+
+
+@lru_cache(maxsize=256)
+def _failure_body(status: int) -> bytes:
+    code = "rate_limit_exceeded" if status == 429 else None
+    error = {
+        "message": f"fake upstream error {status}",
+        "type": _error_type(status),
+        "param": None,
+        "code": code,
+    }
+    return orjson.dumps({"error": error})
+
+
+def _failure(status: int, retry_after: tuple[str, str] | None) -> web.Response:
+    headers = _JSON_HEADERS
+    if retry_after is not None:
+        headers = {**_JSON_HEADERS, "retry-after": retry_after[0], "retry-after-ms": retry_after[1]}
+    return web.Response(body=_failure_body(status), status=status, headers=headers)
+
+
+def _json(payload: object) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), headers=_JSON_HEADERS)
+
+
+def _text_of(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def _echo(messages: list[Any]) -> tuple[str, int]:
+    """The deterministic answer to a conversation, and its prompt token count."""
+    last_user = ""
+    words = 0
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        text = _text_of(message.get("content"))
+        words += len(text.split())
+        if message.get("role") == "user":
+            last_user = text
+    return "echo: " + last_user, max(words, 1)
+
+
+def _split(content: str, pieces: int) -> list[str]:
+    size = len(content)
+    return [content[i * size // pieces : (i + 1) * size // pieces] for i in range(pieces)]
+
+
+def _embedding_inputs(value: object) -> list[str] | None:
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not value:
+        return None
+    if all(isinstance(item, int) for item in value):
+        return [str(value)]  # one pre-tokenised input, not many
+    return [item if isinstance(item, str) else str(item) for item in value]
+
+
+def _vector(text: str, dim: int) -> list[float]:
+    # Bytes map to odd multiples of 1/255 in [-1, 1], so no component (nor the norm) is zero.
+    raw = hashlib.shake_256(text.encode()).digest(dim)
+    vector = [byte / 127.5 - 1.0 for byte in raw]
+    norm = math.sqrt(sum(x * x for x in vector))
+    return [x / norm for x in vector]
+
+
+def _received_headers(request: web.BaseRequest) -> dict[str, str]:
+    seen: dict[str, str] = {}
+    for name, value in request.headers.items():
+        key = name.lower()
+        seen[key] = f"{seen[key]}, {value}" if key in seen else value
+    return seen
+
+
+async def _forever() -> None:
+    # Cancelled when the client disconnects (handler_cancellation) or the server stops.
+    await asyncio.get_running_loop().create_future()
+
+
+def _sse(payload: object) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+_Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+class FakeUpstream:
+    """One fake upstream server; its call counters belong to this instance."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self.url = ""
+        self._runner: web.ServerRunner | None = None
+        # calls() and reset() may come from a test thread while the loop thread counts.
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._ids = itertools.count(1)
+        chat, embeddings = self._chat, self._embeddings
+        self._routes: dict[tuple[str, str], _Handler] = {
+            ("POST", "/v1/chat/completions"): chat,
+            ("POST", "/chat/completions"): chat,
+            ("POST", "/v1/embeddings"): embeddings,
+            ("POST", "/embeddings"): embeddings,
+            ("GET", "/v1/models"): self._models,
+            ("GET", "/models"): self._models,
+            ("GET", "/_fake/calls"): self._calls,
+            ("POST", "/_fake/reset"): self._reset,
+        }
+
+    async def start(self) -> None:
+        # The low-level server skips aiohttp's router and middleware machinery; access_log=None
+        # avoids a logger call per request; handler_cancellation lets a hung handler die with
+        # its client instead of lingering.
+        server = web.Server(self._handle, handler_cancellation=True, access_log=None)
+        runner = web.ServerRunner(server, shutdown_timeout=_SHUTDOWN_GRACE)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.port, backlog=1024)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+        self.url = f"http://{self.host}:{self.port}/v1"
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    def calls(self, model: str | None = None) -> int:
+        """Chat and embeddings requests received for exactly this model string (or in all)."""
+        with self._lock:
+            if model is None:
+                return sum(self._counts.values())
+            return self._counts.get(model, 0)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        route = self._routes.get((request.method, request.path))
+        if route is None:
+            message = f"Invalid URL ({request.method} {request.path})"
+            return _error_response(404, message, code="unknown_url")
+        return await route(request)
+
+    async def _admit(
+        self, request: web.BaseRequest
+    ) -> tuple[dict[str, Any], str, Directives] | web.Response:
+        """Count the call and apply the directives every endpoint shares.
+
+        Returns the parsed body to answer normally, or the response that answers instead.
+        """
+        try:
+            body = orjson.loads(await request.content.read())
+        except orjson.JSONDecodeError:
+            return _error_response(400, "request body is not valid JSON")
+        model = body.get("model") if isinstance(body, dict) else None
+        if not isinstance(model, str):
+            return _error_response(400, "'model' must be a string", param="model")
+        with self._lock:
+            seen = self._counts.get(model, 0) + 1
+            self._counts[model] = seen
+        try:
+            directives = parse_directives(model)
+        except DirectiveError as exc:
+            return _error_response(400, str(exc), param="model")
+        if directives.latency:
+            await asyncio.sleep(directives.latency)
+        if directives.hang:
+            await _forever()
+        if directives.fail_first is not None:
+            if seen <= directives.fail_first:
+                return _failure(directives.status or 500, directives.retry_after)
+        elif directives.status is not None:
+            return _failure(directives.status, directives.retry_after)
+        return body, model, directives
+
+    async def _chat(self, request: web.BaseRequest) -> web.StreamResponse:
+        admitted = await self._admit(request)
+        if isinstance(admitted, web.Response):
+            return admitted
+        body, model, directives = admitted
+        stream = body.get("stream") is True
+        if directives.malformed and not stream:
+            return web.Response(body=_MALFORMED_JSON, headers=_JSON_HEADERS)
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            return _error_response(400, "'messages' must be a list", param="messages")
+        content, prompt_tokens = _echo(messages)
+        completion_tokens = len(content.split())
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        # "object" is overwritten per reply kind but keeps its place: id, object, created, model.
+        head = {
+            "id": f"chatcmpl-fake{next(self._ids)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+        }
+        if stream:
+            options = body.get("stream_options")
+            wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+            return await self._stream(request, directives, head, content, usage, wants_usage)
+        reply: dict[str, Any] = {
+            **head,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": usage,
+        }
+        if directives.echo_headers:
+            reply["x_received_headers"] = _received_headers(request)
+        return _json(reply)
+
+    async def _stream(
+        self,
+        request: web.BaseRequest,
+        directives: Directives,
+        head: dict[str, Any],
+        content: str,
+        usage: dict[str, int],
+        wants_usage: bool,
+    ) -> web.StreamResponse:
+        def chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return _sse({**head, "object": "chat.completion.chunk", "choices": [choice]})
+
+        response = web.StreamResponse(headers=_SSE_HEADERS)
+        await response.prepare(request)
+        first = chunk({"role": "assistant", "content": ""})
+        if directives.malformed:
+            await response.write_eof(first + _MALFORMED_EVENT + _DONE)
+            return response
+        pieces = [chunk({"content": piece}) for piece in _split(content, directives.chunks)]
+        tail = [chunk({}, "stop")]
+        if wants_usage:
+            tail.append(
+                _sse({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+            )
+        tail.append(_DONE)
+
+        delay = directives.chunk_delay
+        if not delay and directives.cut is None and directives.stall is None:
+            # One write for the whole stream: headers, events and terminator in one syscall.
+            await response.write_eof(b"".join([first, *pieces, *tail]))
+            return response
+
+        await response.write(first)
+        count = len(pieces)
+        cut_at = None if directives.cut is None else min(directives.cut, count)
+        stall_at = None if directives.stall is None else min(directives.stall, count)
+        for sent in range(count + 1):
+            if sent == stall_at:
+                await _forever()
+            if sent == cut_at:
+                # close() flushes what was written, then drops the connection without the
+                # zero-length chunk, so the client sees a body that ended early. aiohttp's
+                # own write_eof afterwards hits the closed transport and gives up quietly.
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            if delay:
+                await asyncio.sleep(delay)
+            if sent < count:
+                await response.write(pieces[sent])
+        await response.write_eof(b"".join(tail))
+        return response
+
+    async def _embeddings(self, request: web.BaseRequest) -> web.StreamResponse:
+        admitted = await self._admit(request)
+        if isinstance(admitted, web.Response):
+            return admitted
+        body, model, directives = admitted
+        if directives.malformed:
+            return web.Response(body=_MALFORMED_JSON, headers=_JSON_HEADERS)
+        texts = _embedding_inputs(body.get("input"))
+        if texts is None:
+            return _error_response(400, "'input' must be a string or a list", param="input")
+        as_base64 = body.get("encoding_format") == "base64"
+        pack = struct.Struct(f"<{directives.dim}f").pack
+        data: list[dict[str, Any]] = []
+        for index, text in enumerate(texts):
+            vector = _vector(text, directives.dim)
+            embedding: object = base64.b64encode(pack(*vector)).decode() if as_base64 else vector
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        tokens = max(sum(len(text.split()) for text in texts), 1)
+        reply: dict[str, Any] = {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        if directives.echo_headers:
+            reply["x_received_headers"] = _received_headers(request)
+        return _json(reply)
+
+    async def _models(self, request: web.BaseRequest) -> web.StreamResponse:
+        return web.Response(body=_MODELS_BODY, headers=_JSON_HEADERS)
+
+    async def _calls(self, request: web.BaseRequest) -> web.StreamResponse:
+        model = request.query.get("model")
+        if model is not None:
+            return _json({"model": model, "calls": self.calls(model)})
+        with self._lock:
+            by_model = dict(self._counts)
+        return _json({"total": sum(by_model.values()), "by_model": by_model})
+
+    async def _reset(self, request: web.BaseRequest) -> web.StreamResponse:
+        self.reset()
+        return _json({"reset": True})
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+@contextlib.contextmanager
+def running_upstream(port: int = 0, host: str = "127.0.0.1") -> Iterator[FakeUpstream]:
+    """Runs a FakeUpstream on its own event loop in a daemon thread (for sync tests / the bench)."""
+    fake = FakeUpstream(host, port)
+    ready = threading.Event()
+    failures: list[BaseException] = []
+    handles: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    async def serve() -> None:
+        stopping = asyncio.Event()
+        try:
+            await fake.start()
+        except BaseException as exc:
+            failures.append(exc)
+            return
+        finally:
+            handles.append((asyncio.get_running_loop(), stopping))
+            ready.set()
+        try:
+            await stopping.wait()
+        finally:
+            await fake.stop()
+
+    def run() -> None:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve())
+
+    thread = threading.Thread(target=run, name=f"fake-upstream-{port}", daemon=True)
+    thread.start()
+    if not ready.wait(timeout=30):
+        raise RuntimeError("fake upstream did not start")
+    if failures:
+        thread.join()
+        raise failures[0]
+    loop, stopping = handles[0]
+    try:
+        yield fake
+    finally:
+        loop.call_soon_threadsafe(stopping.set)
+        thread.join(timeout=10)
+
+
+async def _serve_until_signalled(host: str, port: int) -> None:
+    fake = FakeUpstream(host, port)
+    await fake.start()
+    print(f"listening on http://{fake.host}:{fake.port}", flush=True)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        await stopping.wait()
+    finally:
+        await fake.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fakes.upstream",
+        description="Serve the fake OpenAI-compatible upstream until SIGINT or SIGTERM.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9100, help="0 picks a free port")
+    args = parser.parse_args(argv)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_serve_until_signalled(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()
