@@ -56,7 +56,7 @@ def start_upstream(port: int) -> subprocess.Popen[bytes]:
 
 
 def start_gateway(
-    port: int, upstream: str, data_dir: Path
+    port: int, upstream: str, data_dir: Path, extra_env: dict[str, str]
 ) -> tuple[subprocess.Popen[bytes], float]:
     config = data_dir / "bench.yaml"
     entries = [
@@ -73,6 +73,7 @@ def start_gateway(
         "GATEWAY_MASTER_KEY": KEY,
         "GATEWAY_PORT": str(port),
         "GATEWAY_LOG_LEVEL": "warning",
+        **extra_env,
     }
     gateway_bin = Path(sys.executable).parent / "gateway"
     started = time.perf_counter()
@@ -89,7 +90,30 @@ def start_gateway(
     return process, time.perf_counter() - started
 
 
-def load(url: str, concurrency: int, duration: float, stream: bool, model: str) -> dict[str, Any]:
+def make_virtual_key(base: str) -> str:
+    """Benchmark traffic uses a virtual key with limits and a budget, so every feature works:
+    key lookup, RPM/TPM counters, budget reservation and settlement, cost, request log."""
+    response = httpx.post(
+        f"{base}/v1/keys",
+        headers={"authorization": f"Bearer {KEY}"},
+        json={
+            "name": "bench",
+            "team": "bench",
+            "rpm_limit": 100_000_000,
+            "tpm_limit": 10_000_000_000,
+            "max_budget": 1_000_000.0,
+            "budget_duration": "1d",
+        },
+        timeout=30,
+    )
+    response.raise_for_status()
+    key: str = response.json()["key"]
+    return key
+
+
+def load(
+    url: str, concurrency: int, duration: float, stream: bool, model: str, key: str = KEY
+) -> dict[str, Any]:
     command = [
         sys.executable,
         "-m",
@@ -101,7 +125,7 @@ def load(url: str, concurrency: int, duration: float, stream: bool, model: str) 
         "--duration",
         str(duration),
         "--key",
-        KEY,
+        key,
         "--model",
         model,
     ]
@@ -123,14 +147,23 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per run")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    parser.add_argument("--database-url", help="log to this database instead of SQLite")
+    parser.add_argument("--redis-url", help="keep limits and budgets in this Redis")
     args = parser.parse_args()
+    extra_env = {}
+    if args.database_url:
+        extra_env["GATEWAY_DATABASE_URL"] = args.database_url
+    if args.redis_url:
+        extra_env["GATEWAY_REDIS_URL"] = args.redis_url
+        extra_env["GATEWAY_REDIS_PREFIX"] = f"bench:{os.getpid()}:"
     levels = [int(c) for c in args.concurrency.split(",")]
 
     upstream_port, gateway_port = free_port(), free_port()
     upstream_proc = start_upstream(upstream_port)
     upstream = f"http://127.0.0.1:{upstream_port}/v1"
     with tempfile.TemporaryDirectory() as tmp:
-        gateway_proc, cold_start = start_gateway(gateway_port, upstream, Path(tmp))
+        gateway_proc, cold_start = start_gateway(gateway_port, upstream, Path(tmp), extra_env)
+        key = make_virtual_key(f"http://127.0.0.1:{gateway_port}")
         try:
             idle_rss = rss_mib(gateway_proc)
             rows = []
@@ -149,6 +182,7 @@ def main() -> None:
                         args.duration,
                         stream,
                         "bench",
+                        key,
                     )
                     rows.append(
                         {
@@ -166,6 +200,12 @@ def main() -> None:
             upstream_proc.wait(10)
 
     report = {
+        "features": {
+            "auth": "virtual key (cached)",
+            "limits": "redis" if args.redis_url else "in process",
+            "budget": "redis" if args.redis_url else "in process",
+            "request_log": "postgresql" if args.database_url else "sqlite",
+        },
         "cold_start_s": cold_start,
         "idle_rss_mib": idle_rss,
         "rss_after_load_mib": loaded_rss,
@@ -196,7 +236,9 @@ def print_table(report: dict[str, Any]) -> None:
             f"{g[key + '50_ms'] - d[key + '50_ms']:>9.2f} "
             f"{g[key + '99_ms'] - d[key + '99_ms']:>9.2f}"
         )
+    features = ", ".join(f"{k}: {v}" for k, v in report["features"].items())
     print(
+        f"features on: {features}\n"
         "(latencies in ms; for streams, time to first byte)\n"
         f"gateway cold start to first proxied answer: {report['cold_start_s']:.2f} s; "
         f"RSS idle {report['idle_rss_mib']:.0f} MiB, "

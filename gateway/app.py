@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
-from gateway.api import health, openai
+from gateway.api import admin, health, openai
 from gateway.auth import resolve_master_key
 from gateway.config import load_config
 from gateway.errors import BadRequest, GatewayError, NotFound
@@ -34,6 +34,9 @@ def error_response(error: GatewayError) -> Response:
 def install_error_handlers(app: FastAPI) -> None:
     async def gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
+        call = request.scope.get("state", {}).get("call")
+        if call is not None:
+            call.error_type = exc.type
         return error_response(exc)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
@@ -69,9 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state.providers.warm(state.deployments)
-        yield
-        await state.providers.aclose()
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
 
     app = FastAPI(
         title="LLMOps Gateway",
@@ -83,8 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(openai.router)
+    app.include_router(admin.router)
     max_body = config.gateway.max_body_bytes or settings.max_body_bytes
-    app.add_middleware(EdgeMiddleware, max_body_bytes=max_body)
+    app.add_middleware(EdgeMiddleware, max_body_bytes=max_body, request_log=state.request_log)
     return app
 
 

@@ -10,7 +10,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.errors import AuthenticationFailed
+from gateway.errors import AuthenticationFailed, PermissionDenied
+from gateway.keys import KeyCache, KeyRecord, TeamRecord, hash_key, now_utc
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.auth")
@@ -22,6 +23,17 @@ MASTER_KEY_FILE = "master_key"
 class Caller:
     key_id: str
     is_master: bool
+    key: KeyRecord | None = None
+    team: TeamRecord | None = None
+
+    def check_model(self, alias: str) -> None:
+        if self.key is not None and not self.key.allows_model(alias):
+            raise PermissionDenied(
+                f"Key {self.key.id} may not use model {alias!r} "
+                f"(allowed: {', '.join(self.key.models)}).",
+                param="model",
+                code="model_not_allowed",
+            )
 
 
 def resolve_master_key(settings: Settings) -> str:
@@ -63,10 +75,11 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 class Authenticator:
-    def __init__(self, master_key: str) -> None:
+    def __init__(self, master_key: str, keys: KeyCache | None = None) -> None:
         self._master = master_key.encode()
+        self.keys = keys
 
-    def authenticate(self, authorization: str | None) -> Caller:
+    async def authenticate(self, authorization: str | None) -> Caller:
         token = bearer_token(authorization)
         if token is None:
             raise AuthenticationFailed(
@@ -75,4 +88,22 @@ class Authenticator:
             )
         if hmac.compare_digest(token.encode(), self._master):
             return Caller(key_id="master", is_master=True)
-        raise AuthenticationFailed("Invalid API key: it is not the master key nor a known key.")
+        # The cache is keyed by the SHA-256 of the key: a dict lookup on a hash compares
+        # digests, not secrets, so it leaks nothing useful through timing.
+        record = await self.keys.lookup(hash_key(token)) if self.keys is not None else None
+        if record is None:
+            raise AuthenticationFailed("Invalid API key: it is not the master key nor a known key.")
+        if record.revoked:
+            raise AuthenticationFailed(f"Key {record.id} has been revoked.", code="key_revoked")
+        if record.expires_at is not None and record.expires_at <= now_utc():
+            raise AuthenticationFailed(
+                f"Key {record.id} expired at {record.expires_at.isoformat()}.", code="key_expired"
+            )
+        team = self.keys.team(record.team) if self.keys is not None else None
+        return Caller(key_id=record.id, is_master=False, key=record, team=team)
+
+    def require_master(self, caller: Caller) -> None:
+        if not caller.is_master:
+            raise PermissionDenied(
+                "This endpoint needs the master key.", code="master_key_required"
+            )

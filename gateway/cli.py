@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from gateway.cli_admin import costs_app, keys_app
 from gateway.errors import ConfigError
 
 app = typer.Typer(
@@ -19,6 +20,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(no_args_is_help=True, help="Validate gateway configuration files.")
 app.add_typer(config_app, name="config")
+app.add_typer(keys_app, name="keys")
+app.add_typer(costs_app, name="costs")
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -124,6 +124,12 @@ class GatewaySection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_body_bytes: int | None = Field(default=None, ge=1024)
+    # Completion tokens reserved against budgets and TPM limits when a request sets no
+    # max_tokens; the reservation is settled to the real count after the call.
+    default_max_tokens: int = Field(default=4096, ge=1)
+    # Store request and response bodies in the request log (secrets redacted); a key's
+    # log_bodies flag turns it on for that key alone.
+    log_bodies: bool = False
 
 
 class GatewayConfig(BaseModel):

@@ -9,18 +9,22 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import PayloadTooLarge
+from gateway.metering.calls import METERED_PATHS, CallRecord
+from gateway.store.request_log import RequestLogWriter
 
 
 class EdgeMiddleware:
-    """Stamps each request with an id and start time, and caps the body size.
+    """Stamps each request with an id and start time, caps the body size, and turns every
+    metered call into one request-log row once its response has ended (streams included).
 
-    The cap is enforced on the declared length and again on the bytes actually received,
-    so a chunked upload cannot get around it.
+    The body cap is enforced on the declared length and again on the bytes actually
+    received, so a chunked upload cannot get around it.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, request_log: RequestLogWriter) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.request_log = request_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -30,22 +34,51 @@ class EdgeMiddleware:
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["started"] = time.perf_counter()
-        limit = self.max_body_bytes
-        too_large = PayloadTooLarge(
-            f"Request body exceeds the gateway's limit of {limit} bytes; send less "
-            f"(or raise GATEWAY_MAX_BODY_BYTES)."
+        route = METERED_PATHS.get(scope["path"])
+        call = CallRecord.begin(request_id, route) if route is not None else None
+        state["call"] = call
+        status = 500
+        header = (b"x-gateway-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        try:
+            too_large = self._declared_too_large(scope)
+            if too_large is not None:
+                status = too_large.status
+                if call is not None:
+                    call.error_type = too_large.type
+                await _reject(send, too_large, request_id)
+                return
+            await self.app(scope, self._capped(receive), send_with_id)
+        finally:
+            if call is not None:
+                self.request_log.record(call.row(status))
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"Request body exceeds the gateway's limit of {self.max_body_bytes} bytes; send "
+            f"less (or raise GATEWAY_MAX_BODY_BYTES)."
         )
+
+    def _declared_too_large(self, scope: Scope) -> PayloadTooLarge | None:
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
-                    declared = 0
-                if declared > limit:
-                    await _reject(send, too_large, request_id)
-                    return
+                    return None
+                return self._too_large() if declared > self.max_body_bytes else None
+        return None
 
+    def _capped(self, receive: Receive) -> Receive:
         received = 0
+        limit = self.max_body_bytes
 
         async def capped_receive() -> Message:
             nonlocal received
@@ -53,17 +86,10 @@ class EdgeMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise too_large
+                    raise self._too_large()
             return message
 
-        header = (b"x-gateway-request-id", request_id.encode())
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
-            await send(message)
-
-        await self.app(scope, capped_receive, send_with_id)
+        return capped_receive
 
 
 async def _reject(send: Send, error: PayloadTooLarge, request_id: str) -> None:

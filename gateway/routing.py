@@ -92,6 +92,11 @@ class Router:
             )
         return states
 
+    def chain(self, alias: str) -> list[str]:
+        """The alias and its fallbacks, in the order they are tried."""
+        self.states(alias)
+        return [alias, *self.fallbacks.get(alias, [])]
+
     async def call(self, alias: str, operation: Operation[T]) -> Routed[T]:
         first = self.states(alias)
         chain = [alias, *self.fallbacks.get(alias, [])]

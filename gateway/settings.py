@@ -25,3 +25,7 @@ class Settings(BaseSettings):
     # Bodies above this are refused with 413 before they are read whole.
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     log_level: str = "info"
+    # Redis keys start with this, so several gateways (or test runs) can share one Redis.
+    redis_prefix: str = "gw:"
+    # When Redis is unreachable: refuse calls with 503 (false) or let them through (true).
+    redis_fail_open: bool = False

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
 
 from gateway.auth import Authenticator
 from gateway.config import GatewayConfig
+from gateway.keys import KeyCache, KeyStore
+from gateway.metering.budgets import BudgetLedger, MemoryBudgetLedger, RedisBudgetLedger
+from gateway.metering.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from gateway.metering.meter import Meter
 from gateway.metering.prices import PriceTable
+from gateway.metering.spend import seed_budgets
 from gateway.providers import Deployment, Providers, build_deployments
 from gateway.routing import Router
 from gateway.settings import Settings
+from gateway.store.db import database_url, make_engine, migrate
+from gateway.store.request_log import RequestLogWriter
 
 
 @dataclass
@@ -21,17 +32,74 @@ class GatewayState:
     router: Router
     prices: PriceTable
     auth: Authenticator
+    engine: Engine
+    keys: KeyStore
+    key_cache: KeyCache
+    request_log: RequestLogWriter
+    meter: Meter
+    redis: Any = None
 
     @classmethod
     def build(cls, settings: Settings, config: GatewayConfig, master_key: str) -> GatewayState:
         deployments = build_deployments(config)
         providers = Providers(config)
+        router = Router(deployments, config.router_settings, providers)
+        prices = PriceTable.for_deployments(deployments)
+        engine = make_engine(database_url(settings.database_url, settings.data_dir))
+        keys = KeyStore(engine)
+        key_cache = KeyCache(keys)
+        limiter: RateLimiter
+        ledger: BudgetLedger
+        redis = None
+        if settings.redis_url:
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            # No client-side retries: an unreachable Redis must fail fast into the
+            # documented fail-open/fail-closed behaviour, not stall calls for seconds.
+            redis = aioredis.from_url(
+                settings.redis_url,
+                socket_connect_timeout=1.0,
+                socket_timeout=2.0,
+                retry=Retry(NoBackoff(), 0),
+            )
+            prefix, fail_open = settings.redis_prefix, settings.redis_fail_open
+            limiter = RedisRateLimiter(redis, prefix, fail_open=fail_open)
+            ledger = RedisBudgetLedger(redis, prefix, fail_open=fail_open)
+        else:
+            limiter, ledger = MemoryRateLimiter(), MemoryBudgetLedger()
+        by_alias = {a: [s.deployment for s in router.states(a)] for a in router.aliases()}
+        meter = Meter(limiter, ledger, prices, by_alias, config.gateway.default_max_tokens)
         return cls(
             settings=settings,
             config=config,
             deployments=deployments,
             providers=providers,
-            router=Router(deployments, config.router_settings, providers),
-            prices=PriceTable.for_deployments(deployments),
-            auth=Authenticator(master_key),
+            router=router,
+            prices=prices,
+            auth=Authenticator(master_key, key_cache),
+            engine=engine,
+            keys=keys,
+            key_cache=key_cache,
+            request_log=RequestLogWriter(engine, settings.data_dir / "spool"),
+            meter=meter,
+            redis=redis,
         )
+
+    async def start(self) -> None:
+        await asyncio.to_thread(migrate, self.engine)
+        await self.key_cache.start()
+        await seed_budgets(self.engine, self.key_cache, self.meter.ledger)
+        self.request_log.start()
+        self.providers.warm(self.deployments)
+
+    async def stop(self) -> None:
+        await self.key_cache.aclose()
+        await self.request_log.close()  # drain: every call already answered gets its row
+        await self.providers.aclose()
+        await self.meter.limiter.aclose()
+        await self.meter.ledger.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+        self.engine.dispose()

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from gateway.auth import Caller
 from gateway.errors import BadRequest
+from gateway.metering.calls import CallRecord
 from gateway.state import GatewayState
 
 
@@ -17,15 +18,27 @@ def get_state(request: Request) -> GatewayState:
     return state
 
 
-def authenticate(request: Request) -> Caller:
-    return get_state(request).auth.authenticate(request.headers.get("authorization"))
+async def authenticate(request: Request) -> Caller:
+    caller = await get_state(request).auth.authenticate(request.headers.get("authorization"))
+    call: CallRecord | None = request.scope["state"].get("call")
+    if call is not None:
+        call.key_id = caller.key_id
+        call.team = caller.team.id if caller.team else (caller.key.team if caller.key else None)
+    return caller
+
+
+async def master(request: Request, caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
+    get_state(request).auth.require_master(caller)
+    return caller
 
 
 StateDep = Annotated[GatewayState, Depends(get_state)]
 CallerDep = Annotated[Caller, Depends(authenticate)]
+MasterDep = Annotated[Caller, Depends(master)]
 
 
-async def json_object(request: Request) -> dict[str, Any]:
+async def read_json(request: Request) -> tuple[dict[str, Any], int]:
+    """The body as a JSON object, and its size in bytes."""
     raw = await request.body()
     if not raw:
         raise BadRequest("Request body is empty: send a JSON object.")
@@ -35,7 +48,7 @@ async def json_object(request: Request) -> dict[str, Any]:
         raise BadRequest(f"Request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object.")
-    return body
+    return body, len(raw)
 
 
 def require_model(body: dict[str, Any]) -> str:

@@ -9,9 +9,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from gateway.api.deps import CallerDep, StateDep, json_object, require_model
+from gateway.api.deps import CallerDep, StateDep, read_json, require_model
+from gateway.auth import Caller
 from gateway.errors import BadRequest, GatewayError
-from gateway.providers import Deployment, Provider, Reply, Stream
+from gateway.metering.calls import CallRecord
+from gateway.metering.meter import Admission
+from gateway.metering.redact import redacted_json
+from gateway.providers import Deployment, Reply, Stream, Usage
 from gateway.routing import Routed
 from gateway.state import GatewayState
 
@@ -39,82 +43,181 @@ def _check_chat(body: dict[str, Any]) -> None:
         raise BadRequest("'stream_options' must be an object.", param="stream_options")
 
 
-def _headers(
-    request: Request, state: GatewayState, routed: Routed[Any], usage_reply: Reply | None
+def _call(request: Request) -> CallRecord:
+    call: CallRecord = request.scope["state"]["call"]
+    return call
+
+
+def _logs_bodies(state: GatewayState, caller: Caller) -> bool:
+    return state.config.gateway.log_bodies or (caller.key is not None and caller.key.log_bodies)
+
+
+async def _admit(
+    request: Request, state: GatewayState, caller: Caller, completion: bool
+) -> tuple[dict[str, Any], str, Admission]:
+    call = _call(request)
+    body, size = await read_json(request)
+    alias = require_model(body)
+    call.alias = alias
+    if completion:
+        _check_chat(body)
+    chain = state.router.chain(alias)  # 404 for an unknown alias, before anything is reserved
+    caller.check_model(alias)
+    if _logs_bodies(state, caller):
+        call.request_body = redacted_json(body)
+    admission = await state.meter.admit(caller, chain, body, size, completion=completion)
+    return body, alias, admission
+
+
+def _finish(
+    request: Request,
+    state: GatewayState,
+    routed: Routed[Any],
+    admission: Admission,
+    usage: Usage | None,
 ) -> dict[str, str]:
+    """Fills the call record and returns the response headers."""
+    call = _call(request)
     deployment = routed.deployment
-    started: float = request.scope["state"]["started"]
-    total = time.perf_counter() - started
+    call.deployment = deployment
+    call.attempts = routed.attempts
+    call.upstream_s = routed.upstream_seconds
+    call.price_version = state.prices.version
+    call.usage = usage
+    call.cost = state.prices.cost(deployment, usage)
+    total = time.perf_counter() - call.started
     headers = {
         "x-gateway-model": deployment.id,
         "x-gateway-overhead-ms": f"{max(0.0, total - routed.upstream_seconds) * 1000:.3f}",
+        **admission.headers(),
     }
-    if usage_reply is not None:
-        cost = state.prices.cost(deployment, usage_reply.usage)
-        headers["x-gateway-cost-usd"] = f"{cost:.8f}"
+    if not call.stream:
+        headers["x-gateway-cost-usd"] = f"{call.cost:.10f}"
     return headers
-
-
-async def _chat(provider: Provider, deployment: Deployment, body: dict[str, Any]) -> Reply:
-    return await provider.chat(deployment, body)
 
 
 @router.post("/v1/chat/completions")
 @router.post("/chat/completions", include_in_schema=False)
 async def chat_completions(request: Request, state: StateDep, caller: CallerDep) -> Response:
-    body = await json_object(request)
-    alias = require_model(body)
-    _check_chat(body)
-    if body.get("stream"):
-        opened = await state.router.call(alias, lambda p, d: p.open_stream(d, body))
-        headers = _headers(request, state, opened, None)
-        headers["cache-control"] = "no-cache"
-        return StreamingResponse(
-            _relay(opened.value), media_type="text/event-stream", headers=headers
-        )
-    routed = await state.router.call(alias, lambda p, d: p.chat(d, body))
-    return Response(
-        routed.value.body,
-        media_type="application/json",
-        headers=_headers(request, state, routed, routed.value),
-    )
+    body, alias, admission = await _admit(request, state, caller, completion=True)
+    meter = state.meter
+    call = _call(request)
+    try:
+        if body.get("stream"):
+            call.stream = True
+            options = body.get("stream_options") or {}
+            wants_usage = options.get("include_usage") is True
+            # Always ask for usage so streamed calls are priced from real counts.
+            upstream_body = {**body, "stream_options": {**options, "include_usage": True}}
+
+            async def open_stream(provider: Any, deployment: Deployment) -> Stream:
+                await meter.admit_deployment(admission, deployment)
+                stream: Stream = await provider.open_stream(deployment, upstream_body)
+                return stream
+
+            opened = await state.router.call(alias, open_stream)
+            headers = _finish(request, state, opened, admission, None)
+            headers["cache-control"] = "no-cache"
+            relay = _relay(state, call, opened, admission, strip_usage=not wants_usage)
+            return StreamingResponse(relay, media_type="text/event-stream", headers=headers)
+
+        async def chat(provider: Any, deployment: Deployment) -> Reply:
+            await meter.admit_deployment(admission, deployment)
+            reply: Reply = await provider.chat(deployment, body)
+            return reply
+
+        routed = await state.router.call(alias, chat)
+    except BaseException:
+        await meter.settle(admission, None, 0.0)
+        raise
+    reply = routed.value
+    headers = _finish(request, state, routed, admission, reply.usage)
+    if call.request_body is not None:
+        call.response_body = reply.body.decode("utf-8", "replace")
+    await meter.settle(admission, reply.usage, call.cost)
+    return Response(reply.body, media_type="application/json", headers=headers)
 
 
-async def _relay(stream: Stream) -> AsyncIterator[bytes]:
+async def _relay(
+    state: GatewayState,
+    call: CallRecord,
+    opened: Routed[Stream],
+    admission: Admission,
+    strip_usage: bool,
+) -> AsyncIterator[bytes]:
     """Passes events through; a failure after the first byte ends with an error event, never
-    with a silent end that would look like a complete answer."""
+    with a silent end that would look like a complete answer. The cost goes out as an SSE
+    comment before [DONE] (clients ignore comments)."""
+    stream = opened.value
+    call.ttft_s = stream.first_event_seconds
     try:
         async for event in stream.events():
+            if stream.done:
+                _settle_usage(state, call, opened.deployment, stream)
+                yield f": x-gateway-cost-usd={call.cost:.10f}\n\n".encode()
+            elif strip_usage and stream.last_usage_only:
+                continue
             yield event
     except GatewayError as exc:
+        call.error_type = exc.type
         yield b"data: " + exc.json_bytes() + b"\n\n"
     finally:
+        if call.usage is None:
+            _settle_usage(state, call, opened.deployment, stream)
+        call.upstream_s = opened.upstream_seconds + (time.perf_counter() - stream.opened_at)
+        await state.meter.settle(admission, call.usage, call.cost)
         await stream.aclose()
+
+
+def _settle_usage(
+    state: GatewayState, call: CallRecord, deployment: Deployment, stream: Stream
+) -> None:
+    usage = stream.usage
+    if usage is None:
+        # The upstream sent no usage: count what we saw, and say the row is an estimate.
+        usage = Usage(
+            prompt_tokens=max(1, len(call.request_body or "") // 4),
+            completion_tokens=(stream.content_chars + 3) // 4,
+        )
+        call.estimated = True
+    call.usage = usage
+    call.cost = state.prices.cost(deployment, usage)
 
 
 @router.post("/v1/embeddings")
 @router.post("/embeddings", include_in_schema=False)
 async def embeddings(request: Request, state: StateDep, caller: CallerDep) -> Response:
-    body = await json_object(request)
-    alias = require_model(body)
+    body, alias, admission = await _admit(request, state, caller, completion=False)
     if "input" not in body:
+        await state.meter.settle(admission, None, 0.0)
         raise BadRequest("'input' is required: a string or an array of strings.", param="input")
-    routed = await state.router.call(alias, lambda p, d: p.embeddings(d, body))
-    return Response(
-        routed.value.body,
-        media_type="application/json",
-        headers=_headers(request, state, routed, routed.value),
-    )
+    meter = state.meter
+
+    async def embed(provider: Any, deployment: Deployment) -> Reply:
+        await meter.admit_deployment(admission, deployment)
+        reply: Reply = await provider.embeddings(deployment, body)
+        return reply
+
+    try:
+        routed = await state.router.call(alias, embed)
+    except BaseException:
+        await meter.settle(admission, None, 0.0)
+        raise
+    headers = _finish(request, state, routed, admission, routed.value.usage)
+    await meter.settle(admission, routed.value.usage, _call(request).cost)
+    return Response(routed.value.body, media_type="application/json", headers=headers)
 
 
 @router.get("/v1/models")
 @router.get("/models", include_in_schema=False)
 async def list_models(state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    key = caller.key
+    aliases = [a for a in state.router.aliases() if key is None or key.allows_model(a)]
     return {
         "object": "list",
         "data": [
             {"id": alias, "object": "model", "created": 0, "owned_by": "gateway"}
-            for alias in state.router.aliases()
+            for alias in aliases
         ],
     }
 
@@ -122,4 +225,5 @@ async def list_models(state: StateDep, caller: CallerDep) -> dict[str, Any]:
 @router.get("/v1/models/{model:path}")
 async def get_model(model: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     state.router.states(model)  # raises the 404 for unknown aliases
+    caller.check_model(model)
     return {"id": model, "object": "model", "created": 0, "owned_by": "gateway"}

@@ -36,6 +36,8 @@ def _deployment(entry: ModelEntry, index: int, config: GatewayConfig) -> Deploym
         api_base=params.api_base,
         api_key=params.api_key,
         weight=params.weight,
+        rpm=params.rpm,
+        tpm=params.tpm,
         timeout=timeout,
         stream_timeout=params.stream_timeout or router.stream_timeout or timeout,
         params=params.extra_params(),

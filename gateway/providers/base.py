@@ -45,6 +45,8 @@ class Deployment:
     api_base: str | None = None
     api_key: str | None = None
     weight: float = 1.0
+    rpm: int | None = None
+    tpm: int | None = None
     timeout: float = 60.0
     stream_timeout: float = 60.0
     params: dict[str, Any] = field(default_factory=dict)
@@ -74,9 +76,12 @@ class Stream:
         self.first = first
         self._rest = rest
         self.started = started
-        self.first_event_seconds = time.perf_counter() - started
+        self.opened_at = time.perf_counter()
+        self.first_event_seconds = self.opened_at - started
         self.usage: Usage | None = None
         self.done = False
+        self.last_usage_only = False  # the last event carried usage and no choices
+        self.content_chars = 0
         self._observe(first)
 
     def _observe(self, event: bytes) -> None:
@@ -89,8 +94,18 @@ class Stream:
             chunk = orjson.loads(event[6:])
         except orjson.JSONDecodeError:
             raise UpstreamError("upstream sent a malformed stream event") from None
-        if isinstance(chunk, dict) and chunk.get("usage"):
+        if not isinstance(chunk, dict):
+            return
+        choices = chunk.get("choices")
+        self.last_usage_only = bool(chunk.get("usage")) and not choices
+        if chunk.get("usage"):
             self.usage = Usage.from_openai(chunk["usage"])
+        if choices:
+            for choice in choices:
+                delta = choice.get("delta") if isinstance(choice, dict) else None
+                content = delta.get("content") if isinstance(delta, dict) else None
+                if isinstance(content, str):
+                    self.content_chars += len(content)
 
     async def events(self) -> AsyncIterator[bytes]:
         yield self.first

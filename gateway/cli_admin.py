@@ -1,0 +1,167 @@
+"""`gateway keys ...` and `gateway costs ...`: work on the database the gateway uses."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+keys_app = typer.Typer(no_args_is_help=True, help="Create, inspect, revoke and rotate keys.")
+costs_app = typer.Typer(no_args_is_help=True, help="Spend reports from the request log.")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _store() -> Any:
+    from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.keys import KeyStore
+    from gateway.settings import Settings
+    from gateway.store.db import database_url, make_engine, migrate
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        _fail(str(exc.errors()[0]["msg"]))
+    try:
+        engine = make_engine(database_url(settings.database_url, settings.data_dir))
+        migrate(engine)
+    except SQLAlchemyError as exc:
+        _fail(f"cannot open the database: {exc.__class__.__name__}: {exc.args[0]}")
+    return KeyStore(engine)
+
+
+def _run(action: Any) -> Any:
+    from gateway.errors import GatewayError
+
+    try:
+        return action()
+    except GatewayError as exc:
+        _fail(exc.message)
+
+
+def _print_key(public: dict[str, Any], key: str | None = None) -> None:
+    if key:
+        typer.echo(f"key: {key}")
+        typer.echo("(shown only this once: store it now)")
+    for name, value in public.items():
+        typer.echo(f"{name}: {json.dumps(value) if isinstance(value, list | dict) else value}")
+
+
+@keys_app.command("create")
+def create(
+    name: Annotated[str | None, typer.Option(help="A label for people.")] = None,
+    team: Annotated[str | None, typer.Option(help="Team id (created if new).")] = None,
+    models: Annotated[list[str] | None, typer.Option("--model", help="Allowed alias glob.")] = None,
+    max_budget: Annotated[float | None, typer.Option(help="USD.")] = None,
+    budget_duration: Annotated[str | None, typer.Option(help="1d, 30d, 1mo...")] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
+    expires: Annotated[str | None, typer.Option(help="ISO date/time of expiry.")] = None,
+) -> None:
+    """Create a virtual key and print it (once)."""
+    from gateway.metering.budgets import parse_duration
+
+    try:
+        parse_duration(budget_duration)
+        expires_at = datetime.fromisoformat(expires) if expires else None
+    except ValueError as exc:
+        _fail(str(exc))
+    if expires_at is not None and expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)
+    fields = {
+        "name": name,
+        "team": team,
+        "models": models or [],
+        "max_budget": max_budget,
+        "budget_duration": budget_duration,
+        "rpm_limit": rpm,
+        "tpm_limit": tpm,
+        "expires_at": expires_at,
+    }
+    record, key = _run(lambda: _store().create(fields))
+    _print_key(record.public(), key)
+
+
+@keys_app.command("list")
+def list_keys(
+    team: Annotated[str | None, typer.Option(help="Only this team's keys.")] = None,
+) -> None:
+    """List keys (never their secrets)."""
+    records = _run(lambda: _store().list_keys(team))
+    typer.echo(f"{'id':22} {'prefix':11} {'name':20} {'team':12} {'budget':>10} {'state':8}")
+    for r in records:
+        state = "revoked" if r.revoked else "active"
+        budget = f"{r.max_budget:.2f}" if r.max_budget is not None else "-"
+        typer.echo(
+            f"{r.id:22} {r.prefix:11} {(r.name or '-')[:20]:20} {(r.team or '-')[:12]:12} "
+            f"{budget:>10} {state:8}"
+        )
+
+
+@keys_app.command("show")
+def show(key_id: str) -> None:
+    """Show one key."""
+    _print_key(_run(lambda: _store().get(key_id)).public())
+
+
+@keys_app.command("revoke")
+def revoke(key_id: str) -> None:
+    """Revoke a key; every replica refuses it within a second."""
+    record = _run(lambda: _store().revoke(key_id))
+    typer.echo(f"revoked {record.id}")
+
+
+@keys_app.command("rotate")
+def rotate(key_id: str) -> None:
+    """Issue a new secret for a key; the old one stops working."""
+    record, key = _run(lambda: _store().rotate(key_id))
+    _print_key(record.public(), key)
+
+
+@costs_app.command("report")
+def report(
+    group_by: Annotated[str, typer.Option(help="key, team, model, prompt or day.")] = "model",
+    since: Annotated[str | None, typer.Option("--from", help="ISO date/time.")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="ISO date/time.")] = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
+) -> None:
+    """Requests, tokens and cost grouped by key, team, model, prompt or day."""
+    from gateway.metering.spend import cost_report
+
+    if group_by not in ("key", "team", "model", "prompt", "day"):
+        _fail(f"--group-by must be key, team, model, prompt or day, not {group_by!r}")
+    try:
+        start = datetime.fromisoformat(since) if since else None
+        end = datetime.fromisoformat(until) if until else None
+    except ValueError as exc:
+        _fail(f"--from/--to: {exc}")
+    start = start.replace(tzinfo=UTC) if start and start.tzinfo is None else start
+    end = end.replace(tzinfo=UTC) if end and end.tzinfo is None else end
+    rows = cost_report(_store().engine, group_by, start, end)  # type: ignore[arg-type]
+    columns = [group_by, "requests", "errors", "input_tokens", "output_tokens", "cost_usd"]
+    if as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    typer.echo(
+        f"{group_by:30} {'requests':>9} {'errors':>7} {'in tok':>10} {'out tok':>10} {'USD':>12}"
+    )
+    for row in rows:
+        typer.echo(
+            f"{str(row[group_by])[:30]:30} {row['requests']:>9} {row['errors']:>7} "
+            f"{row['input_tokens']:>10} {row['output_tokens']:>10} {row['cost_usd']:>12.6f}"
+        )
+    typer.echo(
+        f"{'total':30} {sum(r['requests'] for r in rows):>9} {'':>7} {'':>10} {'':>10} "
+        f"{sum(r['cost_usd'] for r in rows):>12.6f}"
+    )

@@ -1,0 +1,374 @@
+"""Virtual keys and teams: stored as SHA-256 hashes, served from an in-memory cache.
+
+Every replica polls for rows changed since its last look (twice a second), so a revocation
+made anywhere takes effect everywhere within a second without touching the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.errors import NotFound
+from gateway.store.tables import api_keys, teams
+
+log = logging.getLogger("gateway.keys")
+
+KEY_PREFIX = "gw-"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands datetimes back naive; everything we store is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    id: str
+    key_hash: str
+    prefix: str
+    name: str | None = None
+    team: str | None = None
+    models: tuple[str, ...] = ()
+    prompts: tuple[str, ...] = ()
+    max_budget: float | None = None
+    budget_duration: str | None = None
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    expires_at: datetime | None = None
+    revoked: bool = False
+    log_bodies: bool = False
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> KeyRecord:
+        return cls(
+            id=row["id"],
+            key_hash=row["key_hash"],
+            prefix=row["prefix"],
+            name=row.get("name"),
+            team=row.get("team"),
+            models=tuple(row.get("models") or ()),
+            prompts=tuple(row.get("prompts") or ()),
+            max_budget=row.get("max_budget"),
+            budget_duration=row.get("budget_duration"),
+            rpm_limit=row.get("rpm_limit"),
+            tpm_limit=row.get("tpm_limit"),
+            expires_at=_aware(row.get("expires_at")),
+            revoked=bool(row.get("revoked")),
+            log_bodies=bool(row.get("log_bodies")),
+            metadata=dict(row.get("metadata") or {}),
+            created_at=_aware(row.get("created_at")),
+            updated_at=_aware(row.get("updated_at")),
+        )
+
+    def allows_model(self, alias: str) -> bool:
+        return not self.models or any(fnmatch.fnmatchcase(alias, g) for g in self.models)
+
+    def allows_prompt(self, name: str) -> bool:
+        return not self.prompts or any(fnmatch.fnmatchcase(name, g) for g in self.prompts)
+
+    def public(self) -> dict[str, Any]:
+        """What the API shows: everything but the hash."""
+        return {
+            "id": self.id,
+            "key_prefix": self.prefix,
+            "name": self.name,
+            "team": self.team,
+            "models": list(self.models),
+            "prompts": list(self.prompts),
+            "max_budget": self.max_budget,
+            "budget_duration": self.budget_duration,
+            "rpm_limit": self.rpm_limit,
+            "tpm_limit": self.tpm_limit,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "revoked": self.revoked,
+            "log_bodies": self.log_bodies,
+            "metadata": dict(self.metadata),
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TeamRecord:
+    id: str
+    max_budget: float | None = None
+    budget_duration: str | None = None
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    updated_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> TeamRecord:
+        return cls(
+            id=row["id"],
+            max_budget=row.get("max_budget"),
+            budget_duration=row.get("budget_duration"),
+            rpm_limit=row.get("rpm_limit"),
+            tpm_limit=row.get("tpm_limit"),
+            metadata=dict(row.get("metadata") or {}),
+            updated_at=_aware(row.get("updated_at")),
+        )
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "max_budget": self.max_budget,
+            "budget_duration": self.budget_duration,
+            "rpm_limit": self.rpm_limit,
+            "tpm_limit": self.tpm_limit,
+            "metadata": dict(self.metadata),
+        }
+
+
+def _clean(fields: Mapping[str, Any], allowed: set[str]) -> dict[str, Any]:
+    """Known fields only; an explicit null list or mapping means empty (columns are NOT NULL)."""
+    values = {k: v for k, v in fields.items() if k in allowed}
+    for name, empty in (("models", []), ("prompts", []), ("metadata", {}), ("log_bodies", False)):
+        if name in values and values[name] is None:
+            values[name] = empty
+    return values
+
+
+KEY_FIELDS = {
+    "name",
+    "team",
+    "models",
+    "prompts",
+    "max_budget",
+    "budget_duration",
+    "rpm_limit",
+    "tpm_limit",
+    "expires_at",
+    "log_bodies",
+    "metadata",
+}
+TEAM_FIELDS = {"max_budget", "budget_duration", "rpm_limit", "tpm_limit", "metadata"}
+
+
+class KeyStore:
+    """Synchronous database access for keys and teams (call it from a worker thread)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, fields: Mapping[str, Any]) -> tuple[KeyRecord, str]:
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        stamp = now_utc()
+        row = {
+            "id": "key_" + secrets.token_hex(8),
+            "key_hash": hash_key(key),
+            "prefix": key[:10],
+            "models": [],
+            "prompts": [],
+            "metadata": {},
+            "revoked": False,
+            "log_bodies": False,
+            **_clean(fields, KEY_FIELDS),
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+        with self.engine.begin() as connection:
+            team = row.get("team")
+            if isinstance(team, str) and team:
+                self._ensure_team(connection, team, stamp)
+            connection.execute(api_keys.insert().values(**row))
+        return KeyRecord.from_row(row), key
+
+    @staticmethod
+    def _ensure_team(connection: Any, team: str, stamp: datetime) -> None:
+        exists = connection.execute(select(teams.c.id).where(teams.c.id == team)).first()
+        if exists is None:
+            connection.execute(
+                teams.insert().values(id=team, metadata={}, created_at=stamp, updated_at=stamp)
+            )
+
+    def get(self, key_id: str) -> KeyRecord:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
+        if row is None:
+            raise NotFound(f"No key with id {key_id!r}.", param="id")
+        return KeyRecord.from_row(row._mapping)
+
+    def by_hash(self, key_hash: str) -> KeyRecord | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(api_keys).where(api_keys.c.key_hash == key_hash)
+            ).first()
+        return KeyRecord.from_row(row._mapping) if row else None
+
+    def list_keys(self, team: str | None = None) -> list[KeyRecord]:
+        query = select(api_keys).order_by(api_keys.c.created_at)
+        if team is not None:
+            query = query.where(api_keys.c.team == team)
+        with self.engine.connect() as connection:
+            return [KeyRecord.from_row(r._mapping) for r in connection.execute(query)]
+
+    def update(self, key_id: str, fields: Mapping[str, Any]) -> KeyRecord:
+        values = _clean(fields, KEY_FIELDS | {"revoked"})
+        stamp = now_utc()
+        with self.engine.begin() as connection:
+            if values.get("team"):
+                self._ensure_team(connection, values["team"], stamp)
+            result = connection.execute(
+                update(api_keys).where(api_keys.c.id == key_id).values(**values, updated_at=stamp)
+            )
+        if result.rowcount == 0:
+            raise NotFound(f"No key with id {key_id!r}.", param="id")
+        return self.get(key_id)
+
+    def revoke(self, key_id: str) -> KeyRecord:
+        return self.update(key_id, {"revoked": True})
+
+    def rotate(self, key_id: str) -> tuple[KeyRecord, str]:
+        """A new secret for the same key id, budget and history; the old secret stops working."""
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id)
+                .values(key_hash=hash_key(key), prefix=key[:10], updated_at=now_utc())
+            )
+        if result.rowcount == 0:
+            raise NotFound(f"No key with id {key_id!r}.", param="id")
+        return self.get(key_id), key
+
+    def changed_since(self, since: datetime) -> tuple[list[KeyRecord], list[TeamRecord]]:
+        with self.engine.connect() as connection:
+            keys = connection.execute(select(api_keys).where(api_keys.c.updated_at >= since))
+            key_records = [KeyRecord.from_row(r._mapping) for r in keys]
+            team_rows = connection.execute(select(teams).where(teams.c.updated_at >= since))
+            team_records = [TeamRecord.from_row(r._mapping) for r in team_rows]
+        return key_records, team_records
+
+    def upsert_team(self, team_id: str, fields: Mapping[str, Any]) -> TeamRecord:
+        values = _clean(fields, TEAM_FIELDS)
+        stamp = now_utc()
+        with self.engine.begin() as connection:
+            self._ensure_team(connection, team_id, stamp)
+            connection.execute(
+                update(teams).where(teams.c.id == team_id).values(**values, updated_at=stamp)
+            )
+        return self.team(team_id)
+
+    def team(self, team_id: str) -> TeamRecord:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(teams).where(teams.c.id == team_id)).first()
+        if row is None:
+            raise NotFound(f"No team {team_id!r}.", param="team")
+        return TeamRecord.from_row(row._mapping)
+
+    def list_teams(self) -> list[TeamRecord]:
+        with self.engine.connect() as connection:
+            return [
+                TeamRecord.from_row(r._mapping)
+                for r in connection.execute(select(teams).order_by(teams.c.id))
+            ]
+
+
+class KeyCache:
+    """Keys and teams by hash, kept fresh by polling; misses go to the database once."""
+
+    POLL_SECONDS = 0.5
+    # Rows are re-read with this overlap so a commit that lands just behind the watermark
+    # (its timestamp was taken before our previous poll ran) is never missed.
+    OVERLAP = timedelta(seconds=5)
+    NEGATIVE_TTL = 1.0
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self.by_hash: dict[str, KeyRecord] = {}
+        self.teams: dict[str, TeamRecord] = {}
+        self._misses: dict[str, float] = {}
+        self._watermark = datetime(1970, 1, 1, tzinfo=UTC)
+        self._task: asyncio.Task[None] | None = None
+
+    def _apply(self, keys: Iterable[KeyRecord], team_records: Iterable[TeamRecord]) -> None:
+        for record in keys:
+            # A rotated key changes hash: drop the old entry for the same id.
+            for old_hash in [h for h, r in self.by_hash.items() if r.id == record.id]:
+                if old_hash != record.key_hash:
+                    del self.by_hash[old_hash]
+            self.by_hash[record.key_hash] = record
+            self._misses.pop(record.key_hash, None)
+        for team in team_records:
+            self.teams[team.id] = team
+
+    def put(self, record: KeyRecord) -> None:
+        """This replica's own writes apply at once; others see them on their next poll."""
+        self._apply([record], [])
+
+    def put_team(self, team: TeamRecord) -> None:
+        self._apply([], [team])
+
+    def refresh(self) -> None:
+        started = now_utc()
+        keys, team_records = self.store.changed_since(self._watermark - self.OVERLAP)
+        self._apply(keys, team_records)
+        self._watermark = started
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.refresh)
+        self._task = asyncio.create_task(self._poll(), name="key-cache-poll")
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.POLL_SECONDS)
+            try:
+                await asyncio.to_thread(self.refresh)
+            except SQLAlchemyError as exc:
+                log.warning("key cache refresh failed (%s); serving cached keys", exc)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def lookup(self, key_hash: str) -> KeyRecord | None:
+        record = self.by_hash.get(key_hash)
+        if record is not None:
+            return record
+        missed = self._misses.get(key_hash)
+        if missed is not None and time.monotonic() - missed < self.NEGATIVE_TTL:
+            return None
+        try:
+            record = await asyncio.to_thread(self.store.by_hash, key_hash)
+        except SQLAlchemyError:
+            return None
+        if record is None:
+            if len(self._misses) > 10_000:  # bounded: garbage keys must not grow memory
+                self._misses.clear()
+            self._misses[key_hash] = time.monotonic()
+            return None
+        self._apply([record], [])
+        return record
+
+    def team(self, team_id: str | None) -> TeamRecord | None:
+        return self.teams.get(team_id) if team_id else None

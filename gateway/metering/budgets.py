@@ -1,0 +1,388 @@
+"""USD budgets per key and team: reserve the estimated cost before a call, settle after it.
+
+Money is counted in integer nano-USD so that 25 reservations of $0.01 fit a $0.25 budget
+exactly. A reservation is a hold with an expiry: if a replica dies between reserve and settle,
+its hold is released after `hold_ttl_s` instead of shrinking the budget for good.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+from gateway.errors import GatewayError
+from gateway.metering.limits import Clock, RedisGuard
+
+NANO = 1_000_000_000
+# Longer than any call should take (streams included); only unsettled holds ever reach it.
+HOLD_TTL_S = 900.0
+# A finished period's counters stay a day for inspection, then Redis drops them.
+KEEP_AFTER_END_S = 86_400
+
+_DURATION = re.compile(r"([0-9]+)(s|m|h|d|mo)")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+_MAX_MONTHS = 100 * 12
+
+
+def parse_duration(duration: str | None) -> None:
+    _parse(duration)
+
+
+def _parse(duration: str | None) -> tuple[int, str] | None:
+    if duration is None:
+        return None
+    match = _DURATION.fullmatch(duration) if isinstance(duration, str) else None
+    if match is None or int(match[1]) == 0:
+        raise ValueError(f"budget_duration must look like 30s, 5m, 1h, 1d or 1mo, not {duration!r}")
+    count, unit = int(match[1]), match[2]
+    months = count if unit == "mo" else count * _UNIT_S[unit] / (30 * 86_400)
+    if months > _MAX_MONTHS:
+        raise ValueError(f"budget_duration {duration!r} is longer than 100 years; omit it instead")
+    return count, unit
+
+
+def period_bounds(
+    duration: str | None, now: datetime
+) -> tuple[str, datetime | None, datetime | None]:
+    parsed = _parse(duration)
+    if parsed is None:
+        return "total", None, None
+    count, unit = parsed
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    if unit == "mo":
+        months = (now.year - 1970) * 12 + now.month - 1
+        first = months - months % count
+        start, end = _month_start(first), _month_start(first + count)
+    else:
+        size = count * _UNIT_S[unit]
+        start = datetime.fromtimestamp(now.timestamp() // size * size, UTC)
+        end = start + timedelta(seconds=size)
+    return f"{duration}@{_iso(start)}", start, end
+
+
+def _month_start(months_since_epoch: int) -> datetime:
+    year, month = divmod(months_since_epoch, 12)
+    return datetime(1970 + year, month + 1, 1, tzinfo=UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    scope: str
+    max_usd: float
+    duration: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """One budget's counter for one period: where a hold was made and must be settled."""
+
+    scope: str
+    duration: str | None
+    id: str
+    end: datetime | None
+
+
+@dataclass(slots=True)
+class BudgetHold:
+    periods: tuple[Period, ...]
+    amount_nano: int
+    id: str
+    settled: bool = False
+
+
+class BudgetExceeded(GatewayError):
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class BudgetLedger(Protocol):
+    async def reserve(self, budgets: Sequence[Budget], amount_usd: float) -> BudgetHold: ...
+
+    async def settle(self, hold: BudgetHold, actual_usd: float) -> None: ...
+
+    async def spent(self, budget: Budget) -> float: ...
+
+    async def seed(self, budget: Budget, spent_usd: float) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _nano(usd: float) -> int:
+    return max(0, round(usd * NANO))
+
+
+def _periods(budgets: Sequence[Budget], now: float) -> list[tuple[Budget, Period]]:
+    """Each budget's current period; one entry per counter, keeping the strictest maximum."""
+    moment = datetime.fromtimestamp(now, UTC)
+    found: dict[tuple[str, str], tuple[Budget, Period]] = {}
+    for budget in budgets:
+        period_id, _, end = period_bounds(budget.duration, moment)
+        seen = found.get((budget.scope, period_id))
+        if seen is None or budget.max_usd < seen[0].max_usd:
+            period = Period(budget.scope, budget.duration, period_id, end)
+            found[budget.scope, period_id] = (budget, period)
+    return list(found.values())
+
+
+def _exceeded(
+    budget: Budget, period: Period, spent: int, reserved: int, amount: int
+) -> BudgetExceeded:
+    def usd(nano: int) -> str:
+        return f"${nano / NANO:.4f}"
+
+    text = f"budget exhausted for {budget.scope}: {usd(spent)} of ${budget.max_usd:.4f} spent"
+    if reserved:
+        text += f", {usd(reserved)} held by calls in flight"
+    if spent + reserved < _nano(budget.max_usd):
+        text += f", this call may cost up to {usd(amount)}"
+    if period.end is None:
+        return BudgetExceeded(f"{text} (total budget, never resets)")
+    return BudgetExceeded(f"{text} ({budget.duration} budget); resets at {_iso(period.end)}")
+
+
+def _no_hold() -> BudgetHold:
+    return BudgetHold((), 0, "", settled=True)
+
+
+@dataclass(slots=True)
+class _Account:
+    period: str
+    # None until spend is recorded, so that seed() only fills a fresh period (like HSETNX).
+    spent: int | None = None
+    reserved: int = 0
+    # Insertion order is expiry order (one TTL for all), so stale holds sit at the front.
+    holds: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    def release_stale(self, now: float) -> None:
+        while self.holds:
+            hold_id, (amount, until) = next(iter(self.holds.items()))
+            if until > now:
+                return
+            del self.holds[hold_id]
+            self.reserved -= amount
+
+
+class MemoryBudgetLedger:
+    """One process's ledger; asyncio runs each reserve without a yield, hence atomically."""
+
+    def __init__(self, clock: Clock = time.time, *, hold_ttl_s: float = HOLD_TTL_S) -> None:
+        self._clock = clock
+        self._hold_ttl_s = hold_ttl_s
+        # Only each budget's current period is kept: past ones are never read again.
+        self._accounts: dict[tuple[str, str | None], _Account] = {}
+
+    async def reserve(self, budgets: Sequence[Budget], amount_usd: float) -> BudgetHold:
+        now = self._clock()
+        entries = _periods(budgets, now)
+        if not entries:
+            return _no_hold()
+        amount = _nano(amount_usd)
+        accounts = [self._account(period, now) for _, period in entries]
+        for (budget, period), account in zip(entries, accounts, strict=True):
+            spent = account.spent or 0
+            if spent + account.reserved + amount > _nano(budget.max_usd):
+                raise _exceeded(budget, period, spent, account.reserved, amount)
+        hold = BudgetHold(tuple(period for _, period in entries), amount, uuid.uuid4().hex)
+        until = now + self._hold_ttl_s
+        for account in accounts:
+            account.reserved += amount
+            account.holds[hold.id] = (amount, until)
+        return hold
+
+    async def settle(self, hold: BudgetHold, actual_usd: float) -> None:
+        if hold.settled:
+            return
+        hold.settled = True
+        for period in hold.periods:
+            account = self._accounts.get((period.scope, period.duration))
+            if account is None or account.period != period.id:
+                continue
+            if account.holds.pop(hold.id, None) is not None:
+                account.reserved -= hold.amount_nano
+            account.spent = (account.spent or 0) + _nano(actual_usd)
+
+    async def spent(self, budget: Budget) -> float:
+        [(_, period)] = _periods([budget], self._clock())
+        account = self._accounts.get((period.scope, period.duration))
+        if account is None or account.period != period.id:
+            return 0.0
+        return (account.spent or 0) / NANO
+
+    async def seed(self, budget: Budget, spent_usd: float) -> None:
+        now = self._clock()
+        [(_, period)] = _periods([budget], now)
+        account = self._account(period, now)
+        if account.spent is None:
+            account.spent = _nano(spent_usd)
+
+    async def aclose(self) -> None:
+        self._accounts.clear()
+
+    def _account(self, period: Period, now: float) -> _Account:
+        key = (period.scope, period.duration)
+        account = self._accounts.get(key)
+        if account is None or account.period != period.id:
+            account = self._accounts[key] = _Account(period.id)
+        account.release_stale(now)
+        return account
+
+
+# KEYS: per budget, its period's hash (spent, reserved) and its holds (a sorted set scored by
+# expiry, members "<amount>:<hold id>"). ARGV: amount, now, member, hold expiry, then per
+# budget its maximum and the keys' expiry (0 = never). Returns {1}, or {0, i, spent, reserved}
+# for the first budget i without room, having reserved nothing.
+_RESERVE = """
+local amount, now = tonumber(ARGV[1]), ARGV[2]
+local n = #KEYS / 2
+for i = 1, n do
+  local account, holds = KEYS[2 * i - 1], KEYS[2 * i]
+  local stale = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
+  if #stale > 0 then
+    local freed = 0
+    for _, member in ipairs(stale) do
+      freed = freed + tonumber(string.match(member, '^%d+'))
+    end
+    redis.call('HINCRBY', account, 'reserved', -freed)
+    redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
+  end
+  local held = redis.call('HMGET', account, 'spent', 'reserved')
+  local spent, reserved = tonumber(held[1]) or 0, tonumber(held[2]) or 0
+  if spent + reserved + amount > tonumber(ARGV[3 + 2 * i]) then
+    return {0, i, spent, reserved}
+  end
+end
+for i = 1, n do
+  local account, holds = KEYS[2 * i - 1], KEYS[2 * i]
+  redis.call('HINCRBY', account, 'reserved', amount)
+  redis.call('ZADD', holds, ARGV[4], ARGV[3])
+  local expire_at = tonumber(ARGV[4 + 2 * i])
+  if expire_at > 0 then
+    redis.call('EXPIREAT', account, expire_at)
+    redis.call('EXPIREAT', holds, expire_at)
+  end
+end
+return {1}
+"""
+
+# KEYS as for reserve. ARGV: actual spend, member, held amount, then per budget the expiry.
+# A hold that already expired was released by a reserve; its spend still counts.
+_SETTLE = """
+for i = 1, #KEYS / 2 do
+  local account, holds = KEYS[2 * i - 1], KEYS[2 * i]
+  if redis.call('ZREM', holds, ARGV[2]) == 1 then
+    redis.call('HINCRBY', account, 'reserved', -tonumber(ARGV[3]))
+  end
+  redis.call('HINCRBY', account, 'spent', ARGV[1])
+  local expire_at = tonumber(ARGV[3 + i])
+  if expire_at > 0 then
+    redis.call('EXPIREAT', account, expire_at)
+  end
+end
+return 0
+"""
+
+_SEED = """
+redis.call('HSETNX', KEYS[1], 'spent', ARGV[1])
+if tonumber(ARGV[2]) > 0 then
+  redis.call('EXPIREAT', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+class RedisBudgetLedger:
+    """A ledger shared by every replica; the caller owns (and closes) the Redis client."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        clock: Clock = time.time,
+        *,
+        fail_open: bool = False,
+        hold_ttl_s: float = HOLD_TTL_S,
+    ) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._clock = clock
+        self._hold_ttl_s = hold_ttl_s
+        self._guard = RedisGuard("budget store", fail_open)
+        self._reserve = redis.register_script(_RESERVE)
+        self._settle = redis.register_script(_SETTLE)
+        self._seed = redis.register_script(_SEED)
+
+    async def reserve(self, budgets: Sequence[Budget], amount_usd: float) -> BudgetHold:
+        now = self._clock()
+        entries = _periods(budgets, now)
+        if not entries:
+            return _no_hold()
+        amount = _nano(amount_usd)
+        hold = BudgetHold(tuple(period for _, period in entries), amount, uuid.uuid4().hex)
+        args: list[str | int | float] = [amount, now, _member(hold), now + self._hold_ttl_s]
+        for budget, period in entries:
+            args += [_nano(budget.max_usd), _expire_at(period)]
+        keys = self._keys(hold.periods)
+        reply = await self._guard.run(lambda: self._reserve(keys=keys, args=args))
+        if reply is None:
+            return _no_hold()
+        values = [int(value) for value in reply]
+        if values[0] == 0:
+            _, index, spent, reserved = values
+            budget, period = entries[index - 1]
+            raise _exceeded(budget, period, spent, reserved, amount)
+        return hold
+
+    async def settle(self, hold: BudgetHold, actual_usd: float) -> None:
+        if hold.settled:
+            return
+        hold.settled = True
+        args: list[str | int] = [_nano(actual_usd), _member(hold), hold.amount_nano]
+        args += [_expire_at(period) for period in hold.periods]
+        keys = self._keys(hold.periods)
+        await self._guard.run(lambda: self._settle(keys=keys, args=args), refuse=False)
+
+    async def spent(self, budget: Budget) -> float:
+        [(_, period)] = _periods([budget], self._clock())
+        key = self._account_key(period)
+        value = await self._guard.run(lambda: self._redis.hget(key, "spent"))
+        return 0.0 if value is None else int(value) / NANO
+
+    async def seed(self, budget: Budget, spent_usd: float) -> None:
+        [(_, period)] = _periods([budget], self._clock())
+        args = [_nano(spent_usd), _expire_at(period)]
+        keys = [self._account_key(period)]
+        await self._guard.run(lambda: self._seed(keys=keys, args=args))
+
+    async def aclose(self) -> None:
+        pass
+
+    def _account_key(self, period: Period) -> str:
+        return f"{self._prefix}budget:{period.scope}:{period.id}"
+
+    def _keys(self, periods: Sequence[Period]) -> list[str]:
+        keys: list[str] = []
+        for period in periods:
+            account = self._account_key(period)
+            keys += [account, f"{account}:holds"]
+        return keys
+
+
+def _member(hold: BudgetHold) -> str:
+    return f"{hold.amount_nano}:{hold.id}"
+
+
+def _expire_at(period: Period) -> int:
+    return 0 if period.end is None else int(period.end.timestamp()) + KEEP_AFTER_END_S

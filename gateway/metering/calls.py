@@ -1,0 +1,85 @@
+"""One record per call, filled in along the request path and logged when the response ends."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gateway.providers import Deployment, Usage
+
+# The routes whose calls are metered and logged (each call becomes one request-log row).
+METERED_PATHS = {
+    "/v1/chat/completions": "chat",
+    "/chat/completions": "chat",
+    "/v1/embeddings": "embeddings",
+    "/embeddings": "embeddings",
+}
+
+
+@dataclass(slots=True)
+class CallRecord:
+    request_id: str
+    route: str
+    started: float  # perf_counter
+    started_at: datetime
+    key_id: str | None = None
+    team: str | None = None
+    alias: str | None = None
+    deployment: Deployment | None = None
+    attempts: int = 0
+    upstream_s: float | None = None
+    ttft_s: float | None = None
+    usage: Usage | None = None
+    cost: float = 0.0
+    estimated: bool = False
+    stream: bool = False
+    prompt_name: str | None = None
+    prompt_version: str | None = None
+    price_version: str | None = None
+    error_type: str | None = None
+    request_body: str | None = None
+    response_body: str | None = None
+
+    @classmethod
+    def begin(cls, request_id: str, route: str) -> CallRecord:
+        return cls(request_id, route, time.perf_counter(), datetime.now(UTC))
+
+    def row(self, status: int) -> dict[str, Any]:
+        elapsed = time.perf_counter() - self.started
+        usage = self.usage or Usage()
+        deployment = self.deployment
+        return {
+            "id": self.request_id,
+            "created_at": self.started_at,
+            "finished_at": self.started_at + timedelta(seconds=elapsed),
+            "key_id": self.key_id,
+            "team": self.team,
+            "route": self.route,
+            "alias": self.alias,
+            "deployment": deployment.id if deployment else None,
+            "provider": deployment.provider if deployment else None,
+            "prompt_name": self.prompt_name,
+            "prompt_version": self.prompt_version,
+            "status": status,
+            "error_type": self.error_type,
+            "stream": self.stream,
+            "attempts": self.attempts,
+            "latency_ms": elapsed * 1000,
+            "upstream_ms": self.upstream_s * 1000 if self.upstream_s is not None else None,
+            "overhead_ms": (elapsed - self.upstream_s) * 1000
+            if self.upstream_s is not None
+            else None,
+            "ttft_ms": self.ttft_s * 1000 if self.ttft_s is not None else None,
+            "input_tokens": usage.prompt_tokens,
+            "output_tokens": usage.completion_tokens,
+            "cached_tokens": usage.cached_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "cost_usd": self.cost,
+            "estimated": self.estimated,
+            "price_version": self.price_version,
+            "trace_id": None,
+            "request_body": self.request_body,
+            "response_body": self.response_body,
+        }

@@ -1,0 +1,134 @@
+"""Admission before a call (budgets, then rate limits) and settlement after it.
+
+Budgets reserve the worst-case cost before the call and settle to the real cost after, so
+concurrent calls can never spend past a budget by more than the estimate's error. Estimates
+are deliberately pessimistic: prompt tokens from the request's byte size, completion tokens
+from max_tokens (or a configured default), prices from the dearest deployment that may serve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.auth import Caller
+from gateway.metering.budgets import Budget, BudgetHold, BudgetLedger
+from gateway.metering.limits import Limit, RateLimiter, RateState, Reservation
+from gateway.metering.prices import PriceTable
+from gateway.providers import Deployment, Usage
+
+
+@dataclass(slots=True)
+class Admission:
+    tokens: int
+    hold: BudgetHold | None = None
+    reservation: Reservation | None = None
+    state: RateState | None = None
+    settled: bool = False
+    deployment_reservations: list[Reservation] = field(default_factory=list)
+
+    def headers(self) -> dict[str, str]:
+        return self.state.headers() if self.state is not None else {}
+
+
+def estimate_tokens(body: dict[str, Any], body_bytes: int, default_max_tokens: int) -> int:
+    # JSON bytes / 2 over-counts real tokens for every tokenizer we know of (English runs
+    # about 4 bytes per token); over-reserving only delays the last calls before a limit.
+    prompt = body_bytes // 2 + 16
+    completion = body.get("max_completion_tokens") or body.get("max_tokens")
+    if not isinstance(completion, int) or completion < 0:
+        completion = default_max_tokens
+    return prompt + completion
+
+
+class Meter:
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        ledger: BudgetLedger,
+        prices: PriceTable,
+        alias_deployments: dict[str, list[Deployment]],
+        default_max_tokens: int,
+    ) -> None:
+        self.limiter = limiter
+        self.ledger = ledger
+        self.prices = prices
+        self.default_max_tokens = default_max_tokens
+        self._worst_price: dict[str, tuple[float, float]] = {}
+        for alias, deployments in alias_deployments.items():
+            found = [prices.price(d) for d in deployments]
+            self._worst_price[alias] = (
+                max((p.input for p in found if p), default=0.0),
+                max((p.output for p in found if p), default=0.0),
+            )
+
+    @staticmethod
+    def _limits(caller: Caller) -> list[Limit]:
+        limits = []
+        key, team = caller.key, caller.team
+        if key is not None and (key.rpm_limit or key.tpm_limit):
+            limits.append(Limit(f"key:{key.id}", key.rpm_limit, key.tpm_limit))
+        if team is not None and (team.rpm_limit or team.tpm_limit):
+            limits.append(Limit(f"team:{team.id}", team.rpm_limit, team.tpm_limit))
+        return limits
+
+    @staticmethod
+    def _budgets(caller: Caller) -> list[Budget]:
+        budgets = []
+        key, team = caller.key, caller.team
+        if key is not None and key.max_budget is not None:
+            budgets.append(Budget(f"key:{key.id}", key.max_budget, key.budget_duration))
+        if team is not None and team.max_budget is not None:
+            budgets.append(Budget(f"team:{team.id}", team.max_budget, team.budget_duration))
+        return budgets
+
+    def worst_cost(self, aliases: list[str], prompt_tokens: int, completion_tokens: int) -> float:
+        prices = [self._worst_price.get(a, (0.0, 0.0)) for a in aliases]
+        input_price = max((p[0] for p in prices), default=0.0)
+        output_price = max((p[1] for p in prices), default=0.0)
+        return prompt_tokens * input_price + completion_tokens * output_price
+
+    async def admit(
+        self,
+        caller: Caller,
+        aliases: list[str],
+        body: dict[str, Any],
+        body_bytes: int,
+        completion: bool = True,
+    ) -> Admission:
+        default = self.default_max_tokens if completion else 0
+        tokens = estimate_tokens(body, body_bytes, default)
+        admission = Admission(tokens=tokens)
+        budgets = self._budgets(caller)
+        if budgets:
+            prompt = body_bytes // 2 + 16
+            cost = self.worst_cost(aliases, prompt, tokens - prompt)
+            admission.hold = await self.ledger.reserve(budgets, cost)
+        limits = self._limits(caller)
+        if limits:
+            try:
+                admission.reservation, admission.state = await self.limiter.acquire(limits, tokens)
+            except BaseException:
+                if admission.hold is not None:
+                    await self.ledger.settle(admission.hold, 0.0)
+                raise
+        return admission
+
+    async def admit_deployment(self, admission: Admission, deployment: Deployment) -> None:
+        if deployment.rpm is None and deployment.tpm is None:
+            return
+        limit = Limit(f"deployment:{deployment.id}", deployment.rpm, deployment.tpm)
+        reservation, _ = await self.limiter.acquire([limit], admission.tokens)
+        admission.deployment_reservations.append(reservation)
+
+    async def settle(self, admission: Admission, usage: Usage | None, cost: float) -> None:
+        if admission.settled:
+            return
+        admission.settled = True
+        tokens = (usage.prompt_tokens + usage.completion_tokens) if usage else 0
+        if admission.hold is not None:
+            await self.ledger.settle(admission.hold, cost)
+        if admission.reservation is not None:
+            await self.limiter.settle(admission.reservation, tokens)
+        for reservation in admission.deployment_reservations:
+            await self.limiter.settle(reservation, tokens)

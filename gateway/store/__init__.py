@@ -1,0 +1,1 @@
+"""Records: SQLAlchemy tables, engines, migrations and the batched request log."""

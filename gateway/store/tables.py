@@ -1,0 +1,112 @@
+"""The schema, as SQLAlchemy Core tables (batch inserts and aggregates need no ORM)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("max_budget", Float, nullable=True),
+    Column("budget_duration", String(16), nullable=True),
+    Column("rpm_limit", Integer, nullable=True),
+    Column("tpm_limit", Integer, nullable=True),
+    Column("metadata", JSON, nullable=False, default=dict),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("name", String(200), nullable=True),
+    Column("team", String(64), nullable=True, index=True),
+    Column("models", JSON, nullable=False, default=list),
+    Column("prompts", JSON, nullable=False, default=list),
+    Column("max_budget", Float, nullable=True),
+    Column("budget_duration", String(16), nullable=True),
+    Column("rpm_limit", Integer, nullable=True),
+    Column("tpm_limit", Integer, nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("log_bodies", Boolean, nullable=False, default=False),
+    Column("metadata", JSON, nullable=False, default=dict),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+# One row per price-map version; request rows point here instead of copying prices.
+price_versions = Table(
+    "price_versions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("prices", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+request_log = Table(
+    "request_log",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("key_id", String(32), nullable=True),
+    Column("team", String(64), nullable=True),
+    Column("route", String(64), nullable=False),
+    Column("alias", String(200), nullable=True),
+    Column("deployment", String(200), nullable=True),
+    Column("provider", String(64), nullable=True),
+    Column("prompt_name", String(200), nullable=True),
+    Column("prompt_version", String(64), nullable=True),
+    Column("status", Integer, nullable=False),
+    Column("error_type", String(64), nullable=True),
+    Column("stream", Boolean, nullable=False, default=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("latency_ms", Float, nullable=False),
+    Column("upstream_ms", Float, nullable=True),
+    Column("overhead_ms", Float, nullable=True),
+    Column("ttft_ms", Float, nullable=True),
+    Column("input_tokens", BigInteger, nullable=False, default=0),
+    Column("output_tokens", BigInteger, nullable=False, default=0),
+    Column("cached_tokens", BigInteger, nullable=False, default=0),
+    Column("reasoning_tokens", BigInteger, nullable=False, default=0),
+    Column("cost_usd", Float, nullable=False, default=0.0),
+    Column("estimated", Boolean, nullable=False, default=False),
+    Column("price_version", String(64), nullable=True),
+    Column("trace_id", String(32), nullable=True),
+    Column("request_body", Text, nullable=True),
+    Column("response_body", Text, nullable=True),
+    Index("ix_request_log_created_at", "created_at"),
+    Index("ix_request_log_key_created", "key_id", "created_at"),
+    Index("ix_request_log_team_created", "team", "created_at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("detail", JSON, nullable=False, default=dict),
+)

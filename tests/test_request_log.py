@@ -1,0 +1,174 @@
+"""Every call becomes exactly one request-log row, written off the request path, never lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from gateway.store.db import make_engine, migrate
+from gateway.store.request_log import RequestLogWriter
+from gateway.store.tables import request_log
+from tests.conftest import MASTER_KEY, GatewayFactory, fake_model, sdk
+from tests.fakes.upstream import FakeUpstream
+
+USER = [{"role": "user", "content": "hello log"}]
+
+
+def rows(db: Path, expected: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    engine = create_engine(f"sqlite:///{db}")
+    deadline = time.monotonic() + timeout
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:
+            query = select(request_log).order_by(request_log.c.created_at)
+            found = [dict(r._mapping) for r in connection.execute(query)]
+        if len(found) >= expected:
+            break
+        time.sleep(0.05)
+    engine.dispose()
+    return found
+
+
+def test_one_row_per_call_success_or_error(
+    gateway: GatewayFactory, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    config = {
+        "model_list": [
+            fake_model(upstream, "mini", "gpt-4o-mini"),
+            fake_model(upstream, "broken", "status=500,id=log500"),
+        ],
+        "router_settings": {"num_retries": 0},
+    }
+    base = gateway(config)
+    client = sdk(base)
+    ok = client.chat.completions.with_raw_response.create(model="mini", messages=USER)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="missing", messages=USER)
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="broken", messages=USER)
+    with pytest.raises(openai.AuthenticationError):
+        sdk(base, key="wrong").chat.completions.create(model="mini", messages=USER)
+    streamed = list(client.chat.completions.create(model="mini", messages=USER, stream=True))
+    assert streamed
+    httpx.get(f"{base}/healthz")  # not a metered route: no row
+
+    logged = rows(tmp_path / ".gateway" / "gateway.db", 5)
+    assert len(logged) == 5
+    by_status = [(r["status"], r["alias"], r["error_type"]) for r in logged]
+    assert by_status == [
+        (200, "mini", None),
+        (404, "missing", "invalid_request_error"),
+        (502, "broken", "upstream_error"),
+        (401, None, "authentication_error"),
+        (200, "mini", None),
+    ]
+    first = logged[0]
+    assert first["id"] == ok.headers["x-gateway-request-id"]
+    assert first["key_id"] == "master"
+    assert first["deployment"] == "mini#0"
+    assert first["provider"] == "openai"
+    assert first["input_tokens"] == 2
+    assert first["output_tokens"] == 3
+    assert first["cost_usd"] == pytest.approx(float(ok.headers["x-gateway-cost-usd"]))
+    assert first["price_version"].startswith("litellm-")
+    assert first["latency_ms"] >= first["upstream_ms"] > 0
+    assert first["request_body"] is None  # bodies are off unless enabled
+    stream_row = logged[4]
+    assert stream_row["stream"] is True or stream_row["stream"] == 1
+    assert stream_row["ttft_ms"] is not None
+    assert stream_row["output_tokens"] == 3  # from the usage the gateway asked for
+    assert not stream_row["estimated"]
+
+
+def test_stream_without_include_usage_still_priced_and_hides_usage_chunk(
+    gateway: GatewayFactory, upstream: FakeUpstream
+) -> None:
+    config = {"model_list": [fake_model(upstream, "mini", "gpt-4o-mini")]}
+    base = gateway(config)
+    raw = httpx.post(
+        f"{base}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        json={"model": "mini", "messages": USER, "stream": True},
+    )
+    events = [e for e in raw.text.split("\n\n") if e]
+    assert events[-1] == "data: [DONE]"
+    cost_comment = events[-2]
+    assert cost_comment.startswith(": x-gateway-cost-usd=")
+    assert float(cost_comment.split("=", 1)[1]) > 0
+    assert not any('"choices":[]' in e for e in events)  # the client did not ask for usage
+
+
+def test_bodies_logged_redacted_when_enabled(gateway: GatewayFactory, tmp_path: Path) -> None:
+    base = gateway(
+        {
+            "model_list": [{"model_name": "local/echo", "litellm_params": {"model": "local/echo"}}],
+            "gateway": {"log_bodies": True},
+        }
+    )
+    secret = "sk-" + "a" * 40
+    sdk(base).chat.completions.create(
+        model="local/echo", messages=[{"role": "user", "content": f"my key is {secret}"}]
+    )
+    (row,) = rows(tmp_path / ".gateway" / "gateway.db", 1)
+    assert secret not in row["request_body"]
+    assert "[REDACTED]" in row["request_body"]
+    assert "my key is" in row["response_body"]
+
+
+def test_spooled_rows_replay_when_the_database_returns(tmp_path: Path) -> None:
+    async def scenario() -> int:
+        down = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=1")
+        writer = RequestLogWriter(down, tmp_path / "spool", batch_size=10)
+        writer.start()
+        for index in range(25):
+            writer.record(_row(f"req{index:03d}"))
+        await writer.flush()
+        assert writer.spooled == 25
+        assert len(list((tmp_path / "spool").glob("*.jsonl"))) == 3
+        # The database comes back (here: a real SQLite file); the spool is replayed.
+        up = make_engine(f"sqlite:///{tmp_path / 'log.db'}")
+        migrate(up)
+        writer.engine = up
+        writer.record(_row("req-after"))
+        await writer.close()
+        with up.connect() as connection:
+            count = connection.execute(select(func.count()).select_from(request_log)).scalar()
+        assert not list((tmp_path / "spool").glob("*.jsonl"))
+        # Replaying again (as after a crash mid-replay) must not duplicate rows.
+        writer._spool([_row("req000")])
+        writer._replay()
+        with up.connect() as connection:
+            again = connection.execute(select(func.count()).select_from(request_log)).scalar()
+        assert again == count
+        return int(count or 0)
+
+    assert asyncio.run(scenario()) == 26
+
+
+def _row(request_id: str) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    return {
+        "id": request_id,
+        "created_at": now,
+        "finished_at": now,
+        "route": "chat",
+        "status": 200,
+        "stream": False,
+        "attempts": 1,
+        "latency_ms": 1.0,
+        "input_tokens": 1,
+        "output_tokens": 1,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+        "cost_usd": 0.0,
+        "estimated": False,
+    }
