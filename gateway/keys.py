@@ -304,6 +304,7 @@ class KeyCache:
     def __init__(self, store: KeyStore) -> None:
         self.store = store
         self.by_hash: dict[str, KeyRecord] = {}
+        self._hash_by_id: dict[str, str] = {}
         self.teams: dict[str, TeamRecord] = {}
         self._misses: dict[str, float] = {}
         self._watermark = datetime(1970, 1, 1, tzinfo=UTC)
@@ -312,10 +313,11 @@ class KeyCache:
     def _apply(self, keys: Iterable[KeyRecord], team_records: Iterable[TeamRecord]) -> None:
         for record in keys:
             # A rotated key changes hash: drop the old entry for the same id.
-            for old_hash in [h for h, r in self.by_hash.items() if r.id == record.id]:
-                if old_hash != record.key_hash:
-                    del self.by_hash[old_hash]
+            old_hash = self._hash_by_id.get(record.id)
+            if old_hash is not None and old_hash != record.key_hash:
+                self.by_hash.pop(old_hash, None)
             self.by_hash[record.key_hash] = record
+            self._hash_by_id[record.id] = record.key_hash
             self._misses.pop(record.key_hash, None)
         for team in team_records:
             self.teams[team.id] = team

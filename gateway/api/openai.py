@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -161,6 +162,9 @@ async def _relay(
     except GatewayError as exc:
         call.error_type = exc.type
         yield b"data: " + exc.json_bytes() + b"\n\n"
+    except (asyncio.CancelledError, GeneratorExit):
+        call.error_type = "client_disconnected"
+        raise
     finally:
         if call.usage is None:
             _settle_usage(state, call, opened.deployment, stream)
