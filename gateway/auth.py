@@ -26,6 +26,14 @@ class Caller:
     key: KeyRecord | None = None
     team: TeamRecord | None = None
 
+    def check_prompt(self, name: str) -> None:
+        if self.key is not None and not self.key.allows_prompt(name):
+            raise PermissionDenied(
+                f"Key {self.key.id} may not use prompt {name!r}.",
+                param="prompt.name",
+                code="prompt_not_allowed",
+            )
+
     def check_model(self, alias: str) -> None:
         if self.key is not None and not self.key.allows_model(alias):
             raise PermissionDenied(

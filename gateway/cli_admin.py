@@ -10,42 +10,16 @@ from typing import Annotated, Any
 
 import typer
 
+from gateway.cli_common import engine, fail, run
+
 keys_app = typer.Typer(no_args_is_help=True, help="Create, inspect, revoke and rotate keys.")
 costs_app = typer.Typer(no_args_is_help=True, help="Spend reports from the request log.")
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
 def _store() -> Any:
-    from pydantic import ValidationError
-    from sqlalchemy.exc import SQLAlchemyError
-
     from gateway.keys import KeyStore
-    from gateway.settings import Settings
-    from gateway.store.db import database_url, make_engine, migrate
 
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        _fail(str(exc.errors()[0]["msg"]))
-    try:
-        engine = make_engine(database_url(settings.database_url, settings.data_dir))
-        migrate(engine)
-    except SQLAlchemyError as exc:
-        _fail(f"cannot open the database: {exc.__class__.__name__}: {exc.args[0]}")
-    return KeyStore(engine)
-
-
-def _run(action: Any) -> Any:
-    from gateway.errors import GatewayError
-
-    try:
-        return action()
-    except GatewayError as exc:
-        _fail(exc.message)
+    return KeyStore(engine())
 
 
 def _print_key(public: dict[str, Any], key: str | None = None) -> None:
@@ -74,7 +48,7 @@ def create(
         parse_duration(budget_duration)
         expires_at = datetime.fromisoformat(expires) if expires else None
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if expires_at is not None and expires_at.tzinfo is None:
         expires_at = expires_at.replace(tzinfo=UTC)
     fields = {
@@ -87,7 +61,7 @@ def create(
         "tpm_limit": tpm,
         "expires_at": expires_at,
     }
-    record, key = _run(lambda: _store().create(fields))
+    record, key = run(lambda: _store().create(fields))
     _print_key(record.public(), key)
 
 
@@ -96,7 +70,7 @@ def list_keys(
     team: Annotated[str | None, typer.Option(help="Only this team's keys.")] = None,
 ) -> None:
     """List keys (never their secrets)."""
-    records = _run(lambda: _store().list_keys(team))
+    records = run(lambda: _store().list_keys(team))
     typer.echo(f"{'id':22} {'prefix':11} {'name':20} {'team':12} {'budget':>10} {'state':8}")
     for r in records:
         state = "revoked" if r.revoked else "active"
@@ -110,20 +84,20 @@ def list_keys(
 @keys_app.command("show")
 def show(key_id: str) -> None:
     """Show one key."""
-    _print_key(_run(lambda: _store().get(key_id)).public())
+    _print_key(run(lambda: _store().get(key_id)).public())
 
 
 @keys_app.command("revoke")
 def revoke(key_id: str) -> None:
     """Revoke a key; every replica refuses it within a second."""
-    record = _run(lambda: _store().revoke(key_id))
+    record = run(lambda: _store().revoke(key_id))
     typer.echo(f"revoked {record.id}")
 
 
 @keys_app.command("rotate")
 def rotate(key_id: str) -> None:
     """Issue a new secret for a key; the old one stops working."""
-    record, key = _run(lambda: _store().rotate(key_id))
+    record, key = run(lambda: _store().rotate(key_id))
     _print_key(record.public(), key)
 
 
@@ -138,12 +112,12 @@ def report(
     from gateway.metering.spend import cost_report
 
     if group_by not in ("key", "team", "model", "prompt", "day"):
-        _fail(f"--group-by must be key, team, model, prompt or day, not {group_by!r}")
+        fail(f"--group-by must be key, team, model, prompt or day, not {group_by!r}")
     try:
         start = datetime.fromisoformat(since) if since else None
         end = datetime.fromisoformat(until) if until else None
     except ValueError as exc:
-        _fail(f"--from/--to: {exc}")
+        fail(f"--from/--to: {exc}")
     start = start.replace(tzinfo=UTC) if start and start.tzinfo is None else start
     end = end.replace(tzinfo=UTC) if end and end.tzinfo is None else end
     rows = cost_report(_store().engine, group_by, start, end)  # type: ignore[arg-type]

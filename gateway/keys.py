@@ -7,7 +7,6 @@ made anywhere takes effect everywhere within a second without touching the reque
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 import hashlib
 import logging
@@ -15,13 +14,14 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import NotFound
+from gateway.store.polling import Poller
 from gateway.store.tables import api_keys, teams
 
 log = logging.getLogger("gateway.keys")
@@ -295,10 +295,6 @@ class KeyStore:
 class KeyCache:
     """Keys and teams by hash, kept fresh by polling; misses go to the database once."""
 
-    POLL_SECONDS = 0.5
-    # Rows are re-read with this overlap so a commit that lands just behind the watermark
-    # (its timestamp was taken before our previous poll ran) is never missed.
-    OVERLAP = timedelta(seconds=5)
     NEGATIVE_TTL = 1.0
 
     def __init__(self, store: KeyStore) -> None:
@@ -307,8 +303,7 @@ class KeyCache:
         self._hash_by_id: dict[str, str] = {}
         self.teams: dict[str, TeamRecord] = {}
         self._misses: dict[str, float] = {}
-        self._watermark = datetime(1970, 1, 1, tzinfo=UTC)
-        self._task: asyncio.Task[None] | None = None
+        self._poller = Poller("key-cache", self._load)
 
     def _apply(self, keys: Iterable[KeyRecord], team_records: Iterable[TeamRecord]) -> None:
         for record in keys:
@@ -329,29 +324,18 @@ class KeyCache:
     def put_team(self, team: TeamRecord) -> None:
         self._apply([], [team])
 
-    def refresh(self) -> None:
-        started = now_utc()
-        keys, team_records = self.store.changed_since(self._watermark - self.OVERLAP)
+    def _load(self, since: datetime) -> None:
+        keys, team_records = self.store.changed_since(since)
         self._apply(keys, team_records)
-        self._watermark = started
+
+    def refresh(self) -> None:
+        self._poller.refresh()
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.refresh)
-        self._task = asyncio.create_task(self._poll(), name="key-cache-poll")
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.POLL_SECONDS)
-            try:
-                await asyncio.to_thread(self.refresh)
-            except SQLAlchemyError as exc:
-                log.warning("key cache refresh failed (%s); serving cached keys", exc)
+        await self._poller.start()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._poller.aclose()
 
     async def lookup(self, key_hash: str) -> KeyRecord | None:
         record = self.by_hash.get(key_hash)

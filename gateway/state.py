@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,11 +17,16 @@ from gateway.metering.limits import MemoryRateLimiter, RateLimiter, RedisRateLim
 from gateway.metering.meter import Meter
 from gateway.metering.prices import PriceTable
 from gateway.metering.spend import seed_budgets
+from gateway.prompts.catalog import PromptCatalog
+from gateway.prompts.render import PromptRenderer
+from gateway.prompts.store import PromptStore
 from gateway.providers import Deployment, Providers, build_deployments
 from gateway.routing import Router
 from gateway.settings import Settings
 from gateway.store.db import database_url, make_engine, migrate
 from gateway.store.request_log import RequestLogWriter
+
+log = logging.getLogger("gateway")
 
 
 @dataclass
@@ -37,6 +43,9 @@ class GatewayState:
     key_cache: KeyCache
     request_log: RequestLogWriter
     meter: Meter
+    prompt_store: PromptStore
+    prompts: PromptCatalog
+    prompt_renderer: PromptRenderer
     redis: Any = None
 
     @classmethod
@@ -71,7 +80,11 @@ class GatewayState:
             limiter, ledger = MemoryRateLimiter(), MemoryBudgetLedger()
         by_alias = {a: [s.deployment for s in router.states(a)] for a in router.aliases()}
         meter = Meter(limiter, ledger, prices, by_alias, config.gateway.default_max_tokens)
+        prompt_store = PromptStore(engine)
         return cls(
+            prompt_store=prompt_store,
+            prompts=PromptCatalog(prompt_store),
+            prompt_renderer=PromptRenderer(),
             settings=settings,
             config=config,
             deployments=deployments,
@@ -90,11 +103,24 @@ class GatewayState:
     async def start(self) -> None:
         await asyncio.to_thread(migrate, self.engine)
         await self.key_cache.start()
+        await self.sync_prompts()
+        await self.prompts.start()
         await seed_budgets(self.engine, self.key_cache, self.meter.ledger)
         self.request_log.start()
         self.providers.warm(self.deployments)
 
+    async def sync_prompts(self) -> None:
+        """Registers new versions from the working tree; a broken file is reported, and the
+        versions already registered keep serving."""
+        if not self.settings.prompts_dir.is_dir():
+            return
+        report = await asyncio.to_thread(self.prompt_store.sync, self.settings.prompts_dir)
+        self.prompts.errors = report.problems()
+        for problem in self.prompts.errors:
+            log.error("prompt file invalid: %s", problem)
+
     async def stop(self) -> None:
+        await self.prompts.aclose()
         await self.key_cache.aclose()
         await self.request_log.close()  # drain: every call already answered gets its row
         await self.providers.aclose()

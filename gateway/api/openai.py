@@ -16,6 +16,7 @@ from gateway.errors import BadRequest, GatewayError
 from gateway.metering.calls import CallRecord
 from gateway.metering.meter import Admission
 from gateway.metering.redact import redacted_json
+from gateway.prompts.calling import PromptRef, apply_prompt, prompt_ref
 from gateway.providers import Deployment, Reply, Stream, Usage
 from gateway.routing import Routed
 from gateway.state import GatewayState
@@ -58,6 +59,10 @@ async def _admit(
 ) -> tuple[dict[str, Any], str, Admission]:
     call = _call(request)
     body, size = await read_json(request)
+    if completion:
+        ref = prompt_ref(body, request.headers)
+        if ref is not None:
+            body, size = await _use_prompt(state, caller, call, ref, body, size)
     alias = require_model(body)
     call.alias = alias
     if completion:
@@ -68,6 +73,23 @@ async def _admit(
         call.request_body = redacted_json(body)
     admission = await state.meter.admit(caller, chain, body, size, completion=completion)
     return body, alias, admission
+
+
+async def _use_prompt(
+    state: GatewayState,
+    caller: Caller,
+    call: CallRecord,
+    ref: PromptRef,
+    body: dict[str, Any],
+    size: int,
+) -> tuple[dict[str, Any], int]:
+    caller.check_prompt(ref.name)
+    prompt = state.prompts.resolve(ref.name, ref.label, ref.version, ref.user)
+    call.prompt_name, call.prompt_version = prompt.name, prompt.version
+    messages = await state.prompt_renderer.render(prompt, ref.variables)
+    # Rendered text counts toward the worst-case token estimate like the caller's own.
+    size += sum(len(str(m.get("content", ""))) for m in messages)
+    return apply_prompt(body, prompt, messages), size
 
 
 def _finish(
@@ -94,6 +116,8 @@ def _finish(
     }
     if not call.stream:
         headers["x-gateway-cost-usd"] = f"{call.cost:.10f}"
+    if call.prompt_name is not None:
+        headers["x-gateway-prompt"] = f"{call.prompt_name}@{call.prompt_version}"
     return headers
 
 

@@ -110,3 +110,62 @@ audit_log = Table(
     Column("subject", String(200), nullable=False),
     Column("detail", JSON, nullable=False, default=dict),
 )
+
+# Prompt versions are immutable: the content hash is the version.
+prompt_versions = Table(
+    "prompt_versions",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("version", String(16), primary_key=True),
+    Column("content", Text, nullable=False),
+    Column("path", String(500), nullable=True),
+    Column("git_commit", String(64), nullable=True),
+    Column("git_author", String(200), nullable=True),
+    Column("git_message", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+# A label points at one version, or splits traffic across versions by weight.
+prompt_labels = Table(
+    "prompt_labels",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("label", String(64), primary_key=True),
+    Column("target", JSON, nullable=False),  # {"version": v} or {"weights": {v: w, ...}}
+    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("updated_by", String(200), nullable=False),
+)
+
+prompt_label_history = Table(
+    "prompt_label_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, index=True),
+    Column("label", String(64), nullable=False),
+    Column("from_target", JSON, nullable=True),
+    Column("to_target", JSON, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# Every eval run, linked to the prompt version or model it tested; promotion gates read it.
+eval_runs = Table(
+    "eval_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("suite", String(200), nullable=False),
+    Column("target", String(300), nullable=False),
+    Column("version", String(300), nullable=False),  # prompt name@version, or the model alias
+    Column("baseline_version", String(300), nullable=True),
+    Column("passed", Boolean, nullable=False),
+    Column("pass_rate", Float, nullable=False),
+    Column("mean_score", Float, nullable=False),
+    Column("cases", Integer, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("report", JSON, nullable=False),
+    Index("ix_eval_runs_suite_version", "suite", "version"),
+)

@@ -1,0 +1,52 @@
+"""What the CLI's command groups share: one-line errors and the gateway's database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import typer
+
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings() -> Any:
+    from pydantic import ValidationError
+
+    from gateway.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"GATEWAY_{str(first['loc'][0]).upper()}: {first['msg']}")
+
+
+def engine() -> Any:
+    """The database the gateway uses, migrated to the current schema."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.store.db import database_url, make_engine, migrate
+
+    current = settings()
+    try:
+        db = make_engine(database_url(current.database_url, current.data_dir))
+        migrate(db)
+    except SQLAlchemyError as exc:
+        fail(f"cannot open the database: {exc.__class__.__name__}: {exc.args[0]}")
+    return db
+
+
+def run(action: Callable[[], T]) -> T:
+    """Runs a store action; a gateway error becomes a one-line message and exit 2."""
+    from gateway.errors import GatewayError
+
+    try:
+        return action()
+    except GatewayError as exc:
+        fail(exc.message)

@@ -1,0 +1,214 @@
+"""`gateway prompts ...`: validate files, register versions, move labels, preview renders."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import getpass
+import json
+import subprocess
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gateway.cli_common import engine, fail, run, settings
+
+prompts_app = typer.Typer(no_args_is_help=True, help="Prompt files, versions and labels.")
+
+
+def _store() -> Any:
+    from gateway.prompts.store import PromptStore
+
+    return PromptStore(engine())
+
+
+def _actor() -> str:
+    try:
+        name = subprocess.run(
+            ["git", "config", "user.name"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        name = ""
+    return name or getpass.getuser()
+
+
+@prompts_app.command("validate")
+def validate(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders.")] = None,
+) -> None:
+    """Check prompt files; prints `file:line: message` and exits 1 on any problem."""
+    from gateway.prompts.files import PromptError, parse_prompt, scan
+
+    targets = paths or [settings().prompts_dir]
+    problems: list[str] = []
+    count = 0
+    for target in targets:
+        if target.is_dir():
+            files, errors = scan(target)
+            count += len(files)
+            problems += [line for error in errors for line in error.problems]
+        elif target.exists():
+            try:
+                parse_prompt(target)
+                count += 1
+            except PromptError as error:
+                problems += error.problems
+        else:
+            problems.append(f"{target}: no such file or folder")
+    for line in problems:
+        typer.echo(line, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{count} prompt files valid")
+
+
+@prompts_app.command("sync")
+def sync(
+    directory: Annotated[Path | None, typer.Option("--dir", help="Prompts folder.")] = None,
+) -> None:
+    """Register new versions from the working tree (with the Git commit when committed)."""
+    store = _store()
+    report = store.sync(directory or settings().prompts_dir, actor=_actor())
+    for name, version in report.registered:
+        typer.echo(f"registered {name}@{version}")
+    typer.echo(f"{len(report.registered)} new, {len(report.unchanged)} unchanged")
+    for line in report.problems():
+        typer.echo(line, err=True)
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@prompts_app.command("list")
+def list_prompts() -> None:
+    """Prompts with their labels."""
+    store = _store()
+    for name in store.names():
+        labels = store.labels(name)
+        shown = ", ".join(f"{label}={_target(t)}" for label, t in sorted(labels.items()))
+        typer.echo(f"{name:30} {shown}")
+
+
+def _target(target: dict[str, Any]) -> str:
+    if "version" in target:
+        return str(target["version"])
+    return "+".join(f"{v}:{w:g}" for v, w in target["weights"].items())
+
+
+def _resolve_version(store: Any, name: str, ref: str) -> str:
+    target = store.labels(name).get(ref)
+    if target is not None:
+        if "version" not in target:
+            fail(f"label {ref!r} splits traffic; name a version instead")
+        return str(target["version"])
+    return ref
+
+
+@prompts_app.command("show")
+def show(
+    name: str,
+    ref: Annotated[str, typer.Argument(help="Version or label.")] = "production",
+) -> None:
+    """Print one version's file (by version id or label)."""
+    store = _store()
+    version = run(lambda: store.version(name, _resolve_version(store, name, ref)))
+    meta = {k: v for k, v in version.items() if k != "content" and v is not None}
+    typer.echo(json.dumps(meta, indent=2))
+    typer.echo(version["content"])
+
+
+@prompts_app.command("diff")
+def diff(name: str, old: str, new: Annotated[str, typer.Argument()] = "latest") -> None:
+    """Unified diff between two versions or labels."""
+    store = _store()
+    old_v, new_v = _resolve_version(store, name, old), _resolve_version(store, name, new)
+    a = run(lambda: store.version(name, old_v))["content"]
+    b = run(lambda: store.version(name, new_v))["content"]
+    for line in difflib.unified_diff(
+        a.splitlines(keepends=True),
+        b.splitlines(keepends=True),
+        f"{name}@{old_v}",
+        f"{name}@{new_v}",
+    ):
+        typer.echo(line, nl=False)
+
+
+@prompts_app.command("render")
+def render(
+    name: str,
+    label: Annotated[str | None, typer.Option(help="Label (default production).")] = None,
+    version: Annotated[str | None, typer.Option(help="Exact version.")] = None,
+    variables: Annotated[str, typer.Option("--vars", help="JSON object.")] = "{}",
+    user: Annotated[str | None, typer.Option(help="Sticky user for split labels.")] = None,
+) -> None:
+    """Print the messages a call would send (no model call)."""
+    from gateway.prompts.catalog import PromptCatalog
+    from gateway.prompts.render import PromptRenderer
+
+    try:
+        values = json.loads(variables)
+    except json.JSONDecodeError as exc:
+        fail(f"--vars is not JSON: {exc}")
+    if not isinstance(values, dict):
+        fail("--vars must be a JSON object")
+    catalog = PromptCatalog(_store())
+    catalog.refresh()
+    prompt = run(lambda: catalog.resolve(name, label, version, user))
+    messages = run(lambda: asyncio.run(PromptRenderer().render(prompt, values)))
+    out = {"name": name, "version": prompt.version, "model": prompt.model}
+    typer.echo(json.dumps({**out, "config": prompt.config, "messages": messages}, indent=2))
+
+
+@prompts_app.command("promote")
+def promote(
+    name: str,
+    version: Annotated[str | None, typer.Argument(help="Version to point the label at.")] = None,
+    label: Annotated[str, typer.Option(help="Label to move.")] = "production",
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Split traffic: VERSION=WEIGHT,VERSION=WEIGHT.")
+    ] = None,
+) -> None:
+    """Move a label to a version (or split it across versions by weight)."""
+    target: dict[str, Any]
+    if weights:
+        try:
+            pairs = [item.split("=", 1) for item in weights.split(",")]
+            target = {"weights": {v.strip(): float(w) for v, w in pairs}}
+        except ValueError:
+            fail("--weights looks like abc123=90,def456=10")
+    elif version:
+        target = {"version": version}
+    else:
+        fail("give a VERSION or --weights")
+    store = _store()
+    result = run(lambda: store.promote(name, label, target, _actor(), reason))
+    typer.echo(f"{name}: {label} {_fmt(result['from'])} -> {_fmt(result['to'])}")
+
+
+def _fmt(target: dict[str, Any] | None) -> str:
+    return _target(target) if target else "(none)"
+
+
+@prompts_app.command("rollback")
+def rollback(
+    name: str,
+    label: Annotated[str, typer.Option(help="Label to move back.")] = "production",
+    reason: Annotated[str | None, typer.Option(help="Why.")] = None,
+) -> None:
+    """Move a label back to where it pointed before its last move."""
+    store = _store()
+    result = run(lambda: store.rollback(name, label, _actor(), reason))
+    typer.echo(f"{name}: {label} {_fmt(result['from'])} -> {_fmt(result['to'])}")
+
+
+@prompts_app.command("history")
+def history(
+    name: str, label: Annotated[str | None, typer.Option(help="Only this label.")] = None
+) -> None:
+    """Every label move: when, who, from, to, why."""
+    for move in run(lambda: _store().history(name, label)):
+        typer.echo(
+            f"{move['at']}  {move['label']:12} {_fmt(move['from']):>14} -> "
+            f"{_fmt(move['to']):14} {move['actor']}: {move['reason'] or ''}"
+        )

@@ -1,0 +1,308 @@
+"""Prompt versions, labels and their history in the database.
+
+Versions are immutable and keyed by content hash. Labels move, and every move is recorded
+with who, when, from, to and why. `latest` moves by itself on sync; the first version of a
+prompt also becomes `production`, so a new prompt is callable without a ceremony.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, Row, func, select
+from sqlalchemy.exc import IntegrityError
+
+from gateway.errors import BadRequest, NotFound
+from gateway.prompts.files import PromptError, PromptFile, scan
+from gateway.store.tables import prompt_label_history, prompt_labels, prompt_versions
+
+LATEST = "latest"
+PRODUCTION = "production"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class SyncReport:
+    registered: list[tuple[str, str]] = field(default_factory=list)  # (name, version)
+    unchanged: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[PromptError] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        return [line for error in self.errors for line in error.problems]
+
+
+@dataclass(frozen=True, slots=True)
+class GitInfo:
+    commit: str | None = None
+    author: str | None = None
+    message: str | None = None
+
+
+def git_info(path: Path) -> GitInfo:
+    """The last commit that touched the file, when the file is committed as it is now."""
+    try:
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", path.name],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if dirty.returncode != 0 or dirty.stdout.strip():
+            return GitInfo()  # not in a repository, or edited since the last commit
+        log = subprocess.run(
+            ["git", "log", "-1", "--format=%H%x1f%an%x1f%s", "--", path.name],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return GitInfo()
+    parts = log.stdout.strip().split("\x1f")
+    if log.returncode != 0 or len(parts) != 3:
+        return GitInfo()
+    return GitInfo(*parts)
+
+
+def normalize_target(target: Mapping[str, Any]) -> dict[str, Any]:
+    """{"version": v} or {"weights": {v: w}} with positive weights; one version collapses."""
+    if "version" in target and "weights" not in target:
+        version = target["version"]
+        if not isinstance(version, str) or not version:
+            raise BadRequest("a label needs 'version' (a version id) or 'weights'")
+        return {"version": version}
+    weights = target.get("weights")
+    if not isinstance(weights, Mapping) or not weights:
+        raise BadRequest("a label needs 'version' or non-empty 'weights' {version: weight}")
+    clean = {}
+    for version, weight in weights.items():
+        if not isinstance(weight, int | float) or isinstance(weight, bool) or weight < 0:
+            raise BadRequest(f"weight of version {version} must be a number >= 0")
+        if weight > 0:
+            clean[str(version)] = float(weight)
+    if not clean:
+        raise BadRequest("at least one weight must be above 0")
+    if len(clean) == 1:
+        return {"version": next(iter(clean))}
+    return {"weights": clean}
+
+
+def target_versions(target: Mapping[str, Any]) -> list[str]:
+    if "version" in target:
+        return [str(target["version"])]
+    return list(target.get("weights", {}))
+
+
+class PromptStore:
+    """Synchronous database access (call from a worker thread on the server)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --- versions -------------------------------------------------------------------------
+    def sync(self, directory: Path, actor: str = "sync") -> SyncReport:
+        files, errors = scan(directory)
+        report = SyncReport(errors=errors)
+        for prompt in files:
+            try:
+                new = self.register(prompt, git_info(prompt.path), actor)
+            except IntegrityError:
+                new = False  # another replica registered the same version at the same moment
+            if new:
+                report.registered.append((prompt.name, prompt.version))
+            else:
+                report.unchanged.append((prompt.name, prompt.version))
+        return report
+
+    def register(self, prompt: PromptFile, git: GitInfo, actor: str) -> bool:
+        """Stores a version if new; moves `latest` to it; bootstraps `production`."""
+        stamp = now_utc()
+        with self.engine.begin() as connection:
+            exists = connection.execute(
+                select(prompt_versions.c.version).where(
+                    prompt_versions.c.name == prompt.name,
+                    prompt_versions.c.version == prompt.version,
+                )
+            ).first()
+            if exists is not None:
+                return False
+            connection.execute(
+                prompt_versions.insert().values(
+                    name=prompt.name,
+                    version=prompt.version,
+                    content=prompt.text,
+                    path=str(prompt.path),
+                    git_commit=git.commit,
+                    git_author=git.author,
+                    git_message=git.message,
+                    created_at=stamp,
+                )
+            )
+            labels = self._labels(connection, prompt.name)
+            target = {"version": prompt.version}
+            self._move(connection, prompt.name, LATEST, labels.get(LATEST), target, actor, None)
+            if PRODUCTION not in labels:
+                reason = "first version of the prompt"
+                self._move(connection, prompt.name, PRODUCTION, None, target, actor, reason)
+        return True
+
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(prompt_versions)
+                .where(prompt_versions.c.name == name)
+                .order_by(prompt_versions.c.created_at)
+            ).all()
+        if not rows:
+            raise NotFound(f"No prompt named {name!r}.", param="name")
+        return [_version_row(r) for r in rows]
+
+    def version(self, name: str, version: str) -> dict[str, Any]:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(prompt_versions).where(
+                    prompt_versions.c.name == name, prompt_versions.c.version == version
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"Prompt {name!r} has no version {version!r}.", param="version")
+        return {**_version_row(row), "content": row.content}
+
+    def names(self) -> list[str]:
+        with self.engine.connect() as connection:
+            query = select(prompt_versions.c.name).distinct().order_by(prompt_versions.c.name)
+            return [r.name for r in connection.execute(query)]
+
+    def changed_since(self, since: datetime) -> tuple[list[Row[Any]], list[Row[Any]]]:
+        with self.engine.connect() as connection:
+            versions = connection.execute(
+                select(prompt_versions).where(prompt_versions.c.created_at >= since)
+            ).all()
+            labels = connection.execute(
+                select(prompt_labels).where(prompt_labels.c.updated_at >= since)
+            ).all()
+        return list(versions), list(labels)
+
+    # --- labels ---------------------------------------------------------------------------
+    def labels(self, name: str) -> dict[str, dict[str, Any]]:
+        with self.engine.connect() as connection:
+            return self._labels(connection, name)
+
+    @staticmethod
+    def _labels(connection: Any, name: str) -> dict[str, dict[str, Any]]:
+        rows = connection.execute(select(prompt_labels).where(prompt_labels.c.name == name))
+        return {r.label: dict(r.target) for r in rows}
+
+    @staticmethod
+    def _move(
+        connection: Any,
+        name: str,
+        label: str,
+        old: dict[str, Any] | None,
+        new: dict[str, Any],
+        actor: str,
+        reason: str | None,
+    ) -> None:
+        stamp = now_utc()
+        values = {"target": new, "updated_at": stamp, "updated_by": actor}
+        if old is None:
+            connection.execute(prompt_labels.insert().values(name=name, label=label, **values))
+        else:
+            connection.execute(
+                prompt_labels.update()
+                .where(prompt_labels.c.name == name, prompt_labels.c.label == label)
+                .values(**values)
+            )
+        connection.execute(
+            prompt_label_history.insert().values(
+                name=name,
+                label=label,
+                from_target=old,
+                to_target=new,
+                actor=actor,
+                reason=reason,
+                at=stamp,
+            )
+        )
+
+    def promote(
+        self, name: str, label: str, target: Mapping[str, Any], actor: str, reason: str | None
+    ) -> dict[str, Any]:
+        if label == LATEST:
+            raise BadRequest("'latest' moves by itself on sync; promote to another label")
+        new = normalize_target(target)
+        known = {v["version"] for v in self.versions(name)}
+        missing = [v for v in target_versions(new) if v not in known]
+        if missing:
+            raise NotFound(
+                f"Prompt {name!r} has no version {missing[0]!r} (run `gateway prompts sync`).",
+                param="version",
+            )
+        with self.engine.begin() as connection:
+            old = self._labels(connection, name).get(label)
+            if old != new:
+                self._move(connection, name, label, old, new, actor, reason)
+        return {"name": name, "label": label, "from": old, "to": new}
+
+    def rollback(self, name: str, label: str, actor: str, reason: str | None) -> dict[str, Any]:
+        """Moves the label back to where it pointed before its last move."""
+        with self.engine.connect() as connection:
+            last = connection.execute(
+                select(prompt_label_history)
+                .where(prompt_label_history.c.name == name, prompt_label_history.c.label == label)
+                .order_by(prompt_label_history.c.id.desc())
+                .limit(1)
+            ).first()
+        if last is None or last.from_target is None:
+            raise BadRequest(f"Label {label!r} of prompt {name!r} has no earlier target.")
+        return self.promote(name, label, last.from_target, actor, reason or "rollback")
+
+    def history(self, name: str, label: str | None = None) -> list[dict[str, Any]]:
+        query = select(prompt_label_history).where(prompt_label_history.c.name == name)
+        if label is not None:
+            query = query.where(prompt_label_history.c.label == label)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.order_by(prompt_label_history.c.id)).all()
+        return [
+            {
+                "label": r.label,
+                "from": r.from_target,
+                "to": r.to_target,
+                "actor": r.actor,
+                "reason": r.reason,
+                "at": _iso(r.at),
+            }
+            for r in rows
+        ]
+
+    def count(self) -> int:
+        with self.engine.connect() as connection:
+            query = select(func.count()).select_from(prompt_versions)
+            return int(connection.execute(query).scalar_one())
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def _version_row(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "version": row.version,
+        "path": row.path,
+        "git_commit": row.git_commit,
+        "git_author": row.git_author,
+        "git_message": row.git_message,
+        "created_at": _iso(row.created_at),
+    }

@@ -1,0 +1,221 @@
+"""What a prompt's Handlebars body refers to, with the line of each reference.
+
+dotpromptz's Handlebars parser keeps no positions, so this small scanner walks the tags itself
+to say *where* a variable is used; the real parser still runs afterwards as a syntax check.
+It tracks scope the way Handlebars does: `#each`, `#with` and plain sections enter a new
+context (names inside are relative to it), `#if` and `#unless` do not.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# Helpers the gateway renders with. `media` is left out (messages are text only) and so is
+# `log` (it prints to the server's stdout).
+HELPERS = frozenset({"role", "history", "section", "json", "ifEquals", "unlessEquals", "lookup"})
+_SCOPED = frozenset({"each", "with"})
+_CONDITIONS = frozenset({"if", "unless"})
+ROLES = ("system", "user", "model")
+_LITERALS = frozenset({"true", "false", "null", "undefined"})
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+_TAG = re.compile(
+    r"\{\{\{\{[^}]*\}\}\}\}.*?\{\{\{\{/[^}]*\}\}\}\}"  # raw block: literal text
+    r"|\{\{~?!--.*?--~?\}\}|\{\{~?!.*?\}\}"  # comments
+    r"|\{\{~?\{(?P<triple>.*?)\}~?\}\}"
+    r"|\{\{(?P<tag>.*?)\}\}",
+    re.DOTALL,
+)
+
+
+@dataclass
+class BodyScan:
+    variables: dict[str, int] = field(default_factory=dict)  # top-level name -> first line
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Open:
+    name: str
+    line: int
+    scoped: bool
+
+
+def scan_body(body: str, first_line: int) -> BodyScan:
+    """Top-level variables the body reads, and tag problems, with lines in the whole file."""
+    result = BodyScan()
+    stack: list[_Open] = []
+    line, counted = first_line, 0
+    for match in _TAG.finditer(body):
+        start = match.start()
+        line, counted = line + body.count("\n", counted, start), start
+        if _escaped(body, start):
+            continue
+        text = match.group("triple") if match.group("triple") is not None else match.group("tag")
+        if text is not None:
+            _visit_tag(text.strip("~ \t\n"), line, stack, result)
+    for block in stack:
+        result.problems.append(
+            (block.line, f"{{{{#{block.name}}}}} is never closed (add {{{{/{block.name}}}}})")
+        )
+    return result
+
+
+def _visit_tag(text: str, line: int, stack: list[_Open], out: BodyScan) -> None:
+    depth = sum(block.scoped for block in stack)
+    if text.startswith("&"):
+        text = text[1:].strip()
+    if text.startswith("/"):
+        _close(text[1:].strip(), line, stack, out)
+    elif text in ("else", "^") or text.startswith("else "):
+        if stack:  # the else branch of #each / #with renders in the enclosing context
+            stack[-1].scoped = False
+            depth = sum(block.scoped for block in stack)
+        rest = _tokens(text[5:])
+        if rest:  # {{else if cond}}
+            _visit_call(rest, line, depth, out)
+    elif text.startswith((">", "#>", "#*")):
+        message = f"{{{{{text}}}}}: partials are not supported in gateway prompts (inline it)"
+        out.problems.append((line, message))
+    elif text.startswith(("#", "^")):
+        tokens = _tokens(text[1:])
+        if not tokens:
+            return
+        name = tokens[0]
+        if name in _SCOPED or name in _CONDITIONS or name in HELPERS:
+            arguments = [token for token in tokens[1:] if not _is_hash(token)]
+            if (name in _SCOPED or name in _CONDITIONS) and len(arguments) != 1:
+                message = f"{{{{#{name}}}}} needs exactly one argument, like {{{{#{name} items}}}}"
+                out.problems.append((line, message))
+            _visit_call(tokens, line, depth, out)
+            stack.append(_Open(name, line, scoped=name in _SCOPED))
+        elif len(tokens) > 1:
+            out.problems.append((line, _unknown_helper(name)))
+            stack.append(_Open(name, line, scoped=False))
+        else:  # {{#items}}: a section that steps into the value; {{^items}} renders when empty
+            _visit_path(name, line, depth, out)
+            stack.append(_Open(name, line, scoped=text[0] == "#"))
+    else:
+        tokens = _tokens(text)
+        if tokens:
+            _visit_call(tokens, line, depth, out)
+
+
+def _close(name: str, line: int, stack: list[_Open], out: BodyScan) -> None:
+    name = name.split()[0] if name.split() else name
+    if stack and stack[-1].name == name:
+        stack.pop()
+        return
+    if not stack:
+        out.problems.append((line, f"{{{{/{name}}}}} closes no open block (remove it)"))
+        return
+    top = stack[-1]
+    out.problems.append(
+        (
+            line,
+            f"{{{{/{name}}}}} does not match {{{{#{top.name}}}}} opened at line {top.line} "
+            f"(close it with {{{{/{top.name}}}}} first)",
+        )
+    )
+    names = [block.name for block in stack]
+    if name in names:  # recover so one typo does not cascade into many problems
+        del stack[len(names) - 1 - names[::-1].index(name) :]
+
+
+def _visit_call(tokens: list[str], line: int, depth: int, out: BodyScan) -> None:
+    name, params = tokens[0], [t.split("=", 1)[1] if _is_hash(t) else t for t in tokens[1:]]
+    if name == "role":
+        _check_role(params, line, out)
+        return
+    if name in HELPERS or name in _SCOPED or name in _CONDITIONS:
+        for param in params:
+            _visit_expr(param, line, depth, out)
+    elif params:
+        out.problems.append((line, _unknown_helper(name)))
+    else:
+        _visit_expr(name, line, depth, out)
+
+
+def _check_role(params: list[str], line: int, out: BodyScan) -> None:
+    quoted = len(params) == 1 and _is_quoted(params[0])
+    role = params[0][1:-1] if quoted else None
+    if role not in ROLES:
+        got = f"role {role!r}" if quoted else "{{role}} without one quoted role"
+        hint = " ('model' is the assistant)" if role == "assistant" else ""
+        out.problems.append((line, f'{got}: use {{{{role "system"}}}}, "user" or "model"{hint}'))
+
+
+def _visit_expr(token: str, line: int, depth: int, out: BodyScan) -> None:
+    if token.startswith("(") and token.endswith(")"):
+        inner = _tokens(token[1:-1])
+        if inner:
+            if inner[0] not in HELPERS:
+                out.problems.append((line, _unknown_helper(inner[0])))
+            else:
+                _visit_call(inner, line, depth, out)
+        return
+    if _is_quoted(token) or token in _LITERALS or _NUMBER.fullmatch(token):
+        return
+    _visit_path(token, line, depth, out)
+
+
+def _visit_path(path: str, line: int, depth: int, out: BodyScan) -> None:
+    if path.startswith("@root.") or path.startswith("@root/"):
+        path, depth = path[6:], 0
+    elif path.startswith("@"):
+        return  # @index, @key, @first, @last
+    while path.startswith("../"):
+        path, depth = path[3:], depth - 1
+    if depth != 0:
+        return  # relative to an #each / #with item, or climbing above the input
+    path = re.sub(r"^(this|\.)(?:[./]|$)", "", path)
+    if path.startswith("["):
+        name = path[1 : path.find("]")] if "]" in path else path[1:]
+    else:
+        name = re.split(r"[./\[]", path, maxsplit=1)[0]
+    if name:
+        out.variables.setdefault(name, line)
+
+
+def _escaped(body: str, start: int) -> bool:
+    """\\{{ is a literal {{, but \\\\{{ is a backslash and then a real tag."""
+    return body[start - 1 : start] == "\\" and body[start - 2 : start - 1] != "\\"
+
+
+def _tokens(text: str) -> list[str]:
+    """Split a tag into its words, keeping quoted strings and (subexpressions) whole."""
+    text = text.split(" as |", 1)[0]
+    words: list[str] = []
+    buf: list[str] = []
+    depth, quote = 0, ""
+    for char in text.strip():
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        elif char.isspace() and depth == 0:
+            if buf:
+                words.append("".join(buf))
+                buf = []
+            continue
+        buf.append(char)
+    if buf:
+        words.append("".join(buf))
+    return words
+
+
+def _is_quoted(token: str) -> bool:
+    return len(token) >= 2 and token[0] == token[-1] and token[0] in "\"'"
+
+
+def _is_hash(token: str) -> bool:
+    return "=" in token and token[0] not in "\"'(" and token.split("=", 1)[0].isidentifier()
+
+
+def _unknown_helper(name: str) -> str:
+    return f"unknown helper {name!r} (available: {', '.join(sorted(HELPERS))}, #if, #each, ...)"

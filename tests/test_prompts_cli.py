@@ -1,0 +1,97 @@
+"""`gateway prompts ...` against a real database and a real prompts folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.test_prompts_serving import BROKEN, GREET_V1, GREET_V2
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["GATEWAY_DATA_DIR"] = str(tmp / "data")
+    env["GATEWAY_PROMPTS_DIR"] = str(tmp / "prompts")
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "prompts", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def test_validate_exit_codes_and_file_line_messages(tmp_path: Path) -> None:
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "greet.prompt").write_text(GREET_V1)
+    ok = cli(tmp_path, "validate")
+    assert ok.returncode == 0, ok.stderr
+    assert "1 prompt files valid" in ok.stdout
+    (tmp_path / "prompts" / "greet.prompt").write_text(BROKEN)
+    bad = cli(tmp_path, "validate")
+    assert bad.returncode == 1
+    line = bad.stderr.strip().splitlines()[0]
+    assert line.startswith(f"{tmp_path / 'prompts' / 'greet.prompt'}:4: ")
+    assert "temprature" in line
+    missing = cli(tmp_path, "validate", str(tmp_path / "nope.prompt"))
+    assert missing.returncode == 1
+
+
+def test_shipped_prompts_are_valid() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "prompts", "validate", "prompts"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_sync_promote_rollback_history_render_diff(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    (prompts / "greet.prompt").write_text(GREET_V1)
+    first = cli(tmp_path, "sync")
+    assert first.returncode == 0, first.stderr
+    v1 = first.stdout.split("greet@")[1].split()[0]
+    (prompts / "greet.prompt").write_text(GREET_V2)
+    second = cli(tmp_path, "sync")
+    v2 = second.stdout.split("greet@")[1].split()[0]
+    assert v1 != v2
+    assert f"production={v1}" in cli(tmp_path, "list").stdout
+
+    promoted = cli(tmp_path, "promote", "greet", v2, "--label", "production", "--reason", "better")
+    assert promoted.returncode == 0, promoted.stderr
+    assert f"production {v1} -> {v2}" in promoted.stdout
+    rendered = json.loads(cli(tmp_path, "render", "greet", "--vars", '{"name": "Di"}').stdout)
+    assert rendered["version"] == v2
+    assert rendered["messages"][-1] == {"role": "user", "content": "Good morning Di"}
+
+    rolled = cli(tmp_path, "rollback", "greet", "--label", "production", "--reason", "oops")
+    assert f"production {v2} -> {v1}" in rolled.stdout
+    history = cli(tmp_path, "history", "greet", "--label", "production").stdout.splitlines()
+    assert len(history) == 3
+    assert history[1].rstrip().endswith("better")
+    assert history[2].rstrip().endswith("oops")
+
+    diff = cli(tmp_path, "diff", "greet", v1, v2).stdout
+    assert "+Good morning {{name}}" in diff
+
+    (prompts / "greet.prompt").write_text(BROKEN)
+    broken = cli(tmp_path, "sync")
+    assert broken.returncode == 1
+    assert "greet.prompt:4" in broken.stderr
+    assert "error" not in cli(tmp_path, "show", "greet").stderr
+
+    unknown = cli(tmp_path, "promote", "greet", "deadbeef0000")
+    assert unknown.returncode == 2
+    assert "no version 'deadbeef0000'" in unknown.stderr
+    bad_vars = cli(tmp_path, "render", "greet", "--vars", "[1]")
+    assert bad_vars.returncode == 2
