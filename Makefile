@@ -8,7 +8,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench evals clean
 
 install: $(STAMP)
 
@@ -32,6 +32,13 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix gateway tests bench
 	$(BIN)/ruff format gateway tests bench
+
+# The project's own eval suites, against the deterministic local/echo model: a prompt edit
+# that breaks a suite fails CI. JUnit files land in .gateway/reports/.
+evals: install
+	@set -e; for suite in evals/*.yaml; do \
+	  $(BIN)/gateway eval run $$suite --junit .gateway/reports/$$(basename $$suite .yaml).junit.xml; \
+	done
 
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
-from gateway.api import admin, health, openai, prompts
+from gateway.api import admin, evals, health, openai, prompts
 from gateway.auth import resolve_master_key
 from gateway.config import load_config
 from gateway.errors import BadRequest, GatewayError, NotFound
@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai.router)
     app.include_router(admin.router)
     app.include_router(prompts.router)
+    app.include_router(evals.router)
     max_body = config.gateway.max_body_bytes or settings.max_body_bytes
     app.add_middleware(EdgeMiddleware, max_body_bytes=max_body, request_log=state.request_log)
     return app

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 import typer
 
 from gateway.cli_admin import costs_app, keys_app
+from gateway.cli_evals import eval_app
 from gateway.cli_prompts import prompts_app
 from gateway.errors import ConfigError
 
@@ -24,6 +25,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys")
 app.add_typer(costs_app, name="costs")
 app.add_typer(prompts_app, name="prompts")
+app.add_typer(eval_app, name="eval")
 
 
 def fail(message: str, code: int = 2) -> None:

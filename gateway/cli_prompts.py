@@ -168,6 +168,9 @@ def promote(
     weights: Annotated[
         str | None, typer.Option(help="Split traffic: VERSION=WEIGHT,VERSION=WEIGHT.")
     ] = None,
+    require_eval: Annotated[
+        str | None, typer.Option(help="Refuse unless this suite has a passing run of it.")
+    ] = None,
 ) -> None:
     """Move a label to a version (or split it across versions by weight)."""
     target: dict[str, Any]
@@ -182,6 +185,13 @@ def promote(
     else:
         fail("give a VERSION or --weights")
     store = _store()
+    if require_eval:
+        from gateway.evals.store import EvalStore
+        from gateway.prompts.gates import missing_evals
+
+        missing = missing_evals(EvalStore(store.engine), require_eval, name, target)
+        if missing:
+            fail(missing, code=1)
     result = run(lambda: store.promote(name, label, target, _actor(), reason))
     typer.echo(f"{name}: {label} {_fmt(result['from'])} -> {_fmt(result['to'])}")
 

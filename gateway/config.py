@@ -11,19 +11,17 @@ import difflib
 import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.errors import ConfigError
-from gateway.yamlfile import YamlDocument, format_loc
+from gateway.yamlfile import YamlDocument, format_loc, validation_problems
 
 log = logging.getLogger("gateway.config")
 
 ENV_PREFIX = "os.environ/"
-_TYPO = re.compile(r"unknown key '([^']+)': did you mean")
 
 
 def _reject_typos(known: set[str], data: Any) -> Any:
@@ -183,17 +181,7 @@ def parse_config(doc: YamlDocument) -> GatewayConfig:
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors(include_url=False):
-            loc = tuple(err["loc"])
-            message = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                message = f"unknown key {loc[-1]!r}"
-            typo = _TYPO.match(message)
-            if typo:
-                loc = (*loc, typo.group(1))
-            lines.append(f"{doc.where(loc)}: {format_loc(loc)}: {message}")
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError(validation_problems(doc, exc)) from None
     # Secrets are resolved after validation so an error never echoes a secret's value.
     for index, entry in enumerate(config.model_list):
         raw = entry.litellm_params.model_dump(exclude_none=True)

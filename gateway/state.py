@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from gateway.auth import Authenticator
 from gateway.config import GatewayConfig
+from gateway.evals.store import EvalStore
 from gateway.keys import KeyCache, KeyStore
 from gateway.metering.budgets import BudgetLedger, MemoryBudgetLedger, RedisBudgetLedger
 from gateway.metering.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -46,6 +47,7 @@ class GatewayState:
     prompt_store: PromptStore
     prompts: PromptCatalog
     prompt_renderer: PromptRenderer
+    evals: EvalStore
     redis: Any = None
 
     @classmethod
@@ -85,6 +87,7 @@ class GatewayState:
             prompt_store=prompt_store,
             prompts=PromptCatalog(prompt_store),
             prompt_renderer=PromptRenderer(),
+            evals=EvalStore(engine),
             settings=settings,
             config=config,
             deployments=deployments,

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from gateway.errors import ConfigError
+
+# "unknown key 'api_bse': did you mean 'api_base'?" errors point at the key itself.
+_TYPO = re.compile(r"unknown key '([^']+)': did you mean")
 
 
 class YamlDocument:
@@ -72,3 +77,18 @@ def format_loc(loc: Sequence[str | int]) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out or "(top level)"
+
+
+def validation_problems(doc: YamlDocument, exc: ValidationError) -> str:
+    """pydantic's errors as `file:line: key.path: message` lines."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = f"unknown key {loc[-1]!r}"
+        typo = _TYPO.match(message)
+        if typo:
+            loc = (*loc, typo.group(1))
+        lines.append(f"{doc.where(loc)}: {format_loc(loc)}: {message}")
+    return "\n".join(lines)

@@ -89,7 +89,8 @@ def gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
         path = tmp_path / f"gateway-{len(servers)}.yaml"
         path.write_text(yaml.safe_dump(config))
         settings.setdefault("master_key", MASTER_KEY)
-        app = create_app(Settings(config=path, data_dir=tmp_path / ".gateway", **settings))
+        settings.setdefault("data_dir", tmp_path / ".gateway")
+        app = create_app(Settings(config=path, **settings))
         server = ServerThread(app)
         servers.append(server)
         return server.start()

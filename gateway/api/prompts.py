@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import CallerDep, MasterDep, StateDep
 from gateway.auth import Caller
-from gateway.errors import NotFound
+from gateway.errors import NotFound, PermissionDenied
+from gateway.prompts.gates import missing_evals
 from gateway.prompts.store import LATEST, target_versions
 from gateway.state import GatewayState
 
@@ -156,6 +157,7 @@ class LabelMove(BaseModel):
     weights: dict[str, float] | None = None
     reason: str | None = None
     actor: str | None = Field(default=None, max_length=200)
+    require_eval: str | None = None  # a suite that must have a passing run of the target
 
 
 @router.post("/{name}/labels")
@@ -164,6 +166,12 @@ async def promote(name: str, move: LabelMove, state: StateDep, caller: MasterDep
         {"weights": move.weights} if move.weights is not None else {"version": move.version}
     )
     actor = move.actor or "api:master"
+    if move.require_eval:
+        missing = await asyncio.to_thread(
+            missing_evals, state.evals, move.require_eval, name, target
+        )
+        if missing:
+            raise PermissionDenied(missing, code="eval_required")
     result = await asyncio.to_thread(
         state.prompt_store.promote, name, move.label, target, actor, move.reason
     )

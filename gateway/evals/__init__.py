@@ -1,0 +1,1 @@
+"""Eval suites: assertions, suite files, the runner and its reports."""

@@ -1,0 +1,338 @@
+"""Runs a suite through the gateway (in process or at a URL), so calls are priced and logged.
+
+Responses are cached on disk by target version, variables, messages and options, so a rerun
+of an unchanged suite makes no upstream calls; failures are never cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import orjson
+
+from gateway.evals.assertions import AssertionSpec, EvalContext, Outcome, evaluate
+from gateway.evals.suite import CaseSpec, Suite, Target
+
+Status = Literal["PASS", "FAIL", "ERROR"]
+
+
+class TargetError(Exception):
+    """The target cannot be called (unknown prompt or label, gateway unreachable...)."""
+
+
+@dataclass(slots=True)
+class Answer:
+    output: str
+    latency_ms: float
+    cost_usd: float
+    tool_calls: list[dict[str, Any]] | None = None
+    cached: bool = False
+
+
+@dataclass(slots=True)
+class CaseResult:
+    id: str
+    vars: dict[str, Any]
+    status: Status
+    score: float
+    output: str | None
+    latency_ms: float | None
+    cost_usd: float | None
+    cached: bool
+    error: str | None
+    assertions: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RunResult:
+    suite: str
+    target: str
+    version: str  # what answered: prompt name@version, or the model alias
+    cases: list[CaseResult]
+    started_at: str
+    finished_at: str
+
+    @property
+    def total(self) -> int:
+        return len(self.cases)
+
+    def count(self, status: Status) -> int:
+        return sum(1 for c in self.cases if c.status == status)
+
+    @property
+    def pass_rate(self) -> float:
+        return self.count("PASS") / self.total if self.total else 0.0
+
+    @property
+    def mean_score(self) -> float:
+        return statistics.fmean(c.score for c in self.cases) if self.cases else 0.0
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(c.cost_usd or 0.0 for c in self.cases)
+
+    @property
+    def p50_latency_ms(self) -> float | None:
+        latencies = [c.latency_ms for c in self.cases if c.latency_ms is not None and not c.cached]
+        return statistics.median(latencies) if latencies else None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "version": self.version,
+            "cases": self.total,
+            "passed": self.count("PASS"),
+            "failed": self.count("FAIL"),
+            "errors": self.count("ERROR"),
+            "pass_rate": round(self.pass_rate, 4),
+            "mean_score": round(self.mean_score, 4),
+            "cost_usd": round(self.cost_usd, 10),
+            "p50_latency_ms": self.p50_latency_ms,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            **self.summary(),
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "results": [asdict(c) for c in self.cases],
+        }
+
+
+class GatewayClient:
+    """The few gateway calls a run needs, over any httpx transport."""
+
+    def __init__(self, client: httpx.AsyncClient, key: str) -> None:
+        self.http = client
+        self.headers = {"authorization": f"Bearer {key}"}
+
+    async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        try:
+            return await self.http.post(path, json=body, headers=self.headers, timeout=300)
+        except httpx.HTTPError as exc:
+            raise TargetError(f"gateway unreachable: {exc}") from None
+
+    async def resolve(self, target: Target) -> str:
+        if target.kind == "model":
+            return target.name
+        try:
+            response = await self.http.get(f"/v1/prompts/{target.name}", headers=self.headers)
+        except httpx.HTTPError as exc:
+            raise TargetError(f"gateway unreachable: {exc}") from None
+        if response.status_code != 200:
+            raise TargetError(f"{target}: {_message(response)}")
+        info = response.json()
+        ref = target.ref or "production"
+        label = info["labels"].get(ref)
+        if label is None:
+            versions = await self.http.get(
+                f"/v1/prompts/{target.name}/versions/{ref}", headers=self.headers
+            )
+            if versions.status_code != 200:
+                known = ", ".join(sorted(info["labels"]))
+                raise TargetError(f"{target}: no label or version {ref!r} (labels: {known})")
+            return ref
+        if "version" not in label:
+            raise TargetError(f"{target}: label {ref!r} splits traffic; evaluate a version")
+        return str(label["version"])
+
+    async def ask(
+        self, target: Target, version: str, case: CaseSpec, options: dict[str, Any]
+    ) -> Answer:
+        body: dict[str, Any] = {**options, "messages": list(case.messages)}
+        if target.kind == "prompt":
+            body["model"] = "prompt"
+            body["prompt"] = {"name": target.name, "version": version, "variables": case.vars}
+        else:
+            body["model"] = target.name
+            if not body["messages"]:
+                text = case.vars.get("input", json.dumps(case.vars))
+                body["messages"] = [{"role": "user", "content": str(text)}]
+        started = time.perf_counter()
+        response = await self._post("/v1/chat/completions", body)
+        latency = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            raise TargetError(f"{response.status_code}: {_message(response)}")
+        data = response.json()
+        message = data["choices"][0]["message"]
+        return Answer(
+            output=message.get("content") or "",
+            latency_ms=latency,
+            cost_usd=float(response.headers.get("x-gateway-cost-usd", "0")),
+            tool_calls=message.get("tool_calls"),
+        )
+
+    async def judge(self, alias: str, prompt: str) -> str:
+        body = {"model": alias, "temperature": 0, "messages": [{"role": "user", "content": prompt}]}
+        response = await self._post("/v1/chat/completions", body)
+        if response.status_code != 200:
+            raise TargetError(f"judge {alias}: {_message(response)}")
+        return str(response.json()["choices"][0]["message"].get("content") or "")
+
+    async def embed(self, alias: str, texts: list[str]) -> list[list[float]]:
+        body = {"model": alias, "input": texts, "encoding_format": "float"}
+        response = await self._post("/v1/embeddings", body)
+        if response.status_code != 200:
+            raise TargetError(f"embeddings {alias}: {_message(response)}")
+        return [item["embedding"] for item in response.json()["data"]]
+
+    async def store_run(self, record: dict[str, Any]) -> str | None:
+        response = await self._post("/v1/evals/runs", record)
+        if response.status_code != 200:
+            raise TargetError(f"could not store the run: {_message(response)}")
+        run_id: str | None = response.json().get("id")
+        return run_id
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]
+
+
+class AnswerCache:
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+
+    @staticmethod
+    def key(version: str, case: CaseSpec, options: dict[str, Any], repeat: int) -> str:
+        material = {
+            "version": version,
+            "vars": case.vars,
+            "messages": case.messages,
+            "options": options,
+            "repeat": repeat,
+        }
+        return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    def get(self, key: str) -> Answer | None:
+        if self.directory is None:
+            return None
+        path = self.directory / f"{key}.json"
+        if not path.exists():
+            return None
+        data = orjson.loads(path.read_bytes())
+        return Answer(**{**data, "cached": True})
+
+    def put(self, key: str, answer: Answer) -> None:
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.directory / f"{key}.tmp"
+        tmp.write_bytes(orjson.dumps(asdict(answer)))
+        tmp.rename(self.directory / f"{key}.json")
+
+
+def _status(case: CaseSpec, outcomes: list[Outcome]) -> tuple[Status, float]:
+    weights = [a.weight for a in case.asserts]
+    total = sum(weights) or 1.0
+    score = sum(w * o.score for w, o in zip(weights, outcomes, strict=True)) / total
+    if any(o.error for o in outcomes):
+        return "ERROR", score
+    if case.threshold is not None:
+        return ("PASS" if score >= case.threshold else "FAIL"), score
+    return ("PASS" if all(o.passed for o in outcomes) else "FAIL"), score
+
+
+VARIABLE = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
+
+
+def _with_vars(spec: AssertionSpec, case: CaseSpec) -> AssertionSpec:
+    """`{{var}}` in an assertion's value is the case's variable (as promptfoo users expect)."""
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str) and "{{" in value:
+            return VARIABLE.sub(lambda m: str(case.vars.get(m.group(1), m.group(0))), value)
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return value
+
+    filled = fill(spec.value)
+    return spec if filled == spec.value else spec.model_copy(update={"value": filled})
+
+
+def _assertion_row(spec: AssertionSpec, outcome: Outcome) -> dict[str, Any]:
+    return {
+        "type": spec.type,
+        "metric": spec.metric,
+        "passed": outcome.passed,
+        "score": outcome.score,
+        "reason": outcome.reason,
+        "error": outcome.error,
+        "skipped": outcome.skipped,
+    }
+
+
+async def run_suite(
+    suite: Suite, client: GatewayClient, target: Target, cache: AnswerCache
+) -> RunResult:
+    started = datetime.now(UTC).isoformat()
+    version = await client.resolve(target)
+    shown_version = f"{target.name}@{version}" if target.kind == "prompt" else version
+    options = suite.spec.options
+    gate = asyncio.Semaphore(suite.spec.concurrency)
+    judge_alias, embed_alias = suite.spec.judge, suite.spec.embedding_model
+
+    async def judge(prompt: str) -> str:
+        if judge_alias is None:
+            raise TargetError("llm-rubric needs `judge: <model alias>` in the suite")
+        return await client.judge(judge_alias, prompt)
+
+    async def embed(texts: list[str]) -> list[list[float]]:
+        return await client.embed(embed_alias, texts)
+
+    async def one(case: CaseSpec, repeat: int) -> CaseResult:
+        case_id = str(case.id) + (f"#{repeat + 1}" if suite.spec.repeat > 1 else "")
+        key = cache.key(shown_version, case, options, repeat)
+        async with gate:
+            answer = cache.get(key)
+            if answer is None:
+                try:
+                    answer = await client.ask(target, version, case, options)
+                except TargetError as exc:
+                    return CaseResult(
+                        case_id, case.vars, "ERROR", 0.0, None, None, None, False, str(exc)
+                    )
+                cache.put(key, answer)
+            context = EvalContext(
+                output=answer.output,
+                vars=case.vars,
+                latency_ms=answer.latency_ms,
+                cost_usd=answer.cost_usd,
+                cached=answer.cached,
+                tool_calls=answer.tool_calls,
+                judge=judge,
+                embed=embed,
+            )
+            outcomes = [await evaluate(_with_vars(spec, case), context) for spec in case.asserts]
+        status, score = _status(case, outcomes)
+        return CaseResult(
+            id=case_id,
+            vars=case.vars,
+            status=status,
+            score=score,
+            output=answer.output,
+            latency_ms=answer.latency_ms,
+            cost_usd=0.0 if answer.cached else answer.cost_usd,
+            cached=answer.cached,
+            error=None,
+            assertions=[_assertion_row(s, o) for s, o in zip(case.asserts, outcomes, strict=True)],
+        )
+
+    jobs = [one(case, r) for case in suite.cases for r in range(suite.spec.repeat)]
+    results = list(await asyncio.gather(*jobs))
+    return RunResult(
+        suite.name, str(target), shown_version, results, started, datetime.now(UTC).isoformat()
+    )

@@ -1,0 +1,198 @@
+"""Eval suite files (`evals/<suite>.yaml`): the schema, targets, and datasets beside them.
+
+Suites are data, validated strictly; an error names the file, the line and the key path.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.errors import ConfigError
+from gateway.evals.assertions import KNOWN_TYPES, AssertionSpec
+from gateway.yamlfile import YamlDocument, format_loc, validation_problems
+
+TARGET = re.compile(r"^(prompt|model):([^@\s]+)(?:@([^@\s]+))?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a suite calls: a prompt by label or version, or a model alias."""
+
+    kind: Literal["prompt", "model"]
+    name: str
+    ref: str | None = None  # a prompt's label or version
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        match = TARGET.match(text.strip())
+        if match is None:
+            raise ValueError(
+                f"target {text!r} must look like prompt:NAME@LABEL, prompt:NAME@VERSION "
+                f"or model:ALIAS"
+            )
+        kind, name, ref = match.groups()
+        if kind == "model" and ref:
+            raise ValueError(f"target {text!r}: a model target takes no @ part")
+        return cls(kind, name, ref)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}" + (f"@{self.ref}" if self.ref else "")
+
+
+class CaseSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    id: str | None = None
+    description: str | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+    messages: list[dict[str, Any]] = Field(default_factory=list)
+    asserts: list[AssertionSpec] = Field(default_factory=list, alias="assert")
+    # The case passes when its weighted score reaches this; by default every assertion must.
+    threshold: float | None = Field(default=None, ge=0, le=1)
+
+
+class Defaults(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    vars: dict[str, Any] = Field(default_factory=dict)
+    asserts: list[AssertionSpec] = Field(default_factory=list, alias="assert")
+
+
+class SuiteSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = None
+    target: str
+    baseline: str | None = None
+    dataset: str | None = None  # a .jsonl or .csv file beside the suite
+    cases: list[CaseSpec] = Field(default_factory=list)
+    defaults: Defaults = Field(default_factory=Defaults)
+    # Share of cases that must pass (promptfoo users asked for pass-rate gates).
+    threshold: float = Field(default=1.0, ge=0, le=1)
+    # Fail when the pass rate drops more than this below the baseline's (off when unset).
+    max_regression: float | None = Field(default=None, ge=0, le=1)
+    repeat: int = Field(default=1, ge=1, le=100)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    judge: str | None = None  # model alias for llm-rubric assertions
+    embedding_model: str = "local/all-MiniLM-L6-v2"  # for `similar` assertions
+    options: dict[str, Any] = Field(default_factory=dict)  # sent with every call
+
+    @field_validator("target", "baseline")
+    @classmethod
+    def _target(cls, value: str | None) -> str | None:
+        if value is not None:
+            Target.parse(value)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Suite:
+    name: str
+    path: Path
+    spec: SuiteSpec
+    cases: list[CaseSpec]
+
+    @property
+    def target(self) -> Target:
+        return Target.parse(self.spec.target)
+
+    @property
+    def baseline(self) -> Target | None:
+        return Target.parse(self.spec.baseline) if self.spec.baseline else None
+
+
+def _expected(value: str) -> dict[str, Any]:
+    """promptfoo's `__expected` column: "contains: Paris", or a bare value meaning equals."""
+    kind, sep, expected = value.partition(":")
+    if sep and kind.strip().removeprefix("not-") in KNOWN_TYPES:
+        return {"type": kind.strip(), "value": expected.strip()}
+    return {"type": "equals", "value": value}
+
+
+def _dataset(path: Path) -> list[CaseSpec]:
+    if not path.exists():
+        raise ConfigError(f"{path}: dataset file not found")
+    rows: list[dict[str, Any]] = []
+    if path.suffix == ".jsonl":
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path}:{number}: not JSON: {exc.msg}") from None
+            if not isinstance(row, dict):
+                raise ConfigError(f"{path}:{number}: each line must be a JSON object")
+            rows.append({"__line": number, **row})
+    elif path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            for number, row in enumerate(csv.DictReader(handle), 2):
+                # CSV columns are variables; __id and __expected are promptfoo's specials.
+                case: dict[str, Any] = {"__line": number, "vars": {}}
+                for column, value in row.items():
+                    if column == "__id":
+                        case["id"] = value
+                    elif column == "__expected":
+                        case["assert"] = [_expected(value)]
+                    else:
+                        case["vars"][column] = value
+                rows.append(case)
+    else:
+        raise ConfigError(f"{path}: a dataset is a .jsonl or .csv file")
+    cases = []
+    for row in rows:
+        number = row.pop("__line")
+        try:
+            cases.append(CaseSpec.model_validate(row))
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            raise ConfigError(
+                f"{path}:{number}: {format_loc(tuple(first['loc']))}: {first['msg']}"
+            ) from None
+    return cases
+
+
+def load_suite(path: Path) -> Suite:
+    doc = YamlDocument.read(path)
+    if not isinstance(doc.data, dict):
+        raise ConfigError(f"{path}:1: a suite is a mapping (target, cases, ...)")
+    try:
+        spec = SuiteSpec.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(doc, exc)) from None
+    cases = list(spec.cases)
+    if spec.dataset:
+        cases += _dataset(path.parent / spec.dataset)
+    if not cases:
+        raise ConfigError(f"{path}:1: the suite has no cases (add `cases:` or `dataset:`)")
+    named = []
+    for index, case in enumerate(cases):
+        merged = case.model_copy(
+            update={
+                "id": case.id or f"case-{index + 1}",
+                "vars": {**spec.defaults.vars, **case.vars},
+                "asserts": [*spec.defaults.asserts, *case.asserts],
+            }
+        )
+        if not merged.asserts:
+            raise ConfigError(f"{path}: case {merged.id!r} has no assertions")
+        named.append(merged)
+    ids = [c.id for c in named]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1 and i is not None})
+    if duplicates:
+        raise ConfigError(f"{path}: duplicate case ids: {', '.join(duplicates)}")
+    return Suite(path.stem, path, spec, named)
+
+
+def suite_json_schema() -> str:
+    schema = SuiteSpec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "LLMOps gateway eval suite (evals/*.yaml)"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
