@@ -43,6 +43,13 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        if not where and first.get("loc", ())[:1] == ("body",):
+            content_type = request.headers.get("content-type", "none")
+            message = (
+                f"Request body must be a JSON object with Content-Type: application/json "
+                f"(got {content_type}): {first.get('msg', 'invalid body')}"
+            )
+            return error_response(BadRequest(message))
         return error_response(BadRequest(f"{where}: {first.get('msg', 'invalid request')}"))
 
     async def http_error(request: Request, exc: Exception) -> Response:

@@ -7,9 +7,10 @@ its hold is released after `hold_ttl_s` instead of shrinking the budget for good
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -124,12 +125,19 @@ def _nano(usd: float) -> int:
     return max(0, round(usd * NANO))
 
 
+@functools.lru_cache(maxsize=1024)
+def _bounds_at(duration: str | None, second: int) -> tuple[str, datetime | None]:
+    # Periods are whole seconds at least, so one computation serves a whole second of calls.
+    period_id, _, end = period_bounds(duration, datetime.fromtimestamp(second, UTC))
+    return period_id, end
+
+
 def _periods(budgets: Sequence[Budget], now: float) -> list[tuple[Budget, Period]]:
     """Each budget's current period; one entry per counter, keeping the strictest maximum."""
-    moment = datetime.fromtimestamp(now, UTC)
+    second = int(now)
     found: dict[tuple[str, str], tuple[Budget, Period]] = {}
     for budget in budgets:
-        period_id, _, end = period_bounds(budget.duration, moment)
+        period_id, end = _bounds_at(budget.duration, second)
         seen = found.get((budget.scope, period_id))
         if seen is None or budget.max_usd < seen[0].max_usd:
             period = Period(budget.scope, budget.duration, period_id, end)
@@ -195,7 +203,7 @@ class MemoryBudgetLedger:
             spent = account.spent or 0
             if spent + account.reserved + amount > _nano(budget.max_usd):
                 raise _exceeded(budget, period, spent, account.reserved, amount)
-        hold = BudgetHold(tuple(period for _, period in entries), amount, uuid.uuid4().hex)
+        hold = BudgetHold(tuple(period for _, period in entries), amount, os.urandom(8).hex())
         until = now + self._hold_ttl_s
         for account in accounts:
             account.reserved += amount
@@ -330,7 +338,7 @@ class RedisBudgetLedger:
         if not entries:
             return _no_hold()
         amount = _nano(amount_usd)
-        hold = BudgetHold(tuple(period for _, period in entries), amount, uuid.uuid4().hex)
+        hold = BudgetHold(tuple(period for _, period in entries), amount, os.urandom(8).hex())
         args: list[str | int | float] = [amount, now, _member(hold), now + self._hold_ttl_s]
         for budget, period in entries:
             args += [_nano(budget.max_usd), _expire_at(period)]
