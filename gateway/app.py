@@ -12,9 +12,10 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from gateway.api import admin, evals, health, openai, prompts
+from gateway.api.hot import HotRoutes, record_error
 from gateway.auth import resolve_master_key
 from gateway.config import load_config
-from gateway.errors import BadRequest, GatewayError, NotFound
+from gateway.errors import BadRequest, GatewayError, NotFound, error_response
 from gateway.middleware import EdgeMiddleware
 from gateway.settings import Settings
 from gateway.state import GatewayState
@@ -22,22 +23,10 @@ from gateway.state import GatewayState
 log = logging.getLogger("gateway")
 
 
-def error_response(error: GatewayError) -> Response:
-    return Response(
-        error.json_bytes(),
-        status_code=error.status,
-        media_type="application/json",
-        headers=error.headers,
-    )
-
-
 def install_error_handlers(app: FastAPI) -> None:
     async def gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
-        call = request.scope.get("state", {}).get("call")
-        if call is not None:
-            call.error_type = exc.type
-        return error_response(exc)
+        return record_error(request.scope, exc)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -99,6 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(prompts.router)
     app.include_router(evals.router)
     max_body = config.gateway.max_body_bytes or settings.max_body_bytes
+    # Outermost first: the edge (ids, body cap, request log), then the proxied routes' direct
+    # dispatch; everything else goes on to FastAPI.
+    app.add_middleware(HotRoutes, state=state)
     app.add_middleware(EdgeMiddleware, max_body_bytes=max_body, request_log=state.request_log)
     return app
 

@@ -104,6 +104,8 @@ def run_server(
         access_log=False,
         server_header=False,
         date_header=False,
+        # X-Forwarded-* rewriting costs ~3% of a proxied call; the gateway does not use it.
+        proxy_headers=False,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from starlette.responses import Response
 
 
 class GatewayError(Exception):
@@ -128,3 +129,12 @@ RETRYABLE: tuple[type[GatewayError], ...] = (
 
 def is_retryable(error: GatewayError) -> bool:
     return isinstance(error, RETRYABLE)
+
+
+def error_response(error: GatewayError) -> Response:
+    return Response(
+        error.json_bytes(),
+        status_code=error.status,
+        media_type="application/json",
+        headers=error.headers,
+    )

@@ -21,7 +21,10 @@ async def get_state(request: Request) -> GatewayState:
 
 
 async def authenticate(request: Request) -> Caller:
-    state: GatewayState = request.app.state.gateway
+    return await authenticate_with(request.app.state.gateway, request)
+
+
+async def authenticate_with(state: GatewayState, request: Request) -> Caller:
     caller = await state.auth.authenticate(request.headers.get("authorization"))
     call: CallRecord | None = request.scope["state"].get("call")
     if call is not None:
