@@ -35,7 +35,10 @@ class EdgeMiddleware:
         state["request_id"] = request_id
         state["started"] = time.perf_counter()
         route = METERED_PATHS.get(scope["path"])
-        call = CallRecord.begin(request_id, route) if route is not None else None
+        call = None
+        if route is not None:
+            traceparent = next((v for k, v in scope["headers"] if k == b"traceparent"), None)
+            call = CallRecord.begin(request_id, route, traceparent)
         state["call"] = call
         status = 500
         header = (b"x-gateway-request-id", request_id.encode())

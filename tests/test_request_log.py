@@ -172,3 +172,19 @@ def _row(request_id: str) -> dict[str, Any]:
         "cost_usd": 0.0,
         "estimated": False,
     }
+
+
+def test_rows_carry_the_callers_trace_id(gateway: GatewayFactory, tmp_path: Path) -> None:
+    base = gateway()
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    for headers in ({"traceparent": f"00-{trace}-00f067aa0ba902b7-01"}, {}):
+        response = httpx.post(
+            f"{base}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {MASTER_KEY}", **headers},
+            json={"model": "local/echo", "messages": USER},
+        )
+        assert response.status_code == 200
+    first, second = rows(tmp_path / ".gateway" / "gateway.db", 2)
+    assert first["trace_id"] == trace
+    assert len(second["trace_id"]) == 32
+    assert second["trace_id"] != trace

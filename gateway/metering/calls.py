@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,16 @@ METERED_PATHS = {
     "/v1/embeddings": "embeddings",
     "/embeddings": "embeddings",
 }
+
+
+def trace_id(traceparent: bytes | None) -> str:
+    """The caller's W3C trace id (`traceparent: 00-<32 hex>-<16 hex>-<flags>`), so the row
+    joins the caller's trace; a new random one when there is none or it is malformed."""
+    if traceparent is not None and len(traceparent) >= 55 and traceparent[2:3] == b"-":
+        candidate = traceparent[3:35].decode("ascii", "replace").lower()
+        if candidate != "0" * 32 and all(c in "0123456789abcdef" for c in candidate):
+            return candidate
+    return os.urandom(16).hex()
 
 
 @dataclass(slots=True)
@@ -41,10 +52,13 @@ class CallRecord:
     error_type: str | None = None
     request_body: str | None = None
     response_body: str | None = None
+    trace_id: str | None = None
 
     @classmethod
-    def begin(cls, request_id: str, route: str) -> CallRecord:
-        return cls(request_id, route, time.perf_counter(), datetime.now(UTC))
+    def begin(cls, request_id: str, route: str, traceparent: bytes | None) -> CallRecord:
+        call = cls(request_id, route, time.perf_counter(), datetime.now(UTC))
+        call.trace_id = trace_id(traceparent)
+        return call
 
     def row(self, status: int) -> dict[str, Any]:
         elapsed = time.perf_counter() - self.started
@@ -79,7 +93,7 @@ class CallRecord:
             "cost_usd": self.cost,
             "estimated": self.estimated,
             "price_version": self.price_version,
-            "trace_id": None,
+            "trace_id": self.trace_id,
             "request_body": self.request_body,
             "response_body": self.response_body,
         }
