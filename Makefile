@@ -8,7 +8,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test lint format bench evals clean
+.PHONY: install run test lint format bench bench-full evals clean
 
 install: $(STAMP)
 
@@ -40,8 +40,13 @@ evals: install
 	  $(BIN)/gateway eval run $$suite --junit .gateway/reports/$$(basename $$suite .yaml).junit.xml; \
 	done
 
+# `make bench`: all features on, one worker, ~3-4 minutes. `make bench-full` adds each feature's
+# own configuration and the 2-worker scaling run (~12 minutes). Options: python -m bench.run -h.
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-full: install
+	$(BIN)/python -m bench.run --features all --workers 1,2 $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .gateway .pytest_cache .mypy_cache .ruff_cache

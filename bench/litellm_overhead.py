@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import orjson
 
-from bench.run import free_port, start_upstream
+from bench.services import free_port, start_upstream, stop
 
 MESSAGES = [{"role": "user", "content": "Say hello to the benchmark, please."}]
 
@@ -93,8 +93,7 @@ def main() -> None:
     try:
         results = asyncio.run(measure(f"http://127.0.0.1:{port}/v1", args.n))
     finally:
-        upstream.terminate()
-        upstream.wait(10)
+        stop(upstream)
     for name, figures in results.items():
         print(f"{name:30} mean {figures['mean_ms']:6.3f} ms   p50 {figures['p50_ms']:6.3f} ms")
     for kind in ("", ", stream"):

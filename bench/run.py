@@ -1,15 +1,18 @@
-"""`make bench`: the gateway's added latency and throughput against a zero-delay upstream.
+"""`make bench`: what the gateway adds to a zero-delay upstream, feature by feature.
 
-Starts the loopback fake upstream and the gateway (with `gateway serve`, as the README does),
-drives closed-loop load at several concurrencies for a fixed time, direct and through the
-gateway, and prints requests/s, p50/p90/p99 and the overhead. Figures, not assertions.
+Starts the loopback fake upstream and the gateway (`gateway serve`, as the README does), then
+drives closed-loop load for a fixed time at each concurrency: direct against the upstream and
+through the gateway, for JSON chat, streaming chat, embeddings and (all-on) a prompt called by
+name. Prints a table per configuration and writes everything as JSON. Figures, not assertions.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import socket
+import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,231 +22,262 @@ from typing import Any
 
 import httpx
 import orjson
-import psutil
+import psycopg
+import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-KEY = "bench-master-key"
+from bench import report
+from bench.configs import CONFIGS, KEY_REQUESTS, MODES, Features, write_gateway_files
+from bench.drive import drive
+from bench.phases import run_soak, scaling_table
+from bench.services import (
+    MASTER_KEY,
+    ROOT,
+    BenchError,
+    Gateway,
+    free_port,
+    log_tail,
+    make_key,
+    postgres_database,
+    redis_prefix,
+    settled_rss_mib,
+    start_gateway,
+    start_upstream,
+    stop,
+    tree_rss_mib,
+)
+
+SCALING_LEVELS = (32, 64)
+# Why one generator process by default: bench/load.py spends ~20 us of CPU per request (about
+# a quarter of a core at the upstream's ~12k req/s, where the single-process upstream is the
+# limit), so a second process only takes CPU from the gateway on a 2-core machine.
+DEFAULT_GENERATORS = 1
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], what: str) -> float:
-    started = time.perf_counter()
-    while time.perf_counter() - started < 60:
-        if process.poll() is not None:
-            sys.exit(f"{what} exited during start (code {process.returncode})")
-        try:
-            httpx.get(url, timeout=1)
-            return time.perf_counter() - started
-        except httpx.TransportError:
-            time.sleep(0.02)
-    sys.exit(f"{what} did not start in 60 s")
-
-
-def start_upstream(port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.upstream", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per run")
+    parser.add_argument("--concurrency", type=ints, default=[1, 8, 32, 64])
+    parser.add_argument(
+        "--features",
+        default="all-on",
+        help=f"comma-separated of {', '.join(CONFIGS)}, or 'all' (default: all-on)",
     )
-    wait_ready(f"http://127.0.0.1:{port}/v1/models", process, "fake upstream")
-    return process
+    parser.add_argument("--workers", type=ints, default=[1], help="e.g. 1,2: scaling runs")
+    parser.add_argument("--soak", type=int, default=0, help="send N requests, sampling RSS")
+    parser.add_argument("--soak-concurrency", type=int, default=32)
+    parser.add_argument("--soak-max-s", type=float, default=4 * 3600, help="soak time cap")
+    parser.add_argument(
+        "--generators",
+        type=int,
+        default=DEFAULT_GENERATORS,
+        help="load-generator processes at concurrency >= 32 (connections split between them)",
+    )
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    args = parser.parse_args()
+    names = list(CONFIGS) if args.features == "all" else args.features.split(",")
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown feature configuration(s) {unknown}; choose from {list(CONFIGS)}")
+    args.features = names
+    return args
 
 
-def start_gateway(
-    port: int, upstream: str, data_dir: Path, extra_env: dict[str, str]
-) -> tuple[subprocess.Popen[bytes], float]:
-    config = data_dir / "bench.yaml"
-    entries = [
-        {
-            "model_name": "bench",
-            "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": upstream},
+class Bench:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        upstream: subprocess.Popen[bytes],
+        upstream_url: str,
+        workdir: Path,
+        summary_name: str,
+    ) -> None:
+        self.args = args
+        self.upstream, self.upstream_url = upstream, upstream_url
+        self.workdir = workdir
+        self.summary_name = summary_name
+        self.config, self.prompts = write_gateway_files(workdir, upstream_url)
+        self.direct: dict[tuple[str, int], dict[str, Any]] = {}
+        self.soak: dict[str, Any] | None = None
+
+    def check_upstream(self) -> None:
+        if self.upstream.poll() is not None:
+            log = log_tail(self.workdir / "upstream.log")
+            raise BenchError(f"the fake upstream exited ({self.upstream.returncode}):\n{log}")
+
+    def generators(self, concurrency: int) -> int:
+        return self.args.generators if concurrency >= 32 else 1
+
+    def run_direct(self, modes: list[str]) -> None:
+        for name in modes:
+            mode = MODES[name]
+            for conc in self.args.concurrency:
+                url = self.upstream_url.removesuffix("/v1") + mode.path
+                stats = drive(
+                    url, mode.body(mode.upstream_model), "bench", conc, self.args.duration,
+                    self.generators(conc), watch={"upstream": self.upstream.pid},
+                )  # fmt: skip
+                self.check_upstream()
+                self.direct[name, conc] = stats
+                print(f"  direct {name}@{conc}: {stats['rps']:,.0f} req/s", flush=True)
+
+    def run_configuration(
+        self, features: Features, workers: int, modes: tuple[str, ...], levels: list[int]
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "name": features.name,
+            "workers": workers,
+            "features": features.describe(),
         }
-    ]
-    config.write_bytes(orjson.dumps({"model_list": entries}))  # JSON is valid YAML
-    env = {
-        **os.environ,
-        "GATEWAY_CONFIG": str(config),
-        "GATEWAY_DATA_DIR": str(data_dir),
-        "GATEWAY_MASTER_KEY": KEY,
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_LOG_LEVEL": "warning",
-        **extra_env,
-    }
-    gateway_bin = Path(sys.executable).parent / "gateway"
-    started = time.perf_counter()
-    process = subprocess.Popen([str(gateway_bin), "serve"], cwd=ROOT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(f"{base}/healthz", process, "gateway")
-    # Cold start ends with the first successful proxied call, not the first open port.
-    httpx.post(
-        f"{base}/v1/chat/completions",
-        headers={"authorization": f"Bearer {KEY}"},
-        json={"model": "bench", "messages": [{"role": "user", "content": "hi"}]},
-        timeout=30,
-    ).raise_for_status()
-    return process, time.perf_counter() - started
+        data_dir = Path(tempfile.mkdtemp(prefix=f"{features.name}-", dir=self.workdir))
+        settings = {
+            "GATEWAY_CONFIG": str(self.config),
+            "GATEWAY_DATA_DIR": str(data_dir),
+            "GATEWAY_PROMPTS_DIR": str(self.prompts),
+        }
+        with contextlib.ExitStack() as stack:
+            if features.redis:
+                settings["GATEWAY_REDIS_URL"] = "redis://127.0.0.1:6379/0"
+                settings["GATEWAY_REDIS_PREFIX"] = stack.enter_context(redis_prefix())
+            if features.postgres:
+                settings["GATEWAY_DATABASE_URL"] = stack.enter_context(postgres_database())
+            gateway = start_gateway(settings, workers, data_dir / "gateway.log")
+            stack.callback(stop, gateway.process)
+            key = MASTER_KEY
+            if features.key != "master":
+                key = make_key(gateway, KEY_REQUESTS[features.key])
+            result["cold_start_s"] = gateway.cold_start_s
+            result["idle_rss_mib"] = settled_rss_mib(gateway.process.pid)
+            result["rows"] = [
+                self.measure(gateway, key, name, conc) for name in modes for conc in levels
+            ]
+            result["rss_after_load_mib"] = tree_rss_mib(gateway.process.pid)
+            if (
+                self.args.soak
+                and features.name == self.summary_name
+                and workers == self.args.workers[0]
+            ):
+                self.soak = run_soak(gateway, key, self.args)
+            if any(row["gateway"]["errors"] for row in result["rows"]):
+                result["log_tail"] = log_tail(gateway.log, 15)
+        return result
+
+    def measure(self, gateway: Gateway, key: str, name: str, conc: int) -> dict[str, Any]:
+        mode = MODES[name]
+        stats = drive(
+            gateway.base + mode.path, mode.body(mode.alias), key, conc,
+            self.args.duration, self.generators(conc),
+            watch={"gateway": gateway.process.pid, "upstream": self.upstream.pid},
+        )  # fmt: skip
+        self.check_upstream()
+        if gateway.process.poll() is not None:
+            raise BenchError(f"gateway exited during {name}@{conc}:\n" + log_tail(gateway.log))
+        direct = self.direct[mode.direct_as or name, conc]
+        row = {
+            "mode": name,
+            "concurrency": conc,
+            "direct": direct,
+            "gateway": stats,
+            "added_ms": report.added(direct, stats, ""),
+        }
+        if mode.stream:
+            row["added_ttfb_ms"] = report.added(direct, stats, "ttfb_")
+        print(
+            f"  gateway {name}@{conc}: {stats['rps']:,.0f} req/s, {stats['errors']} errors",
+            flush=True,
+        )
+        return row
 
 
-def make_virtual_key(base: str) -> str:
-    """Benchmark traffic uses a virtual key with limits and a budget, so every feature works:
-    key lookup, RPM/TPM counters, budget reservation and settlement, cost, request log."""
-    response = httpx.post(
-        f"{base}/v1/keys",
-        headers={"authorization": f"Bearer {KEY}"},
-        json={
-            "name": "bench",
-            "team": "bench",
-            "rpm_limit": 100_000_000,
-            "tpm_limit": 10_000_000_000,
-            "max_budget": 1_000_000.0,
-            "budget_duration": "1d",
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    load_before = os.getloadavg()[0]
+    selected = [CONFIGS[name] for name in args.features]
+    summary_name = "all-on" if "all-on" in args.features else args.features[0]
+    scaling_levels = [c for c in args.concurrency if c in SCALING_LEVELS] or [max(args.concurrency)]
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, contextlib.ExitStack() as stack:
+        workdir = Path(tmp)
+        port = free_port()
+        upstream = start_upstream(port, workdir / "upstream.log")
+        stack.callback(stop, upstream)
+        bench = Bench(args, upstream, f"http://127.0.0.1:{port}/v1", workdir, summary_name)
+        direct_modes = sorted(
+            {MODES[m].direct_as or m for f in selected for m in f.modes()},
+            key=list(MODES).index,
+        )
+        print(f"direct against the fake upstream ({', '.join(direct_modes)})", flush=True)
+        bench.run_direct(direct_modes)
+        results = []
+        for features in selected:
+            print(f"{features.name}, {args.workers[0]} worker(s)", flush=True)
+            results.append(
+                guarded(bench, features, args.workers[0], features.modes(), args.concurrency)
+            )
+        scaled = [r for r in results if r["name"] == summary_name]
+        for workers in args.workers[1:]:
+            print(f"{summary_name}, {workers} workers (scaling)", flush=True)
+            scaled.append(
+                guarded(bench, CONFIGS[summary_name], workers, ("json", "stream"), scaling_levels)
+            )
+    out: dict[str, Any] = {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_before": load_before,
         },
-        timeout=30,
-    )
-    response.raise_for_status()
-    key: str = response.json()["key"]
-    return key
+        "duration_s": args.duration,
+        "concurrency": args.concurrency,
+        "load_generator": {
+            "client": "bench/load.py: raw asyncio + httptools, closed loop, keep-alive",
+            "processes_at_32_plus": args.generators,
+            "why": "one process spends ~20 us CPU per request; the upstream is the direct limit",
+        },
+        "configurations": results,
+        "scaling": scaling_table(scaled, scaling_levels) if len(args.workers) > 1 else [],
+        "scaling_runs": scaled[1:],
+        "soak": bench.soak,
+    }
+    out["notes"] = report.notes(out)
+    out["summary"] = report.summary(out, summary_name)
+    return out
 
 
-def load(
-    url: str, concurrency: int, duration: float, stream: bool, model: str, key: str = KEY
+def guarded(
+    bench: Bench, features: Features, workers: int, modes: tuple[str, ...], levels: list[int]
 ) -> dict[str, Any]:
-    command = [
-        sys.executable,
-        "-m",
-        "bench.load",
-        "--url",
-        url,
-        "--concurrency",
-        str(concurrency),
-        "--duration",
-        str(duration),
-        "--key",
-        key,
-        "--model",
-        model,
-    ]
-    if stream:
-        command.append("--stream")
-    output = subprocess.run(command, cwd=ROOT, capture_output=True, check=True).stdout
-    result: dict[str, Any] = orjson.loads(output)
-    return result
-
-
-def rss_mib(process: subprocess.Popen[bytes]) -> float:
-    proc = psutil.Process(process.pid)
-    total = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(True))
-    return total / 2**20
+    """One configuration; a failure (gateway start, Redis, PostgreSQL) is recorded, not fatal."""
+    try:
+        return bench.run_configuration(features, workers, modes, levels)
+    except (BenchError, OSError, httpx.HTTPError, psycopg.Error, redis.RedisError) as exc:
+        error = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
+        print(f"  FAILED: {error}", file=sys.stderr, flush=True)
+        return {"name": features.name, "workers": workers, "error": error}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per run")
-    parser.add_argument("--concurrency", default="1,8,32")
-    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "latest.json")
-    parser.add_argument("--database-url", help="log to this database instead of SQLite")
-    parser.add_argument("--redis-url", help="keep limits and budgets in this Redis")
-    args = parser.parse_args()
-    extra_env = {}
-    if args.database_url:
-        extra_env["GATEWAY_DATABASE_URL"] = args.database_url
-    if args.redis_url:
-        extra_env["GATEWAY_REDIS_URL"] = args.redis_url
-        extra_env["GATEWAY_REDIS_PREFIX"] = f"bench:{os.getpid()}:"
-    levels = [int(c) for c in args.concurrency.split(",")]
-
-    upstream_port, gateway_port = free_port(), free_port()
-    upstream_proc = start_upstream(upstream_port)
-    upstream = f"http://127.0.0.1:{upstream_port}/v1"
-    with tempfile.TemporaryDirectory() as tmp:
-        gateway_proc, cold_start = start_gateway(gateway_port, upstream, Path(tmp), extra_env)
-        key = make_virtual_key(f"http://127.0.0.1:{gateway_port}")
-        try:
-            idle_rss = rss_mib(gateway_proc)
-            rows = []
-            for stream in (False, True):
-                for concurrency in levels:
-                    direct = load(
-                        f"{upstream}/chat/completions",
-                        concurrency,
-                        args.duration,
-                        stream,
-                        "gpt-4o-mini",
-                    )
-                    through = load(
-                        f"http://127.0.0.1:{gateway_port}/v1/chat/completions",
-                        concurrency,
-                        args.duration,
-                        stream,
-                        "bench",
-                        key,
-                    )
-                    rows.append(
-                        {
-                            "mode": "stream" if stream else "json",
-                            "concurrency": concurrency,
-                            "direct": direct,
-                            "gateway": through,
-                        }
-                    )
-            loaded_rss = rss_mib(gateway_proc)
-        finally:
-            gateway_proc.terminate()
-            upstream_proc.terminate()
-            gateway_proc.wait(10)
-            upstream_proc.wait(10)
-
-    report = {
-        "features": {
-            "auth": "virtual key (cached)",
-            "limits": "redis" if args.redis_url else "in process",
-            "budget": "redis" if args.redis_url else "in process",
-            "request_log": "postgresql" if args.database_url else "sqlite",
-        },
-        "cold_start_s": cold_start,
-        "idle_rss_mib": idle_rss,
-        "rss_after_load_mib": loaded_rss,
-        "duration_s": args.duration,
-        "rows": rows,
-    }
-    print_table(report)
+    args = parse_args()
+    # SIGTERM unwinds like Ctrl-C, so every `finally` stops what it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        out = run(args)
+    except KeyboardInterrupt:
+        sys.exit("interrupted; every process the benchmark started has been stopped")
+    except BenchError as exc:
+        sys.exit(f"benchmark failed: {exc}")
+    for result in out["configurations"]:
+        report.print_configuration(result)
+    report.print_scaling(out["scaling"])
+    report.print_soak(out["soak"])
+    print("\nnotes:\n" + "\n".join(f"  - {note}" for note in out["notes"]))
+    report.print_summary(out["summary"])
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    args.json.write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     print(f"\nwritten to {args.json}")
-
-
-def print_table(report: dict[str, Any]) -> None:
-    header = (
-        f"{'mode':6} {'conc':>4} | {'direct rps':>10} {'p50':>7} {'p99':>7} | "
-        f"{'gateway rps':>11} {'p50':>7} {'p90':>7} {'p99':>7} {'err':>4} | "
-        f"{'added p50':>9} {'added p99':>9}"
-    )
-    print(header)
-    print("-" * len(header))
-    for row in report["rows"]:
-        d, g = row["direct"], row["gateway"]
-        key = "ttfb_p" if row["mode"] == "stream" else "p"
-        print(
-            f"{row['mode']:6} {row['concurrency']:>4} | {d['rps']:>10.0f} {d[key + '50_ms']:>7.2f} "
-            f"{d[key + '99_ms']:>7.2f} | {g['rps']:>11.0f} {g[key + '50_ms']:>7.2f} "
-            f"{g[key + '90_ms']:>7.2f} {g[key + '99_ms']:>7.2f} {g['errors']:>4} | "
-            f"{g[key + '50_ms'] - d[key + '50_ms']:>9.2f} "
-            f"{g[key + '99_ms'] - d[key + '99_ms']:>9.2f}"
-        )
-    features = ", ".join(f"{k}: {v}" for k, v in report["features"].items())
-    print(
-        f"features on: {features}\n"
-        "(latencies in ms; for streams, time to first byte)\n"
-        f"gateway cold start to first proxied answer: {report['cold_start_s']:.2f} s; "
-        f"RSS idle {report['idle_rss_mib']:.0f} MiB, "
-        f"after load {report['rss_after_load_mib']:.0f} MiB"
-    )
+    if any(r.get("error") for r in out["configurations"] + out["scaling"]):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,12 @@ def test_only_the_master_key_administers(gateway: GatewayFactory) -> None:
 
 def test_bad_key_fields_are_400(gateway: GatewayFactory) -> None:
     base = gateway()
-    for fields in ({"rpm_limit": 0}, {"budget_duration": "fortnight"}, {"colour": "red"}):
+    for fields in (
+        {"rpm_limit": 0},
+        {"tpm_limit": 10**10},
+        {"budget_duration": "fortnight"},
+        {"colour": "red"},
+    ):
         response = httpx.post(f"{base}/v1/keys", json=fields, headers=ADMIN)
         assert response.status_code == 400, fields
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}

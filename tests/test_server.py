@@ -108,3 +108,38 @@ def test_serve_refuses_an_invalid_config(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "bad.yaml:3: model_list[0].litellm_params.model" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_two_workers_start_together_on_a_fresh_sqlite(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env |= {"GATEWAY_DATA_DIR": str(tmp_path / "data"), "GATEWAY_MASTER_KEY": "mk"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--workers", "2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        client = sdk(f"http://127.0.0.1:{port}", key="mk", max_retries=0)
+        deadline = time.monotonic() + 60
+        replies = 0
+        while replies < 20 and time.monotonic() < deadline:
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            try:
+                client.chat.completions.create(
+                    model="local/echo", messages=[{"role": "user", "content": "hi"}]
+                )
+                replies += 1
+            except Exception:  # not listening yet
+                time.sleep(0.1)
+        assert replies == 20
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()

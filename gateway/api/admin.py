@@ -22,8 +22,9 @@ class Limits(BaseModel):
 
     max_budget: float | None = Field(default=None, ge=0)
     budget_duration: str | None = None
-    rpm_limit: int | None = Field(default=None, ge=1)
-    tpm_limit: int | None = Field(default=None, ge=1)
+    # Stored as 32-bit integers; larger limits are effectively unlimited anyway.
+    rpm_limit: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    tpm_limit: int | None = Field(default=None, ge=1, le=2**31 - 1)
     metadata: dict[str, Any] | None = None
 
     @field_validator("budget_duration")

@@ -1,0 +1,136 @@
+"""What the benchmark runs: request modes, feature configurations, and the files they need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+MESSAGE = "Say hello to the benchmark, please."
+CHAT_PATH = "/v1/chat/completions"
+EMBED_PATH = "/v1/embeddings"
+
+
+@dataclass(frozen=True, slots=True)
+class Mode:
+    name: str
+    path: str
+    upstream_model: str  # what the direct run asks the fake upstream for
+    alias: str  # what the gateway run asks the gateway for
+    stream: bool = False
+    direct_as: str | None = None  # reuse another mode's direct figures (same upstream call)
+
+    def body(self, model: str) -> str:
+        payload: dict[str, Any]
+        if self.name == "embed":
+            payload = {"model": model, "input": MESSAGE}
+        elif self.name == "prompt":
+            payload = {
+                "model": model,
+                "messages": [],
+                "prompt": {"name": "bench", "variables": {"x": "hi"}},
+            }
+        else:
+            payload = {"model": model, "messages": [{"role": "user", "content": MESSAGE}]}
+        if self.stream:
+            payload |= {"stream": True, "stream_options": {"include_usage": True}}
+        return orjson.dumps(payload).decode()
+
+
+MODES = {
+    "json": Mode("json", CHAT_PATH, "gpt-4o-mini", "bench"),
+    "stream": Mode("stream", CHAT_PATH, "gpt-4o-mini", "bench", stream=True),
+    "embed": Mode("embed", EMBED_PATH, "text-embedding-3-small", "bench-embed"),
+    # The upstream sees an ordinary chat call, so the direct figures are json's.
+    "prompt": Mode("prompt", CHAT_PATH, "gpt-4o-mini", "prompt", direct_as="json"),
+}
+BASE_MODES = ("json", "stream", "embed")
+
+KeyKind = Literal["master", "plain", "limited"]
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    name: str
+    key: KeyKind
+    redis: bool = False
+    postgres: bool = False
+    prompt: bool = False
+
+    def modes(self) -> tuple[str, ...]:
+        return (*BASE_MODES, "prompt") if self.prompt else BASE_MODES
+
+    def describe(self) -> dict[str, str]:
+        limited = self.key == "limited"
+        counters = "redis" if self.redis else "in process"
+        return {
+            "auth": {
+                "master": "master key (no key lookup)",
+                "plain": "virtual key",
+                "limited": "virtual key",
+            }[self.key],
+            "rate_limits": f"RPM/TPM, {counters}" if limited else "off",
+            "budget": f"USD budget, {counters}" if limited else "off",
+            "cost": "on",
+            "request_log": "postgresql" if self.postgres else "sqlite (always on)",
+            "prompt_by_name": "prompt mode" if self.prompt else "not exercised",
+            "tracing": "not implemented yet",
+        }
+
+
+CONFIGS = {
+    config.name: config
+    for config in (
+        Features("baseline", "master"),
+        Features("auth", "plain"),
+        Features("limits", "limited"),
+        Features("redis", "limited", redis=True),
+        Features("postgres", "limited", postgres=True),
+        Features("all-on", "limited", redis=True, postgres=True, prompt=True),
+    )
+}
+
+KEY_REQUESTS: dict[KeyKind, dict[str, Any]] = {
+    "plain": {"name": "bench-auth"},
+    "limited": {
+        "name": "bench-limits",
+        "team": "bench",
+        "rpm_limit": 100_000_000,
+        "tpm_limit": 2_000_000_000,  # fits PostgreSQL INTEGER
+        "max_budget": 1_000_000.0,
+        "budget_duration": "1d",
+    },
+}
+
+PROMPT_FILE = """---
+description: The benchmark's prompt, called by name.
+model: bench
+input:
+  schema:
+    x: string
+---
+{{role "user"}}
+Say {{x}}
+"""
+
+
+def write_gateway_files(directory: Path, upstream: str) -> tuple[Path, Path]:
+    """The gateway config (aliases `bench` and `bench-embed`) and a prompts dir with `bench`."""
+    model_list = [
+        {
+            "model_name": "bench",
+            "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": upstream},
+        },
+        {
+            "model_name": "bench-embed",
+            "litellm_params": {"model": "openai/text-embedding-3-small", "api_base": upstream},
+        },
+    ]
+    config = directory / "bench.yaml"
+    config.write_bytes(orjson.dumps({"model_list": model_list}))  # JSON is valid YAML
+    prompts = directory / "prompts"
+    prompts.mkdir(exist_ok=True)
+    (prompts / "bench.prompt").write_text(PROMPT_FILE, encoding="utf-8")
+    return config, prompts
