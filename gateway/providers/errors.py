@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-import aiohttp
 import orjson
 
 from gateway.errors import (
@@ -17,6 +16,12 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.providers.base import Deployment
+from gateway.providers.http_client import (
+    BodyIncomplete,
+    ConnectFailed,
+    HTTPClientError,
+    ServerDisconnected,
+)
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -51,6 +56,14 @@ def status_error(
 ) -> GatewayError:
     detail = upstream_message(body)
     where = f"deployment {deployment.id} ({deployment.model})"
+    if status < 400:
+        # Redirects are not followed: re-sending a prompt (and credentials) to another URL
+        # should be the operator's decision, made once in api_base, not ours on every call.
+        location = headers.get("location", "an unnamed location")
+        return UpstreamError(
+            f"upstream redirected ({status}) to {location} on {where}; "
+            "set api_base to the final URL"
+        )
     if status == 429:
         return RateLimited(
             f"upstream rate limit on {where}: {detail}", retry_after=parse_retry_after(headers)
@@ -74,13 +87,13 @@ def translate_http_errors(deployment: Deployment) -> Iterator[None]:
         yield
     except GatewayError:
         raise
-    except (TimeoutError, aiohttp.ServerTimeoutError):
+    except TimeoutError:
         raise UpstreamTimeout(f"upstream did not answer in time on {where}") from None
-    except aiohttp.ClientConnectorError as exc:
+    except ConnectFailed as exc:
         raise UpstreamUnavailable(f"cannot connect to {where}: {exc.os_error}") from None
-    except aiohttp.ClientPayloadError:
+    except BodyIncomplete:
         raise UpstreamError(f"upstream connection broke mid-answer on {where}") from None
-    except aiohttp.ServerDisconnectedError:
+    except ServerDisconnected:
         raise UpstreamError(f"upstream closed the connection on {where}") from None
-    except aiohttp.ClientError as exc:
+    except HTTPClientError as exc:
         raise UpstreamError(f"upstream transport error on {where}: {exc}") from None
