@@ -1,4 +1,4 @@
-"""Raw ASGI middleware (no BaseHTTPMiddleware: it costs milliseconds per request)."""
+"""Raw ASGI middleware (Starlette's HTTP-middleware base class costs milliseconds per request)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from gateway.providers import Deployment, Providers, build_deployments
 from gateway.routing import Router
 from gateway.settings import Settings
 from gateway.store.db import database_url, make_engine, migrate
-from gateway.store.request_log import RequestLogWriter
+from gateway.store.request_log import RequestLogWriter, record_price_version
 
 log = logging.getLogger("gateway")
 
@@ -105,6 +105,9 @@ class GatewayState:
 
     async def start(self) -> None:
         await asyncio.to_thread(migrate, self.engine)
+        await asyncio.to_thread(
+            record_price_version, self.engine, self.prices.version, self.prices.entries()
+        )
         await self.key_cache.start()
         await self.sync_prompts()
         await self.prompts.start()

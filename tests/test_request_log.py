@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, func, select
 
 from gateway.store.db import make_engine, migrate
 from gateway.store.request_log import RequestLogWriter
-from gateway.store.tables import request_log
+from gateway.store.tables import price_versions, request_log
 from tests.conftest import MASTER_KEY, GatewayFactory, fake_model, sdk
 from tests.fakes.upstream import FakeUpstream
 
@@ -77,7 +77,15 @@ def test_one_row_per_call_success_or_error(
     assert first["input_tokens"] == 2
     assert first["output_tokens"] == 3
     assert first["cost_usd"] == pytest.approx(float(ok.headers["x-gateway-cost-usd"]))
-    assert first["price_version"].startswith("litellm-")
+    assert first["price_version"].startswith("prices-")
+    # The reference resolves to the entry that priced the call (never copied into the row).
+    engine = create_engine(f"sqlite:///{tmp_path / '.gateway' / 'gateway.db'}")
+    with engine.connect() as connection:
+        stored = connection.execute(
+            select(price_versions.c.prices).where(price_versions.c.id == first["price_version"])
+        ).scalar_one()
+    assert stored["mini#0"]["input"] == pytest.approx(0.15e-6)
+    assert stored["mini#0"]["source"].startswith("litellm-")
     assert first["latency_ms"] >= first["upstream_ms"] > 0
     assert first["request_body"] is None  # bodies are off unless enabled
     stream_row = logged[4]

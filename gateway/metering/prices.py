@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,7 @@ class PriceTable:
     def for_deployments(cls, deployments: list[Deployment]) -> PriceTable:
         path = price_map_path()
         raw = path.read_bytes() if path else b"{}"
-        version = "litellm-" + hashlib.sha256(raw).hexdigest()[:12]
+        source = "litellm-" + hashlib.sha256(raw).hexdigest()[:12]
         catalogue: dict[str, Any] = orjson.loads(raw)
         prices: dict[str, Price] = {}
         for d in deployments:
@@ -86,10 +86,19 @@ class PriceTable:
             else:
                 entry = catalogue.get(d.model) or catalogue.get(d.upstream_model)
                 if isinstance(entry, dict):
-                    prices[d.id] = _from_entry(entry, version)
+                    prices[d.id] = _from_entry(entry, source)
                 else:
                     log.info("no price known for deployment %s (%s): cost 0", d.id, d.model)
-        return cls(prices, version)
+        # The version names the prices actually in force (map entries and config overrides),
+        # so a request-log row's reference resolves to exactly what priced it.
+        entries = orjson.dumps(
+            {k: asdict(v) for k, v in sorted(prices.items())}, option=orjson.OPT_SORT_KEYS
+        )
+        return cls(prices, "prices-" + hashlib.sha256(entries).hexdigest()[:12])
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """Per deployment id, the price in force (what `price_versions` stores)."""
+        return {k: asdict(v) for k, v in self._prices.items()}
 
     def price(self, deployment: Deployment) -> Price | None:
         return self._prices.get(deployment.id)

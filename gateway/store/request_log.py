@@ -15,7 +15,7 @@ import os
 import time
 import uuid
 from collections import deque
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.store.tables import request_log
+from gateway.store.tables import price_versions, request_log
 
 log = logging.getLogger("gateway.request_log")
 
@@ -140,3 +140,13 @@ def _revive(row: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str):
             row[column] = datetime.fromisoformat(value)
     return row
+
+
+def record_price_version(engine: Engine, version: str, entries: dict[str, Any]) -> None:
+    """Stores the prices a version names, once; request rows only reference the version."""
+    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(price_versions).on_conflict_do_nothing(index_elements=["id"])
+    with engine.begin() as connection:
+        connection.execute(
+            statement, [{"id": version, "prices": entries, "created_at": datetime.now(UTC)}]
+        )
