@@ -31,14 +31,17 @@ class Admission:
         return self.state.headers() if self.state is not None else {}
 
 
-def estimate_tokens(body: dict[str, Any], body_bytes: int, default_max_tokens: int) -> int:
+def estimate_tokens(
+    body: dict[str, Any], body_bytes: int, default_max_tokens: int
+) -> tuple[int, int]:
+    """Worst-case (prompt, completion) tokens of a request."""
     # JSON bytes / 2 over-counts real tokens for every tokenizer we know of (English runs
     # about 4 bytes per token); over-reserving only delays the last calls before a limit.
     prompt = body_bytes // 2 + 16
     completion = body.get("max_completion_tokens") or body.get("max_tokens")
     if not isinstance(completion, int) or completion < 0:
         completion = default_max_tokens
-    return prompt + completion
+    return prompt, completion
 
 
 class Meter:
@@ -97,12 +100,12 @@ class Meter:
         completion: bool = True,
     ) -> Admission:
         default = self.default_max_tokens if completion else 0
-        tokens = estimate_tokens(body, body_bytes, default)
+        prompt, completion_tokens = estimate_tokens(body, body_bytes, default)
+        tokens = prompt + completion_tokens
         admission = Admission(tokens=tokens)
         budgets = self._budgets(caller)
         if budgets:
-            prompt = body_bytes // 2 + 16
-            cost = self.worst_cost(aliases, prompt, tokens - prompt)
+            cost = self.worst_cost(aliases, prompt, completion_tokens)
             admission.hold = await self.ledger.reserve(budgets, cost)
         limits = self._limits(caller)
         if limits:

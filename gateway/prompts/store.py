@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Row, func, select
+from sqlalchemy import Engine, Row, select
 from sqlalchemy.exc import IntegrityError
 
 from gateway.errors import BadRequest, NotFound
@@ -283,11 +283,6 @@ class PromptStore:
             }
             for r in rows
         ]
-
-    def count(self) -> int:
-        with self.engine.connect() as connection:
-            query = select(func.count()).select_from(prompt_versions)
-            return int(connection.execute(query).scalar_one())
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -56,9 +56,6 @@ class RequestLogWriter:
         if len(self._queue) >= self.batch_size:
             self._wake.set()
 
-    def pending(self) -> int:
-        return len(self._queue)
-
     def start(self) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self._task = asyncio.create_task(self._run(), name="request-log-writer")
