@@ -17,6 +17,7 @@ from gateway.metering.budgets import BudgetLedger, MemoryBudgetLedger, RedisBudg
 from gateway.metering.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.metering.meter import Meter
 from gateway.metering.prices import PriceTable
+from gateway.metering.redis_meter import RedisMeterStore
 from gateway.metering.spend import seed_budgets
 from gateway.prompts.catalog import PromptCatalog
 from gateway.prompts.render import PromptRenderer
@@ -62,6 +63,7 @@ class GatewayState:
         limiter: RateLimiter
         ledger: BudgetLedger
         redis = None
+        redis_store = None
         if settings.redis_url:
             import redis.asyncio as aioredis
             from redis.asyncio.retry import Retry
@@ -78,10 +80,13 @@ class GatewayState:
             prefix, fail_open = settings.redis_prefix, settings.redis_fail_open
             limiter = RedisRateLimiter(redis, prefix, fail_open=fail_open)
             ledger = RedisBudgetLedger(redis, prefix, fail_open=fail_open)
+            redis_store = RedisMeterStore(redis, ledger, limiter, fail_open=fail_open)
         else:
             limiter, ledger = MemoryRateLimiter(), MemoryBudgetLedger()
         by_alias = {a: [s.deployment for s in router.states(a)] for a in router.aliases()}
-        meter = Meter(limiter, ledger, prices, by_alias, config.gateway.default_max_tokens)
+        meter = Meter(
+            limiter, ledger, prices, by_alias, config.gateway.default_max_tokens, redis_store
+        )
         prompt_store = PromptStore(engine)
         return cls(
             prompt_store=prompt_store,
@@ -129,6 +134,7 @@ class GatewayState:
         await self.prompts.aclose()
         await self.key_cache.aclose()
         await self.request_log.close()  # drain: every call already answered gets its row
+        await self.meter.drain()  # and every settle reaches Redis
         await self.providers.aclose()
         await self.meter.limiter.aclose()
         await self.meter.ledger.aclose()

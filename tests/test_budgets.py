@@ -42,7 +42,8 @@ class Clock:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock(at("2026-11-27T12:00:00"))
+    # Far ahead: Redis expires a period's keys by the wall clock, a day after it ends.
+    return Clock(at("2096-11-27T12:00:00"))
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -100,7 +101,7 @@ def test_bad_durations_are_refused_clearly(bad: str) -> None:
     with pytest.raises(ValueError, match=expected.replace(".", r"\.")):
         parse_duration(bad)
     with pytest.raises(ValueError, match="budget_duration must look like"):
-        period_bounds(bad, at("2026-11-27T12:00:00"))
+        period_bounds(bad, at("2096-11-27T12:00:00"))
 
 
 def test_parse_duration_accepts_litellm_values() -> None:
@@ -132,7 +133,7 @@ async def test_exceeded_names_the_budget_spend_and_reset(ledger: BudgetLedger) -
     error = caught.value
     assert error.message == (
         "budget exhausted for key:abc: $0.0100 of $0.0100 spent (1d budget); "
-        "resets at 2026-11-28T00:00:00Z"
+        "resets at 2096-11-28T00:00:00Z"
     )
     assert (error.status, error.type, error.code) == (
         429,
@@ -194,7 +195,7 @@ async def test_a_new_day_starts_from_zero(ledger: BudgetLedger, clock: Clock) ->
     budget = Budget("key:k", max_usd=0.01, duration="1d")
     await ledger.settle(await ledger.reserve([budget], 0.01), 0.01)
     late = await ledger.reserve([Budget("key:k", max_usd=1.0, duration="1d")], 0.0)
-    clock.set("2026-11-28T00:00:00")
+    clock.set("2096-11-28T00:00:00")
     assert await ledger.spent(budget) == 0.0
     hold = await ledger.reserve([budget], 0.01)
     # A call that started yesterday is booked to yesterday.
@@ -206,19 +207,19 @@ async def test_a_new_day_starts_from_zero(ledger: BudgetLedger, clock: Clock) ->
 
 async def test_a_new_month_starts_from_zero(ledger: BudgetLedger, clock: Clock) -> None:
     budget = Budget("key:k", max_usd=0.01, duration="1mo")
-    clock.set("2026-11-01T00:00:00")
+    clock.set("2096-11-01T00:00:00")
     await ledger.settle(await ledger.reserve([budget], 0.01), 0.01)
-    clock.set("2026-11-30T23:59:59")
-    with pytest.raises(BudgetExceeded, match="resets at 2026-12-01T00:00:00Z"):
+    clock.set("2096-11-30T23:59:59")
+    with pytest.raises(BudgetExceeded, match="resets at 2096-12-01T00:00:00Z"):
         await ledger.reserve([budget], 0.01)
-    clock.set("2026-12-01T00:00:00")
+    clock.set("2096-12-01T00:00:00")
     await ledger.reserve([budget], 0.01)
 
 
 async def test_a_total_budget_never_resets(ledger: BudgetLedger, clock: Clock) -> None:
     budget = Budget("key:k", max_usd=0.01)
     await ledger.settle(await ledger.reserve([budget], 0.01), 0.01)
-    clock.set("2036-11-27T12:00:00")
+    clock.set("2106-11-27T12:00:00")
     assert await ledger.spent(budget) == pytest.approx(0.01)
     with pytest.raises(BudgetExceeded, match="never resets"):
         await ledger.reserve([budget], 0.01)
@@ -229,7 +230,7 @@ async def test_seed_only_fills_a_fresh_period(ledger: BudgetLedger, clock: Clock
     await ledger.seed(budget, 0.4)
     await ledger.seed(budget, 0.9)
     assert await ledger.spent(budget) == pytest.approx(0.4)
-    clock.set("2026-11-28T00:00:00")
+    clock.set("2096-11-28T00:00:00")
     assert await ledger.spent(budget) == 0.0
 
     settled = Budget("key:other", max_usd=1.0, duration="1d")
@@ -261,9 +262,9 @@ async def test_redis_keys_expire_a_day_after_their_period(
     ledger = RedisBudgetLedger(redis, redis_prefix, clock=clock)
     daily, total = Budget("key:k", 1.0, "1d"), Budget("key:k", 1.0)
     await ledger.settle(await ledger.reserve([daily, total], 0.1), 0.1)
-    daily_key = f"{redis_prefix}budget:key:k:1d@2026-11-27T00:00:00Z"
+    daily_key = f"{redis_prefix}budget:key:k:1d@2096-11-27T00:00:00Z"
     assert await redis.hget(daily_key, "spent") == b"100000000"
-    expected = at("2026-11-28T00:00:00").timestamp() + KEEP_AFTER_END_S
+    expected = at("2096-11-28T00:00:00").timestamp() + KEEP_AFTER_END_S
     assert await redis.expiretime(daily_key) == expected
     assert await redis.ttl(f"{redis_prefix}budget:key:k:total") == -1
 

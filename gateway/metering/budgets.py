@@ -161,6 +161,20 @@ def _exceeded(
     return BudgetExceeded(f"{text} ({budget.duration} budget); resets at {_iso(period.end)}")
 
 
+@dataclass(slots=True)
+class PreparedReserve:
+    """A reservation's keys and arguments, so another script can run it in the same trip."""
+
+    entries: list[tuple[Budget, Period]]
+    hold: BudgetHold
+    keys: list[str]
+    args: list[str | int | float]
+
+    def refusal(self, index: int, spent: int, reserved: int) -> BudgetExceeded:
+        budget, period = self.entries[index - 1]
+        return _exceeded(budget, period, spent, reserved, self.hold.amount_nano)
+
+
 def _no_hold() -> BudgetHold:
     return BudgetHold((), 0, "", settled=True)
 
@@ -248,59 +262,83 @@ class MemoryBudgetLedger:
         return account
 
 
-# KEYS: per budget, its period's hash (spent, reserved) and its holds (a sorted set scored by
-# expiry, members "<amount>:<hold id>"). ARGV: amount, now, member, hold expiry, then per
-# budget its maximum and the keys' expiry (0 = never). Returns {1}, or {0, i, spent, reserved}
-# for the first budget i without room, having reserved nothing.
-_RESERVE = """
-local amount, now = tonumber(ARGV[1]), ARGV[2]
-local n = #KEYS / 2
-for i = 1, n do
-  local account, holds = KEYS[2 * i - 1], KEYS[2 * i]
-  local stale = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
-  if #stale > 0 then
-    local freed = 0
-    for _, member in ipairs(stale) do
-      freed = freed + tonumber(string.match(member, '^%d+'))
+# Lua functions shared by the scripts here and the combined admission in redis_meter.py.
+# Keys from index k: per budget, its period's hash (spent, reserved) and its holds (a sorted
+# set scored by expiry, members "<amount>:<hold id>").
+# A check's arguments from index a: amount, now, member, hold expiry, then per budget its
+# maximum and the keys' expiry (0 = never). It releases stale holds, then returns
+# {0, i, spent, reserved} for the first budget i without room; a commit reserves in all.
+# A settle's arguments from index a: actual spend, member, held amount, then per budget the
+# expiry. A hold that already expired was released by a check; its spend still counts.
+BUDGETS_LUA = """
+local function budgets_check(k, n, a)
+  local amount, now = tonumber(ARGV[a]), ARGV[a + 1]
+  for i = 1, n do
+    local account, holds = KEYS[k + 2 * i - 2], KEYS[k + 2 * i - 1]
+    local stale = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
+    if #stale > 0 then
+      local freed = 0
+      for _, member in ipairs(stale) do
+        freed = freed + tonumber(string.match(member, '^%d+'))
+      end
+      redis.call('HINCRBY', account, 'reserved', -freed)
+      redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
     end
-    redis.call('HINCRBY', account, 'reserved', -freed)
-    redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
+    local held = redis.call('HMGET', account, 'spent', 'reserved')
+    local spent, reserved = tonumber(held[1]) or 0, tonumber(held[2]) or 0
+    if spent + reserved + amount > tonumber(ARGV[a + 2 + 2 * i]) then
+      return {0, i, spent, reserved}
+    end
   end
-  local held = redis.call('HMGET', account, 'spent', 'reserved')
-  local spent, reserved = tonumber(held[1]) or 0, tonumber(held[2]) or 0
-  if spent + reserved + amount > tonumber(ARGV[3 + 2 * i]) then
-    return {0, i, spent, reserved}
+  return nil
+end
+
+local function budgets_commit(k, n, a)
+  for i = 1, n do
+    local account, holds = KEYS[k + 2 * i - 2], KEYS[k + 2 * i - 1]
+    redis.call('HINCRBY', account, 'reserved', ARGV[a])
+    redis.call('ZADD', holds, ARGV[a + 3], ARGV[a + 2])
+    local expire_at = tonumber(ARGV[a + 3 + 2 * i])
+    if expire_at > 0 then
+      redis.call('EXPIREAT', account, expire_at)
+      redis.call('EXPIREAT', holds, expire_at)
+    end
   end
 end
-for i = 1, n do
-  local account, holds = KEYS[2 * i - 1], KEYS[2 * i]
-  redis.call('HINCRBY', account, 'reserved', amount)
-  redis.call('ZADD', holds, ARGV[4], ARGV[3])
-  local expire_at = tonumber(ARGV[4 + 2 * i])
-  if expire_at > 0 then
-    redis.call('EXPIREAT', account, expire_at)
-    redis.call('EXPIREAT', holds, expire_at)
+
+local function budgets_settle(k, n, a)
+  for i = 1, n do
+    local account, holds = KEYS[k + 2 * i - 2], KEYS[k + 2 * i - 1]
+    if redis.call('ZREM', holds, ARGV[a + 1]) == 1 then
+      redis.call('HINCRBY', account, 'reserved', -tonumber(ARGV[a + 2]))
+    end
+    redis.call('HINCRBY', account, 'spent', ARGV[a])
+    local expire_at = tonumber(ARGV[a + 2 + i])
+    if expire_at > 0 then
+      redis.call('EXPIREAT', account, expire_at)
+    end
   end
 end
-return {1}
 """
 
-# KEYS as for reserve. ARGV: actual spend, member, held amount, then per budget the expiry.
-# A hold that already expired was released by a reserve; its spend still counts.
-_SETTLE = """
-for i = 1, #KEYS / 2 do
-  local account, holds = KEYS[2 * i - 1], KEYS[2 * i]
-  if redis.call('ZREM', holds, ARGV[2]) == 1 then
-    redis.call('HINCRBY', account, 'reserved', -tonumber(ARGV[3]))
-  end
-  redis.call('HINCRBY', account, 'spent', ARGV[1])
-  local expire_at = tonumber(ARGV[3 + i])
-  if expire_at > 0 then
-    redis.call('EXPIREAT', account, expire_at)
-  end
-end
+# Returns {1}, or a check's refusal having reserved nothing.
+_RESERVE = (
+    BUDGETS_LUA
+    + """
+local refused = budgets_check(1, #KEYS / 2, 1)
+if refused then return refused end
+budgets_commit(1, #KEYS / 2, 1)
+return {1}
+"""
+)
+
+_SETTLE = (
+    BUDGETS_LUA
+    + """
+budgets_settle(1, #KEYS / 2, 1)
 return 0
 """
+)
 
 _SEED = """
 redis.call('HSETNX', KEYS[1], 'spent', ARGV[1])
@@ -332,35 +370,48 @@ class RedisBudgetLedger:
         self._settle = redis.register_script(_SETTLE)
         self._seed = redis.register_script(_SEED)
 
-    async def reserve(self, budgets: Sequence[Budget], amount_usd: float) -> BudgetHold:
+    def prepare_reserve(
+        self, budgets: Sequence[Budget], amount_usd: float
+    ) -> PreparedReserve | None:
         now = self._clock()
         entries = _periods(budgets, now)
         if not entries:
-            return _no_hold()
+            return None
         amount = _nano(amount_usd)
         hold = BudgetHold(tuple(period for _, period in entries), amount, os.urandom(8).hex())
         args: list[str | int | float] = [amount, now, _member(hold), now + self._hold_ttl_s]
         for budget, period in entries:
             args += [_nano(budget.max_usd), _expire_at(period)]
-        keys = self._keys(hold.periods)
-        reply = await self._guard.run(lambda: self._reserve(keys=keys, args=args))
+        return PreparedReserve(entries, hold, self._keys(hold.periods), args)
+
+    async def reserve(self, budgets: Sequence[Budget], amount_usd: float) -> BudgetHold:
+        prepared = self.prepare_reserve(budgets, amount_usd)
+        if prepared is None:
+            return _no_hold()
+        reply = await self._guard.run(lambda: self._reserve(keys=prepared.keys, args=prepared.args))
         if reply is None:
             return _no_hold()
         values = [int(value) for value in reply]
         if values[0] == 0:
-            _, index, spent, reserved = values
-            budget, period = entries[index - 1]
-            raise _exceeded(budget, period, spent, reserved, amount)
-        return hold
+            raise prepared.refusal(*values[1:])
+        return prepared.hold
 
-    async def settle(self, hold: BudgetHold, actual_usd: float) -> None:
+    def settle_call(
+        self, hold: BudgetHold, actual_usd: float
+    ) -> tuple[list[str], list[str | int]] | None:
+        """The keys and arguments of a settle, or None when there is nothing to do."""
         if hold.settled:
-            return
+            return None
         hold.settled = True
         args: list[str | int] = [_nano(actual_usd), _member(hold), hold.amount_nano]
         args += [_expire_at(period) for period in hold.periods]
-        keys = self._keys(hold.periods)
-        await self._guard.run(lambda: self._settle(keys=keys, args=args), refuse=False)
+        return self._keys(hold.periods), args
+
+    async def settle(self, hold: BudgetHold, actual_usd: float) -> None:
+        call = self.settle_call(hold, actual_usd)
+        if call is not None:
+            keys, args = call
+            await self._guard.run(lambda: self._settle(keys=keys, args=args), refuse=False)
 
     async def spent(self, budget: Budget) -> float:
         [(_, period)] = _periods([budget], self._clock())

@@ -214,39 +214,85 @@ def _lacks_room(limit: Limit, requests: int, tokens: int, wanted: int) -> bool:
     )
 
 
-# KEYS: one hash per scope. ARGV: tokens, ttl, then rpm and tpm per scope (-1 = unlimited).
-# Returns {1, r1, t1, r2, t2, ...} after counting, or {0, i, r, t} for the first scope i
-# without room, having counted nothing.
-_ACQUIRE = """
-local tokens = tonumber(ARGV[1])
-local counts = {}
-for i, key in ipairs(KEYS) do
-  local rpm, tpm = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
-  local held = redis.call('HMGET', key, 'r', 't')
-  local r, t = tonumber(held[1]) or 0, tonumber(held[2]) or 0
-  if (rpm >= 0 and r + 1 > rpm) or (tpm >= 0 and t + tokens > tpm) then
-    return {0, i, r, t}
+# Lua functions shared by the scripts here and the combined admission in redis_meter.py.
+# Keys from index k: one hash per scope. Arguments from index a: tokens, ttl, then rpm and
+# tpm per scope (-1 = unlimited). A check returns {0, i, r, t} for the first scope i
+# without room and counts nothing; a commit counts and returns {r1, t1, r2, t2, ...}.
+# A settle applies a token correction (argument a) and leaves expired hashes alone: they
+# belong to finished windows, which nobody reads any more.
+LIMITS_LUA = """
+local function limits_check(k, n, a)
+  local tokens = tonumber(ARGV[a])
+  for i = 1, n do
+    local rpm, tpm = tonumber(ARGV[a + 2 * i]), tonumber(ARGV[a + 1 + 2 * i])
+    local held = redis.call('HMGET', KEYS[k + i - 1], 'r', 't')
+    local r, t = tonumber(held[1]) or 0, tonumber(held[2]) or 0
+    if (rpm >= 0 and r + 1 > rpm) or (tpm >= 0 and t + tokens > tpm) then
+      return {0, i, r, t}
+    end
+  end
+  return nil
+end
+
+local function limits_commit(k, n, a, out)
+  for i = 1, n do
+    local key = KEYS[k + i - 1]
+    out[#out + 1] = redis.call('HINCRBY', key, 'r', 1)
+    out[#out + 1] = redis.call('HINCRBY', key, 't', ARGV[a])
+    redis.call('EXPIRE', key, ARGV[a + 1])
+  end
+  return out
+end
+
+local function limits_settle(k, n, a)
+  for i = 1, n do
+    local key = KEYS[k + i - 1]
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('HINCRBY', key, 't', ARGV[a])
+    end
   end
 end
-local out = {1}
-for _, key in ipairs(KEYS) do
-  out[#out + 1] = redis.call('HINCRBY', key, 'r', 1)
-  out[#out + 1] = redis.call('HINCRBY', key, 't', tokens)
-  redis.call('EXPIRE', key, ARGV[2])
-end
-return out
 """
 
-# KEYS: the reservation's hashes. ARGV: the token correction. A hash that has expired
-# belongs to a finished window, which nobody reads any more, so it is not recreated.
-_SETTLE = """
-for _, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 then
-    redis.call('HINCRBY', key, 't', ARGV[1])
-  end
-end
+# Returns {1, r1, t1, ...} after counting, or a check's refusal.
+_ACQUIRE = (
+    LIMITS_LUA
+    + """
+local refused = limits_check(1, #KEYS, 1)
+if refused then return refused end
+return limits_commit(1, #KEYS, 1, {1})
+"""
+)
+
+_SETTLE = (
+    LIMITS_LUA
+    + """
+limits_settle(1, #KEYS, 1)
 return 0
 """
+)
+
+
+@dataclass(slots=True)
+class PreparedAcquire:
+    """An acquire's keys and arguments, so another script can run it in the same trip."""
+
+    limits: list[Limit]
+    window: int
+    reset: float
+    tokens: int
+    keys: list[str]
+    args: list[int]
+
+    def reservation(self) -> Reservation:
+        return Reservation(tuple(limit.scope for limit in self.limits), self.window, self.tokens)
+
+    def refusal(self, index: int, requests: int, used: int) -> RateLimited:
+        return _refusal(self.limits[index - 1], requests, used, self.tokens, self.reset)
+
+    def state(self, values: Sequence[int]) -> RateState:
+        counts = list(zip(values[0::2], values[1::2], strict=True))
+        return _state(self.limits, counts, self.reset)
 
 
 class RedisRateLimiter:
@@ -261,44 +307,52 @@ class RedisRateLimiter:
         self._acquire = redis.register_script(_ACQUIRE)
         self._settle = redis.register_script(_SETTLE)
 
-    async def acquire(self, limits: Sequence[Limit], tokens: int) -> tuple[Reservation, RateState]:
+    def prepare_acquire(self, limits: Sequence[Limit], tokens: int) -> PreparedAcquire | None:
         window, reset = _window(self._clock())
         limits = _effective(limits)
         if not limits:
-            return Reservation((), window, 0), RateState()
+            return None
         args: list[int] = [tokens, KEY_TTL_S]
         for limit in limits:
             args += [-1 if limit.rpm is None else limit.rpm, -1 if limit.tpm is None else limit.tpm]
-        keys = self._keys(limits, window)
-        reply = await self._guard.run(lambda: self._acquire(keys=keys, args=args))
+        keys = [self._key(limit.scope, window) for limit in limits]
+        return PreparedAcquire(limits, window, reset, tokens, keys, args)
+
+    async def acquire(self, limits: Sequence[Limit], tokens: int) -> tuple[Reservation, RateState]:
+        prepared = self.prepare_acquire(limits, tokens)
+        if prepared is None:
+            return Reservation((), 0, 0), RateState()
+        reply = await self._guard.run(lambda: self._acquire(keys=prepared.keys, args=prepared.args))
         if reply is None:
-            return Reservation((), window, 0), RateState()
+            return Reservation((), prepared.window, 0), RateState()
         values = [int(value) for value in reply]
         if values[0] == 0:
-            _, index, requests, used = values
-            raise _refusal(limits[index - 1], requests, used, tokens, reset)
-        counts = list(zip(values[1::2], values[2::2], strict=True))
-        scopes = tuple(limit.scope for limit in limits)
-        return Reservation(scopes, window, tokens), _state(limits, counts, reset)
+            raise prepared.refusal(*values[1:])
+        return prepared.reservation(), prepared.state(values[1:])
 
-    async def settle(self, reservation: Reservation, actual_tokens: int) -> None:
+    def settle_call(
+        self, reservation: Reservation, actual_tokens: int
+    ) -> tuple[list[str], int] | None:
+        """The keys and token correction of a settle, or None when there is nothing to do."""
         if reservation.settled:
-            return
+            return None
         reservation.settled = True
         delta = actual_tokens - reservation.tokens
         if delta == 0 or not reservation.scopes:
-            return
-        keys = [self._key(scope, reservation.window) for scope in reservation.scopes]
-        await self._guard.run(lambda: self._settle(keys=keys, args=[delta]), refuse=False)
+            return None
+        return [self._key(scope, reservation.window) for scope in reservation.scopes], delta
+
+    async def settle(self, reservation: Reservation, actual_tokens: int) -> None:
+        call = self.settle_call(reservation, actual_tokens)
+        if call is not None:
+            keys, delta = call
+            await self._guard.run(lambda: self._settle(keys=keys, args=[delta]), refuse=False)
 
     async def aclose(self) -> None:
         pass
 
     def _key(self, scope: str, window: int) -> str:
         return f"{self._prefix}rl:{scope}:{window}"
-
-    def _keys(self, limits: Sequence[Limit], window: int) -> list[str]:
-        return [self._key(limit.scope, window) for limit in limits]
 
 
 class RedisGuard:

@@ -15,6 +15,7 @@ from gateway.auth import Caller
 from gateway.metering.budgets import Budget, BudgetHold, BudgetLedger
 from gateway.metering.limits import Limit, RateLimiter, RateState, Reservation
 from gateway.metering.prices import PriceTable
+from gateway.metering.redis_meter import RedisMeterStore
 from gateway.providers import Deployment, Usage
 
 
@@ -52,7 +53,9 @@ class Meter:
         prices: PriceTable,
         alias_deployments: dict[str, list[Deployment]],
         default_max_tokens: int,
+        redis_store: RedisMeterStore | None = None,
     ) -> None:
+        self.redis_store = redis_store
         self.limiter = limiter
         self.ledger = ledger
         self.prices = prices
@@ -104,10 +107,15 @@ class Meter:
         tokens = prompt + completion_tokens
         admission = Admission(tokens=tokens)
         budgets = self._budgets(caller)
-        if budgets:
-            cost = self.worst_cost(aliases, prompt, completion_tokens)
-            admission.hold = await self.ledger.reserve(budgets, cost)
         limits = self._limits(caller)
+        cost = self.worst_cost(aliases, prompt, completion_tokens) if budgets else 0.0
+        if self.redis_store is not None:
+            admitted = await self.redis_store.admit(budgets, cost, limits, tokens)
+            admission.hold, admission.reservation = admitted.hold, admitted.reservation
+            admission.state = admitted.state
+            return admission
+        if budgets:
+            admission.hold = await self.ledger.reserve(budgets, cost)
         if limits:
             try:
                 admission.reservation, admission.state = await self.limiter.acquire(limits, tokens)
@@ -125,13 +133,24 @@ class Meter:
         admission.deployment_reservations.append(reservation)
 
     async def settle(self, admission: Admission, usage: Usage | None, cost: float) -> None:
+        """Settles now in memory; with Redis, queues the settle off the request path."""
         if admission.settled:
             return
         admission.settled = True
         tokens = (usage.prompt_tokens + usage.completion_tokens) if usage else 0
+        if self.redis_store is not None:
+            reservations = admission.deployment_reservations
+            if admission.reservation is not None:
+                reservations = [admission.reservation, *reservations]
+            self.redis_store.settle(admission.hold, cost, reservations, tokens)
+            return
         if admission.hold is not None:
             await self.ledger.settle(admission.hold, cost)
         if admission.reservation is not None:
             await self.limiter.settle(admission.reservation, tokens)
         for reservation in admission.deployment_reservations:
             await self.limiter.settle(reservation, tokens)
+
+    async def drain(self) -> None:
+        if self.redis_store is not None:
+            await self.redis_store.drain()

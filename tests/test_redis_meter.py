@@ -1,0 +1,135 @@
+"""Budgets and limits admitted in one Redis round trip and settled in batches (real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from gateway.errors import RateLimited
+from gateway.metering.budgets import Budget, BudgetExceeded, RedisBudgetLedger
+from gateway.metering.limits import Limit, RedisRateLimiter
+from gateway.metering.redis_meter import RedisMeterStore
+
+
+class FixedClock:
+    def __init__(self) -> None:
+        # Far ahead: Redis expires a period's keys by the wall clock, a day after it ends.
+        self.now = 4_000_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def parts(
+    redis_pair: tuple[Redis, Redis], redis_prefix: str
+) -> tuple[RedisMeterStore, RedisBudgetLedger, RedisRateLimiter, Redis]:
+    client = redis_pair[0]
+    clock = FixedClock()
+    ledger = RedisBudgetLedger(client, redis_prefix, clock=clock)
+    limiter = RedisRateLimiter(client, redis_prefix, clock=clock)
+    return RedisMeterStore(client, ledger, limiter), ledger, limiter, redis_pair[1]
+
+
+async def script_calls(observer: Redis) -> int:
+    stats: dict[str, Any] = await observer.info("commandstats")
+    return sum(
+        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
+    )
+
+
+BUDGET = Budget("key:k", max_usd=1.0, duration="1d")
+LIMIT = Limit("key:k", rpm=5, tpm=1000)
+
+
+async def test_admission_is_one_round_trip_for_budgets_and_limits(parts: Any) -> None:
+    store, _ledger, _limiter, observer = parts
+    await store.admit([BUDGET], 0.1, [LIMIT], 100)  # loads the script
+    before = await script_calls(observer)
+    admitted = await store.admit([BUDGET], 0.1, [LIMIT, Limit("team:t", rpm=50)], 100)
+    assert await script_calls(observer) - before == 1
+    assert admitted.hold is not None
+    assert admitted.reservation is not None
+    assert admitted.state is not None
+    assert admitted.state.remaining_requests == 3  # the key's 5 rpm, two used
+    assert admitted.state.remaining_tokens == 800
+
+
+async def test_a_budget_refusal_counts_no_request(parts: Any) -> None:
+    store, _ledger, _limiter, _ = parts
+    with pytest.raises(BudgetExceeded, match=r"budget exhausted for key:k"):
+        await store.admit([BUDGET], 2.0, [LIMIT], 100)
+    # All five requests of the minute are still there.
+    for _ in range(5):
+        await store.admit([BUDGET], 0.01, [LIMIT], 10)
+    with pytest.raises(RateLimited, match=r"5 requests per minute"):
+        await store.admit([BUDGET], 0.01, [LIMIT], 10)
+
+
+async def test_a_limit_refusal_reserves_no_budget(parts: Any) -> None:
+    store, ledger, _limiter, _ = parts
+    with pytest.raises(RateLimited, match=r"request too large for key:k"):
+        await store.admit([BUDGET], 0.9, [LIMIT], 5000)
+    # Nothing was held, so the whole budget is still there to reserve.
+    hold = await ledger.reserve([BUDGET], 1.0)
+    assert hold.amount_nano == 1_000_000_000
+
+
+async def test_only_one_kind_uses_its_own_script(parts: Any) -> None:
+    store, _ledger, _limiter, _ = parts
+    only_budget = await store.admit([BUDGET], 0.1, [], 100)
+    assert only_budget.hold is not None
+    assert only_budget.reservation is None
+    only_limit = await store.admit([], 0.0, [LIMIT], 100)
+    assert only_limit.hold is None
+    assert only_limit.state is not None
+    assert only_limit.state.remaining_requests == 4
+    nothing = await store.admit([], 0.0, [], 100)
+    assert nothing.hold is None
+    assert nothing.reservation is None
+
+
+async def test_settles_are_batched_and_all_land(parts: Any) -> None:
+    store, ledger, limiter, observer = parts
+    budget = Budget("key:many", max_usd=100.0)
+    limit = Limit("key:many", tpm=1_000_000)
+    admitted = [await store.admit([budget], 0.5, [limit], 1000) for _ in range(40)]
+    before = await script_calls(observer)
+    for one in admitted:
+        assert one.reservation is not None
+        store.settle(one.hold, 0.25, [one.reservation], 10)
+    await store.drain()
+    # All forty were queued before the flush ran: one script call carries them.
+    assert await script_calls(observer) - before == 1
+    assert await ledger.spent(budget) == pytest.approx(10.0)
+    # Every hold was released: the rest of the budget can be reserved in one go.
+    await ledger.reserve([budget], 90.0)
+    state = (await limiter.acquire([limit], 1))[1]
+    assert state.remaining_tokens == 1_000_000 - 40 * 10 - 1
+
+
+async def test_settling_twice_or_with_nothing_to_do_sends_nothing(parts: Any) -> None:
+    store, ledger, _limiter, observer = parts
+    one = await store.admit([BUDGET], 0.1, [LIMIT], 100)
+    assert one.reservation is not None
+    store.settle(one.hold, 0.1, [one.reservation], 100)
+    await store.drain()
+    before = await script_calls(observer)
+    store.settle(one.hold, 0.1, [one.reservation], 100)
+    store.settle(None, 0.0, [], 0)
+    await store.drain()
+    assert await script_calls(observer) == before
+    assert await ledger.spent(BUDGET) == pytest.approx(0.1)
+
+
+async def test_drain_waits_for_a_flush_in_flight(parts: Any) -> None:
+    store, ledger, _, _ = parts
+    holds = [await store.admit([BUDGET], 0.01, [], 0) for _ in range(3)]
+    for one in holds:
+        store.settle(one.hold, 0.01, [], 0)
+    await asyncio.sleep(0)  # the flush has started
+    await store.drain()
+    assert await ledger.spent(BUDGET) == pytest.approx(0.03)
