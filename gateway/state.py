@@ -18,6 +18,7 @@ from gateway.metering.limits import MemoryRateLimiter, RateLimiter, RedisRateLim
 from gateway.metering.meter import Meter
 from gateway.metering.prices import PriceTable
 from gateway.metering.redis_meter import RedisMeterStore
+from gateway.metering.resp import ScriptClient
 from gateway.metering.spend import seed_budgets
 from gateway.prompts.catalog import PromptCatalog
 from gateway.prompts.render import PromptRenderer
@@ -80,7 +81,8 @@ class GatewayState:
             prefix, fail_open = settings.redis_prefix, settings.redis_fail_open
             limiter = RedisRateLimiter(redis, prefix, fail_open=fail_open)
             ledger = RedisBudgetLedger(redis, prefix, fail_open=fail_open)
-            redis_store = RedisMeterStore(redis, ledger, limiter, fail_open=fail_open)
+            scripts = ScriptClient(settings.redis_url, connect_timeout=1.0, timeout=2.0)
+            redis_store = RedisMeterStore(scripts, ledger, limiter, fail_open=fail_open)
         else:
             limiter, ledger = MemoryRateLimiter(), MemoryBudgetLedger()
         by_alias = {a: [s.deployment for s in router.states(a)] for a in router.aliases()}
@@ -134,10 +136,8 @@ class GatewayState:
         await self.prompts.aclose()
         await self.key_cache.aclose()
         await self.request_log.close()  # drain: every call already answered gets its row
-        await self.meter.drain()  # and every settle reaches Redis
+        await self.meter.aclose()  # and every settle reaches Redis
         await self.providers.aclose()
-        await self.meter.limiter.aclose()
-        await self.meter.ledger.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         self.engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,6 +13,8 @@ from gateway.errors import RateLimited
 from gateway.metering.budgets import Budget, BudgetExceeded, RedisBudgetLedger
 from gateway.metering.limits import Limit, RedisRateLimiter
 from gateway.metering.redis_meter import RedisMeterStore
+from gateway.metering.resp import ScriptClient
+from tests.conftest import REDIS_URL
 
 
 class FixedClock:
@@ -24,14 +27,16 @@ class FixedClock:
 
 
 @pytest.fixture
-def parts(
+async def parts(
     redis_pair: tuple[Redis, Redis], redis_prefix: str
-) -> tuple[RedisMeterStore, RedisBudgetLedger, RedisRateLimiter, Redis]:
+) -> AsyncIterator[tuple[RedisMeterStore, RedisBudgetLedger, RedisRateLimiter, Redis]]:
     client = redis_pair[0]
     clock = FixedClock()
     ledger = RedisBudgetLedger(client, redis_prefix, clock=clock)
     limiter = RedisRateLimiter(client, redis_prefix, clock=clock)
-    return RedisMeterStore(client, ledger, limiter), ledger, limiter, redis_pair[1]
+    store = RedisMeterStore(ScriptClient(REDIS_URL), ledger, limiter)
+    yield store, ledger, limiter, redis_pair[1]
+    await store.aclose()
 
 
 async def script_calls(observer: Redis) -> int:
@@ -78,7 +83,7 @@ async def test_a_limit_refusal_reserves_no_budget(parts: Any) -> None:
     assert hold.amount_nano == 1_000_000_000
 
 
-async def test_only_one_kind_uses_its_own_script(parts: Any) -> None:
+async def test_budgets_alone_limits_alone_or_neither(parts: Any) -> None:
     store, _ledger, _limiter, _ = parts
     only_budget = await store.admit([BUDGET], 0.1, [], 100)
     assert only_budget.hold is not None
@@ -97,6 +102,10 @@ async def test_settles_are_batched_and_all_land(parts: Any) -> None:
     budget = Budget("key:many", max_usd=100.0)
     limit = Limit("key:many", tpm=1_000_000)
     admitted = [await store.admit([budget], 0.5, [limit], 1000) for _ in range(40)]
+    warm = await store.admit([], 0.0, [limit], 5)
+    assert warm.reservation is not None
+    store.settle(None, 0.0, [warm.reservation], 0)
+    await store.drain()  # Redis now knows the settle script: no EVAL fallback below
     before = await script_calls(observer)
     for one in admitted:
         assert one.reservation is not None

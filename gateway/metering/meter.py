@@ -129,6 +129,11 @@ class Meter:
         if deployment.rpm is None and deployment.tpm is None:
             return
         limit = Limit(f"deployment:{deployment.id}", deployment.rpm, deployment.tpm)
+        if self.redis_store is not None:
+            admitted = await self.redis_store.admit([], 0.0, [limit], admission.tokens)
+            if admitted.reservation is not None:
+                admission.deployment_reservations.append(admitted.reservation)
+            return
         reservation, _ = await self.limiter.acquire([limit], admission.tokens)
         admission.deployment_reservations.append(reservation)
 
@@ -154,3 +159,10 @@ class Meter:
     async def drain(self) -> None:
         if self.redis_store is not None:
             await self.redis_store.drain()
+
+    async def aclose(self) -> None:
+        """Sends the queued settles, then closes the stores."""
+        if self.redis_store is not None:
+            await self.redis_store.aclose()
+        await self.limiter.aclose()
+        await self.ledger.aclose()

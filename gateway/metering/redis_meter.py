@@ -5,7 +5,8 @@ neither, atomically across replicas, so a call refused by its budget costs its k
 and nothing needs undoing. Settles change nothing anyone waits for (holds keep the budget
 safe until they land), so they leave the request path: they queue, and one script call
 applies every settle queued while the previous one was in flight. At one client that is one
-round trip after the response; under load, one per batch.
+round trip after the response; under load, one per batch. Both go through the lean
+pipelined client in resp.py.
 """
 
 from __future__ import annotations
@@ -15,45 +16,39 @@ import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from redis.asyncio import Redis
-
-from gateway.metering.budgets import (
-    BUDGETS_LUA,
-    Budget,
-    BudgetHold,
-    PreparedReserve,
-    RedisBudgetLedger,
-)
+from gateway.metering.budgets import BUDGETS_LUA, Budget, BudgetHold, RedisBudgetLedger
 from gateway.metering.limits import (
     LIMITS_LUA,
     Limit,
-    PreparedAcquire,
     RateState,
     RedisGuard,
     RedisRateLimiter,
     Reservation,
 )
+from gateway.metering.resp import LuaScript, ScriptClient
 
 log = logging.getLogger("gateway.metering")
 
 # Settles per script call: keeps one call's arguments (and Redis's time in it) small.
 MAX_BATCH = 256
 
-# ARGV: budget count, scope count, the budgets' check arguments, then the limits'. KEYS: the
-# budgets' keys, then the limits'. Returns {1, r1, t1, ...} after reserving and counting, or
-# {0, 1, i, spent, reserved} (budget i refused) or {0, 2, i, r, t} (scope i refused).
+# ARGV: budget count, scope count, where the limits' arguments start, the budgets' check
+# arguments, then the limits'. KEYS: the budgets' keys, then the limits'. Returns
+# {1, r1, t1, ...} after reserving and counting, or {0, 1, i, spent, reserved} (budget i
+# refused) or {0, 2, i, r, t} (scope i refused). Either count may be zero.
 _ADMIT = (
     BUDGETS_LUA
     + LIMITS_LUA
     + """
-local budgets, scopes = tonumber(ARGV[1]), tonumber(ARGV[2])
-local limit_keys, limit_args = 1 + 2 * budgets, 7 + 2 * budgets
-local refused = budgets_check(1, budgets, 3)
+local budgets, scopes, limit_args = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local limit_keys = 1 + 2 * budgets
+local refused = budgets_check(1, budgets, 4)
 if refused then return {0, 1, refused[2], refused[3], refused[4]} end
 refused = limits_check(limit_keys, scopes, limit_args)
 if refused then return {0, 2, refused[2], refused[3], refused[4]} end
-budgets_commit(1, budgets, 3)
+budgets_commit(1, budgets, 4)
 return limits_commit(limit_keys, scopes, limit_args, {1})
 """
 )
@@ -92,48 +87,52 @@ class RedisMeterStore:
 
     def __init__(
         self,
-        redis: Redis,
+        client: ScriptClient,
         ledger: RedisBudgetLedger,
         limiter: RedisRateLimiter,
         *,
         fail_open: bool = False,
     ) -> None:
+        self.client = client
         self.ledger = ledger
         self.limiter = limiter
         self._guard = RedisGuard("budget and rate limit store", fail_open)
-        self._admit = redis.register_script(_ADMIT)
-        self._settle_many = redis.register_script(_SETTLE_MANY)
+        self._admit = LuaScript.of(_ADMIT)
+        self._settle_many = LuaScript.of(_SETTLE_MANY)
         self._queue: list[tuple[list[str], list[str | int]]] = []
         self._flushing: asyncio.Task[None] | None = None
 
     async def admit(
         self, budgets: Sequence[Budget], cost_usd: float, limits: Sequence[Limit], tokens: int
     ) -> Admitted:
-        reserve = self.ledger.prepare_reserve(budgets, cost_usd)
-        acquire = self.limiter.prepare_acquire(limits, tokens)
-        if reserve is None or acquire is None:
-            # One store has nothing to do: its own script is the one round trip.
-            hold = await self.ledger.reserve(budgets, cost_usd) if reserve else None
-            if acquire is None:
-                return Admitted(hold, None, None)
-            reservation, state = await self.limiter.acquire(limits, tokens)
-            return Admitted(None, reservation, state)
-        return await self._admit_both(reserve, acquire)
-
-    async def _admit_both(self, reserve: PreparedReserve, acquire: PreparedAcquire) -> Admitted:
-        budget_count = len(reserve.entries)
-        args = [budget_count, len(acquire.limits), *reserve.args, *acquire.args]
-        keys = reserve.keys + acquire.keys
-        reply = await self._guard.run(lambda: self._admit(keys=keys, args=args))
+        reserve = self.ledger.prepare_reserve(budgets, cost_usd) if budgets else None
+        acquire = self.limiter.prepare_acquire(limits, tokens) if limits else None
+        if reserve is None and acquire is None:
+            return Admitted(None, None, None)
+        keys: list[str] = []
+        args: list[Any] = [0, 0, 4]
+        if reserve is not None:
+            keys += reserve.keys
+            args += reserve.args
+            args[0], args[2] = len(reserve.entries), 4 + len(reserve.args)
+        if acquire is not None:
+            keys += acquire.keys
+            args += acquire.args
+            args[1] = len(acquire.limits)
+        reply = await self._guard.run(lambda: self.client.run(self._admit, keys, args))
         if reply is None:
             return Admitted(None, None, None)
-        values = [int(value) for value in reply]
-        if values[0] == 0:
-            _, store, index, first, second = values
-            if store == 1:
+        if reply[0] == 0:
+            _, store, index, first, second = reply
+            if store == 1 and reserve is not None:
                 raise reserve.refusal(index, first, second)
+            assert acquire is not None
             raise acquire.refusal(index, first, second)
-        return Admitted(reserve.hold, acquire.reservation(), acquire.state(values[1:]))
+        return Admitted(
+            reserve.hold if reserve is not None else None,
+            acquire.reservation() if acquire is not None else None,
+            acquire.state(reply[1:]) if acquire is not None else None,
+        )
 
     def settle(
         self,
@@ -167,7 +166,7 @@ class RedisMeterStore:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 keys = [key for record in batch for key in record[0]]
                 args = [arg for record in batch for arg in record[1]]
-                send = functools.partial(self._settle_many, keys=keys, args=args)
+                send = functools.partial(self.client.run, self._settle_many, keys, args)
                 await self._guard.run(send, refuse=False)
         finally:
             self._flushing = None
@@ -176,3 +175,7 @@ class RedisMeterStore:
         """Waits until every queued settle has been sent (at shutdown, and in tests)."""
         while self._flushing is not None:
             await asyncio.shield(self._flushing)
+
+    async def aclose(self) -> None:
+        await self.drain()
+        await self.client.aclose()
