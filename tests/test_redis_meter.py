@@ -29,21 +29,29 @@ class FixedClock:
 @pytest.fixture
 async def parts(
     redis_pair: tuple[Redis, Redis], redis_prefix: str
-) -> AsyncIterator[tuple[RedisMeterStore, RedisBudgetLedger, RedisRateLimiter, Redis]]:
+) -> AsyncIterator[tuple[RedisMeterStore, RedisBudgetLedger, RedisRateLimiter]]:
     client = redis_pair[0]
     clock = FixedClock()
     ledger = RedisBudgetLedger(client, redis_prefix, clock=clock)
     limiter = RedisRateLimiter(client, redis_prefix, clock=clock)
-    store = RedisMeterStore(ScriptClient(REDIS_URL), ledger, limiter)
-    yield store, ledger, limiter, redis_pair[1]
+    store = RedisMeterStore(CountingClient(REDIS_URL), ledger, limiter)
+    yield store, ledger, limiter
     await store.aclose()
 
 
-async def script_calls(observer: Redis) -> int:
-    stats: dict[str, Any] = await observer.info("commandstats")
-    return sum(
-        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
-    )
+class CountingClient(ScriptClient):
+    """Counts the commands sent: each is one round trip, pipelined or not."""
+
+    commands = 0
+
+    async def _command(self, *args: Any) -> Any:
+        self.commands += 1
+        return await super()._command(*args)
+
+
+def script_calls(store: RedisMeterStore) -> int:
+    assert isinstance(store.client, CountingClient)
+    return store.client.commands
 
 
 BUDGET = Budget("key:k", max_usd=1.0, duration="1d")
@@ -51,11 +59,11 @@ LIMIT = Limit("key:k", rpm=5, tpm=1000)
 
 
 async def test_admission_is_one_round_trip_for_budgets_and_limits(parts: Any) -> None:
-    store, _ledger, _limiter, observer = parts
+    store, _ledger, _limiter = parts
     await store.admit([BUDGET], 0.1, [LIMIT], 100)  # loads the script
-    before = await script_calls(observer)
+    before = script_calls(store)
     admitted = await store.admit([BUDGET], 0.1, [LIMIT, Limit("team:t", rpm=50)], 100)
-    assert await script_calls(observer) - before == 1
+    assert script_calls(store) - before == 1
     assert admitted.hold is not None
     assert admitted.reservation is not None
     assert admitted.state is not None
@@ -64,7 +72,7 @@ async def test_admission_is_one_round_trip_for_budgets_and_limits(parts: Any) ->
 
 
 async def test_a_budget_refusal_counts_no_request(parts: Any) -> None:
-    store, _ledger, _limiter, _ = parts
+    store, _ledger, _limiter = parts
     with pytest.raises(BudgetExceeded, match=r"budget exhausted for key:k"):
         await store.admit([BUDGET], 2.0, [LIMIT], 100)
     # All five requests of the minute are still there.
@@ -75,7 +83,7 @@ async def test_a_budget_refusal_counts_no_request(parts: Any) -> None:
 
 
 async def test_a_limit_refusal_reserves_no_budget(parts: Any) -> None:
-    store, ledger, _limiter, _ = parts
+    store, ledger, _limiter = parts
     with pytest.raises(RateLimited, match=r"request too large for key:k"):
         await store.admit([BUDGET], 0.9, [LIMIT], 5000)
     # Nothing was held, so the whole budget is still there to reserve.
@@ -84,7 +92,7 @@ async def test_a_limit_refusal_reserves_no_budget(parts: Any) -> None:
 
 
 async def test_budgets_alone_limits_alone_or_neither(parts: Any) -> None:
-    store, _ledger, _limiter, _ = parts
+    store, _ledger, _limiter = parts
     only_budget = await store.admit([BUDGET], 0.1, [], 100)
     assert only_budget.hold is not None
     assert only_budget.reservation is None
@@ -98,7 +106,7 @@ async def test_budgets_alone_limits_alone_or_neither(parts: Any) -> None:
 
 
 async def test_settles_are_batched_and_all_land(parts: Any) -> None:
-    store, ledger, limiter, observer = parts
+    store, ledger, limiter = parts
     budget = Budget("key:many", max_usd=100.0)
     limit = Limit("key:many", tpm=1_000_000)
     admitted = [await store.admit([budget], 0.5, [limit], 1000) for _ in range(40)]
@@ -106,13 +114,13 @@ async def test_settles_are_batched_and_all_land(parts: Any) -> None:
     assert warm.reservation is not None
     store.settle(None, 0.0, [warm.reservation], 0)
     await store.drain()  # Redis now knows the settle script: no EVAL fallback below
-    before = await script_calls(observer)
+    before = script_calls(store)
     for one in admitted:
         assert one.reservation is not None
         store.settle(one.hold, 0.25, [one.reservation], 10)
     await store.drain()
     # All forty were queued before the flush ran: one script call carries them.
-    assert await script_calls(observer) - before == 1
+    assert script_calls(store) - before == 1
     assert await ledger.spent(budget) == pytest.approx(10.0)
     # Every hold was released: the rest of the budget can be reserved in one go.
     await ledger.reserve([budget], 90.0)
@@ -121,21 +129,21 @@ async def test_settles_are_batched_and_all_land(parts: Any) -> None:
 
 
 async def test_settling_twice_or_with_nothing_to_do_sends_nothing(parts: Any) -> None:
-    store, ledger, _limiter, observer = parts
+    store, ledger, _limiter = parts
     one = await store.admit([BUDGET], 0.1, [LIMIT], 100)
     assert one.reservation is not None
     store.settle(one.hold, 0.1, [one.reservation], 100)
     await store.drain()
-    before = await script_calls(observer)
+    before = script_calls(store)
     store.settle(one.hold, 0.1, [one.reservation], 100)
     store.settle(None, 0.0, [], 0)
     await store.drain()
-    assert await script_calls(observer) == before
+    assert script_calls(store) == before
     assert await ledger.spent(BUDGET) == pytest.approx(0.1)
 
 
 async def test_drain_waits_for_a_flush_in_flight(parts: Any) -> None:
-    store, ledger, _, _ = parts
+    store, ledger, _ = parts
     holds = [await store.admit([BUDGET], 0.01, [], 0) for _ in range(3)]
     for one in holds:
         store.settle(one.hold, 0.01, [], 0)

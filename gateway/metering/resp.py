@@ -91,6 +91,7 @@ class _Connection(asyncio.Protocol):
         self.reader = hiredis.Reader()
         self.pending: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self.closed = False
+        self._out: list[bytes] = []
         self.timeout = timeout
         self._watchdog: asyncio.TimerHandle | None = None
 
@@ -112,10 +113,18 @@ class _Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.pending.append((future, time.monotonic()))
-        self.transport.write(_pack(args))
+        # Commands sent in one loop iteration leave in one write: one syscall per batch.
+        if not self._out:
+            loop.call_soon(self._write_out)
+        self._out.append(_pack(args))
         if self._watchdog is None:
             self._watchdog = loop.call_later(self.timeout, self._check)
         return future
+
+    def _write_out(self) -> None:
+        out, self._out = self._out, []
+        if self.transport is not None and not self.closed:
+            self.transport.write(b"".join(out))
 
     def _check(self) -> None:
         """Closes a connection whose oldest command waited past the timeout: a Redis that
