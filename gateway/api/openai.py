@@ -176,13 +176,11 @@ async def _relay(
     stream = opened.value
     call.ttft_s = stream.first_event_seconds
     try:
-        async for event in stream.events():
-            if stream.done:
+        async for batch in stream.batches(strip_usage):
+            if stream.done:  # the batch ends with [DONE]
                 _settle_usage(state, call, opened.deployment, stream)
-                yield f": x-gateway-cost-usd={call.cost:.10f}\n\n".encode()
-            elif strip_usage and stream.last_usage_only:
-                continue
-            yield event
+                batch.insert(-1, f": x-gateway-cost-usd={call.cost:.10f}\n\n".encode())
+            yield b"".join(batch)
     except GatewayError as exc:
         call.error_type = exc.type
         yield b"data: " + exc.json_bytes() + b"\n\n"

@@ -68,54 +68,89 @@ class Reply:
 class Stream:
     """An opened upstream stream whose first event has already arrived.
 
-    Yields complete SSE events (`data: ...\\n\\n`) in OpenAI's chunk format. Ending without
-    `data: [DONE]` is a failure, so a cut stream can never pass for a complete answer.
+    Carries complete SSE events (`data: ...\n\n`) in OpenAI's chunk format, in batches: the
+    events that arrived in one network read travel together, so the relay writes them to the
+    client in one write instead of one per event. Ending without `data: [DONE]` is a failure,
+    so a cut stream can never pass for a complete answer.
     """
 
-    def __init__(self, first: bytes, rest: AsyncIterator[bytes], started: float) -> None:
-        self.first = first
+    def __init__(
+        self, first: list[bytes], rest: AsyncIterator[list[bytes]], started: float
+    ) -> None:
         self._rest = rest
         self.started = started
         self.opened_at = time.perf_counter()
         self.first_event_seconds = self.opened_at - started
         self.usage: Usage | None = None
         self.done = False
-        self.last_usage_only = False  # the last event carried usage and no choices
         self.content_chars = 0
-        self._observe(first)
+        # Observed now, so a malformed first event fails before anything reaches the client
+        # (and the router may still fall back).
+        self._first = self._observed(first)
 
-    def _observe(self, event: bytes) -> None:
+    def _observed(self, batch: list[bytes]) -> list[tuple[bytes, bool]]:
+        """The batch's events up to [DONE], each with whether it carries usage only."""
+        seen = []
+        for event in batch:
+            seen.append((event, self._observe(event)))
+            if self.done:
+                break
+        return seen
+
+    def _observe(self, event: bytes) -> bool:
         # Each event is parsed (about a microsecond) so a malformed one becomes a clear error
         # instead of breaking the client's JSON decoder, and so usage is seen when it comes.
         if event.startswith(b"data: [DONE]"):
             self.done = True
-            return
+            return False
         try:
             chunk = orjson.loads(event[6:])
         except orjson.JSONDecodeError:
             raise UpstreamError("upstream sent a malformed stream event") from None
         if not isinstance(chunk, dict):
-            return
+            return False
         choices = chunk.get("choices")
-        self.last_usage_only = bool(chunk.get("usage")) and not choices
-        if chunk.get("usage"):
-            self.usage = Usage.from_openai(chunk["usage"])
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = Usage.from_openai(usage)
         if choices:
             for choice in choices:
                 delta = choice.get("delta") if isinstance(choice, dict) else None
                 content = delta.get("content") if isinstance(delta, dict) else None
                 if isinstance(content, str):
                     self.content_chars += len(content)
+        return bool(usage) and not choices
 
-    async def events(self) -> AsyncIterator[bytes]:
-        yield self.first
-        async for event in self._rest:
-            self._observe(event)
-            yield event
+    async def batches(self, strip_usage: bool = False) -> AsyncIterator[list[bytes]]:
+        """Batches of events, the last ending with [DONE]; usage-only events dropped when
+        asked. A malformed event ends the stream with an error after the events before it."""
+        seen = self._first
+        while True:
+            kept = [event for event, usage_only in seen if not (strip_usage and usage_only)]
+            if kept:
+                yield kept
             if self.done:
                 return
-        if not self.done:
-            raise UpstreamError("upstream stream ended before completion (no [DONE])")
+            batch = await anext(self._rest, None)
+            if batch is None:
+                raise UpstreamError("upstream stream ended before completion (no [DONE])")
+            seen = []
+            for event in batch:
+                try:
+                    seen.append((event, self._observe(event)))
+                except UpstreamError:
+                    kept = [e for e, usage_only in seen if not (strip_usage and usage_only)]
+                    if kept:
+                        yield kept
+                    raise
+                if self.done:
+                    break
+
+    async def events(self) -> AsyncIterator[bytes]:
+        """One event at a time (for callers that want them singly)."""
+        async for batch in self.batches():
+            for event in batch:
+                yield event
 
     async def aclose(self) -> None:
         close = getattr(self._rest, "aclose", None)

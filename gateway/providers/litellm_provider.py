@@ -139,11 +139,11 @@ class LiteLLMProvider:
             raise UpstreamError(f"upstream stream on deployment {deployment.id} was empty")
         return Stream(first, chunks, started)
 
-    async def _events(self, response: Any, deployment: Deployment) -> AsyncIterator[bytes]:
+    async def _events(self, response: Any, deployment: Deployment) -> AsyncIterator[list[bytes]]:
         with translate_litellm_errors(deployment):
             async for chunk in response:
-                yield sse_event(_dump(chunk))
-        yield DONE_EVENT
+                yield [sse_event(_dump(chunk))]
+        yield [DONE_EVENT]
 
     async def aclose(self) -> None:
         return None

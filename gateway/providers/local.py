@@ -151,15 +151,16 @@ class LocalProvider:
             choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
             return sse_event({**base, "choices": [choice]})
 
-        async def rest() -> AsyncIterator[bytes]:
-            for index, word in enumerate(words):
-                yield chunk({"content": word if index == 0 else " " + word})
-            yield chunk({}, finish)
+        async def rest() -> AsyncIterator[list[bytes]]:
+            # Everything is ready at once: one batch, as if it arrived in one read.
+            events = [chunk({"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
+            events.append(chunk({}, finish))
             if include_usage:
-                yield sse_event({**base, "choices": [], "usage": _usage_json(usage)})
-            yield DONE_EVENT
+                events.append(sse_event({**base, "choices": [], "usage": _usage_json(usage)}))
+            events.append(DONE_EVENT)
+            yield events
 
-        return Stream(chunk({"role": "assistant", "content": ""}), rest(), started)
+        return Stream([chunk({"role": "assistant", "content": ""})], rest(), started)
 
     async def embeddings(self, deployment: Deployment, body: dict[str, Any]) -> Reply:
         self._check(deployment, EMBEDDING_MODELS, "embedding")

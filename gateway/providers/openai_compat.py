@@ -139,7 +139,9 @@ class OpenAICompatibleProvider:
         response.deadline = None  # from here on only the idle timeout applies
         return Stream(first, events, started)
 
-    async def _events(self, response: Response, deployment: Deployment) -> AsyncIterator[bytes]:
+    async def _events(
+        self, response: Response, deployment: Deployment
+    ) -> AsyncIterator[list[bytes]]:
         buffer = b""
         try:
             with translate_http_errors(deployment):
@@ -148,12 +150,12 @@ class OpenAICompatibleProvider:
                     if b"\n\n" not in buffer and b"\r\n\r\n" not in buffer:
                         continue
                     events, buffer = _split_events(buffer)
-                    for event in events:
-                        yield event
+                    if events:
+                        yield events
                 if buffer.strip():
                     events, _ = _split_events(buffer + b"\n\n")
-                    for event in events:
-                        yield event
+                    if events:
+                        yield events
         finally:
             # Pools the connection if the body is complete, closes it if abandoned midway.
             response.close()
