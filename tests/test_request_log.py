@@ -196,3 +196,108 @@ def test_rows_carry_the_callers_trace_id(gateway: GatewayFactory, tmp_path: Path
     assert first["trace_id"] == trace
     assert len(second["trace_id"]) == 32
     assert second["trace_id"] != trace
+
+
+def test_a_client_leaving_mid_stream_stops_the_relay_and_is_logged(
+    gateway: GatewayFactory, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # 40 chunks 100 ms apart: four seconds of stream, of which the client reads the start.
+    config = {"model_list": [fake_model(upstream, "slow", "chunks=40,chunk_delay=100")]}
+    base = gateway(config)
+    body = {"model": "slow", "messages": USER, "stream": True}
+    headers = {"Authorization": f"Bearer {MASTER_KEY}"}
+    with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, headers=headers) as raw:
+        first = next(raw.iter_bytes())
+        assert first.startswith(b"data: ")
+    left_at = time.monotonic()
+
+    (row,) = rows(tmp_path / ".gateway" / "gateway.db", 1)
+    assert time.monotonic() - left_at < 2.0  # logged long before the stream would have ended
+    assert row["error_type"] == "client_disconnected"
+    assert row["status"] == 200
+    assert row["latency_ms"] < 2000
+    assert row["estimated"]  # the upstream never sent its usage: counted from what was relayed
+
+
+def test_postgres_batches_round_trip_every_type_and_stay_idempotent(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy.exc import DataError
+
+    engine = make_engine(pg_url)
+    migrate(engine)
+    writer = RequestLogWriter(engine, tmp_path / "spool")
+    started = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    full = {
+        "id": "full",
+        "created_at": started,
+        "finished_at": datetime(2025, 3, 4, 0, 36, 8, 999999, tzinfo=UTC),
+        "key_id": "k" * 32,
+        "team": "équipe \"quoted\" 'single' \\ back\nslash",
+        "route": "chat",
+        "alias": "gpt-4o-mini 🚀",
+        "deployment": "gpt-4o-mini#0",
+        "provider": "openai",
+        "prompt_name": "greet",
+        "prompt_version": "abc123",
+        "status": 502,
+        "error_type": "upstream_error",
+        "stream": True,
+        "attempts": 3,
+        "latency_ms": 0.1 + 0.2,
+        "upstream_ms": 1e-300,
+        "overhead_ms": 123456.78901234567,
+        "ttft_ms": 0.0,
+        "input_tokens": 2**40,
+        "output_tokens": 2**53 + 1,
+        "cached_tokens": 7,
+        "reasoning_tokens": 9,
+        "cost_usd": 1.2345678901234567e-07,
+        "estimated": True,
+        "price_version": "prices-1",
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "request_body": '{"messages": [{"content": "{}%s%%$1 \\u0041"}]}',
+        "response_body": "",
+    }
+    minimal = _row("minimal")  # optional columns absent: NULL
+    for column in ("stream", "attempts", "cached_tokens", "cost_usd", "estimated"):
+        del minimal[column]  # columns with a default in tables.py: the default
+    changed = {**full, "status": 200, "team": "replayed"}
+
+    writer._write_or_spool([full, minimal, {**full, "status": 201}])  # id twice in a batch
+    writer._write_or_spool([changed])  # a replay with the id already stored: skipped
+    writer._spool([changed, _row("from-spool")])  # through the spool (JSON and back)
+    writer._replay()
+    assert (writer.written, writer.spooled) == (6, 2)
+    assert not list((tmp_path / "spool").glob("*.jsonl"))
+
+    with engine.connect() as connection:
+        stored = {
+            r["id"]: dict(r)
+            for r in connection.execute(select(request_log)).mappings()
+        }
+    assert sorted(stored) == ["from-spool", "full", "minimal"]
+    assert stored["full"] == full  # first write wins; every value exactly as given
+    assert stored["full"]["created_at"].utcoffset() == timedelta(0)  # same instant, as UTC
+    assert stored["minimal"] == {
+        **_row("minimal"),
+        **{c: None for c in ("key_id", "team", "alias", "deployment", "provider")},
+        **{c: None for c in ("prompt_name", "prompt_version", "error_type", "upstream_ms")},
+        **{c: None for c in ("overhead_ms", "ttft_ms", "price_version", "trace_id")},
+        **{c: None for c in ("request_body", "response_body")},
+        "stream": False,
+        "attempts": 0,
+        "cached_tokens": 0,
+        "cost_usd": 0.0,
+        "estimated": False,
+    }
+    assert stored["from-spool"]["created_at"] == _row("x")["created_at"].replace(
+        **{}
+    ) or isinstance(stored["from-spool"]["created_at"], datetime)
+
+    # A bad row is still a database error (so the batch is spooled, not dropped).
+    with pytest.raises(DataError):
+        writer._insert([{**_row("too-long"), "key_id": "k" * 33}])
+    engine.dispose()

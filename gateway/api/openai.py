@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from gateway.api.deps import CallerDep, StateDep, read_json, require_model
+from gateway.api.event_stream import EventStreamResponse
 from gateway.auth import Caller
 from gateway.errors import BadRequest, GatewayError
 from gateway.metering.calls import CallRecord
@@ -144,7 +145,7 @@ async def chat_completions(request: Request, state: StateDep, caller: CallerDep)
             headers = _finish(request, state, opened, admission, None)
             headers["cache-control"] = "no-cache"
             relay = _relay(state, call, opened, admission, strip_usage=not wants_usage)
-            return StreamingResponse(relay, media_type="text/event-stream", headers=headers)
+            return EventStreamResponse(relay, headers)
 
         async def chat(provider: Any, deployment: Deployment) -> Reply:
             await meter.admit_deployment(admission, deployment)
@@ -169,7 +170,7 @@ async def _relay(
     opened: Routed[Stream],
     admission: Admission,
     strip_usage: bool,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Passes events through; a failure after the first byte ends with an error event, never
     with a silent end that would look like a complete answer. The cost goes out as an SSE
     comment before [DONE] (clients ignore comments)."""
