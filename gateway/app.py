@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api import admin, evals, health, openai, prompts
 from gateway.api.hot import HotRoutes, record_error
@@ -61,6 +62,27 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected)
 
 
+class GatewayApp(FastAPI):
+    """FastAPI with the edge in front of it: HTTP requests meet the edge (ids, body cap,
+    request log), then the proxied routes' direct dispatch, and only the rest reach FastAPI.
+
+    Outside FastAPI rather than as its middleware, because Starlette's stack (error and
+    telemetry middleware, body limits) cost a proxied call ~5% of its CPU for nothing it uses.
+    """
+
+    edge: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.edge is not None:
+            scope["app"] = self
+            await self.edge(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def serve_with_fastapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     config = load_config(settings.config)
@@ -74,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await state.stop()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="LLMOps Gateway",
         lifespan=lifespan,
         docs_url="/docs",
@@ -88,10 +110,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(prompts.router)
     app.include_router(evals.router)
     max_body = config.gateway.max_body_bytes or settings.max_body_bytes
-    # Outermost first: the edge (ids, body cap, request log), then the proxied routes' direct
-    # dispatch; everything else goes on to FastAPI.
-    app.add_middleware(HotRoutes, state=state)
-    app.add_middleware(EdgeMiddleware, max_body_bytes=max_body, request_log=state.request_log)
+    app.edge = EdgeMiddleware(
+        HotRoutes(app.serve_with_fastapi, state=state),
+        max_body_bytes=max_body,
+        request_log=state.request_log,
+    )
     return app
 
 
