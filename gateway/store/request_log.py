@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine
+from sqlalchemy import Column, ColumnDefault, Engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,6 +30,44 @@ from gateway.store.tables import price_versions, request_log
 log = logging.getLogger("gateway.request_log")
 
 DATETIME_COLUMNS = ("created_at", "finished_at")
+
+
+@functools.cache
+def postgres_batch_insert() -> str:
+    """One statement that inserts a whole batch, passed as a single JSON array of row objects.
+
+    Why: the Core executemany it replaces (psycopg's pipeline: one INSERT and one Python dump
+    per value, per row) held the GIL for ~25-60 ms of CPU per 1,000 rows, time taken from the
+    event loop. Here Python only runs `orjson.dumps(rows)` (C, ~1.5 ms per 1,000 rows) and
+    PostgreSQL turns each object into a `request_log` record, parsing each field with its
+    column's own type (timestamptz from ISO 8601 with offset, float8 from the shortest
+    round-trip repr, int8 exactly, varchar(n) still rejecting overlong values), so what is
+    stored is what the old path stored. Measured against COPY into a temp table (~1.5-2x the
+    CPU), unnest() of per-column arrays and a multi-row VALUES (no cheaper than executemany),
+    it was the cheapest, and it stays one plain statement.
+
+    Keys missing from a row (or null) read as NULL, except that columns with a Python-side
+    default in tables.py (`default=0`, `default=False`) get it through coalesce, as the Core
+    insert filled them in. ON CONFLICT (id) DO NOTHING keeps replays idempotent, also for an
+    id repeated within one batch (the first wins, as with executemany).
+    """
+
+    def pick(column: Column[Any]) -> str:
+        default = column.default
+        if not isinstance(default, ColumnDefault) or not default.is_scalar:
+            return f"r.{column.name}"
+        value = default.arg
+        if not isinstance(value, bool | int | float):  # all the table has; str() is its SQL
+            raise TypeError(f"no SQL literal for the default of request_log.{column.name}")
+        return f"coalesce(r.{column.name}, {str(value).lower()})"
+
+    names = ", ".join(column.name for column in request_log.columns)
+    picks = ", ".join(pick(column) for column in request_log.columns)
+    return (
+        f"INSERT INTO {request_log.name} ({names}) SELECT {picks} "
+        f"FROM json_populate_recordset(NULL::{request_log.name}, %s::json) AS r "
+        "ON CONFLICT (id) DO NOTHING"
+    )
 
 
 class RequestLogWriter:
@@ -89,9 +128,16 @@ class RequestLogWriter:
         await self.flush()
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
-        dialect = self.engine.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(request_log).on_conflict_do_nothing(index_elements=["id"])
+        if self.engine.dialect.name == "postgresql":
+            # The rows already had to be orjson-serialisable (that is how they are spooled).
+            # orjson writes datetimes as ISO 8601 with their offset, and NaN/inf as null, as
+            # the spool does; no request-log field is ever NaN. exec_driver_sql (not the raw
+            # psycopg cursor) so that failures stay SQLAlchemyErrors and get spooled.
+            document = orjson.dumps(rows).decode()
+            with self.engine.begin() as connection:
+                connection.exec_driver_sql(postgres_batch_insert(), (document,))
+            return
+        statement = sqlite.insert(request_log).on_conflict_do_nothing(index_elements=["id"])
         with self.engine.begin() as connection:
             connection.execute(statement, rows)
 
