@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections import Counter
 from typing import Any
 
 from bench.configs import MODES
@@ -17,6 +18,7 @@ def run_soak(gateway: Gateway, key: str, args: argparse.Namespace) -> dict[str, 
     mode, pid = MODES["json"], gateway.process.pid
     batch = math.ceil(args.soak / 10)
     sent, errors = 0, 0
+    kinds: Counter[str] = Counter()
     samples = [(0, tree_rss_mib(pid))]
     deadline = time.monotonic() + args.soak_max_s
     while sent < args.soak and time.monotonic() < deadline:
@@ -26,14 +28,19 @@ def run_soak(gateway: Gateway, key: str, args: argparse.Namespace) -> dict[str, 
         )  # fmt: skip
         sent += stats["requests"] + stats["errors"]
         errors += stats["errors"]
+        kinds.update(stats.get("error_kinds", {}))
         samples.append((sent, tree_rss_mib(pid)))
-        print(f"  soak: {sent:,} sent, RSS {samples[-1][1]:.0f} MiB", flush=True)
+        print(
+            f"  soak: {sent:,} sent, RSS {samples[-1][1]:.0f} MiB, errors {dict(kinds) or 0}",
+            flush=True,
+        )
     reference = samples[1][1] if len(samples) > 1 else samples[0][1]
     drift = max(abs(rss - reference) for _, rss in samples[1:]) / reference * 100
     return {
         "requests": sent,
         "concurrency": args.soak_concurrency,
         "errors": errors,
+        "error_kinds": dict(kinds),
         "rss_samples": samples,
         "rss_drift_pct": drift,
         "reference": "RSS after the first 10% of the requests (warm caches and pools)",

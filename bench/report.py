@@ -116,7 +116,7 @@ def print_soak(soak: dict[str, Any] | None) -> None:
     print(
         f"drift from the 10% sample: {soak['rss_drift_pct']:.1f}% "
         f"({'flat' if soak['rss_drift_pct'] <= 10 else 'NOT flat'} by the ±10% rule); "
-        f"errors {soak['errors']}"
+        f"errors {soak['errors']} {soak.get('error_kinds') or ''}"
     )
 
 

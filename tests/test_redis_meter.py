@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from gateway.errors import RateLimited
+from gateway.errors import RateLimited, UpstreamUnavailable
 from gateway.metering.budgets import Budget, BudgetExceeded, RedisBudgetLedger
-from gateway.metering.limits import Limit, RedisRateLimiter
+from gateway.metering.limits import Limit, RedisGuard, RedisRateLimiter
 from gateway.metering.redis_meter import RedisMeterStore
-from gateway.metering.resp import ScriptClient
+from gateway.metering.resp import ConnectionLost, ScriptClient
 from tests.conftest import REDIS_URL
 
 
@@ -150,3 +151,27 @@ async def test_drain_waits_for_a_flush_in_flight(parts: Any) -> None:
     await asyncio.sleep(0)  # the flush has started
     await store.drain()
     assert await ledger.spent(BUDGET) == pytest.approx(0.03)
+
+
+async def test_a_dropped_connection_fails_its_calls_without_pausing_the_next() -> None:
+    guard = RedisGuard("budget store", fail_open=False)
+    attempts = 0
+
+    async def dropped() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise ConnectionLost("connection to Redis lost: reset")
+
+    async def refused() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise RedisConnectionError("cannot connect to Redis at 127.0.0.1:1")
+
+    for _ in range(2):
+        with pytest.raises(UpstreamUnavailable, match="connection to Redis lost"):
+            await guard.run(dropped)
+    assert attempts == 2  # each call tried Redis
+    for _ in range(2):
+        with pytest.raises(UpstreamUnavailable, match="cannot connect"):
+            await guard.run(refused)
+    assert attempts == 3  # an unreachable Redis is probed once a second, not on every call

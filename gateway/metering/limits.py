@@ -20,6 +20,7 @@ from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.errors import GatewayError, RateLimited, UpstreamUnavailable
+from gateway.metering.resp import ConnectionLost
 
 log = logging.getLogger("gateway.metering")
 
@@ -387,7 +388,9 @@ class RedisGuard:
         try:
             return await command()
         except (RedisError, OSError) as exc:
-            if isinstance(exc, self.UNREACHABLE):
+            # A dropped connection fails only the calls in flight on it; pausing calls for a
+            # probe interval is for a Redis that cannot be reached at all.
+            if isinstance(exc, self.UNREACHABLE) and not isinstance(exc, ConnectionLost):
                 self._down_until = time.monotonic() + self.PROBE_EVERY_S
                 self._down_error = exc
             self._without_redis(exc, refuse)

@@ -26,6 +26,11 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
+class ConnectionLost(RedisConnectionError):
+    """An established connection dropped (Redis restarted, or the client was killed): the
+    commands in flight fail, but the next command reconnects at once."""
+
+
 @dataclass(frozen=True, slots=True)
 class LuaScript:
     source: bytes
@@ -106,7 +111,7 @@ class _Connection(asyncio.Protocol):
                 future.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(RedisConnectionError(f"connection to Redis lost: {exc or 'closed by server'}"))
+        self._fail(ConnectionLost(f"connection to Redis lost: {exc or 'closed by server'}"))
 
     def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
         assert self.transport is not None
