@@ -13,13 +13,14 @@ from gateway.auth import Authenticator
 from gateway.config import GatewayConfig
 from gateway.evals.store import EvalStore
 from gateway.keys import KeyCache, KeyStore
-from gateway.metering.budgets import BudgetLedger, MemoryBudgetLedger, RedisBudgetLedger
-from gateway.metering.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from gateway.metering.budgets import MemoryBudgetLedger, RedisBudgetLedger
+from gateway.metering.limits import MemoryRateLimiter, RedisRateLimiter
 from gateway.metering.meter import Meter
 from gateway.metering.prices import PriceTable
 from gateway.metering.redis_meter import RedisMeterStore
 from gateway.metering.resp import ScriptClient
 from gateway.metering.spend import seed_budgets
+from gateway.metering.stores import LocalMeterStore, MeterStore
 from gateway.prompts.catalog import PromptCatalog
 from gateway.prompts.render import PromptRenderer
 from gateway.prompts.store import PromptStore
@@ -61,10 +62,8 @@ class GatewayState:
         engine = make_engine(database_url(settings.database_url, settings.data_dir))
         keys = KeyStore(engine)
         key_cache = KeyCache(keys)
-        limiter: RateLimiter
-        ledger: BudgetLedger
+        store: MeterStore
         redis = None
-        redis_store = None
         if settings.redis_url:
             import redis.asyncio as aioredis
             from redis.asyncio.retry import Retry
@@ -79,16 +78,16 @@ class GatewayState:
                 retry=Retry(NoBackoff(), 0),
             )
             prefix, fail_open = settings.redis_prefix, settings.redis_fail_open
-            limiter = RedisRateLimiter(redis, prefix, fail_open=fail_open)
-            ledger = RedisBudgetLedger(redis, prefix, fail_open=fail_open)
-            scripts = ScriptClient(settings.redis_url, connect_timeout=1.0, timeout=2.0)
-            redis_store = RedisMeterStore(scripts, ledger, limiter, fail_open=fail_open)
+            store = RedisMeterStore(
+                ScriptClient(settings.redis_url, connect_timeout=1.0, timeout=2.0),
+                RedisBudgetLedger(redis, prefix, fail_open=fail_open),
+                RedisRateLimiter(redis, prefix, fail_open=fail_open),
+                fail_open=fail_open,
+            )
         else:
-            limiter, ledger = MemoryRateLimiter(), MemoryBudgetLedger()
+            store = LocalMeterStore(MemoryBudgetLedger(), MemoryRateLimiter())
         by_alias = {a: [s.deployment for s in router.states(a)] for a in router.aliases()}
-        meter = Meter(
-            limiter, ledger, prices, by_alias, config.gateway.default_max_tokens, redis_store
-        )
+        meter = Meter(store, prices, by_alias, config.gateway.default_max_tokens)
         prompt_store = PromptStore(engine)
         return cls(
             prompt_store=prompt_store,
@@ -118,7 +117,7 @@ class GatewayState:
         await self.key_cache.start()
         await self.sync_prompts()
         await self.prompts.start()
-        await seed_budgets(self.engine, self.key_cache, self.meter.ledger)
+        await seed_budgets(self.engine, self.key_cache, self.meter.store.ledger)
         self.request_log.start()
         self.providers.warm(self.deployments)
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.auth import Caller
-from gateway.metering.budgets import Budget, BudgetHold, BudgetLedger
-from gateway.metering.limits import Limit, RateLimiter, RateState, Reservation
+from gateway.metering.budgets import Budget, BudgetHold
+from gateway.metering.limits import Limit, RateState, Reservation
 from gateway.metering.prices import PriceTable
-from gateway.metering.redis_meter import RedisMeterStore
+from gateway.metering.stores import MeterStore
 from gateway.providers import Deployment, Usage
 
 
@@ -48,16 +48,12 @@ def estimate_tokens(
 class Meter:
     def __init__(
         self,
-        limiter: RateLimiter,
-        ledger: BudgetLedger,
+        store: MeterStore,
         prices: PriceTable,
         alias_deployments: dict[str, list[Deployment]],
         default_max_tokens: int,
-        redis_store: RedisMeterStore | None = None,
     ) -> None:
-        self.redis_store = redis_store
-        self.limiter = limiter
-        self.ledger = ledger
+        self.store = store
         self.prices = prices
         self.default_max_tokens = default_max_tokens
         self._worst_price: dict[str, tuple[float, float]] = {}
@@ -105,64 +101,30 @@ class Meter:
         default = self.default_max_tokens if completion else 0
         prompt, completion_tokens = estimate_tokens(body, body_bytes, default)
         tokens = prompt + completion_tokens
-        admission = Admission(tokens=tokens)
         budgets = self._budgets(caller)
-        limits = self._limits(caller)
         cost = self.worst_cost(aliases, prompt, completion_tokens) if budgets else 0.0
-        if self.redis_store is not None:
-            admitted = await self.redis_store.admit(budgets, cost, limits, tokens)
-            admission.hold, admission.reservation = admitted.hold, admitted.reservation
-            admission.state = admitted.state
-            return admission
-        if budgets:
-            admission.hold = await self.ledger.reserve(budgets, cost)
-        if limits:
-            try:
-                admission.reservation, admission.state = await self.limiter.acquire(limits, tokens)
-            except BaseException:
-                if admission.hold is not None:
-                    await self.ledger.settle(admission.hold, 0.0)
-                raise
-        return admission
+        admitted = await self.store.admit(budgets, cost, self._limits(caller), tokens)
+        return Admission(tokens, admitted.hold, admitted.reservation, admitted.state)
 
     async def admit_deployment(self, admission: Admission, deployment: Deployment) -> None:
         if deployment.rpm is None and deployment.tpm is None:
             return
         limit = Limit(f"deployment:{deployment.id}", deployment.rpm, deployment.tpm)
-        if self.redis_store is not None:
-            admitted = await self.redis_store.admit([], 0.0, [limit], admission.tokens)
-            if admitted.reservation is not None:
-                admission.deployment_reservations.append(admitted.reservation)
-            return
-        reservation, _ = await self.limiter.acquire([limit], admission.tokens)
-        admission.deployment_reservations.append(reservation)
+        admitted = await self.store.admit([], 0.0, [limit], admission.tokens)
+        if admitted.reservation is not None:
+            admission.deployment_reservations.append(admitted.reservation)
 
     async def settle(self, admission: Admission, usage: Usage | None, cost: float) -> None:
-        """Settles now in memory; with Redis, queues the settle off the request path."""
+        """Settles in process now; the Redis store sends settles after the answer, batched."""
         if admission.settled:
             return
         admission.settled = True
         tokens = (usage.prompt_tokens + usage.completion_tokens) if usage else 0
-        if self.redis_store is not None:
-            reservations = admission.deployment_reservations
-            if admission.reservation is not None:
-                reservations = [admission.reservation, *reservations]
-            self.redis_store.settle(admission.hold, cost, reservations, tokens)
-            return
-        if admission.hold is not None:
-            await self.ledger.settle(admission.hold, cost)
+        reservations = admission.deployment_reservations
         if admission.reservation is not None:
-            await self.limiter.settle(admission.reservation, tokens)
-        for reservation in admission.deployment_reservations:
-            await self.limiter.settle(reservation, tokens)
-
-    async def drain(self) -> None:
-        if self.redis_store is not None:
-            await self.redis_store.drain()
+            reservations = [admission.reservation, *reservations]
+        await self.store.settle(admission.hold, cost, reservations, tokens)
 
     async def aclose(self) -> None:
-        """Sends the queued settles, then closes the stores."""
-        if self.redis_store is not None:
-            await self.redis_store.aclose()
-        await self.limiter.aclose()
-        await self.ledger.aclose()
+        """Sends what is still queued, then closes the store."""
+        await self.store.aclose()

@@ -15,19 +15,18 @@ import asyncio
 import functools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from gateway.metering.budgets import BUDGETS_LUA, Budget, BudgetHold, RedisBudgetLedger
 from gateway.metering.limits import (
     LIMITS_LUA,
     Limit,
-    RateState,
     RedisGuard,
     RedisRateLimiter,
     Reservation,
 )
 from gateway.metering.resp import LuaScript, ScriptClient
+from gateway.metering.stores import Admitted
 
 log = logging.getLogger("gateway.metering")
 
@@ -73,13 +72,6 @@ end
 return 0
 """
 )
-
-
-@dataclass(slots=True)
-class Admitted:
-    hold: BudgetHold | None
-    reservation: Reservation | None
-    state: RateState | None
 
 
 class RedisMeterStore:
@@ -134,7 +126,7 @@ class RedisMeterStore:
             acquire.state(reply[1:]) if acquire is not None else None,
         )
 
-    def settle(
+    async def settle(
         self,
         hold: BudgetHold | None,
         cost_usd: float,
