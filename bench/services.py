@@ -187,11 +187,14 @@ def gateway_env(port: int, settings: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def start_gateway(settings: dict[str, str], workers: int, log: Path) -> Gateway:
-    """`gateway serve` as the README runs it; cold start ends at the first proxied answer."""
+def start_gateway(settings: dict[str, str], workers: int, log: Path, root: Path = ROOT) -> Gateway:
+    """`gateway serve` as the README runs it; cold start ends at the first proxied answer.
+    `root` other than this checkout (a worktree of another revision) runs that tree's code."""
     port = free_port()
     base = f"http://{HOST}:{port}"
     command = [str(Path(sys.executable).parent / "gateway"), "serve", "--workers", str(workers)]
+    if root != ROOT:  # `python -m` from the tree's root imports its package, not ours
+        command = [sys.executable, "-m", "gateway", *command[1:]]
     first_call = _answers(
         "POST",
         f"{base}/v1/chat/completions",
@@ -201,7 +204,7 @@ def start_gateway(settings: dict[str, str], workers: int, log: Path) -> Gateway:
     started = time.perf_counter()
     with log.open("wb") as out:
         process = subprocess.Popen(
-            command, cwd=ROOT, env=gateway_env(port, settings), stdout=out, stderr=subprocess.STDOUT
+            command, cwd=root, env=gateway_env(port, settings), stdout=out, stderr=subprocess.STDOUT
         )
     try:
         _poll(lambda: reachable(port) and first_call(), process, "gateway", log)

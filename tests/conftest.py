@@ -16,6 +16,7 @@ import uvicorn
 import yaml
 
 from gateway.app import create_app
+from gateway.server import uvicorn_options
 from gateway.settings import Settings
 from tests.fakes.upstream import FakeUpstream, running_upstream
 
@@ -30,8 +31,9 @@ class ServerThread:
     """A real uvicorn server on an ephemeral loopback port, in a background thread."""
 
     def __init__(self, app: Any) -> None:
+        options = uvicorn_options()
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", access_log=False
+            app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **options
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -1,0 +1,125 @@
+"""Before/after of one change: two revisions of the gateway, measured in alternating windows.
+
+    python -m bench.ab HEAD~1 HEAD --features all-on --mode json --concurrency 32
+
+This machine's neighbours come and go, so two runs minutes apart differ by more than most
+optimizations gain. Both gateways run side by side against one fake upstream and take turns,
+window by window; each window reports requests/s and the gateway's CPU per request, and the
+medians over the rounds are what a before/after claim should quote. `WORKTREE` (the current
+checkout, uncommitted changes included) may stand for either revision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.configs import CONFIGS, KEY_REQUESTS, MODES, write_gateway_files
+from bench.drive import drive
+from bench.services import (
+    MASTER_KEY,
+    ROOT,
+    free_port,
+    make_key,
+    postgres_database,
+    redis_prefix,
+    start_gateway,
+    start_upstream,
+    stop,
+)
+
+CURRENT = "WORKTREE"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("before", help=f"a git revision, or {CURRENT}")
+    parser.add_argument("after", help=f"a git revision, or {CURRENT}")
+    parser.add_argument("--features", default="all-on", choices=sorted(CONFIGS))
+    parser.add_argument("--mode", default="json", choices=sorted(MODES))
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per window")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--generators", type=int, default=1)
+    return parser.parse_args()
+
+
+def checkout(revision: str, stack: contextlib.ExitStack) -> Path:
+    if revision == CURRENT:
+        return ROOT
+    where = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ab-"))) / "tree"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", "--quiet", str(where), revision],
+        cwd=ROOT,
+        check=True,
+    )
+    stack.callback(
+        subprocess.run, ["git", "worktree", "remove", "--force", str(where)], cwd=ROOT, check=False
+    )
+    return where
+
+
+def main() -> None:
+    args = parse_args()
+    features, mode = CONFIGS[args.features], MODES[args.mode]
+    with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp, contextlib.ExitStack() as stack:
+        workdir = Path(tmp)
+        port = free_port()
+        upstream = start_upstream(port, workdir / "upstream.log")
+        stack.callback(stop, upstream)
+        config, prompts = write_gateway_files(workdir, f"http://127.0.0.1:{port}/v1")
+        gateways: dict[str, tuple[Any, str]] = {}
+        for label, revision in (("before", args.before), ("after", args.after)):
+            data_dir = workdir / label
+            settings = {
+                "GATEWAY_CONFIG": str(config),
+                "GATEWAY_DATA_DIR": str(data_dir),
+                "GATEWAY_PROMPTS_DIR": str(prompts),
+            }
+            if features.redis:
+                settings["GATEWAY_REDIS_URL"] = "redis://127.0.0.1:6379/0"
+                settings["GATEWAY_REDIS_PREFIX"] = stack.enter_context(redis_prefix())
+            if features.postgres:
+                settings["GATEWAY_DATABASE_URL"] = stack.enter_context(postgres_database())
+            data_dir.mkdir()
+            root = checkout(revision, stack)
+            gateway = start_gateway(settings, 1, data_dir / "gateway.log", root=root)
+            stack.callback(stop, gateway.process)
+            key = MASTER_KEY
+            if features.key != "master":
+                key = make_key(gateway, KEY_REQUESTS[features.key])
+            gateways[label] = (gateway, key)
+            print(f"{label}: {revision} (cold start {gateway.cold_start_s:.2f} s)", flush=True)
+        samples: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
+        print(f"{args.features} {args.mode}@{args.concurrency}, {args.duration:g} s windows")
+        for round_no in range(args.rounds):
+            # Alternate who goes first, so a trend in the machine's load favours neither.
+            order = ("before", "after") if round_no % 2 == 0 else ("after", "before")
+            for label in order:
+                gateway, key = gateways[label]
+                stats = drive(
+                    gateway.base + mode.path, mode.body(mode.alias), key, args.concurrency,
+                    args.duration, args.generators, watch={"gateway": gateway.process.pid},
+                )  # fmt: skip
+                cpu_ms = stats["gateway_cpu_pct"] * 10 / stats["rps"] if stats["rps"] else 0.0
+                samples[label].append((stats["rps"], cpu_ms))
+                print(
+                    f"  round {round_no + 1} {label:6} {stats['rps']:8,.0f} req/s  "
+                    f"{cpu_ms:.3f} ms CPU/request  p50 {stats['p50_ms']:.2f} ms  "
+                    f"errors {stats['errors']}",
+                    flush=True,
+                )
+        print("medians:")
+        for label, rows in samples.items():
+            rps = statistics.median(r for r, _ in rows)
+            cpu = statistics.median(c for _, c in rows)
+            print(f"  {label:6} {rps:8,.0f} req/s  {cpu:.3f} ms CPU/request")
+
+
+if __name__ == "__main__":
+    main()
