@@ -29,3 +29,6 @@ class Settings(BaseSettings):
     redis_prefix: str = "gw:"
     # When Redis is unreachable: refuse calls with 503 (false) or let them through (true).
     redis_fail_open: bool = False
+    # With Redis: how many calls of one key a replica may admit from one reservation (a
+    # lease, see gateway/metering/leases.py); 1 admits every call in Redis.
+    meter_lease_calls: int = Field(default=256, ge=1)

@@ -83,6 +83,7 @@ class GatewayState:
                 RedisBudgetLedger(redis, prefix, fail_open=fail_open),
                 RedisRateLimiter(redis, prefix, fail_open=fail_open),
                 fail_open=fail_open,
+                lease_calls=settings.meter_lease_calls,
             )
         else:
             store = LocalMeterStore(MemoryBudgetLedger(), MemoryRateLimiter())

@@ -61,7 +61,7 @@ def _given(model: BaseModel) -> dict[str, Any]:
 async def _with_spend(state: Any, public: dict[str, Any], scope: str) -> dict[str, Any]:
     if public.get("max_budget") is not None:
         budget = Budget(scope, public["max_budget"], public.get("budget_duration"))
-        public["spend"] = await state.meter.store.ledger.spent(budget)
+        public["spend"] = await state.meter.store.spent(budget)
     return public
 
 

@@ -121,7 +121,7 @@ class BudgetLedger(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _nano(usd: float) -> int:
+def to_nano(usd: float) -> int:
     return max(0, round(usd * NANO))
 
 
@@ -132,7 +132,7 @@ def _bounds_at(duration: str | None, second: int) -> tuple[str, datetime | None]
     return period_id, end
 
 
-def _periods(budgets: Sequence[Budget], now: float) -> list[tuple[Budget, Period]]:
+def current_periods(budgets: Sequence[Budget], now: float) -> list[tuple[Budget, Period]]:
     """Each budget's current period; one entry per counter, keeping the strictest maximum."""
     second = int(now)
     found: dict[tuple[str, str], tuple[Budget, Period]] = {}
@@ -154,7 +154,7 @@ def _exceeded(
     text = f"budget exhausted for {budget.scope}: {usd(spent)} of ${budget.max_usd:.4f} spent"
     if reserved:
         text += f", {usd(reserved)} held by calls in flight"
-    if spent + reserved < _nano(budget.max_usd):
+    if spent + reserved < to_nano(budget.max_usd):
         text += f", this call may cost up to {usd(amount)}"
     if period.end is None:
         return BudgetExceeded(f"{text} (total budget, never resets)")
@@ -208,14 +208,14 @@ class MemoryBudgetLedger:
 
     async def reserve(self, budgets: Sequence[Budget], amount_usd: float) -> BudgetHold:
         now = self._clock()
-        entries = _periods(budgets, now)
+        entries = current_periods(budgets, now)
         if not entries:
             return _no_hold()
-        amount = _nano(amount_usd)
+        amount = to_nano(amount_usd)
         accounts = [self._account(period, now) for _, period in entries]
         for (budget, period), account in zip(entries, accounts, strict=True):
             spent = account.spent or 0
-            if spent + account.reserved + amount > _nano(budget.max_usd):
+            if spent + account.reserved + amount > to_nano(budget.max_usd):
                 raise _exceeded(budget, period, spent, account.reserved, amount)
         hold = BudgetHold(tuple(period for _, period in entries), amount, os.urandom(8).hex())
         until = now + self._hold_ttl_s
@@ -234,10 +234,10 @@ class MemoryBudgetLedger:
                 continue
             if account.holds.pop(hold.id, None) is not None:
                 account.reserved -= hold.amount_nano
-            account.spent = (account.spent or 0) + _nano(actual_usd)
+            account.spent = (account.spent or 0) + to_nano(actual_usd)
 
     async def spent(self, budget: Budget) -> float:
-        [(_, period)] = _periods([budget], self._clock())
+        [(_, period)] = current_periods([budget], self._clock())
         account = self._accounts.get((period.scope, period.duration))
         if account is None or account.period != period.id:
             return 0.0
@@ -245,10 +245,10 @@ class MemoryBudgetLedger:
 
     async def seed(self, budget: Budget, spent_usd: float) -> None:
         now = self._clock()
-        [(_, period)] = _periods([budget], now)
+        [(_, period)] = current_periods([budget], now)
         account = self._account(period, now)
         if account.spent is None:
-            account.spent = _nano(spent_usd)
+            account.spent = to_nano(spent_usd)
 
     async def aclose(self) -> None:
         self._accounts.clear()
@@ -271,21 +271,24 @@ class MemoryBudgetLedger:
 # A settle's arguments from index a: actual spend, member, held amount, then per budget the
 # expiry. A hold that already expired was released by a check; its spend still counts.
 BUDGETS_LUA = """
+local function budget_held(account, holds, now)
+  local stale = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
+  if #stale > 0 then
+    local freed = 0
+    for _, member in ipairs(stale) do
+      freed = freed + tonumber(string.match(member, '^%d+'))
+    end
+    redis.call('HINCRBY', account, 'reserved', 0 - freed)
+    redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
+  end
+  local held = redis.call('HMGET', account, 'spent', 'reserved')
+  return tonumber(held[1]) or 0, tonumber(held[2]) or 0
+end
+
 local function budgets_check(k, n, a)
   local amount, now = tonumber(ARGV[a]), ARGV[a + 1]
   for i = 1, n do
-    local account, holds = KEYS[k + 2 * i - 2], KEYS[k + 2 * i - 1]
-    local stale = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
-    if #stale > 0 then
-      local freed = 0
-      for _, member in ipairs(stale) do
-        freed = freed + tonumber(string.match(member, '^%d+'))
-      end
-      redis.call('HINCRBY', account, 'reserved', -freed)
-      redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
-    end
-    local held = redis.call('HMGET', account, 'spent', 'reserved')
-    local spent, reserved = tonumber(held[1]) or 0, tonumber(held[2]) or 0
+    local spent, reserved = budget_held(KEYS[k + 2 * i - 2], KEYS[k + 2 * i - 1], now)
     if spent + reserved + amount > tonumber(ARGV[a + 2 + 2 * i]) then
       return {0, i, spent, reserved}
     end
@@ -310,7 +313,7 @@ local function budgets_settle(k, n, a)
   for i = 1, n do
     local account, holds = KEYS[k + 2 * i - 2], KEYS[k + 2 * i - 1]
     if redis.call('ZREM', holds, ARGV[a + 1]) == 1 then
-      redis.call('HINCRBY', account, 'reserved', -tonumber(ARGV[a + 2]))
+      redis.call('HINCRBY', account, 'reserved', 0 - tonumber(ARGV[a + 2]))
     end
     redis.call('HINCRBY', account, 'spent', ARGV[a])
     local expire_at = tonumber(ARGV[a + 2 + i])
@@ -374,14 +377,14 @@ class RedisBudgetLedger:
         self, budgets: Sequence[Budget], amount_usd: float
     ) -> PreparedReserve | None:
         now = self._clock()
-        entries = _periods(budgets, now)
+        entries = current_periods(budgets, now)
         if not entries:
             return None
-        amount = _nano(amount_usd)
+        amount = to_nano(amount_usd)
         hold = BudgetHold(tuple(period for _, period in entries), amount, os.urandom(8).hex())
         args: list[str | int | float] = [amount, now, _member(hold), now + self._hold_ttl_s]
         for budget, period in entries:
-            args += [_nano(budget.max_usd), _expire_at(period)]
+            args += [to_nano(budget.max_usd), _expire_at(period)]
         return PreparedReserve(entries, hold, self._keys(hold.periods), args)
 
     async def reserve(self, budgets: Sequence[Budget], amount_usd: float) -> BudgetHold:
@@ -403,7 +406,11 @@ class RedisBudgetLedger:
         if hold.settled:
             return None
         hold.settled = True
-        args: list[str | int] = [_nano(actual_usd), _member(hold), hold.amount_nano]
+        return self.settle_nano(hold, to_nano(actual_usd))
+
+    def settle_nano(self, hold: BudgetHold, actual_nano: int) -> tuple[list[str], list[str | int]]:
+        """A settle's keys and arguments for budgets_settle, the spend in nano-USD."""
+        args: list[str | int] = [actual_nano, _member(hold), hold.amount_nano]
         args += [_expire_at(period) for period in hold.periods]
         return self._keys(hold.periods), args
 
@@ -414,14 +421,14 @@ class RedisBudgetLedger:
             await self._guard.run(lambda: self._settle(keys=keys, args=args), refuse=False)
 
     async def spent(self, budget: Budget) -> float:
-        [(_, period)] = _periods([budget], self._clock())
+        [(_, period)] = current_periods([budget], self._clock())
         key = self._account_key(period)
         value = await self._guard.run(lambda: self._redis.hget(key, "spent"))
         return 0.0 if value is None else int(value) / NANO
 
     async def seed(self, budget: Budget, spent_usd: float) -> None:
-        [(_, period)] = _periods([budget], self._clock())
-        args = [_nano(spent_usd), _expire_at(period)]
+        [(_, period)] = current_periods([budget], self._clock())
+        args = [to_nano(spent_usd), _expire_at(period)]
         keys = [self._account_key(period)]
         await self._guard.run(lambda: self._seed(keys=keys, args=args))
 

@@ -91,7 +91,7 @@ class RateLimiter(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _effective(limits: Sequence[Limit]) -> list[Limit]:
+def effective(limits: Sequence[Limit]) -> list[Limit]:
     """Drops unlimited entries and merges repeats of a scope into its strictest limit.
 
     A scope counted twice in one acquire would be checked against its old count twice and
@@ -112,13 +112,15 @@ def _min(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
 
 
-def _window(now: float) -> tuple[int, float]:
+def window_at(now: float) -> tuple[int, float]:
     """The window id and the seconds left in it."""
     window = int(now // WINDOW_S)
     return window, (window + 1) * WINDOW_S - now
 
 
-def _state(limits: Sequence[Limit], counts: Sequence[tuple[int, int]], reset: float) -> RateState:
+def rate_state(
+    limits: Sequence[Limit], counts: Sequence[tuple[int, int]], reset: float
+) -> RateState:
     """Reports, per dimension, the limit with the least room left after this request."""
     state = RateState()
     for limit, (requests, tokens) in zip(limits, counts, strict=True):
@@ -175,8 +177,8 @@ class MemoryRateLimiter:
         self._counters: dict[str, _Counter] = {}
 
     async def acquire(self, limits: Sequence[Limit], tokens: int) -> tuple[Reservation, RateState]:
-        window, reset = _window(self._clock())
-        limits = _effective(limits)
+        window, reset = window_at(self._clock())
+        limits = effective(limits)
         if not limits:
             return Reservation((), window, 0), RateState()
         counters = [self._counter(limit.scope, window) for limit in limits]
@@ -188,7 +190,7 @@ class MemoryRateLimiter:
             counter.tokens += tokens
         counts = [(counter.requests, counter.tokens) for counter in counters]
         scopes = tuple(limit.scope for limit in limits)
-        return Reservation(scopes, window, tokens), _state(limits, counts, reset)
+        return Reservation(scopes, window, tokens), rate_state(limits, counts, reset)
 
     async def settle(self, reservation: Reservation, actual_tokens: int) -> None:
         if reservation.settled:
@@ -219,8 +221,9 @@ def _lacks_room(limit: Limit, requests: int, tokens: int, wanted: int) -> bool:
 # Keys from index k: one hash per scope. Arguments from index a: tokens, ttl, then rpm and
 # tpm per scope (-1 = unlimited). A check returns {0, i, r, t} for the first scope i
 # without room and counts nothing; a commit counts and returns {r1, t1, r2, t2, ...}.
-# A settle applies a token correction (argument a) and leaves expired hashes alone: they
-# belong to finished windows, which nobody reads any more.
+# A settle applies a token correction (argument a), a give-back returns requests and tokens
+# (arguments a, a + 1); both leave expired hashes alone: they belong to finished windows,
+# which nobody reads any more.
 LIMITS_LUA = """
 local function limits_check(k, n, a)
   local tokens = tonumber(ARGV[a])
@@ -250,6 +253,16 @@ local function limits_settle(k, n, a)
     local key = KEYS[k + i - 1]
     if redis.call('EXISTS', key) == 1 then
       redis.call('HINCRBY', key, 't', ARGV[a])
+    end
+  end
+end
+
+local function limits_give_back(k, n, a)
+  for i = 1, n do
+    local key = KEYS[k + i - 1]
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('HINCRBY', key, 'r', 0 - tonumber(ARGV[a]))
+      redis.call('HINCRBY', key, 't', 0 - tonumber(ARGV[a + 1]))
     end
   end
 end
@@ -293,7 +306,7 @@ class PreparedAcquire:
 
     def state(self, values: Sequence[int]) -> RateState:
         counts = list(zip(values[0::2], values[1::2], strict=True))
-        return _state(self.limits, counts, self.reset)
+        return rate_state(self.limits, counts, self.reset)
 
 
 class RedisRateLimiter:
@@ -309,8 +322,8 @@ class RedisRateLimiter:
         self._settle = redis.register_script(_SETTLE)
 
     def prepare_acquire(self, limits: Sequence[Limit], tokens: int) -> PreparedAcquire | None:
-        window, reset = _window(self._clock())
-        limits = _effective(limits)
+        window, reset = window_at(self._clock())
+        limits = effective(limits)
         if not limits:
             return None
         args: list[int] = [tokens, KEY_TTL_S]
@@ -341,7 +354,10 @@ class RedisRateLimiter:
         delta = actual_tokens - reservation.tokens
         if delta == 0 or not reservation.scopes:
             return None
-        return [self._key(scope, reservation.window) for scope in reservation.scopes], delta
+        return self.keys(reservation), delta
+
+    def keys(self, reservation: Reservation) -> list[str]:
+        return [self._key(scope, reservation.window) for scope in reservation.scopes]
 
     async def settle(self, reservation: Reservation, actual_tokens: int) -> None:
         call = self.settle_call(reservation, actual_tokens)

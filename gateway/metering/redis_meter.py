@@ -1,12 +1,13 @@
-"""Budgets and rate limits in Redis with one round trip to admit a call and fewer to settle.
+"""Budgets and rate limits in Redis: at most one round trip to admit a call, none to settle it.
 
 Admission runs the budget check and the rate-limit check in one Lua script: both counted or
 neither, atomically across replicas, so a call refused by its budget costs its key no request
-and nothing needs undoing. Settles change nothing anyone waits for (holds keep the budget
-safe until they land), so they leave the request path: they queue, and one script call
-applies every settle queued while the previous one was in flight. At one client that is one
-round trip after the response; under load, one per batch. Both go through the lean
-pipelined client in resp.py.
+and nothing needs undoing. The same script lends the replica room for the key's next calls
+(a lease, see leases.py), which are then admitted in memory. Settles change nothing anyone
+waits for (holds keep the budget safe until they land): a call's settle returns its unused
+estimate to its lease, and a finished lease's record joins a queue that one script call
+empties while the previous one is in flight. Everything goes through the lean pipelined
+client in resp.py.
 """
 
 from __future__ import annotations
@@ -14,16 +15,36 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.metering.budgets import BUDGETS_LUA, Budget, BudgetHold, RedisBudgetLedger
+from gateway.metering.budgets import (
+    BUDGETS_LUA,
+    NANO,
+    Budget,
+    BudgetHold,
+    RedisBudgetLedger,
+    current_periods,
+    to_nano,
+)
+from gateway.metering.leases import (
+    FIRST_CALLS,
+    LEASE_S,
+    SHARE,
+    Lease,
+    LeaseHold,
+    LeaseReservation,
+    Signature,
+)
 from gateway.metering.limits import (
     LIMITS_LUA,
+    Clock,
     Limit,
     RedisGuard,
     RedisRateLimiter,
     Reservation,
+    effective,
 )
 from gateway.metering.resp import LuaScript, ScriptClient
 from gateway.metering.stores import Admitted
@@ -33,27 +54,69 @@ log = logging.getLogger("gateway.metering")
 # Settles per script call: keeps one call's arguments (and Redis's time in it) small.
 MAX_BATCH = 256
 
-# ARGV: budget count, scope count, where the limits' arguments start, the budgets' check
-# arguments, then the limits'. KEYS: the budgets' keys, then the limits'. Returns
-# {1, r1, t1, ...} after reserving and counting, or {0, 1, i, spent, reserved} (budget i
-# refused) or {0, 2, i, r, t} (scope i refused). Either count may be zero.
-_ADMIT = (
+# ARGV: budget count, scope count, where the limits' arguments start, the calls wanted, the
+# budgets' check arguments (from 5), then the limits'. KEYS: the budgets' keys, then the
+# limits'. Admits one call and lends room for up to wanted - 1 more (see leases.py): n calls'
+# money held, requests and tokens counted. Returns {1, n, r1, t1, ...}, or {0, 1, i, spent,
+# reserved} (budget i refused) or {0, 2, i, r, t} (scope i refused) having changed nothing.
+_LEASE = (
     BUDGETS_LUA
-    + LIMITS_LUA
     + """
-local budgets, scopes, limit_args = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local limit_keys = 1 + 2 * budgets
-local refused = budgets_check(1, budgets, 4)
-if refused then return {0, 1, refused[2], refused[3], refused[4]} end
-refused = limits_check(limit_keys, scopes, limit_args)
-if refused then return {0, 2, refused[2], refused[3], refused[4]} end
-budgets_commit(1, budgets, 4)
-return limits_commit(limit_keys, scopes, limit_args, {1})
-"""
+local budgets, scopes, la, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+  tonumber(ARGV[4])
+local lk = 1 + 2 * budgets
+local fit = math.huge
+local amount, now = tonumber(ARGV[5]), ARGV[6]
+for i = 1, budgets do
+  local spent, reserved = budget_held(KEYS[2 * i - 1], KEYS[2 * i], now)
+  local room = tonumber(ARGV[7 + 2 * i]) - spent - reserved
+  local calls = 0
+  if amount > 0 then calls = math.floor(room / amount) elseif room >= 0 then calls = math.huge end
+  if calls < 1 then return {0, 1, i, spent, reserved} end
+  fit = math.min(fit, calls)
+end
+local tokens = tonumber(ARGV[la])
+for i = 1, scopes do
+  local rpm, tpm = tonumber(ARGV[la + 2 * i]), tonumber(ARGV[la + 1 + 2 * i])
+  local held = redis.call('HMGET', KEYS[lk + i - 1], 'r', 't')
+  local r, t = tonumber(held[1]) or 0, tonumber(held[2]) or 0
+  if rpm >= 0 then
+    if r + 1 > rpm then return {0, 2, i, r, t} end
+    fit = math.min(fit, rpm - r)
+  end
+  if tpm >= 0 then
+    if t + tokens > tpm then return {0, 2, i, r, t} end
+    if tokens > 0 then fit = math.min(fit, math.floor((tpm - t) / tokens)) end
+  end
+end
+local n = math.max(1, math.min(want, math.floor(fit / SHARE)))
+if budgets > 0 then
+  local total = string.format('%d', n * amount)
+  local member = total .. string.match(ARGV[7], ':.*$')
+  for i = 1, budgets do
+    local account, holds = KEYS[2 * i - 1], KEYS[2 * i]
+    redis.call('HINCRBY', account, 'reserved', total)
+    redis.call('ZADD', holds, ARGV[8], member)
+    local expire_at = tonumber(ARGV[8 + 2 * i])
+    if expire_at > 0 then
+      redis.call('EXPIREAT', account, expire_at)
+      redis.call('EXPIREAT', holds, expire_at)
+    end
+  end
+end
+local out = {1, n}
+for i = 1, scopes do
+  local key = KEYS[lk + i - 1]
+  out[#out + 1] = redis.call('HINCRBY', key, 'r', n)
+  out[#out + 1] = redis.call('HINCRBY', key, 't', string.format('%d', n * tokens))
+  redis.call('EXPIRE', key, ARGV[la + 1])
+end
+return out
+""".replace("SHARE", str(SHARE))
 )
 
-# ARGV: records, each "b", budget count, the settle's arguments (3 + count), or "l", scope
-# count, token correction. KEYS: each record's keys in the same order.
+# ARGV: records, each "b", budget count, the settle's arguments (3 + count), or "r", scope
+# count, requests and tokens to give back. KEYS: each record's keys in the same order.
 _SETTLE_MANY = (
     BUDGETS_LUA
     + LIMITS_LUA
@@ -65,8 +128,8 @@ while a <= #ARGV do
     budgets_settle(k, n, a + 2)
     k, a = k + 2 * n, a + 5 + n
   else
-    limits_settle(k, n, a + 2)
-    k, a = k + n, a + 3
+    limits_give_back(k, n, a + 2)
+    k, a = k + n, a + 4
   end
 end
 return 0
@@ -75,7 +138,9 @@ return 0
 
 
 class RedisMeterStore:
-    """The combined admission and the settle queue over a ledger's and a limiter's keys."""
+    """Admission by lease (one script call admits a call and lends room for the next ones)
+    and the settle queue, over a ledger's and a limiter's keys. lease_calls=1 admits every
+    call in Redis."""
 
     def __init__(
         self,
@@ -84,34 +149,75 @@ class RedisMeterStore:
         limiter: RedisRateLimiter,
         *,
         fail_open: bool = False,
+        lease_calls: int = 1,
+        lease_s: float = LEASE_S,
+        clock: Clock = time.time,
     ) -> None:
         self.client = client
         self.ledger = ledger
         self.limiter = limiter
+        self.lease_calls = lease_calls
+        self.lease_s = lease_s
+        self._clock = clock
         self._guard = RedisGuard("budget and rate limit store", fail_open)
-        self._admit = LuaScript.of(_ADMIT)
+        self._lease = LuaScript.of(_LEASE)
         self._settle_many = LuaScript.of(_SETTLE_MANY)
         self._queue: list[tuple[list[str], list[str | int]]] = []
         self._flushing: asyncio.Task[None] | None = None
+        self._leases: dict[Signature, Lease] = {}
+        self._unfinished: set[Lease] = set()
+        self._granting: dict[Signature, asyncio.Future[None]] = {}
+        self._sizes: dict[Signature, int] = {}
 
     async def admit(
         self, budgets: Sequence[Budget], cost_usd: float, limits: Sequence[Limit], tokens: int
     ) -> Admitted:
+        limits = effective(limits)
+        if not budgets and not limits:
+            return Admitted(None, None, None)
+        signature = (tuple(budgets), tuple(limits))
+        cost = to_nano(cost_usd) if budgets else 0
+        while True:
+            lease = self._leases.get(signature)
+            if lease is not None:
+                now = self._clock()
+                if lease.fits(now, cost, tokens):
+                    return self._take(lease, cost, tokens, now)
+                self._retire(lease)
+            granting = self._granting.get(signature)
+            if granting is None:
+                break
+            # Another call is fetching this key's next lease: one trip may serve both.
+            await granting
+        done = self._granting[signature] = asyncio.get_running_loop().create_future()
+        try:
+            return await self._grant(signature, budgets, cost_usd, limits, tokens)
+        finally:
+            del self._granting[signature]
+            done.set_result(None)
+
+    async def _grant(
+        self,
+        signature: Signature,
+        budgets: Sequence[Budget],
+        cost_usd: float,
+        limits: list[Limit],
+        tokens: int,
+    ) -> Admitted:
         reserve = self.ledger.prepare_reserve(budgets, cost_usd) if budgets else None
         acquire = self.limiter.prepare_acquire(limits, tokens) if limits else None
-        if reserve is None and acquire is None:
-            return Admitted(None, None, None)
+        wanted = min(self._sizes.get(signature, FIRST_CALLS), self.lease_calls)
         keys: list[str] = []
-        args: list[Any] = [0, 0, 4]
+        args: list[Any] = [0, 0, 5, wanted]
         if reserve is not None:
             keys += reserve.keys
             args += reserve.args
-            args[0], args[2] = len(reserve.entries), 4 + len(reserve.args)
+            args[0], args[2] = len(reserve.entries), 5 + len(reserve.args)
         if acquire is not None:
             keys += acquire.keys
             args += acquire.args
             args[1] = len(acquire.limits)
-        reply = await self._guard.run(lambda: self.client.run(self._admit, keys, args))
+        reply = await self._guard.run(lambda: self.client.run(self._lease, keys, args))
         if reply is None:
             return Admitted(None, None, None)
         if reply[0] == 0:
@@ -120,11 +226,64 @@ class RedisMeterStore:
                 raise reserve.refusal(index, first, second)
             assert acquire is not None
             raise acquire.refusal(index, first, second)
-        return Admitted(
-            reserve.hold if reserve is not None else None,
-            acquire.reservation() if acquire is not None else None,
-            acquire.state(reply[1:]) if acquire is not None else None,
-        )
+        calls = reply[1]
+        cost = reserve.hold.amount_nano if reserve is not None else 0
+        hold = reservation = None
+        if reserve is not None:
+            hold = BudgetHold(reserve.hold.periods, calls * cost, reserve.hold.id)
+        if acquire is not None:
+            held = acquire.reservation()
+            reservation = Reservation(held.scopes, held.window, calls * tokens)
+        counts = list(zip(reply[2::2], reply[3::2], strict=True))
+        lease = Lease.granted(signature, calls, cost, tokens, hold, reservation, counts)
+        previous = self._leases.get(signature)
+        if previous is not None:
+            self._retire(previous)
+        self._leases[signature] = lease
+        self._unfinished.add(lease)
+        asyncio.get_running_loop().call_later(self.lease_s, self._retire, lease)
+        return self._take(lease, cost, tokens, self._clock())
+
+    def _take(self, lease: Lease, cost: int, tokens: int, now: float) -> Admitted:
+        ticket = lease.take(cost, tokens)
+        hold = reservation = None
+        if lease.hold is not None:
+            hold = LeaseHold(lease.hold.periods, cost, lease.hold.id, ticket=ticket)
+        if lease.reservation is not None:
+            window = lease.reservation.window
+            reservation = LeaseReservation(lease.reservation.scopes, window, tokens, ticket=ticket)
+        return Admitted(hold, reservation, lease.state(now))
+
+    def _retire(self, lease: Lease) -> None:
+        """No more calls from this lease; it is booked once its calls in flight settle."""
+        if lease.retired:
+            return
+        lease.retired = True
+        signature = lease.signature
+        if self._leases.get(signature) is lease:
+            del self._leases[signature]
+        if len(self._sizes) > 100_000:  # keys come and go; forget the sizes of old ones
+            self._sizes.clear()
+        current = self._sizes.get(signature, FIRST_CALLS)
+        self._sizes[signature] = lease.next_calls(current, self.lease_calls)
+        if lease.inflight == 0:
+            self._finish(lease)
+
+    def _finish(self, lease: Lease) -> None:
+        """Books the lease's spend and gives back what it did not use, in one queued record."""
+        self._unfinished.discard(lease)
+        keys: list[str] = []
+        args: list[str | int] = []
+        if lease.hold is not None:
+            hold_keys, hold_args = self.ledger.settle_nano(lease.hold, lease.spent_nano)
+            keys += hold_keys
+            args += ["b", len(lease.hold.periods), *hold_args]
+        reservation = lease.reservation
+        if reservation is not None and (lease.calls_left or lease.tokens_left):
+            keys += self.limiter.keys(reservation)
+            args += ["r", len(reservation.scopes), lease.calls_left, lease.tokens_left]
+        if args:
+            self._enqueue(keys, args)
 
     async def settle(
         self,
@@ -133,21 +292,31 @@ class RedisMeterStore:
         reservations: Sequence[Reservation],
         tokens: int,
     ) -> None:
-        """Queues the settles; they reach Redis with the next flush."""
-        keys: list[str] = []
-        args: list[str | int] = []
-        if hold is not None:
-            call = self.ledger.settle_call(hold, cost_usd)
-            if call is not None:
-                keys += call[0]
-                args += ["b", len(hold.periods), *call[1]]
+        """Returns the call's unused estimate to its lease; a finished lease's record queues."""
+        tickets = [hold.ticket] if isinstance(hold, LeaseHold) and hold.ticket else []
         for reservation in reservations:
-            correction = self.limiter.settle_call(reservation, tokens)
-            if correction is not None:
-                keys += correction[0]
-                args += ["l", len(reservation.scopes), correction[1]]
-        if not args:
-            return
+            if isinstance(reservation, LeaseReservation) and reservation.ticket is not None:
+                tickets.append(reservation.ticket)
+        for ticket in tickets:
+            if ticket.done:  # a call's hold and reservation share one ticket
+                continue
+            ticket.done = True
+            lease = ticket.lease
+            lease.release(ticket, to_nano(cost_usd) if lease.hold is not None else 0, tokens)
+            if lease.retired and lease.inflight == 0:
+                self._finish(lease)
+
+    async def spent(self, budget: Budget) -> float:
+        """Redis's figure plus what this replica's leases have spent but not yet booked."""
+        [(_, period)] = current_periods([budget], self._clock())
+        local = sum(
+            lease.spent_nano
+            for lease in self._unfinished
+            if lease.hold is not None and period in lease.hold.periods
+        )
+        return await self.ledger.spent(budget) + local / NANO
+
+    def _enqueue(self, keys: list[str], args: list[str | int]) -> None:
         self._queue.append((keys, args))
         if self._flushing is None:
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
@@ -164,7 +333,10 @@ class RedisMeterStore:
             self._flushing = None
 
     async def drain(self) -> None:
-        """Waits until every queued settle has been sent (at shutdown, and in tests)."""
+        """Ends every lease and waits until every queued record has been sent (at shutdown,
+        and in tests). Leases with calls in flight are booked when those calls settle."""
+        for lease in list(self._leases.values()):
+            self._retire(lease)
         while self._flushing is not None:
             await asyncio.shield(self._flushing)
 

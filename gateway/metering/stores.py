@@ -41,6 +41,8 @@ class MeterStore(Protocol):
         tokens: int,
     ) -> None: ...
 
+    async def spent(self, budget: Budget) -> float: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -77,6 +79,9 @@ class LocalMeterStore:
             await self.ledger.settle(hold, cost_usd)
         for reservation in reservations:
             await self.limiter.settle(reservation, tokens)
+
+    async def spent(self, budget: Budget) -> float:
+        return await self.ledger.spent(budget)
 
     async def aclose(self) -> None:
         await self.limiter.aclose()

@@ -1,0 +1,241 @@
+"""Leases: calls admitted from room reserved in Redis ahead of time (real Redis, two stores
+standing for two replicas). Nothing is ever admitted past a limit, the room lent comes back,
+and spend is booked exactly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from gateway.errors import RateLimited
+from gateway.metering.budgets import Budget, BudgetExceeded, RedisBudgetLedger
+from gateway.metering.limits import WINDOW_S, Limit, RedisRateLimiter
+from gateway.metering.redis_meter import RedisMeterStore
+from gateway.metering.resp import LuaScript, ScriptClient
+from gateway.metering.stores import Admitted
+from tests.conftest import REDIS_URL
+from tests.test_redis_meter import FixedClock
+
+
+class CountingClient(ScriptClient):
+    """Counts script calls by script (a NOSCRIPT retry is not a second call)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.calls: dict[bytes, int] = {}
+
+    async def run(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
+        self.calls[script.sha] = self.calls.get(script.sha, 0) + 1
+        return await super().run(script, keys, args)
+
+
+def script_calls(store: RedisMeterStore) -> int:
+    """Admission round trips: calls of the lease script."""
+    assert isinstance(store.client, CountingClient)
+    return store.client.calls.get(store._lease.sha, 0)
+
+
+Stores = tuple[RedisMeterStore, RedisMeterStore, FixedClock]
+
+
+@pytest.fixture
+async def replicas(redis_pair: tuple[Redis, Redis], redis_prefix: str) -> AsyncIterator[Stores]:
+    clock = FixedClock()
+    stores = [
+        RedisMeterStore(
+            CountingClient(REDIS_URL),
+            RedisBudgetLedger(client, redis_prefix, clock=clock),
+            RedisRateLimiter(client, redis_prefix, clock=clock),
+            lease_calls=256,
+            lease_s=60.0,  # the tests end leases themselves (drain, clock, exhaustion)
+            clock=clock,
+        )
+        for client in redis_pair
+    ]
+    yield stores[0], stores[1], clock
+    for store in stores:
+        await store.aclose()
+
+
+async def counts(store: RedisMeterStore, limit: Limit) -> tuple[int, int]:
+    """The (requests, tokens) Redis holds for a scope's current window."""
+    prepared = store.limiter.prepare_acquire([limit], 0)
+    assert prepared is not None
+    redis = store.ledger._redis
+    values = await redis.hmget(prepared.keys[0], "r", "t")
+    return int(values[0] or 0), int(values[1] or 0)
+
+
+async def settle(store: RedisMeterStore, admitted: Admitted, cost: float, tokens: int) -> None:
+    reservations = [admitted.reservation] if admitted.reservation is not None else []
+    await store.settle(admitted.hold, cost, reservations, tokens)
+
+
+async def test_most_calls_are_admitted_without_a_round_trip(replicas: Stores) -> None:
+    store, _, _ = replicas
+    limit = Limit("key:busy", rpm=100_000, tpm=100_000_000)
+    remaining = []
+    for _ in range(200):
+        admitted = await store.admit([], 0.0, [limit], 50)
+        assert admitted.state is not None
+        remaining.append(admitted.state.remaining_requests)
+        await settle(store, admitted, 0.0, 30)
+    # Leases of 4, 8, 16, ... calls: a handful of grants, not 200 round trips.
+    assert script_calls(store) <= 8
+    # The headers still count down one request per call, as a per-call check would.
+    assert remaining == list(range(100_000 - 1, 100_000 - 201, -1))
+    await store.drain()
+    # What the leases lent and did not use came back: Redis holds exactly what was used.
+    assert await counts(store, limit) == (200, 200 * 30)
+
+
+async def test_two_replicas_never_admit_past_a_limit_and_use_all_of_it(replicas: Stores) -> None:
+    a, b, _ = replicas
+    limit = Limit("key:shared", rpm=300)
+    admitted = {"a": 0, "b": 0}
+    refused = {"a": 0, "b": 0}
+    # Both replicas keep calling until each is refused: room lent to one is used by it.
+    while refused["a"] < 3 or refused["b"] < 3:
+        for name, store in (("a", a), ("b", b)):
+            try:
+                one = await store.admit([], 0.0, [limit], 1)
+            except RateLimited:
+                refused[name] += 1
+            else:
+                admitted[name] += 1
+                await settle(store, one, 0.0, 1)
+    assert admitted["a"] + admitted["b"] == 300
+    assert min(admitted.values()) > 0
+    await a.drain()
+    await b.drain()
+    assert (await counts(a, limit))[0] == 300
+
+
+async def test_concurrent_calls_share_one_grant(replicas: Stores) -> None:
+    store, _, _ = replicas
+    limit = Limit("key:burst", rpm=1_000_000)
+    await store.admit([], 0.0, [Limit("key:warm", rpm=10)], 1)  # loads the script
+    before = script_calls(store)
+    results = await asyncio.gather(*(store.admit([], 0.0, [limit], 1) for _ in range(4)))
+    assert len(results) == 4
+    assert script_calls(store) - before == 1  # the first lease covers four calls
+
+
+async def test_budget_spend_is_booked_exactly_and_unused_holds_come_back(replicas: Stores) -> None:
+    a, b, _ = replicas
+    budget = Budget("key:money", max_usd=10.0, duration="1d")
+    spent = 0.0
+    for i in range(60):
+        store = (a, b)[i % 2]
+        one = await store.admit([budget], 0.05, [], 0)  # reserves the worst case, $0.05
+        await settle(store, one, 0.01, 0)  # the call really cost $0.01
+        spent += 0.01
+    # Before the leases end, each replica reports what Redis knows plus its own unbooked spend.
+    assert await a.spent(budget) + await b.spent(budget) >= spent - 1e-9
+    await a.drain()
+    await b.drain()
+    assert await a.ledger.spent(budget) == pytest.approx(spent)
+    assert await a.spent(budget) == pytest.approx(spent)
+    # Every hold was released: all that is left can be reserved in one go.
+    await a.ledger.reserve([budget], 10.0 - spent)
+
+
+async def test_a_budget_is_never_exceeded_by_two_replicas(replicas: Stores) -> None:
+    a, b, _ = replicas
+    budget = Budget("key:tight", max_usd=1.0)
+    spent = 0.0
+    refusals = 0
+    while refusals < 4:
+        for store in (a, b):
+            try:
+                one = await store.admit([budget], 0.02, [], 0)
+            except BudgetExceeded:
+                refusals += 1
+                continue
+            await settle(store, one, 0.02, 0)  # the worst case, every time
+            spent += 0.02
+    assert spent <= 1.0 + 1e-9
+    assert spent == pytest.approx(1.0)  # and all of it was usable
+    await a.drain()
+    await b.drain()
+    assert await a.ledger.spent(budget) == pytest.approx(1.0)
+
+
+async def test_a_lease_ends_with_its_window_and_when_the_limits_change(replicas: Stores) -> None:
+    store, _, clock = replicas
+    limit = Limit("key:windows", rpm=1000)
+    clock.now = (clock.now // WINDOW_S) * WINDOW_S + 30  # mid-window
+    await settle(store, await store.admit([], 0.0, [limit], 1), 0.0, 1)
+    calls = script_calls(store)
+    await settle(store, await store.admit([], 0.0, [limit], 1), 0.0, 1)
+    assert script_calls(store) == calls  # from the lease
+    clock.now += WINDOW_S  # the next window: the old lease must not count there
+    fresh = await store.admit([], 0.0, [limit], 1)
+    assert script_calls(store) == calls + 1
+    assert fresh.state is not None
+    assert fresh.state.remaining_requests == 999
+    stricter = await store.admit([], 0.0, [Limit("key:windows", rpm=500)], 1)
+    assert script_calls(store) == calls + 2  # new limits, new lease
+    assert stricter.state is not None
+    assert stricter.state.limit_requests == 500
+
+
+async def test_a_lease_ends_after_its_time_and_books_its_spend(
+    redis_pair: tuple[Redis, Redis], redis_prefix: str
+) -> None:
+    clock = FixedClock()
+    store = RedisMeterStore(
+        CountingClient(REDIS_URL),
+        RedisBudgetLedger(redis_pair[0], redis_prefix, clock=clock),
+        RedisRateLimiter(redis_pair[0], redis_prefix, clock=clock),
+        lease_calls=256,
+        lease_s=0.05,
+        clock=clock,
+    )
+    budget = Budget("key:timed", max_usd=100.0)
+    try:
+        for _ in range(3):
+            await settle(store, await store.admit([budget], 0.5, [], 0), 0.25, 0)
+        assert await store.ledger.spent(budget) == 0.0  # still on the lease
+        deadline = asyncio.get_running_loop().time() + 5
+        while await store.ledger.spent(budget) != pytest.approx(0.75):
+            assert asyncio.get_running_loop().time() < deadline, "the lease was never booked"
+            await asyncio.sleep(0.02)
+    finally:
+        await store.aclose()
+
+
+async def test_a_call_in_flight_keeps_its_lease_open_until_it_settles(replicas: Stores) -> None:
+    store, _, _ = replicas
+    budget = Budget("key:inflight", max_usd=100.0)
+    slow = await store.admit([budget], 1.0, [], 0)
+    quick = await store.admit([budget], 1.0, [], 0)
+    await settle(store, quick, 0.5, 0)
+    await store.drain()  # ends the lease, but one of its calls is still running
+    assert await store.ledger.spent(budget) == 0.0
+    assert await store.spent(budget) == pytest.approx(0.5)
+    await settle(store, slow, 2.0, 0)  # costlier than estimated: booked as it was
+    await store.drain()
+    assert await store.ledger.spent(budget) == pytest.approx(2.5)
+
+
+async def test_free_calls_under_a_budget_settle(replicas: Stores) -> None:
+    store, _, _ = replicas
+    budget = Budget("key:free", max_usd=1.0)
+    for _ in range(3):
+        await settle(store, await store.admit([budget], 0.0, [], 0), 0.0, 0)
+    await store.drain()
+    assert await store.ledger.spent(budget) == 0.0
+    # Zero-amount holds were released (Redis rejects "-0" increments; none were sent).
+    await store.ledger.reserve([budget], 1.0)
+
+
+def test_lease_settings_reach_the_store(tmp_path: Any) -> None:
+    from gateway.settings import Settings
+
+    assert Settings().meter_lease_calls == 256
+    assert Settings(meter_lease_calls=1).meter_lease_calls == 1
