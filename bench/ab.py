@@ -111,6 +111,7 @@ def main() -> None:
                 print(
                     f"  round {round_no + 1} {label:6} {stats['rps']:8,.0f} req/s  "
                     f"{cpu_ms:.3f} ms CPU/request  p50 {stats['p50_ms']:.2f} ms  "
+                    f"p99 {stats['p99_ms']:.2f} ms  "
                     f"errors {stats['errors']}",
                     flush=True,
                 )

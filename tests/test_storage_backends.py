@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from gateway.keys import KeyCache, KeyStore, hash_key
 from gateway.metering.spend import cost_report, spent_since
 from gateway.prompts.files import parse_prompt
 from gateway.prompts.store import GitInfo, PromptStore, git_info
-from gateway.store.db import make_engine, migrate
+from gateway.store.db import MIGRATIONS, head_revision, make_engine, migrate
 from gateway.store.request_log import RequestLogWriter
 from gateway.store.tables import request_log
 
@@ -162,3 +163,29 @@ def test_git_info_names_the_commit_of_a_committed_file(tmp_path: Path) -> None:
     assert len(info.commit) == 40
     path.write_text(PROMPT + "\n{{name}}\n")  # edited since the commit: no commit to name
     assert git_info(path) == GitInfo()
+
+
+def test_head_revision_is_alembics_head() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert head_revision() == ScriptDirectory.from_config(config).get_current_head()
+
+
+def test_an_up_to_date_database_starts_without_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    make_engine(url).dispose()
+    script = (
+        "import sys\n"
+        "from gateway.store.db import MIGRATIONS, head_revision, make_engine, migrate\n"
+        f"engine = make_engine({url!r})\n"
+        "migrate(engine)\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    run = [sys.executable, "-c", script]
+    first = subprocess.run(run, capture_output=True, text=True, check=True)
+    assert first.stdout.strip() == "True"  # an empty database is migrated
+    again = subprocess.run(run, capture_output=True, text=True, check=True)
+    assert again.stdout.strip() == "False"  # at head: nothing to import, nothing to do
