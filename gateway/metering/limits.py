@@ -49,19 +49,21 @@ class RateState:
     reset_tokens_s: float | None = None
 
     def headers(self) -> dict[str, str]:
-        values = {
-            "x-ratelimit-limit-requests": self.limit_requests,
-            "x-ratelimit-remaining-requests": self.remaining_requests,
-            "x-ratelimit-reset-requests": self.reset_requests_s,
-            "x-ratelimit-limit-tokens": self.limit_tokens,
-            "x-ratelimit-remaining-tokens": self.remaining_tokens,
-            "x-ratelimit-reset-tokens": self.reset_tokens_s,
-        }
-        return {
-            name: _format_reset(value) if isinstance(value, float) else str(value)
-            for name, value in values.items()
-            if value is not None
-        }
+        # Built on every admitted call, so plain ifs rather than a comprehension over pairs.
+        out: dict[str, str] = {}
+        if self.limit_requests is not None:
+            out["x-ratelimit-limit-requests"] = str(self.limit_requests)
+        if self.remaining_requests is not None:
+            out["x-ratelimit-remaining-requests"] = str(self.remaining_requests)
+        if self.reset_requests_s is not None:
+            out["x-ratelimit-reset-requests"] = _format_reset(self.reset_requests_s)
+        if self.limit_tokens is not None:
+            out["x-ratelimit-limit-tokens"] = str(self.limit_tokens)
+        if self.remaining_tokens is not None:
+            out["x-ratelimit-remaining-tokens"] = str(self.remaining_tokens)
+        if self.reset_tokens_s is not None:
+            out["x-ratelimit-reset-tokens"] = _format_reset(self.reset_tokens_s)
+        return out
 
 
 def _format_reset(seconds: float) -> str:
