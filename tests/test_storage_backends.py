@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 
 from gateway.evals.store import EvalStore
 from gateway.keys import KeyCache, KeyStore, hash_key
@@ -189,3 +189,34 @@ def test_an_up_to_date_database_starts_without_alembic(tmp_path: Path) -> None:
     assert first.stdout.strip() == "True"  # an empty database is migrated
     again = subprocess.run(run, capture_output=True, text=True, check=True)
     assert again.stdout.strip() == "False"  # at head: nothing to import, nothing to do
+
+
+def test_a_flush_writes_what_was_queued_and_leaves_late_rows_for_the_next(
+    engine: Engine, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    writer = RequestLogWriter(engine, tmp_path / "spool", batch_size=100)
+    inserts: list[int] = []
+
+    def late_row(*_args: Any) -> None:
+        inserts.append(1)
+        if len(inserts) == 1:  # a call finishing while the first batch is being written
+            writer.record(_row("late", "k1", 0.1, now))
+
+    event.listen(engine, "before_cursor_execute", late_row)
+    try:
+
+        async def run() -> None:
+            for index in range(3):
+                writer.record(_row(f"early{index}", "k1", 0.1, now))
+            await writer.flush()
+            assert writer.written == 3  # one batch; the late row did not extend it
+            await writer.flush()
+            assert writer.written == 4
+
+        asyncio.run(run())
+    finally:
+        event.remove(engine, "before_cursor_execute", late_row)
+    with engine.connect() as connection:
+        count = connection.execute(select(func.count()).select_from(request_log)).scalar()
+    assert count == 4
