@@ -89,6 +89,9 @@ class RequestLogWriter:
         self._lock = asyncio.Lock()
         self.written = 0
         self.spooled = 0
+        # Whether the spool may hold rows (it may, from an earlier run, until checked): a
+        # flag rather than a directory listing on the event loop at every flush.
+        self._maybe_spooled = True
 
     def record(self, row: dict[str, Any]) -> None:
         self._queue.append(row)
@@ -120,7 +123,7 @@ class RequestLogWriter:
                 batch = [self._queue.popleft() for _ in range(size)]
                 pending -= size
                 await asyncio.to_thread(self._write_or_spool, batch)
-            if self._has_spool():
+            if self._maybe_spooled:
                 await asyncio.to_thread(self._replay)
 
     async def close(self) -> None:
@@ -166,9 +169,7 @@ class RequestLogWriter:
             os.fsync(handle.fileno())
         tmp.rename(self.spool_dir / name)  # atomic: replay never sees half a file
         self.spooled += len(rows)
-
-    def _has_spool(self) -> bool:
-        return any(self.spool_dir.glob("*.jsonl"))
+        self._maybe_spooled = True
 
     def _replay(self) -> None:
         for path in sorted(self.spool_dir.glob("*.jsonl")):
@@ -180,6 +181,7 @@ class RequestLogWriter:
             path.unlink()
             self.written += len(rows)
             log.info("replayed %d spooled rows from %s", len(rows), path.name)
+        self._maybe_spooled = False
 
 
 def _revive(row: dict[str, Any]) -> dict[str, Any]:
