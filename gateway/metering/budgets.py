@@ -296,16 +296,19 @@ local function budgets_check(k, n, a)
   return nil
 end
 
+local function budget_hold(account, holds, amount, member, until_score, expire_at)
+  redis.call('HINCRBY', account, 'reserved', amount)
+  redis.call('ZADD', holds, until_score, member)
+  if tonumber(expire_at) > 0 then
+    redis.call('EXPIREAT', account, expire_at)
+    redis.call('EXPIREAT', holds, expire_at)
+  end
+end
+
 local function budgets_commit(k, n, a)
   for i = 1, n do
-    local account, holds = KEYS[k + 2 * i - 2], KEYS[k + 2 * i - 1]
-    redis.call('HINCRBY', account, 'reserved', ARGV[a])
-    redis.call('ZADD', holds, ARGV[a + 3], ARGV[a + 2])
-    local expire_at = tonumber(ARGV[a + 3 + 2 * i])
-    if expire_at > 0 then
-      redis.call('EXPIREAT', account, expire_at)
-      redis.call('EXPIREAT', holds, expire_at)
-    end
+    budget_hold(KEYS[k + 2 * i - 2], KEYS[k + 2 * i - 1], ARGV[a], ARGV[a + 2], ARGV[a + 3],
+      ARGV[a + 3 + 2 * i])
   end
 end
 

@@ -94,14 +94,7 @@ if budgets > 0 then
   local total = string.format('%d', n * amount)
   local member = total .. string.match(ARGV[7], ':.*$')
   for i = 1, budgets do
-    local account, holds = KEYS[2 * i - 1], KEYS[2 * i]
-    redis.call('HINCRBY', account, 'reserved', total)
-    redis.call('ZADD', holds, ARGV[8], member)
-    local expire_at = tonumber(ARGV[8 + 2 * i])
-    if expire_at > 0 then
-      redis.call('EXPIREAT', account, expire_at)
-      redis.call('EXPIREAT', holds, expire_at)
-    end
+    budget_hold(KEYS[2 * i - 1], KEYS[2 * i], total, member, ARGV[8], ARGV[8 + 2 * i])
   end
 end
 local out = {1, n}
