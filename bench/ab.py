@@ -24,10 +24,9 @@ from bench.drive import drive
 from bench.services import (
     MASTER_KEY,
     ROOT,
+    feature_settings,
     free_port,
     make_key,
-    postgres_database,
-    redis_prefix,
     start_gateway,
     start_upstream,
     stop,
@@ -81,11 +80,7 @@ def main() -> None:
                 "GATEWAY_DATA_DIR": str(data_dir),
                 "GATEWAY_PROMPTS_DIR": str(prompts),
             }
-            if features.redis:
-                settings["GATEWAY_REDIS_URL"] = "redis://127.0.0.1:6379/0"
-                settings["GATEWAY_REDIS_PREFIX"] = stack.enter_context(redis_prefix())
-            if features.postgres:
-                settings["GATEWAY_DATABASE_URL"] = stack.enter_context(postgres_database())
+            settings |= feature_settings(features, stack)
             data_dir.mkdir()
             root = checkout(revision, stack)
             gateway = start_gateway(settings, 1, data_dir / "gateway.log", root=root)

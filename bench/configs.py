@@ -58,6 +58,7 @@ class Features:
     redis: bool = False
     postgres: bool = False
     prompt: bool = False
+    tracing: bool = False
 
     def modes(self) -> tuple[str, ...]:
         return (*BASE_MODES, "prompt") if self.prompt else BASE_MODES
@@ -76,7 +77,7 @@ class Features:
             "cost": "on",
             "request_log": "postgresql" if self.postgres else "sqlite (always on)",
             "prompt_by_name": "prompt mode" if self.prompt else "not exercised",
-            "tracing": "not implemented yet",
+            "tracing": "OTLP/HTTP to a loopback receiver" if self.tracing else "off",
         }
 
 
@@ -88,6 +89,8 @@ CONFIGS = {
         Features("limits", "limited"),
         Features("redis", "limited", redis=True),
         Features("postgres", "limited", postgres=True),
+        Features("tracing", "limited", tracing=True),
+        # Tracing is not in all-on yet: its first cut costs too much (docs/performance.md).
         Features("all-on", "limited", redis=True, postgres=True, prompt=True),
     )
 }

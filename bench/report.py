@@ -123,7 +123,6 @@ def print_soak(soak: dict[str, Any] | None) -> None:
 def notes(report: dict[str, Any]) -> list[str]:
     out = [
         "request log: always on (it cannot be disabled); SQLite unless the row says postgresql",
-        "tracing: not implemented yet",
         "latencies in ms; 'ttfb' rows: time to the first body byte of the stream; "
         "+pN: gateway minus direct at the same percentile; cpu%: share of one core used in "
         "the window by the fake upstream (direct) or the gateway's process tree (all workers)",

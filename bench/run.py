@@ -34,11 +34,10 @@ from bench.services import (
     ROOT,
     BenchError,
     Gateway,
+    feature_settings,
     free_port,
     log_tail,
     make_key,
-    postgres_database,
-    redis_prefix,
     settled_rss_mib,
     start_gateway,
     start_upstream,
@@ -139,11 +138,7 @@ class Bench:
             "GATEWAY_PROMPTS_DIR": str(self.prompts),
         }
         with contextlib.ExitStack() as stack:
-            if features.redis:
-                settings["GATEWAY_REDIS_URL"] = "redis://127.0.0.1:6379/0"
-                settings["GATEWAY_REDIS_PREFIX"] = stack.enter_context(redis_prefix())
-            if features.postgres:
-                settings["GATEWAY_DATABASE_URL"] = stack.enter_context(postgres_database())
+            settings |= feature_settings(features, stack)
             gateway = start_gateway(settings, workers, data_dir / "gateway.log")
             stack.callback(stop, gateway.process)
             key = MASTER_KEY

@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import psutil  # type: ignore[import-untyped]
 
+from bench.configs import Features
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 MASTER_KEY = "bench-master-key"
@@ -228,6 +230,33 @@ def make_key(gateway: Gateway, request: dict[str, object]) -> str:
         )
     key: str = response.json()["key"]
     return key
+
+
+@contextlib.contextmanager
+def otlp_receiver(log: Path = Path(os.devnull)) -> Iterator[str]:
+    """A loopback OTLP/HTTP trace receiver process for the gateway to export spans to."""
+    port = free_port()
+    command = [sys.executable, "-m", "tests.fakes.otlp", "--port", str(port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _poll(lambda: reachable(port), process, "OTLP receiver", log)
+        yield f"http://{HOST}:{port}"
+    finally:
+        stop(process)
+
+
+def feature_settings(features: Features, stack: contextlib.ExitStack) -> dict[str, str]:
+    """The gateway settings a configuration needs, starting what stands behind them."""
+    settings: dict[str, str] = {}
+    if features.redis:
+        settings["GATEWAY_REDIS_URL"] = REDIS_URL
+        settings["GATEWAY_REDIS_PREFIX"] = stack.enter_context(redis_prefix())
+    if features.postgres:
+        settings["GATEWAY_DATABASE_URL"] = stack.enter_context(postgres_database())
+    if features.tracing:
+        settings["GATEWAY_OTLP_ENDPOINT"] = stack.enter_context(otlp_receiver())
+    return settings
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.errors import PayloadTooLarge
 from gateway.metering.calls import METERED_PATHS, CallRecord
 from gateway.store.request_log import RequestLogWriter
+from gateway.telemetry import Tracing
 
 
 class EdgeMiddleware:
@@ -21,10 +22,17 @@ class EdgeMiddleware:
     received, so a chunked upload cannot get around it.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, request_log: RequestLogWriter) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        request_log: RequestLogWriter,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.request_log = request_log
+        self.tracing = tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,6 +44,7 @@ class EdgeMiddleware:
         state["started"] = time.perf_counter()
         route = METERED_PATHS.get(scope["path"])
         call = None
+        traceparent = None
         if route is not None:
             traceparent = next((v for k, v in scope["headers"] if k == b"traceparent"), None)
             call = CallRecord.begin(request_id, route, traceparent)
@@ -61,7 +70,10 @@ class EdgeMiddleware:
             await self.app(scope, self._capped(receive), send_with_id)
         finally:
             if call is not None:
-                self.request_log.record(call.row(status))
+                row = call.row(status)
+                self.request_log.record(row)
+                if self.tracing is not None:
+                    self.tracing.record(row, traceparent)
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(

@@ -29,6 +29,7 @@ from gateway.routing import Router
 from gateway.settings import Settings
 from gateway.store.db import database_url, make_engine, migrate
 from gateway.store.request_log import RequestLogWriter, record_price_version
+from gateway.telemetry import Tracing
 
 log = logging.getLogger("gateway")
 
@@ -52,6 +53,7 @@ class GatewayState:
     prompt_renderer: PromptRenderer
     evals: EvalStore
     redis: Any = None
+    tracing: Tracing | None = None
 
     @classmethod
     def build(cls, settings: Settings, config: GatewayConfig, master_key: str) -> GatewayState:
@@ -108,6 +110,7 @@ class GatewayState:
             request_log=RequestLogWriter(engine, settings.data_dir / "spool"),
             meter=meter,
             redis=redis,
+            tracing=Tracing(settings.otlp_endpoint) if settings.otlp_endpoint else None,
         )
 
     async def start(self) -> None:
@@ -120,6 +123,8 @@ class GatewayState:
         await self.prompts.start()
         await seed_budgets(self.engine, self.key_cache, self.meter.store.ledger)
         self.request_log.start()
+        if self.tracing is not None:
+            self.tracing.start()
         self.providers.warm(self.deployments)
 
     async def sync_prompts(self) -> None:
@@ -136,6 +141,8 @@ class GatewayState:
         await self.prompts.aclose()
         await self.key_cache.aclose()
         await self.request_log.close()  # drain: every call already answered gets its row
+        if self.tracing is not None:
+            await self.tracing.aclose()  # and its span
         await self.meter.aclose()  # and every settle reaches Redis
         await self.providers.aclose()
         if self.redis is not None:

@@ -8,12 +8,13 @@ missed; applying a row twice is harmless.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.background import stop_task
 
 log = logging.getLogger("gateway.polling")
 
@@ -48,8 +49,5 @@ class Poller:
                 log.warning("%s refresh failed (%s); serving what is cached", self.name, exc)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None

@@ -25,6 +25,7 @@ from sqlalchemy import Column, ColumnDefault, Engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.background import stop_task
 from gateway.store.tables import price_versions, request_log
 
 log = logging.getLogger("gateway.request_log")
@@ -127,11 +128,8 @@ class RequestLogWriter:
                 await asyncio.to_thread(self._replay)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         while self._queue:  # calls finishing during shutdown still get their rows
             await self.flush()
 

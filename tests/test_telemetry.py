@@ -1,0 +1,140 @@
+"""Traces: one span per proxied call, exported over OTLP/HTTP to a real loopback receiver."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from sqlalchemy import create_engine, select
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from gateway.store.tables import request_log
+from gateway.telemetry import _parent, traces_url
+from tests.conftest import DEFAULT_MODELS, MASTER_KEY, ServerThread, fake_model, free_port
+from tests.fakes.otlp import OTLPReceiver
+from tests.fakes.upstream import FakeUpstream
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+@pytest.fixture
+def receiver() -> Iterator[OTLPReceiver]:
+    server = OTLPReceiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_each_call_becomes_a_span_in_the_callers_trace(
+    tmp_path: Path, upstream: FakeUpstream, receiver: OTLPReceiver
+) -> None:
+    entry = fake_model(upstream, "priced", "gpt-4o-mini")
+    entry["model_info"] = {"input_cost_per_token": 0.001, "output_cost_per_token": 0.002}
+    config = tmp_path / "gateway.yaml"
+    config.write_text(yaml.safe_dump({"model_list": [entry, *DEFAULT_MODELS]}))
+    settings = Settings(
+        config=config,
+        data_dir=tmp_path / "data",
+        master_key=MASTER_KEY,
+        otlp_endpoint=receiver.url,
+    )
+    server = ServerThread(create_app(settings))
+    base = server.start()
+    headers = {"authorization": f"Bearer {MASTER_KEY}"}
+    try:
+        chat = httpx.post(
+            f"{base}/v1/chat/completions",
+            headers={**headers, "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"},
+            json={"model": "priced", "messages": [{"role": "user", "content": "hi there"}]},
+        )
+        assert chat.status_code == 200
+        embed = httpx.post(
+            f"{base}/v1/embeddings",
+            headers=headers,
+            json={"model": "local/all-MiniLM-L6-v2", "input": "hello"},
+            timeout=60,
+        )
+        assert embed.status_code == 200
+        missing = httpx.post(
+            f"{base}/v1/chat/completions",
+            headers=headers,
+            json={"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]},
+        )
+        assert missing.status_code == 404
+    finally:
+        server.stop()  # shutting down exports every span still queued
+
+    spans = {span["attributes"]["gateway.request_id"]: span for span in receiver.received()}
+    assert len(spans) == 3
+    first = spans[chat.headers["x-gateway-request-id"]]
+    assert first["name"] == "chat priced"
+    assert first["kind"] == 2  # SPAN_KIND_SERVER
+    assert first["trace_id"] == CALLER_TRACE
+    assert first["parent_span_id"] == CALLER_SPAN
+    assert first["resource"]["service.name"] == "llmops-gateway"
+    attributes = first["attributes"]
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["gen_ai.request.model"] == "priced"
+    assert attributes["gen_ai.provider.name"] == "openai"
+    assert attributes["gen_ai.usage.input_tokens"] > 0
+    assert attributes["gen_ai.usage.output_tokens"] > 0
+    assert attributes["gateway.cost_usd"] == pytest.approx(
+        float(chat.headers["x-gateway-cost-usd"])
+    )
+    assert attributes["http.response.status_code"] == 200
+    assert first["end_ns"] > first["start_ns"]
+
+    second = spans[embed.headers["x-gateway-request-id"]]
+    assert second["name"] == "embeddings local/all-MiniLM-L6-v2"
+    assert second["parent_span_id"] == ""  # no caller trace: a root span
+    failed = spans[missing.headers["x-gateway-request-id"]]
+    assert failed["attributes"]["error.type"] == missing.json()["error"]["type"]
+    assert failed["attributes"]["http.response.status_code"] == 404
+
+    # Each span's trace id is the one its request-log row carries.
+    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'gateway.db'}")
+    with engine.connect() as connection:
+        rows = connection.execute(select(request_log.c.id, request_log.c.trace_id)).all()
+    engine.dispose()
+    assert {row.id: row.trace_id for row in rows} == {
+        request_id: span["trace_id"] for request_id, span in spans.items()
+    }
+
+
+def test_endpoint_and_traceparent_parsing() -> None:
+    assert traces_url("http://collector:4318") == "http://collector:4318/v1/traces"
+    assert traces_url("http://collector:4318/v1/traces/") == "http://collector:4318/v1/traces"
+    good = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01".encode()
+    assert _parent(good) == (int(CALLER_TRACE, 16), int(CALLER_SPAN, 16))
+    assert _parent(b"00-zz-yy-01") is None
+    assert _parent(("00-" + "0" * 32 + "-" + CALLER_SPAN + "-01").encode()) is None
+    assert _parent(None) is None
+
+
+def test_an_unreachable_collector_costs_calls_nothing(tmp_path: Path) -> None:
+    settings = Settings(
+        config=Path(__file__).resolve().parent.parent / "config" / "gateway.yaml",
+        data_dir=tmp_path / "data",
+        master_key=MASTER_KEY,
+        otlp_endpoint=f"http://127.0.0.1:{free_port()}",  # nobody listens there
+    )
+    server = ServerThread(create_app(settings))
+    base = server.start()
+    try:
+        for _ in range(3):
+            reply = httpx.post(
+                f"{base}/v1/chat/completions",
+                headers={"authorization": f"Bearer {MASTER_KEY}"},
+                json={"model": "local/echo", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert reply.status_code == 200
+    finally:
+        server.stop()  # the failed export is logged, not raised
