@@ -48,15 +48,18 @@ def _ns(moment: datetime) -> str:
     return str(int(moment.timestamp() * 1e9))
 
 
-def _parent(traceparent: bytes | None) -> tuple[int, int] | None:
-    """The caller's (trace id, span id) from a W3C traceparent, or None."""
+_HEX = frozenset("0123456789abcdef")
+
+
+def parent_span_id(traceparent: bytes | None, trace_id: str) -> str | None:
+    """The caller's span id from its W3C traceparent, when the row already joined that trace
+    (calls.trace_id validated the trace id part)."""
     if traceparent is None or len(traceparent) < 55:
         return None
-    try:
-        trace_id, span_id = int(traceparent[3:35], 16), int(traceparent[36:52], 16)
-    except ValueError:
+    if traceparent[3:35].decode("ascii", "replace").lower() != trace_id:
         return None
-    return (trace_id, span_id) if trace_id and span_id else None
+    span_id = traceparent[36:52].decode("ascii", "replace").lower()
+    return span_id if span_id != "0" * 16 and _HEX.issuperset(span_id) else None
 
 
 def _str(key: str, value: Any) -> dict[str, Any]:
@@ -110,7 +113,7 @@ _OPTIONAL_MS = (("gateway.overhead_ms", "overhead_ms"), ("gateway.ttft_ms", "ttf
 def span(row: dict[str, Any], traceparent: bytes | None) -> dict[str, Any]:
     """A finished call's span in OTLP's JSON encoding."""
     out: dict[str, Any] = {
-        "traceId": row["trace_id"] or os.urandom(16).hex(),
+        "traceId": row["trace_id"],
         "spanId": os.urandom(8).hex(),
         "name": f"{row['route']} {row['alias'] or 'unknown'}",
         "kind": _SERVER,
@@ -118,9 +121,9 @@ def span(row: dict[str, Any], traceparent: bytes | None) -> dict[str, Any]:
         "endTimeUnixNano": _ns(row["finished_at"]),
         "attributes": attributes(row),
     }
-    parent = _parent(traceparent)
+    parent = parent_span_id(traceparent, row["trace_id"])
     if parent is not None:
-        out["traceId"], out["parentSpanId"] = f"{parent[0]:032x}", f"{parent[1]:016x}"
+        out["parentSpanId"] = parent
     if row["status"] >= 500:
         out["status"] = {"code": _ERROR, "message": row["error_type"] or ""}
     return out

@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
+from gateway.app import create_app
 from gateway.errors import RateLimited
 from gateway.metering.budgets import Budget, BudgetExceeded, RedisBudgetLedger
 from gateway.metering.limits import WINDOW_S, Limit, RedisRateLimiter
 from gateway.metering.redis_meter import RedisMeterStore
 from gateway.metering.resp import LuaScript, ScriptClient
 from gateway.metering.stores import Admitted
+from gateway.settings import Settings
 from tests.conftest import REDIS_URL
 from tests.test_redis_meter import FixedClock
 
@@ -39,6 +42,7 @@ def script_calls(store: RedisMeterStore) -> int:
     return store.client.calls.get(store._lease.sha, 0)
 
 
+ROOT = Path(__file__).resolve().parent.parent
 Stores = tuple[RedisMeterStore, RedisMeterStore, FixedClock]
 
 
@@ -234,8 +238,20 @@ async def test_free_calls_under_a_budget_settle(replicas: Stores) -> None:
     await store.ledger.reserve([budget], 1.0)
 
 
-def test_lease_settings_reach_the_store(tmp_path: Any) -> None:
-    from gateway.settings import Settings
+def test_lease_setting_reaches_the_redis_store(tmp_path: Path, redis_prefix: str) -> None:
+    def store(**settings: Any) -> Any:
+        app = create_app(
+            Settings(
+                config=ROOT / "config" / "gateway.yaml",
+                data_dir=tmp_path / "data",
+                master_key="mk",
+                redis_url=REDIS_URL,
+                redis_prefix=redis_prefix,
+                **settings,
+            )
+        )
+        return app.state.gateway.meter.store
 
-    assert Settings().meter_lease_calls == 256
-    assert Settings(meter_lease_calls=1).meter_lease_calls == 1
+    assert isinstance(store(), RedisMeterStore)
+    assert store().lease_calls == 256
+    assert store(meter_lease_calls=1).lease_calls == 1

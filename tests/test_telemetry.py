@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, select
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.store.tables import request_log
-from gateway.telemetry import _parent, traces_url
+from gateway.telemetry import parent_span_id, traces_url
 from tests.conftest import DEFAULT_MODELS, MASTER_KEY, ServerThread, fake_model, free_port
 from tests.fakes.otlp import OTLPReceiver
 from tests.fakes.upstream import FakeUpstream
@@ -113,10 +113,14 @@ def test_endpoint_and_traceparent_parsing() -> None:
     assert traces_url("http://collector:4318") == "http://collector:4318/v1/traces"
     assert traces_url("http://collector:4318/v1/traces/") == "http://collector:4318/v1/traces"
     good = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01".encode()
-    assert _parent(good) == (int(CALLER_TRACE, 16), int(CALLER_SPAN, 16))
-    assert _parent(b"00-zz-yy-01") is None
-    assert _parent(("00-" + "0" * 32 + "-" + CALLER_SPAN + "-01").encode()) is None
-    assert _parent(None) is None
+    assert parent_span_id(good, CALLER_TRACE) == CALLER_SPAN
+    # A row that could not join the caller's trace (it got a fresh id) gets no parent.
+    assert parent_span_id(good, "f" * 32) is None
+    zero_span = f"00-{CALLER_TRACE}-{'0' * 16}-01".encode()
+    assert parent_span_id(zero_span, CALLER_TRACE) is None
+    bad_span = f"00-{CALLER_TRACE}-{'zz' * 8}-01".encode()
+    assert parent_span_id(bad_span, CALLER_TRACE) is None
+    assert parent_span_id(None, CALLER_TRACE) is None
 
 
 def test_an_unreachable_collector_costs_calls_nothing(tmp_path: Path) -> None:

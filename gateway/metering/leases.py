@@ -64,6 +64,7 @@ class Lease:
     limits: tuple[Limit, ...]
     counts: list[tuple[int, int]]  # each scope's (requests, tokens) in Redis after the grant
     valid_until: float  # the clock time its window or a budget's period ends
+    checks_tokens: bool  # whether any of its limits counts tokens (TPM)
     calls_left: int = 0
     nano_left: int = 0
     tokens_left: int = 0
@@ -94,6 +95,7 @@ class Lease:
             signature[1],
             counts,
             until,
+            any(limit.tpm is not None for limit in signature[1]),
             calls_left=calls,
             nano_left=calls * cost_nano,
             tokens_left=calls * tokens,
@@ -104,7 +106,7 @@ class Lease:
             self.calls_left > 0
             and now < self.valid_until
             and self.nano_left >= cost_nano
-            and (self.tokens_left >= tokens or not any(limit.tpm for limit in self.limits))
+            and (self.tokens_left >= tokens or not self.checks_tokens)
         )
 
     def take(self, cost_nano: int, tokens: int) -> Ticket:
