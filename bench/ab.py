@@ -40,6 +40,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("before", help=f"a git revision, or {CURRENT}")
     parser.add_argument("after", help=f"a git revision, or {CURRENT}")
     parser.add_argument("--features", default="all-on", choices=sorted(CONFIGS))
+    parser.add_argument(
+        "--features-after",
+        choices=sorted(CONFIGS),
+        help="the after gateway's configuration, to price one feature (default: --features)",
+    )
     parser.add_argument("--mode", default="json", choices=sorted(MODES))
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per window")
@@ -65,7 +70,8 @@ def checkout(revision: str, stack: contextlib.ExitStack) -> Path:
 
 def main() -> None:
     args = parse_args()
-    features, mode = CONFIGS[args.features], MODES[args.mode]
+    mode = MODES[args.mode]
+    configs = {"before": args.features, "after": args.features_after or args.features}
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         port = free_port()
@@ -80,6 +86,7 @@ def main() -> None:
                 "GATEWAY_DATA_DIR": str(data_dir),
                 "GATEWAY_PROMPTS_DIR": str(prompts),
             }
+            features = CONFIGS[configs[label]]
             settings |= feature_settings(features, stack)
             data_dir.mkdir()
             root = checkout(revision, stack)
@@ -89,9 +96,12 @@ def main() -> None:
             if features.key != "master":
                 key = make_key(gateway, KEY_REQUESTS[features.key])
             gateways[label] = (gateway, key)
-            print(f"{label}: {revision} (cold start {gateway.cold_start_s:.2f} s)", flush=True)
+            print(
+                f"{label}: {revision}, {configs[label]} (cold start {gateway.cold_start_s:.2f} s)",
+                flush=True,
+            )
         samples: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
-        print(f"{args.features} {args.mode}@{args.concurrency}, {args.duration:g} s windows")
+        print(f"{args.mode}@{args.concurrency}, {args.duration:g} s windows")
         for round_no in range(args.rounds):
             # Alternate who goes first, so a trend in the machine's load favours neither.
             order = ("before", "after") if round_no % 2 == 0 else ("after", "before")

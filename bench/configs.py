@@ -90,8 +90,7 @@ CONFIGS = {
         Features("redis", "limited", redis=True),
         Features("postgres", "limited", postgres=True),
         Features("tracing", "limited", tracing=True),
-        # Tracing is not in all-on yet: its first cut costs too much (docs/performance.md).
-        Features("all-on", "limited", redis=True, postgres=True, prompt=True),
+        Features("all-on", "limited", redis=True, postgres=True, prompt=True, tracing=True),
     )
 }
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 import yaml
 from sqlalchemy import create_engine, select
@@ -14,7 +16,7 @@ from sqlalchemy import create_engine, select
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.store.tables import request_log
-from gateway.telemetry import parent_span_id, traces_url
+from gateway.telemetry import SpanEncoder, parent_span_id, traces_url
 from tests.conftest import DEFAULT_MODELS, MASTER_KEY, ServerThread, fake_model, free_port
 from tests.fakes.otlp import OTLPReceiver
 from tests.fakes.upstream import FakeUpstream
@@ -142,3 +144,48 @@ def test_an_unreachable_collector_costs_calls_nothing(tmp_path: Path) -> None:
             assert reply.status_code == 200
     finally:
         server.stop()  # the failed export is logged, not raised
+
+
+def test_spans_are_valid_otlp_json_whatever_the_strings_hold() -> None:
+    started = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
+    row = {
+        "id": "req-1",
+        "created_at": started,
+        "finished_at": started + timedelta(milliseconds=250),
+        "key_id": None,
+        "team": 'team "quoted"\n',
+        "route": "chat",
+        "alias": "ünï/cödé\\alias",
+        "deployment": "dep-1",
+        "provider": "openai",
+        "prompt_name": "greet",
+        "prompt_version": "3f2a",
+        "status": 502,
+        "error_type": "upstream_error",
+        "stream": True,
+        "attempts": 3,
+        "overhead_ms": 0.25,
+        "ttft_ms": None,
+        "input_tokens": 7,
+        "output_tokens": 0,
+        "cost_usd": 1.5e-06,
+        "price_version": None,
+        "trace_id": CALLER_TRACE,
+    }
+    encoder = SpanEncoder()
+    traceparent = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01".encode()
+    for _ in range(2):  # the second time from the encoder's remembered strings
+        span = orjson.loads(encoder.span(row, traceparent))
+        attributes = {pair["key"]: pair["value"] for pair in span["attributes"]}
+        assert span["name"] == "chat ünï/cödé\\alias"
+        assert span["traceId"] == CALLER_TRACE
+        assert span["parentSpanId"] == CALLER_SPAN
+        assert int(span["endTimeUnixNano"]) - int(span["startTimeUnixNano"]) == 250_000_000
+        assert span["status"] == {"code": 2, "message": "upstream_error"}
+        assert attributes["gateway.team"] == {"stringValue": 'team "quoted"\n'}
+        assert attributes["gateway.stream"] == {"boolValue": True}
+        assert attributes["gateway.attempts"] == {"intValue": "3"}
+        assert attributes["gateway.cost_usd"] == {"doubleValue": 1.5e-06}
+        assert attributes["gateway.prompt"] == {"stringValue": "greet@3f2a"}
+        assert attributes["error.type"] == {"stringValue": "upstream_error"}
+        assert "gateway.key_id" not in attributes and "gateway.ttft_ms" not in attributes

@@ -43,6 +43,8 @@ class OTLPReceiver(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: OTLPReceiver
+    protocol_version = "HTTP/1.1"  # keep-alive, as a collector does
+    disable_nagle_algorithm = True  # head and body go in two writes
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
@@ -52,16 +54,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("content-type") != "application/json":
             self.send_error(415, "this receiver takes OTLP/JSON")
             return
-        request = orjson.loads(body)
         if not self.server.keep:
+            # The benchmark's collector only counts, so that decoding spans here does not
+            # take CPU from the gateway on this small machine.
             with self.server.lock:
-                self.server.count += sum(
-                    len(scope["spans"])
-                    for resource in request["resourceSpans"]
-                    for scope in resource["scopeSpans"]
-                )
+                self.server.count += body.count(b'"spanId"')
             self._reply()
             return
+        request = orjson.loads(body)
         spans = []
         for resource_spans in request["resourceSpans"]:
             resource = _attributes(resource_spans["resource"]["attributes"])
