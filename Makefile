@@ -40,13 +40,15 @@ evals: install
 	  $(BIN)/gateway eval run $$suite --junit .gateway/reports/$$(basename $$suite .yaml).junit.xml; \
 	done
 
-# `make bench`: all features on, one worker, ~3-4 minutes. `make bench-full` adds each feature's
-# own configuration and the 2-worker scaling run (~12 minutes). Options: python -m bench.run -h.
+# `make bench`: all features on, one worker, then 1 vs 2 workers under a CPU quota of half a core
+# each (this machine has two cores for everything), ~4-5 minutes. `make bench-full` adds each
+# feature's own configuration (~12 minutes). Options: python -m bench.run -h.
+SCALING := --workers 1,2 --cores-per-worker 0.5
 bench: install
-	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.run $(SCALING) $(BENCH_ARGS)
 
 bench-full: install
-	$(BIN)/python -m bench.run --features all --workers 1,2 $(BENCH_ARGS)
+	$(BIN)/python -m bench.run --features all $(SCALING) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .gateway .pytest_cache .mypy_cache .ruff_cache

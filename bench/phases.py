@@ -69,6 +69,7 @@ def scaling_table(results: list[dict[str, Any]], levels: list[int]) -> list[dict
             {
                 "configuration": result["name"],
                 "workers": result["workers"],
+                "cpu_quota_cores": result.get("cpu_quota_cores"),
                 "rps": rps,
                 "cold_start_s": result["cold_start_s"],
                 "idle_rss_mib": result["idle_rss_mib"],

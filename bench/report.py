@@ -102,7 +102,9 @@ def print_scaling(scaling: list[dict[str, Any]]) -> None:
             for mode, by_conc in entry["rps"].items()
             for conc, rps in by_conc.items()
         )
-        print(f"workers {entry['workers']}: {cells}")
+        quota = entry.get("cpu_quota_cores")
+        limit = f" (CPU quota {quota:g} cores)" if quota else ""
+        print(f"workers {entry['workers']}{limit}: {cells}")
 
 
 def print_soak(soak: dict[str, Any] | None) -> None:
@@ -198,6 +200,7 @@ def summary(report: dict[str, Any], name: str) -> dict[str, Any]:
         last = scaling[-1]
         out["workers_scaling"] = {
             "workers": f"{scaling[0]['workers']}->{last['workers']}",
+            "cores_per_worker": (last.get("cpu_quota_cores") or 0) / last["workers"] or None,
             "ratio_json_32": last["ratio"].get("json", {}).get(32),
             "ratio_stream_32": last["ratio"].get("stream", {}).get(32),
         }
@@ -245,4 +248,9 @@ def print_summary(s: dict[str, Any]) -> None:
         print(
             f"  workers {scaling['workers']}: json@32 {_n(scaling['ratio_json_32'], 0)}x, "
             f"stream@32 {_n(scaling['ratio_stream_32'], 0)}x (target: close to N-fold)"
+            + (
+                f", under a CPU quota of {scaling['cores_per_worker']:g} core per worker"
+                if scaling.get("cores_per_worker")
+                else ""
+            )
         )

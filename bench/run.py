@@ -27,6 +27,7 @@ import redis
 
 from bench import report
 from bench.configs import CONFIGS, KEY_REQUESTS, MODES, Features, write_gateway_files
+from bench.cpu_quota import QuotaError, cpu_quota
 from bench.drive import drive
 from bench.phases import run_soak, scaling_table
 from bench.services import (
@@ -66,6 +67,13 @@ def parse_args() -> argparse.Namespace:
         help=f"comma-separated of {', '.join(CONFIGS)}, or 'all' (default: all-on)",
     )
     parser.add_argument("--workers", type=ints, default=[1], help="e.g. 1,2: scaling runs")
+    parser.add_argument(
+        "--cores-per-worker",
+        type=float,
+        help="run the scaling runs (every --workers count) under a CPU quota of this many "
+        "cores per worker (a cgroup; needs root), for machines with too few cores to show "
+        "scaling unconstrained",
+    )
     parser.add_argument("--soak", type=int, default=0, help="send N requests, sampling RSS")
     parser.add_argument("--soak-concurrency", type=int, default=32)
     parser.add_argument("--soak-max-s", type=float, default=4 * 3600, help="soak time cap")
@@ -124,12 +132,18 @@ class Bench:
                 print(f"  direct {name}@{conc}: {stats['rps']:,.0f} req/s", flush=True)
 
     def run_configuration(
-        self, features: Features, workers: int, modes: tuple[str, ...], levels: list[int]
+        self,
+        features: Features,
+        workers: int,
+        modes: tuple[str, ...],
+        levels: list[int],
+        quota_cores: float | None = None,
     ) -> dict[str, Any]:
         result: dict[str, Any] = {
             "name": features.name,
             "workers": workers,
             "features": features.describe(),
+            "cpu_quota_cores": quota_cores,
         }
         data_dir = Path(tempfile.mkdtemp(prefix=f"{features.name}-", dir=self.workdir))
         settings = {
@@ -139,7 +153,8 @@ class Bench:
         }
         with contextlib.ExitStack() as stack:
             settings |= feature_settings(features, stack)
-            gateway = start_gateway(settings, workers, data_dir / "gateway.log")
+            cgroup = stack.enter_context(cpu_quota(quota_cores)) if quota_cores else None
+            gateway = start_gateway(settings, workers, data_dir / "gateway.log", cgroup=cgroup)
             stack.callback(stop, gateway.process)
             key = MASTER_KEY
             if features.key != "master":
@@ -211,11 +226,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 guarded(bench, features, args.workers[0], features.modes(), args.concurrency)
             )
         scaled = [r for r in results if r["name"] == summary_name]
-        for workers in args.workers[1:]:
-            print(f"{summary_name}, {workers} workers (scaling)", flush=True)
+        cores = args.cores_per_worker
+        if cores:  # every worker count under its quota, the first one included
+            scaled = []
+        for workers in args.workers if cores else args.workers[1:]:
+            quota = f", CPU quota {workers * cores:g} cores" if cores else ""
+            print(f"{summary_name}, {workers} workers (scaling{quota})", flush=True)
             scaled.append(
-                guarded(bench, CONFIGS[summary_name], workers, ("json", "stream"), scaling_levels)
-            )
+                guarded(
+                    bench, CONFIGS[summary_name], workers, ("json", "stream"), scaling_levels,
+                    workers * cores if cores else None,
+                )
+            )  # fmt: skip
     out: dict[str, Any] = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {
@@ -232,7 +254,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "configurations": results,
         "scaling": scaling_table(scaled, scaling_levels) if len(args.workers) > 1 else [],
-        "scaling_runs": scaled[1:],
+        "scaling_runs": scaled if args.cores_per_worker else scaled[1:],
         "soak": bench.soak,
     }
     out["notes"] = report.notes(out)
@@ -241,12 +263,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def guarded(
-    bench: Bench, features: Features, workers: int, modes: tuple[str, ...], levels: list[int]
+    bench: Bench,
+    features: Features,
+    workers: int,
+    modes: tuple[str, ...],
+    levels: list[int],
+    quota_cores: float | None = None,
 ) -> dict[str, Any]:
     """One configuration; a failure (gateway start, Redis, PostgreSQL) is recorded, not fatal."""
     try:
-        return bench.run_configuration(features, workers, modes, levels)
-    except (BenchError, OSError, httpx.HTTPError, psycopg.Error, redis.RedisError) as exc:
+        return bench.run_configuration(features, workers, modes, levels, quota_cores)
+    except (
+        BenchError, OSError, QuotaError, httpx.HTTPError, psycopg.Error, redis.RedisError
+    ) as exc:  # fmt: skip
         error = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
         print(f"  FAILED: {error}", file=sys.stderr, flush=True)
         return {"name": features.name, "workers": workers, "error": error}

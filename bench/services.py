@@ -18,6 +18,7 @@ import httpx
 import psutil  # type: ignore[import-untyped]
 
 from bench.configs import Features
+from bench.cpu_quota import joining
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -189,14 +190,23 @@ def gateway_env(port: int, settings: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def start_gateway(settings: dict[str, str], workers: int, log: Path, root: Path = ROOT) -> Gateway:
+def start_gateway(
+    settings: dict[str, str],
+    workers: int,
+    log: Path,
+    root: Path = ROOT,
+    cgroup: Path | None = None,
+) -> Gateway:
     """`gateway serve` as the README runs it; cold start ends at the first proxied answer.
-    `root` other than this checkout (a worktree of another revision) runs that tree's code."""
+    `root` other than this checkout (a worktree of another revision) runs that tree's code;
+    `cgroup` (a `cgroup.procs` file) puts the gateway and its workers under a CPU quota."""
     port = free_port()
     base = f"http://{HOST}:{port}"
     command = [str(Path(sys.executable).parent / "gateway"), "serve", "--workers", str(workers)]
     if root != ROOT:  # `python -m` from the tree's root imports its package, not ours
         command = [sys.executable, "-m", "gateway", *command[1:]]
+    if cgroup is not None:
+        command = joining(cgroup, command)
     first_call = _answers(
         "POST",
         f"{base}/v1/chat/completions",
