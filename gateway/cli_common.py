@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import subprocess
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -50,3 +52,14 @@ def run(action: Callable[[], T]) -> T:
         return action()
     except GatewayError as exc:
         fail(exc.message)
+
+
+def actor() -> str:
+    """Who runs the command, as history records name them: Git's user.name, else the login."""
+    try:
+        name = subprocess.run(
+            ["git", "config", "user.name"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        name = ""
+    return name or getpass.getuser()

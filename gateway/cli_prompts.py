@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import getpass
 import json
-import subprocess
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from gateway.cli_common import engine, fail, run, settings
+from gateway.cli_common import actor, engine, fail, run, settings
 
 prompts_app = typer.Typer(no_args_is_help=True, help="Prompt files, versions and labels.")
 
@@ -21,16 +19,6 @@ def _store() -> Any:
     from gateway.prompts.store import PromptStore
 
     return PromptStore(engine())
-
-
-def _actor() -> str:
-    try:
-        name = subprocess.run(
-            ["git", "config", "user.name"], capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        name = ""
-    return name or getpass.getuser()
 
 
 @prompts_app.command("validate")
@@ -69,7 +57,7 @@ def sync(
 ) -> None:
     """Register new versions from the working tree (with the Git commit when committed)."""
     store = _store()
-    report = store.sync(directory or settings().prompts_dir, actor=_actor())
+    report = store.sync(directory or settings().prompts_dir, actor=actor())
     for name, version in report.registered:
         typer.echo(f"registered {name}@{version}")
     typer.echo(f"{len(report.registered)} new, {len(report.unchanged)} unchanged")
@@ -192,7 +180,7 @@ def promote(
         missing = missing_evals(EvalStore(store.engine), require_eval, name, target)
         if missing:
             fail(missing, code=1)
-    result = run(lambda: store.promote(name, label, target, _actor(), reason))
+    result = run(lambda: store.promote(name, label, target, actor(), reason))
     typer.echo(f"{name}: {label} {_fmt(result['from'])} -> {_fmt(result['to'])}")
 
 
@@ -208,7 +196,7 @@ def rollback(
 ) -> None:
     """Move a label back to where it pointed before its last move."""
     store = _store()
-    result = run(lambda: store.rollback(name, label, _actor(), reason))
+    result = run(lambda: store.rollback(name, label, actor(), reason))
     typer.echo(f"{name}: {label} {_fmt(result['from'])} -> {_fmt(result['to'])}")
 
 

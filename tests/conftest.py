@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +17,16 @@ import openai
 import pytest
 import uvicorn
 import yaml
+from sqlalchemy import Engine
 
 from gateway.app import create_app
 from gateway.server import uvicorn_options
 from gateway.settings import Settings
+from gateway.store.db import make_engine, migrate
 from tests.fakes.upstream import FakeUpstream, running_upstream
 
 MASTER_KEY = "test-master-key"
+ROOT = Path(__file__).resolve().parent.parent
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -149,6 +155,20 @@ def pg_url() -> Iterator[str]:
         pass  # a test that stopped the server restarts it; a leftover database is harmless
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated database of each kind the gateway supports (the test runs on both)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    db = make_engine(url)
+    migrate(db)
+    migrate(db)  # idempotent: a second replica starting finds nothing to do
+    yield db
+    db.dispose()
+
+
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
     """A unique key prefix on the shared Redis, cleaned up afterwards."""
@@ -178,3 +198,52 @@ async def redis_pair(redis_prefix: str) -> AsyncIterator[tuple[Any, Any]]:
     yield clients[0], clients[1]
     for client in clients:
         await client.aclose()
+
+
+@dataclass
+class Project:
+    root: Path
+    upstream_model: str
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        return env | {
+            "GATEWAY_CONFIG": str(self.root / "gateway.yaml"),
+            "GATEWAY_PROMPTS_DIR": str(self.root / "prompts"),
+            "GATEWAY_DATA_DIR": str(self.root / "data"),
+            "GATEWAY_MASTER_KEY": MASTER_KEY,
+            "GATEWAY_LOG_LEVEL": "warning",
+        }
+
+    def gateway(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=ROOT,
+            env=self.env(),
+        )
+
+    def suite(self, name: str, **spec: Any) -> Path:
+        path = self.root / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        return path
+
+    def prompt(self, text: str) -> None:
+        (self.root / "prompts" / "greet.prompt").write_text(text)
+
+
+@pytest.fixture
+def project(tmp_path: Path, upstream: FakeUpstream) -> Project:
+    """A project folder (config, prompts, data) and the `gateway` command pointed at it."""
+    model = f"id=project-{tmp_path.name}"
+    config = {
+        "model_list": [
+            {"model_name": "local/echo", "litellm_params": {"model": "local/echo"}},
+            fake_model(upstream, "fake", model),
+        ]
+    }
+    (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "prompts").mkdir()
+    return Project(tmp_path, model)

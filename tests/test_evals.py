@@ -4,11 +4,9 @@ the run, caches answers, and gates promotion."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import MASTER_KEY, GatewayFactory, fake_model
+from tests.conftest import MASTER_KEY, GatewayFactory, Project
 from tests.fakes.upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,54 +29,6 @@ input:
 Please greet {{{{name}}}} warmly.
 """
 WORSE = GOOD.replace("Please greet {{{{name}}}} warmly.", "Please greet them.")
-
-
-@dataclass
-class Project:
-    root: Path
-    upstream_model: str
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-        return env | {
-            "GATEWAY_CONFIG": str(self.root / "gateway.yaml"),
-            "GATEWAY_PROMPTS_DIR": str(self.root / "prompts"),
-            "GATEWAY_DATA_DIR": str(self.root / "data"),
-            "GATEWAY_MASTER_KEY": MASTER_KEY,
-            "GATEWAY_LOG_LEVEL": "warning",
-        }
-
-    def gateway(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "gateway", *args],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=ROOT,
-            env=self.env(),
-        )
-
-    def suite(self, name: str, **spec: Any) -> Path:
-        path = self.root / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(spec))
-        return path
-
-    def prompt(self, text: str) -> None:
-        (self.root / "prompts" / "greet.prompt").write_text(text)
-
-
-@pytest.fixture
-def project(tmp_path: Path, upstream: FakeUpstream) -> Project:
-    model = f"id=evals-{tmp_path.name}"
-    config = {
-        "model_list": [
-            {"model_name": "local/echo", "litellm_params": {"model": "local/echo"}},
-            fake_model(upstream, "fake", model),
-        ]
-    }
-    (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(config))
-    (tmp_path / "prompts").mkdir()
-    return Project(tmp_path, model)
 
 
 NAMES = ["Ana", "Bo", "Cy"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from gateway.keys import KeyCache, KeyStore, hash_key
 from gateway.metering.spend import cost_report, spent_since
 from gateway.prompts.files import parse_prompt
 from gateway.prompts.store import GitInfo, PromptStore, git_info
-from gateway.store.db import MIGRATIONS, head_revision, make_engine, migrate
+from gateway.store.db import MIGRATIONS, head_revision, make_engine
 from gateway.store.request_log import RequestLogWriter
 from gateway.store.tables import request_log
 
@@ -31,19 +30,6 @@ input:
 {{role "user"}}
 Hi {{name}}
 """
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'gateway.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    db = make_engine(url)
-    migrate(db)
-    migrate(db)  # idempotent: a second replica starting finds nothing to do
-    yield db
-    db.dispose()
 
 
 def _row(request_id: str, key: str, cost: float, when: datetime) -> dict[str, Any]:

@@ -78,15 +78,21 @@ class EvalStore:
         data = dict(row._mapping)
         return {**_summary(data), "report": data["report"]}
 
-    def has_passing_run(self, suite: str, version: str) -> bool:
+    def passing_run(self, suite: str, version: str) -> str | None:
+        """The id of the latest passing run of `suite` on `version`, if there is one."""
         query = (
             select(eval_runs.c.id)
             .where(eval_runs.c.suite == suite, eval_runs.c.version == version)
             .where(eval_runs.c.passed.is_(True))
+            .order_by(eval_runs.c.created_at.desc())
             .limit(1)
         )
         with self.engine.connect() as connection:
-            return connection.execute(query).first() is not None
+            found = connection.execute(query).first()
+        return None if found is None else str(found.id)
+
+    def has_passing_run(self, suite: str, version: str) -> bool:
+        return self.passing_run(suite, version) is not None
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.errors import BadRequest, NotFound
 from gateway.prompts.files import PromptError, PromptFile, scan
+from gateway.store.rows import put_row
 from gateway.store.tables import prompt_label_history, prompt_labels, prompt_versions
 
 LATEST = "latest"
@@ -213,19 +214,12 @@ class PromptStore:
         reason: str | None,
     ) -> None:
         stamp = now_utc()
+        key = {"name": name, "label": label}
         values = {"target": new, "updated_at": stamp, "updated_by": actor}
-        if old is None:
-            connection.execute(prompt_labels.insert().values(name=name, label=label, **values))
-        else:
-            connection.execute(
-                prompt_labels.update()
-                .where(prompt_labels.c.name == name, prompt_labels.c.label == label)
-                .values(**values)
-            )
+        put_row(connection, prompt_labels, key, values, exists=old is not None)
         connection.execute(
             prompt_label_history.insert().values(
-                name=name,
-                label=label,
+                **key,
                 from_target=old,
                 to_target=new,
                 actor=actor,
