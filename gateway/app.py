@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api import admin, evals, health, openai, prompts
+from gateway.api import admin, evals, health, openai, prompts, registry
 from gateway.api.hot import HotRoutes, record_error
 from gateway.auth import resolve_master_key
 from gateway.config import load_config
@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(prompts.router)
     app.include_router(evals.router)
+    app.include_router(registry.router)
     max_body = config.gateway.max_body_bytes or settings.max_body_bytes
     app.edge = EdgeMiddleware(
         HotRoutes(app.serve_with_fastapi, state=state),

@@ -13,6 +13,7 @@ import typer
 from gateway.cli_admin import costs_app, keys_app
 from gateway.cli_evals import eval_app
 from gateway.cli_prompts import prompts_app
+from gateway.cli_registry import registry_app
 from gateway.errors import ConfigError
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(costs_app, name="costs")
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(eval_app, name="eval")
+app.add_typer(registry_app, name="registry")
 
 
 def fail(message: str, code: int = 2) -> None:

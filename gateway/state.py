@@ -25,6 +25,7 @@ from gateway.prompts.catalog import PromptCatalog
 from gateway.prompts.render import PromptRenderer
 from gateway.prompts.store import PromptStore
 from gateway.providers import Deployment, Providers, build_deployments
+from gateway.registry.store import RegistryStore
 from gateway.routing import Router
 from gateway.settings import Settings
 from gateway.store.db import database_url, make_engine, migrate
@@ -52,6 +53,7 @@ class GatewayState:
     prompts: PromptCatalog
     prompt_renderer: PromptRenderer
     evals: EvalStore
+    registry: RegistryStore
     redis: Any = None
     tracing: Tracing | None = None
 
@@ -97,6 +99,7 @@ class GatewayState:
             prompts=PromptCatalog(prompt_store),
             prompt_renderer=PromptRenderer(),
             evals=EvalStore(engine),
+            registry=RegistryStore(engine),
             settings=settings,
             config=config,
             deployments=deployments,

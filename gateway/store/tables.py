@@ -169,3 +169,64 @@ eval_runs = Table(
     Column("report", JSON, nullable=False),
     Index("ix_eval_runs_suite_version", "suite", "version"),
 )
+
+# The model registry. A registered model's row is also what registrations lock, so
+# replicas registering at once still number versions 1, 2, 3 without gaps or clashes.
+registry_models = Table(
+    "registry_models",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+# Versions are immutable once registered; lineage points at another version (base_name,
+# base_version) or names an external base model (base_external).
+registry_versions = Table(
+    "registry_versions",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),  # "llm" | "classic"
+    Column("alias", String(200), nullable=False),
+    Column("base_name", String(200), nullable=True),
+    Column("base_version", Integer, nullable=True),
+    Column("base_external", String(500), nullable=True),
+    Column("dataset", String(1000), nullable=True),
+    Column("dataset_hash", String(80), nullable=True),
+    Column("hyperparameters", JSON, nullable=False, default=dict),
+    Column("description", Text, nullable=True),
+    Column("tags", JSON, nullable=False, default=list),
+    Column("metadata", JSON, nullable=False, default=dict),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Index("ix_registry_versions_base", "base_name", "base_version"),
+)
+
+registry_labels = Table(
+    "registry_labels",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("label", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("updated_by", String(200), nullable=False),
+)
+
+# Every label move: who approved it, who made it, from, to, and the eval run that allowed it.
+registry_label_history = Table(
+    "registry_label_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, index=True),
+    Column("label", String(64), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=False),
+    Column("approver", String(200), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("eval_suite", String(200), nullable=True),
+    Column("eval_run", String(32), nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,224 @@
+"""`gateway registry ...`: register model versions with their lineage, move labels, inspect."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gateway.cli_common import actor, engine, fail, run, settings
+
+registry_app = typer.Typer(
+    no_args_is_help=True, help="Model registry: versions, lineage, labels and their approvals."
+)
+
+
+def _store() -> Any:
+    from gateway.registry.store import RegistryStore
+
+    return RegistryStore(engine())
+
+
+def _ref(text: str) -> Any:
+    from gateway.registry.refs import parse_ref
+
+    return run(lambda: parse_ref(text))
+
+
+def _pairs(option: str, items: list[str]) -> dict[str, Any]:
+    """`k=v` options; a value that parses as JSON keeps its type (3, 2e-4, true, [1, 2])."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"{option} {item!r}: write KEY=VALUE, e.g. {option} learning_rate=2e-4")
+        try:
+            values[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key.strip()] = raw
+    return values
+
+
+def _aliases() -> list[str]:
+    from gateway.config import load_config
+    from gateway.errors import ConfigError
+
+    try:
+        return load_config(settings().config).aliases()
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def _dataset_hash(dataset: str | None) -> str | None:
+    """sha256 of a local dataset file; a URI's content is not fetched (give --dataset-hash)."""
+    from gateway.registry.hashing import sha256_file
+
+    if dataset is None or "://" in dataset:
+        return None
+    path = Path(dataset)
+    if not path.is_file():
+        fail(
+            f"--dataset {dataset}: no such file (give an existing file to hash, or a URI such "
+            f"as s3://bucket/train.jsonl with --dataset-hash)"
+        )
+    return sha256_file(path)
+
+
+@registry_app.command("register")
+def register(
+    name: str,
+    alias: Annotated[str, typer.Option(help="The config model_name that serves this version.")],
+    kind: Annotated[str, typer.Option(help="llm or classic.")] = "llm",
+    base: Annotated[
+        str | None,
+        typer.Option(help="What it was built on: NAME@REF in the registry, or an external name."),
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Training data: a local file (hashed) or a URI.")
+    ] = None,
+    dataset_hash: Annotated[str | None, typer.Option(help="sha256:... of a --dataset URI.")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="Hyperparameter KEY=VALUE (repeat).")
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="What changed, in a line.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeat).")] = None,
+    meta: Annotated[
+        list[str] | None, typer.Option("--meta", help="Metadata KEY=VALUE (repeat).")
+    ] = None,
+) -> None:
+    """Register the next version of NAME (1, 2, 3...)."""
+    from pydantic import ValidationError
+
+    from gateway.registry.spec import VersionSpec
+
+    computed = _dataset_hash(dataset)
+    fields = {
+        "alias": alias,
+        "kind": kind,
+        "base": base,
+        "dataset": dataset,
+        "dataset_hash": dataset_hash or computed,
+        "hyperparameters": _pairs("--param", param or []),
+        "description": description,
+        "tags": tag or [],
+        "metadata": _pairs("--meta", meta or []),
+    }
+    try:
+        spec = VersionSpec.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        option = "--" + str(first["loc"][0]).replace("_", "-")
+        fail(f"{option}: {first['msg']}")
+    if computed and spec.dataset_hash != computed:
+        fail(f"--dataset-hash {dataset_hash} does not match the file ({computed})")
+    aliases = _aliases()
+    store = _store()
+    version = run(lambda: store.register(name, spec, aliases=aliases, actor=actor()))
+    typer.echo(f"registered {version['ref']} (alias {version['alias']})")
+
+
+@registry_app.command("list")
+def list_models() -> None:
+    """Registered models: latest version and labels."""
+    for model in _store().models():
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(model["labels"].items()))
+        typer.echo(f"{model['name']:30} latest={model['latest']:<5} {labels}")
+
+
+def _line(version: dict[str, Any]) -> str:
+    line = f"{version['ref']:30} alias={version['alias']}"
+    base = version["base"]
+    if base:
+        line += f"  base={base['ref']}" + (" (external)" if base["kind"] == "external" else "")
+    return line + f"  {version['created_at'][:19]} by {version['created_by']}"
+
+
+@registry_app.command("show")
+def show(ref: Annotated[str, typer.Argument(help="NAME (all versions) or NAME@REF.")]) -> None:
+    """A model's versions and labels, or one version (JSON) with its linked eval runs."""
+    target = _ref(ref)
+    store = _store()
+    if "@" in ref:
+        typer.echo(json.dumps(run(lambda: store.version(target)), indent=2))
+        return
+    model = run(lambda: store.model(target.name))
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(model["labels"].items())) or "no labels"
+    typer.echo(f"{model['name']}: latest {model['latest']}; {labels}")
+    for version in model["versions"]:
+        typer.echo("  " + _line(version))
+
+
+@registry_app.command("promote")
+def promote(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION (or NAME@LABEL: its version now).")],
+    label: Annotated[str, typer.Argument(help="The label to move: production, staging...")],
+    approver: Annotated[str, typer.Option(help="Who signed the promotion off (recorded).")],
+    require_eval: Annotated[
+        str | None, typer.Option(help="Refuse unless this suite has a passing run of it.")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
+) -> None:
+    """Point LABEL at a version; the move is recorded with its approver."""
+    from gateway.errors import GatewayError, PermissionDenied
+    from gateway.registry.promotion import EVAL_REQUIRED
+    from gateway.registry.promotion import promote as move
+
+    if "@" not in ref:
+        fail(f"name the version to promote: {ref}@VERSION (or {ref}@LABEL)")
+    target = _ref(ref)
+    store = _store()
+    try:
+        result = move(
+            store,
+            store.evals,
+            target,
+            label,
+            approver=approver,
+            actor=actor(),
+            require_eval=require_eval,
+            reason=reason,
+        )
+    except PermissionDenied as exc:  # a refusal by the eval gate fails like a failed suite
+        fail(exc.message, code=1 if exc.code == EVAL_REQUIRED else 2)
+    except GatewayError as exc:
+        fail(exc.message)
+    moved = f"{result['from'] or '(none)'} -> {result['to']}"
+    gate = f"; eval run {result['eval_run']}" if result["eval_run"] else ""
+    typer.echo(f"{target.name}: {label} {moved} (approved by {result['approver']}{gate})")
+
+
+@registry_app.command("history")
+def history(
+    name: str, label: Annotated[str | None, typer.Option(help="Only this label.")] = None
+) -> None:
+    """Every label move: when, label, from, to, approver, who made it, eval run, why."""
+    for move in run(lambda: _store().history(name, label)):
+        gate = f" [{move['eval_suite']}: {move['eval_run']}]" if move["eval_run"] else ""
+        typer.echo(
+            f"{move['at'][:19]}  {move['label']:12} {move['from'] or '(none)'!s:>6} -> "
+            f"{move['to']!s:6} approved by {move['approver']} (by {move['actor']}){gate}"
+            + (f": {move['reason']}" if move["reason"] else "")
+        )
+
+
+@registry_app.command("lineage")
+def lineage(ref: Annotated[str, typer.Argument(help="NAME[@REF] (default: latest).")]) -> None:
+    """What a version was built on (up to its external base) and what was built on it."""
+    target = _ref(ref)
+    tree = run(lambda: _store().lineage(target))
+    typer.echo(_line(tree["version"]))
+    typer.echo("built on:")
+    for version in tree["ancestors"]:
+        typer.echo("  " + _line(version))
+    root = (tree["ancestors"] or [tree["version"]])[-1]["base"]
+    if root and root["kind"] == "external":
+        typer.echo(f"  {root['ref']} (external)")
+    elif not tree["ancestors"]:
+        typer.echo("  (nothing recorded)")
+    typer.echo("built on it:")
+    for version in tree["descendants"]:
+        typer.echo("  " * version["depth"] + _line(version))
+    if not tree["descendants"]:
+        typer.echo("  (nothing yet)")
