@@ -103,7 +103,8 @@ async def _run(options: dict[str, Any]) -> tuple[int, dict[str, str]]:
 def run(
     suite: Annotated[Path, typer.Argument(help="evals/<suite>.yaml")],
     target: Annotated[
-        str | None, typer.Option(help="Override: prompt:NAME@REF or model:ALIAS.")
+        str | None,
+        typer.Option(help="Override: prompt:NAME@REF, model:ALIAS or registry:NAME@REF."),
     ] = None,
     baseline: Annotated[str | None, typer.Option(help="Override the suite's baseline.")] = None,
     no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Skip the baseline.")] = False,

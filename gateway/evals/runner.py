@@ -57,7 +57,7 @@ class CaseResult:
 class RunResult:
     suite: str
     target: str
-    version: str  # what answered: prompt name@version, or the model alias
+    version: str  # what answered: prompt name@version, the model alias, registry:NAME@N
     cases: list[CaseResult]
     started_at: str
     finished_at: str
@@ -110,6 +110,15 @@ class RunResult:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A target pinned at run start: what the run records, and what each call asks for."""
+
+    version: str  # prompt name@version, the model alias, or registry:NAME@NUMBER
+    model: str  # the alias to call ("prompt" for a prompt, which names its own model)
+    prompt_version: str | None = None
+
+
 class GatewayClient:
     """The few gateway calls a run needs, over any httpx transport."""
 
@@ -123,16 +132,26 @@ class GatewayClient:
         except httpx.HTTPError as exc:
             raise TargetError(f"gateway unreachable: {exc}") from None
 
-    async def resolve(self, target: Target) -> str:
-        if target.kind == "model":
-            return target.name
+    async def _get(self, target: Target, path: str) -> dict[str, Any]:
         try:
-            response = await self.http.get(f"/v1/prompts/{target.name}", headers=self.headers)
+            response = await self.http.get(path, headers=self.headers)
         except httpx.HTTPError as exc:
             raise TargetError(f"gateway unreachable: {exc}") from None
         if response.status_code != 200:
             raise TargetError(f"{target}: {_message(response)}")
-        info = response.json()
+        found: dict[str, Any] = response.json()
+        return found
+
+    async def resolve(self, target: Target) -> Resolved:
+        if target.kind == "model":
+            return Resolved(target.name, target.name)
+        if target.kind == "registry":
+            # Pinned once: a label that moves mid-run must not mix two versions' answers.
+            ref = target.ref or "latest"
+            found = await self._get(target, f"/v1/registry/models/{target.name}/versions/{ref}")
+            pinned = Target("registry", target.name, str(found["version"]))
+            return Resolved(str(pinned), str(found["alias"]))
+        info = await self._get(target, f"/v1/prompts/{target.name}")
         ref = target.ref or "production"
         label = info["labels"].get(ref)
         if label is None:
@@ -142,20 +161,25 @@ class GatewayClient:
             if versions.status_code != 200:
                 known = ", ".join(sorted(info["labels"]))
                 raise TargetError(f"{target}: no label or version {ref!r} (labels: {known})")
-            return ref
-        if "version" not in label:
+            version = ref
+        elif "version" not in label:
             raise TargetError(f"{target}: label {ref!r} splits traffic; evaluate a version")
-        return str(label["version"])
+        else:
+            version = str(label["version"])
+        return Resolved(f"{target.name}@{version}", "prompt", prompt_version=version)
 
     async def ask(
-        self, target: Target, version: str, case: CaseSpec, options: dict[str, Any]
+        self, target: Target, resolved: Resolved, case: CaseSpec, options: dict[str, Any]
     ) -> Answer:
         body: dict[str, Any] = {**options, "messages": list(case.messages)}
-        if target.kind == "prompt":
-            body["model"] = "prompt"
-            body["prompt"] = {"name": target.name, "version": version, "variables": case.vars}
+        body["model"] = resolved.model
+        if resolved.prompt_version is not None:
+            body["prompt"] = {
+                "name": target.name,
+                "version": resolved.prompt_version,
+                "variables": case.vars,
+            }
         else:
-            body["model"] = target.name
             if not body["messages"]:
                 text = case.vars.get("input", json.dumps(case.vars))
                 body["messages"] = [{"role": "user", "content": str(text)}]
@@ -279,8 +303,7 @@ async def run_suite(
     suite: Suite, client: GatewayClient, target: Target, cache: AnswerCache
 ) -> RunResult:
     started = datetime.now(UTC).isoformat()
-    version = await client.resolve(target)
-    shown_version = f"{target.name}@{version}" if target.kind == "prompt" else version
+    resolved = await client.resolve(target)
     options = suite.spec.options
     gate = asyncio.Semaphore(suite.spec.concurrency)
     judge_alias, embed_alias = suite.spec.judge, suite.spec.embedding_model
@@ -295,12 +318,12 @@ async def run_suite(
 
     async def one(case: CaseSpec, repeat: int) -> CaseResult:
         case_id = str(case.id) + (f"#{repeat + 1}" if suite.spec.repeat > 1 else "")
-        key = cache.key(shown_version, case, options, repeat)
+        key = cache.key(resolved.version, case, options, repeat)
         async with gate:
             answer = cache.get(key)
             if answer is None:
                 try:
-                    answer = await client.ask(target, version, case, options)
+                    answer = await client.ask(target, resolved, case, options)
                 except TargetError as exc:
                     return CaseResult(
                         case_id, case.vars, "ERROR", 0.0, None, None, None, False, str(exc)
@@ -334,5 +357,5 @@ async def run_suite(
     jobs = [one(case, r) for case in suite.cases for r in range(suite.spec.repeat)]
     results = list(await asyncio.gather(*jobs))
     return RunResult(
-        suite.name, str(target), shown_version, results, started, datetime.now(UTC).isoformat()
+        suite.name, str(target), resolved.version, results, started, datetime.now(UTC).isoformat()
     )

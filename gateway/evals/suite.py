@@ -14,32 +14,40 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
 from gateway.evals.assertions import KNOWN_TYPES, AssertionSpec
+from gateway.registry.refs import parse_ref
 from gateway.yamlfile import YamlDocument, format_loc, validation_problems
 
-TARGET = re.compile(r"^(prompt|model):([^@\s]+)(?:@([^@\s]+))?$")
+TARGET = re.compile(r"^(prompt|model|registry):([^@\s]+)(?:@([^@\s]+))?$")
+TARGET_HELP = (
+    "prompt:NAME@LABEL, prompt:NAME@VERSION, model:ALIAS, or registry:NAME@REF "
+    "(a registry version number or label; registry:NAME is its latest version)"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """What a suite calls: a prompt by label or version, or a model alias."""
+    """What a suite calls: a prompt by label or version, a model alias, or a registry model
+    version (called through the alias that serves it)."""
 
-    kind: Literal["prompt", "model"]
+    kind: Literal["prompt", "model", "registry"]
     name: str
-    ref: str | None = None  # a prompt's label or version
+    ref: str | None = None  # a prompt's label or version; a registry version or label
 
     @classmethod
     def parse(cls, text: str) -> Target:
         match = TARGET.match(text.strip())
         if match is None:
-            raise ValueError(
-                f"target {text!r} must look like prompt:NAME@LABEL, prompt:NAME@VERSION "
-                f"or model:ALIAS"
-            )
+            raise ValueError(f"target {text!r} must look like {TARGET_HELP}")
         kind, name, ref = match.groups()
         if kind == "model" and ref:
             raise ValueError(f"target {text!r}: a model target takes no @ part")
+        if kind == "registry":
+            try:
+                parse_ref(f"{name}@{ref}" if ref else name)
+            except GatewayError as exc:
+                raise ValueError(f"target {text!r}: {exc.message}") from None
         return cls(kind, name, ref)  # type: ignore[arg-type]
 
     def __str__(self) -> str:
@@ -69,8 +77,15 @@ class SuiteSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     description: str | None = None
-    target: str
-    baseline: str | None = None
+    target: str = Field(
+        description=f"What the suite calls: {TARGET_HELP}.",
+        json_schema_extra={"pattern": TARGET.pattern},
+    )
+    baseline: str | None = Field(
+        default=None,
+        description="What the target is compared with (same syntax), e.g. the @production one.",
+        json_schema_extra={"pattern": TARGET.pattern},
+    )
     dataset: str | None = None  # a .jsonl or .csv file beside the suite
     cases: list[CaseSpec] = Field(default_factory=list)
     defaults: Defaults = Field(default_factory=Defaults)
