@@ -23,16 +23,17 @@ from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import orjson
 
 from gateway.background import stop_task
+from gateway.providers.http_client import HTTPClient, HTTPClientError
 
 log = logging.getLogger("gateway.telemetry")
 
 FLUSH_S = 0.1
+EXPORT_TIMEOUT_S = 5.0
 MAX_BATCH = 1024  # spans per export request (~1 MB), well under collectors' limits
-ENCODE_CHUNK = 64  # spans encoded between two turns of the event loop
+ENCODE_CHUNK = 16  # spans encoded between two turns of the event loop
 # Spans waiting while the collector is unreachable; beyond this the oldest are dropped.
 MAX_QUEUED = 100_000
 WARN_EVERY_S = 30.0
@@ -171,7 +172,7 @@ class Tracing:
         self._encoder = SpanEncoder()
         self._queue: deque[tuple[dict[str, Any], bytes | None]] = deque(maxlen=MAX_QUEUED)
         self._task: asyncio.Task[None] | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: HTTPClient | None = None
         self._warned_at = float("-inf")
         self.exported = 0
 
@@ -179,7 +180,8 @@ class Tracing:
         self._queue.append((row, traceparent))
 
     def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=5.0)
+        # The fast path's lean client: httpx spent ~0.8 ms of event-loop time per export.
+        self._client = HTTPClient()
         self._task = asyncio.create_task(self._run(), name="trace-exporter")
 
     async def _run(self) -> None:
@@ -211,16 +213,21 @@ class Tracing:
         body = b"".join((self._head, b",".join(spans), b"]}]}]}"))
         try:
             response = await self._client.post(
-                self.endpoint, content=body, headers={"content-type": "application/json"}
+                self.endpoint, {"content-type": "application/json"}, body, total=EXPORT_TIMEOUT_S
             )
-            response.raise_for_status()
+            reply = await response.read()
+            if response.status >= 300:
+                raise HTTPClientError(f"the collector answered {response.status}: {reply[:200]!r}")
             self.exported += len(spans)
-        except httpx.HTTPError as exc:
+        except (HTTPClientError, TimeoutError) as exc:
             # Traces are best effort: the request log keeps every call; say so now and then.
             now = time.monotonic()
             if now - self._warned_at >= WARN_EVERY_S:
                 self._warned_at = now
-                log.warning("could not export %d spans to %s: %s", len(spans), self.endpoint, exc)
+                reason = str(exc) or type(exc).__name__
+                log.warning(
+                    "could not export %d spans to %s: %s", len(spans), self.endpoint, reason
+                )
 
     async def aclose(self) -> None:
         await stop_task(self._task)

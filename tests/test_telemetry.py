@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -125,12 +126,22 @@ def test_endpoint_and_traceparent_parsing() -> None:
     assert parent_span_id(None, CALLER_TRACE) is None
 
 
-def test_an_unreachable_collector_costs_calls_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("collector", ["unreachable", "rejecting"])
+def test_a_collector_that_fails_costs_calls_nothing(
+    tmp_path: Path,
+    receiver: OTLPReceiver,
+    collector: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    endpoint = {
+        "unreachable": f"http://127.0.0.1:{free_port()}",  # nobody listens there
+        "rejecting": f"{receiver.url}/elsewhere/v1/traces",  # the receiver answers 404
+    }[collector]
     settings = Settings(
         config=Path(__file__).resolve().parent.parent / "config" / "gateway.yaml",
         data_dir=tmp_path / "data",
         master_key=MASTER_KEY,
-        otlp_endpoint=f"http://127.0.0.1:{free_port()}",  # nobody listens there
+        otlp_endpoint=endpoint,
     )
     server = ServerThread(create_app(settings))
     base = server.start()
@@ -144,6 +155,14 @@ def test_an_unreachable_collector_costs_calls_nothing(tmp_path: Path) -> None:
             assert reply.status_code == 200
     finally:
         server.stop()  # the failed export is logged, not raised
+    warnings = [r.getMessage() for r in caplog.records if r.name == "gateway.telemetry"]
+    assert len(warnings) == 1  # once, not once per batch
+    assert re.match(
+        rf"could not export [123] spans to {re.escape(traces_url(endpoint))}: ", warnings[0]
+    )
+    if collector == "rejecting":
+        assert "answered 404" in warnings[0]
+    assert receiver.received() == []
 
 
 def test_spans_are_valid_otlp_json_whatever_the_strings_hold() -> None:
