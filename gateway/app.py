@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         HotRoutes(app.serve_with_fastapi, state=state),
         max_body_bytes=max_body,
         request_log=state.request_log,
+        metrics=state.metrics,
         tracing=state.tracing,
     )
     return app

@@ -68,10 +68,25 @@ def serve(
         fail(f"--server must be uvicorn or granian, not {server!r}")
     # Resolved here, once, so several workers share one key instead of racing to make one.
     os.environ["GATEWAY_MASTER_KEY"] = resolve_master_key(settings)
+    if settings.workers > 1:
+        share_metrics(settings.data_dir / "metrics")
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
     run_server(settings.host, settings.port, settings.workers, settings.log_level, server)
+
+
+def share_metrics(directory: Path) -> None:
+    """Workers write their metrics to files here and a scrape of any worker sums them all.
+    Emptied first: the files of an earlier run's workers would be counted again."""
+    from gateway.metrics import MULTIPROCESS_DIR
+
+    if os.environ.get(MULTIPROCESS_DIR):
+        return  # the operator chose a directory (and owns its cleaning)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROCESS_DIR] = str(directory)
 
 
 def run_server(

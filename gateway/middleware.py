@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import PayloadTooLarge
 from gateway.metering.calls import METERED_PATHS, CallRecord
+from gateway.metrics import Metrics
 from gateway.store.request_log import RequestLogWriter
 from gateway.telemetry import Tracing
 
@@ -27,11 +28,13 @@ class EdgeMiddleware:
         app: ASGIApp,
         max_body_bytes: int,
         request_log: RequestLogWriter,
+        metrics: Metrics,
         tracing: Tracing | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.request_log = request_log
+        self.metrics = metrics
         self.tracing = tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -72,6 +75,7 @@ class EdgeMiddleware:
             if call is not None:
                 row = call.row(status)
                 self.request_log.record(row)
+                self.metrics.record(row)
                 if self.tracing is not None:
                     self.tracing.record(row, traceparent)
 

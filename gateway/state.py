@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
@@ -21,6 +21,7 @@ from gateway.metering.redis_meter import RedisMeterStore
 from gateway.metering.resp import ScriptClient
 from gateway.metering.spend import seed_budgets
 from gateway.metering.stores import LocalMeterStore, MeterStore
+from gateway.metrics import Metrics
 from gateway.prompts.catalog import PromptCatalog
 from gateway.prompts.render import PromptRenderer
 from gateway.prompts.store import PromptStore
@@ -56,6 +57,7 @@ class GatewayState:
     registry: RegistryStore
     redis: Any = None
     tracing: Tracing | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
     def build(cls, settings: Settings, config: GatewayConfig, master_key: str) -> GatewayState:
@@ -128,6 +130,7 @@ class GatewayState:
         self.request_log.start()
         if self.tracing is not None:
             self.tracing.start()
+        self.metrics.start()
         self.providers.warm(self.deployments)
 
     async def sync_prompts(self) -> None:
@@ -146,6 +149,7 @@ class GatewayState:
         await self.request_log.close()  # drain: every call already answered gets its row
         if self.tracing is not None:
             await self.tracing.aclose()  # and its span
+        await self.metrics.aclose()
         await self.meter.aclose()  # and every settle reaches Redis
         await self.providers.aclose()
         if self.redis is not None:

@@ -1,12 +1,15 @@
-"""Liveness and readiness, for load balancers and orchestrators (no auth)."""
+"""Liveness, readiness and Prometheus metrics, for load balancers, orchestrators and
+scrapers (no auth: keep the port off the public internet, metrics name keys and teams)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from gateway.api.deps import StateDep
+from gateway.metrics import CONTENT_TYPE
 
 router = APIRouter()
 
@@ -19,3 +22,8 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(state: StateDep) -> dict[str, Any]:
     return {"status": "ready", "models": len(state.router.aliases())}
+
+
+@router.get("/metrics")
+async def metrics(state: StateDep) -> Response:
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE)
