@@ -78,6 +78,7 @@ class Features:
             "request_log": "postgresql" if self.postgres else "sqlite (always on)",
             "prompt_by_name": "prompt mode" if self.prompt else "not exercised",
             "tracing": "OTLP/HTTP to a loopback receiver" if self.tracing else "off",
+            "metrics": "Prometheus (always on)",
         }
 
 
