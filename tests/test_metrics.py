@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,10 +9,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import DEFAULT_MODELS, MASTER_KEY, GatewayFactory, fake_model, free_port
+from tests.conftest import DEFAULT_MODELS, MASTER_KEY, GatewayFactory, fake_model, gateway_process
 from tests.fakes.upstream import FakeUpstream
 
-ROOT = Path(__file__).resolve().parent.parent
 HEADERS = {"authorization": f"Bearer {MASTER_KEY}"}
 
 
@@ -101,35 +96,18 @@ def test_calls_are_counted_with_tokens_cost_and_latency(
 
 @pytest.mark.slow
 def test_a_scrape_of_any_worker_sums_every_worker(tmp_path: Path) -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS_"))}
-    env |= {"GATEWAY_DATA_DIR": str(tmp_path / "data"), "GATEWAY_MASTER_KEY": MASTER_KEY}
     stale = tmp_path / "data" / "metrics"
     stale.mkdir(parents=True)
     (stale / "counter_1.db").write_bytes(b"an earlier run's file")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--workers", "2"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
     chat = {"model": "local/echo", "messages": [{"role": "user", "content": "hi"}]}
-    try:
-        deadline = time.monotonic() + 60
-        replies = 0
-        while replies < 30 and time.monotonic() < deadline:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            try:  # a new connection each time, so both workers take calls
-                reply = httpx.post(f"{base}/v1/chat/completions", headers=HEADERS, json=chat)
-            except httpx.TransportError:  # not listening yet
-                time.sleep(0.1)
-                continue
+    workers = gateway_process(
+        tmp_path / "data", "--workers", "2", env={"GATEWAY_MASTER_KEY": MASTER_KEY}
+    )
+    with workers as (base, _process):
+        assert not (stale / "counter_1.db").exists()
+        for _ in range(30):  # a new connection each time, so both workers take calls
+            reply = httpx.post(f"{base}/v1/chat/completions", headers=HEADERS, json=chat)
             assert reply.status_code == 200
-            replies += 1
-        assert replies == 30
         time.sleep(1.5)  # each worker counts its calls within a second
         for _ in range(6):  # whichever worker answers the scrape
             samples = scrape(base)
@@ -137,10 +115,3 @@ def test_a_scrape_of_any_worker_sums_every_worker(tmp_path: Path) -> None:
                 samples, "gateway_requests_total", route="chat", model="local/echo", status="200"
             )
             assert count == 30
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    assert not (stale / "counter_1.db").exists()

@@ -7,16 +7,14 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from gateway.app import create_app
 from gateway.settings import Settings
-from tests.conftest import free_port, sdk
+from tests.conftest import gateway_process, sdk
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,36 +39,8 @@ def test_master_key_is_generated_once_and_kept_private(
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env["GATEWAY_DATA_DIR"] = str(tmp_path / "data")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            output = process.stdout.read() if process.stdout else ""
-            process.kill()
-            raise RuntimeError(f"gateway serve did not start:\n{output}")
-        time.sleep(0.05)
-    yield base, tmp_path / "data", process
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with gateway_process(tmp_path / "data") as (base, process):
+        yield base, tmp_path / "data", process
 
 
 @pytest.mark.slow
@@ -112,34 +82,10 @@ def test_serve_refuses_an_invalid_config(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_two_workers_start_together_on_a_fresh_sqlite(tmp_path: Path) -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env |= {"GATEWAY_DATA_DIR": str(tmp_path / "data"), "GATEWAY_MASTER_KEY": "mk"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--workers", "2"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        client = sdk(f"http://127.0.0.1:{port}", key="mk", max_retries=0)
-        deadline = time.monotonic() + 60
-        replies = 0
-        while replies < 20 and time.monotonic() < deadline:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            try:
-                client.chat.completions.create(
-                    model="local/echo", messages=[{"role": "user", "content": "hi"}]
-                )
-                replies += 1
-            except Exception:  # not listening yet
-                time.sleep(0.1)
-        assert replies == 20
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    workers = gateway_process(tmp_path / "data", "--workers", "2", env={"GATEWAY_MASTER_KEY": "mk"})
+    with workers as (base, _process):
+        client = sdk(base, key="mk", max_retries=0)
+        for _ in range(20):
+            client.chat.completions.create(
+                model="local/echo", messages=[{"role": "user", "content": "hi"}]
+            )
