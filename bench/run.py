@@ -169,6 +169,7 @@ class Bench:
                 self.args.soak
                 and features.name == self.summary_name
                 and workers == self.args.workers[0]
+                and quota_cores is None  # the soak is the unconstrained worker's
             ):
                 self.soak = run_soak(gateway, key, self.args)
             if any(row["gateway"]["errors"] for row in result["rows"]):
