@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import stat
@@ -14,7 +15,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import Settings
-from tests.conftest import gateway_process, sdk
+from tests.conftest import ServerThread, gateway_process, sdk
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,3 +90,22 @@ def test_two_workers_start_together_on_a_fresh_sqlite(tmp_path: Path) -> None:
             client.chat.completions.create(
                 model="local/echo", messages=[{"role": "user", "content": "hi"}]
             )
+
+
+def test_the_server_freezes_what_startup_made_and_tests_do_not(tmp_path: Path) -> None:
+    """Long-lived startup objects leave the collector's sight in the server process only."""
+    config = ROOT / "config" / "gateway.yaml"
+    gc.unfreeze()
+    try:
+        plain = ServerThread(create_app(Settings(config=config, data_dir=tmp_path / "a")))
+        plain.start()
+        plain.stop()
+        assert gc.get_freeze_count() == 0
+        served = ServerThread(
+            create_app(Settings(config=config, data_dir=tmp_path / "b"), freeze_after_start=True)
+        )
+        served.start()
+        served.stop()
+        assert gc.get_freeze_count() > 10_000  # modules, classes, routes, config...
+    finally:
+        gc.unfreeze()
