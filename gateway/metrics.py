@@ -22,7 +22,7 @@ from gateway.background import stop_task
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 DRAIN_S = 0.1
-DRAIN_CHUNK = 128  # rows counted between two turns of the event loop (~0.4 ms)
+DRAIN_CHUNK = 32  # rows counted between two turns of the event loop (~0.1 ms)
 MAX_QUEUED = 100_000  # rows waiting for the next drain; beyond this the oldest are dropped
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
