@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -219,22 +220,14 @@ def test_a_client_leaving_mid_stream_stops_the_relay_and_is_logged(
     assert row["estimated"]  # the upstream never sent its usage: counted from what was relayed
 
 
-def test_postgres_batches_round_trip_every_type_and_stay_idempotent(
-    pg_url: str, tmp_path: Path
-) -> None:
-    from datetime import UTC, datetime, timedelta, timezone
-
-    from sqlalchemy.exc import DataError
-
-    engine = make_engine(pg_url)
-    migrate(engine)
-    writer = RequestLogWriter(engine, tmp_path / "spool")
-    (tmp_path / "spool").mkdir()
+def _every_type() -> tuple[dict[str, Any], ...]:
+    """Rows that exercise every column type and edge: (full, minimal, expected minimal,
+    a replay of full, a spooled row)."""
     started = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=timezone(timedelta(hours=5, minutes=30)))
     full = {
         "id": "full",
         "created_at": started,
-        "finished_at": datetime(2025, 3, 4, 0, 36, 8, 999999, tzinfo=UTC),
+        "finished_at": datetime(2025, 3, 4, 0, 36, 8, 0, tzinfo=UTC),
         "key_id": "k" * 32,
         "team": "équipe \"quoted\" 'single' \\ back\nslash",
         "route": "chat",
@@ -270,7 +263,52 @@ def test_postgres_batches_round_trip_every_type_and_stay_idempotent(
     expected_minimal.update(estimated=False)
     changed = {**full, "status": 200, "team": "replayed"}
     spooled = {**_row("from-spool"), "ttft_ms": 2.5, "request_body": "spooled body"}
+    return full, minimal, expected_minimal, changed, spooled
 
+
+def test_sqlite_batches_round_trip_every_type_and_stay_idempotent(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    migrate(engine)
+    writer = RequestLogWriter(engine, tmp_path / "spool")
+    (tmp_path / "spool").mkdir()
+    full, minimal, expected_minimal, changed, spooled = _every_type()
+    writer._write_or_spool([full, minimal, {**full, "status": 201}])  # id twice in a batch
+    writer._write_or_spool([changed])  # a replay with the id already stored: skipped
+    writer._spool([changed, spooled])  # through the spool file (JSON lines and back)
+    writer._replay()
+    assert (writer.written, writer.spooled) == (6, 2)
+
+    with engine.connect() as connection:
+        stored = {r["id"]: dict(r) for r in connection.execute(select(request_log)).mappings()}
+        raw = connection.exec_driver_sql(
+            "SELECT created_at, finished_at FROM request_log WHERE id = 'full'"
+        ).one()
+    engine.dispose()
+    # SQLite keeps no offset: timestamps are stored in UTC, as SQLAlchemy writes them there.
+    assert tuple(raw) == ("2025-03-03 23:36:07.123456", "2025-03-04 00:36:08.000000")
+    utc = {
+        name: full[name].astimezone(UTC).replace(tzinfo=None)
+        for name in ("created_at", "finished_at")
+    }
+    assert sorted(stored) == ["from-spool", "full", "minimal"]
+    assert stored["full"] == {**full, **utc}  # the first write wins; every value as given
+    naive = {n: expected_minimal[n].replace(tzinfo=None) for n in ("created_at", "finished_at")}
+    assert stored["minimal"] == {**expected_minimal, **naive}
+    spooled_naive = {n: spooled[n].replace(tzinfo=None) for n in ("created_at", "finished_at")}
+    expected_spooled = {**{c.name: None for c in request_log.columns}, **spooled}
+    assert stored["from-spool"] == {**expected_spooled, **spooled_naive}
+
+
+def test_postgres_batches_round_trip_every_type_and_stay_idempotent(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from sqlalchemy.exc import DataError
+
+    engine = make_engine(pg_url)
+    migrate(engine)
+    writer = RequestLogWriter(engine, tmp_path / "spool")
+    (tmp_path / "spool").mkdir()
+    full, minimal, expected_minimal, changed, spooled = _every_type()
     writer._write_or_spool([full, minimal, {**full, "status": 201}])  # id twice in a batch
     writer._write_or_spool([changed])  # a replay with the id already stored: skipped
     writer._spool([changed, spooled])  # through the spool file (JSON lines and back)

@@ -1,0 +1,80 @@
+"""Where the gateway's event loop stalls: every callback over 0.3 ms and every garbage
+collection, timed inside the gateway process.
+
+    PYTHONPATH=bench/stalls BENCH_STALLS=/tmp/stalls python -m bench.run --features all-on \
+        --concurrency 1 --duration 10
+
+Python imports `sitecustomize` at start-up in every process; this one acts only in a process
+running `gateway serve` with BENCH_STALLS set. It swaps uvloop for asyncio's own loop (whose
+callbacks can be wrapped; the callbacks are the same ones) and every 5 s writes a table to
+`$BENCH_STALLS.<pid>`: count, mean duration, and what ran (the task's coroutine for a task
+step). A measurement tool, never on in the benchmark's figures.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+OUT = os.environ.get("BENCH_STALLS")
+
+if OUT and "serve" in sys.argv and any("gateway" in arg for arg in sys.argv[:2]):
+    import asyncio
+    import asyncio.events
+    import collections
+    import gc
+    import threading
+    import time
+    from typing import Any
+
+    import uvloop
+
+    uvloop.new_event_loop = asyncio.new_event_loop  # type: ignore[assignment]
+    uvloop.EventLoopPolicy = asyncio.DefaultEventLoopPolicy
+    counts: collections.Counter[tuple[str, str]] = collections.Counter()
+    seconds: collections.defaultdict[tuple[str, str], float] = collections.defaultdict(float)
+    started = time.perf_counter()
+
+    def note(what: str, took: float) -> None:
+        key = (what, "over 1 ms" if took > 0.001 else "over 0.3 ms")
+        counts[key] += 1
+        seconds[key] += took
+
+    original = asyncio.events.Handle._run
+
+    def timed(handle: Any) -> None:
+        begun = time.perf_counter()
+        original(handle)
+        took = time.perf_counter() - begun
+        if took > 0.0003:
+            callback = handle._callback
+            what = getattr(callback, "__qualname__", None) or repr(callback)[:80]
+            task: Any = getattr(callback, "__self__", None)
+            if hasattr(task, "get_coro"):
+                what = getattr(task.get_coro(), "__qualname__", what)
+            note(what, took)
+
+    asyncio.events.Handle._run = timed  # type: ignore[method-assign,assignment]
+    collecting = [0.0]
+
+    def collection(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            collecting[0] = time.perf_counter()
+            return
+        took = time.perf_counter() - collecting[0]
+        if took > 0.0003:
+            note(f"gc generation {info['generation']}", took)
+        if info["generation"] == 2:
+            note(f"gc generation 2 at {time.perf_counter() - started:.1f} s", took)
+
+    gc.callbacks.append(collection)
+
+    def write() -> None:
+        while True:
+            time.sleep(5)
+            with open(f"{OUT}.{os.getpid()}", "w") as out:
+                for key, count in counts.most_common(60):
+                    mean_ms = seconds[key] * 1000 / count
+                    out.write(f"{count:7d} {mean_ms:8.2f} ms  {key[0]} ({key[1]})\n")
+
+    threading.Thread(target=write, name="bench-stalls", daemon=True).start()
