@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import Engine, create_engine, func, select
 
 from gateway.store.db import make_engine, migrate
 from gateway.store.request_log import RequestLogWriter
@@ -149,8 +149,7 @@ def test_spooled_rows_replay_when_the_database_returns(tmp_path: Path) -> None:
         await writer.close()
         with up.connect() as connection:
             count = connection.execute(select(func.count()).select_from(request_log)).scalar()
-        assert not list((tmp_path / "spool").glob("*.jsonl"))
-        # Replaying again (as after a crash mid-replay) must not duplicate rows.
+            # Replaying again (as after a crash mid-replay) must not duplicate rows.
         writer._spool([_row("req000")])
         writer._replay()
         with up.connect() as connection:
@@ -266,17 +265,28 @@ def _every_type() -> tuple[dict[str, Any], ...]:
     return full, minimal, expected_minimal, changed, spooled
 
 
-def test_sqlite_batches_round_trip_every_type_and_stay_idempotent(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'log.db'}")
+def _write_every_type(
+    engine: Engine, spool: Path
+) -> tuple[RequestLogWriter, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Writes _every_type()'s rows the ways they reach the database (a batch with an id
+    twice, a replay of a stored id, the spool); returns the writer and what each stored row
+    should hold: full, minimal (defaults filled in), spooled."""
     migrate(engine)
-    writer = RequestLogWriter(engine, tmp_path / "spool")
-    (tmp_path / "spool").mkdir()
+    writer = RequestLogWriter(engine, spool)
+    spool.mkdir()
     full, minimal, expected_minimal, changed, spooled = _every_type()
     writer._write_or_spool([full, minimal, {**full, "status": 201}])  # id twice in a batch
     writer._write_or_spool([changed])  # a replay with the id already stored: skipped
     writer._spool([changed, spooled])  # through the spool file (JSON lines and back)
     writer._replay()
     assert (writer.written, writer.spooled) == (6, 2)
+    assert not list(spool.glob("*.jsonl"))
+    return writer, full, expected_minimal, spooled
+
+
+def test_sqlite_batches_round_trip_every_type_and_stay_idempotent(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    _, full, expected_minimal, spooled = _write_every_type(engine, tmp_path / "spool")
 
     with engine.connect() as connection:
         stored = {r["id"]: dict(r) for r in connection.execute(select(request_log)).mappings()}
@@ -305,16 +315,7 @@ def test_postgres_batches_round_trip_every_type_and_stay_idempotent(
     from sqlalchemy.exc import DataError
 
     engine = make_engine(pg_url)
-    migrate(engine)
-    writer = RequestLogWriter(engine, tmp_path / "spool")
-    (tmp_path / "spool").mkdir()
-    full, minimal, expected_minimal, changed, spooled = _every_type()
-    writer._write_or_spool([full, minimal, {**full, "status": 201}])  # id twice in a batch
-    writer._write_or_spool([changed])  # a replay with the id already stored: skipped
-    writer._spool([changed, spooled])  # through the spool file (JSON lines and back)
-    writer._replay()
-    assert (writer.written, writer.spooled) == (6, 2)
-    assert not list((tmp_path / "spool").glob("*.jsonl"))
+    writer, full, expected_minimal, spooled = _write_every_type(engine, tmp_path / "spool")
 
     with engine.connect() as connection:
         found = connection.execute(select(request_log)).mappings()
