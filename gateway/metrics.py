@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import defaultdict, deque
+from collections.abc import Collection
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -32,7 +33,10 @@ OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, models: Collection[str] = ()) -> None:
+        # A model label is one of the configured aliases, else "unknown": a caller asking
+        # for made-up model names must not mint a new series each time.
+        self._models = frozenset(models)
         self.registry = CollectorRegistry(auto_describe=True)
         self._multiprocess = bool(os.environ.get(MULTIPROCESS_DIR))
         if self._multiprocess:
@@ -124,7 +128,8 @@ class Metrics:
         children = self._children
         for _ in range(len(queue) if limit is None else min(limit, len(queue))):
             row = queue.popleft()
-            route, model, status = row["route"], row["alias"] or "unknown", str(row["status"])
+            route, status = row["route"], str(row["status"])
+            model = row["alias"] if row["alias"] in self._models else "unknown"
             team, key = row["team"] or "", row["key_id"] or ""
             sums[self.requests, (route, model, status)] += 1
             error = row["error_type"] or (status if row["status"] >= 400 else None)

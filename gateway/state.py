@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
@@ -55,9 +55,9 @@ class GatewayState:
     prompt_renderer: PromptRenderer
     evals: EvalStore
     registry: RegistryStore
+    metrics: Metrics
     redis: Any = None
     tracing: Tracing | None = None
-    metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
     def build(cls, settings: Settings, config: GatewayConfig, master_key: str) -> GatewayState:
@@ -116,6 +116,7 @@ class GatewayState:
             meter=meter,
             redis=redis,
             tracing=Tracing(settings.otlp_endpoint) if settings.otlp_endpoint else None,
+            metrics=Metrics(models=router.aliases()),
         )
 
     async def start(self) -> None:

@@ -55,17 +55,18 @@ def test_calls_are_counted_with_tokens_cost_and_latency(
 
     samples = scrape(base)  # a scrape counts every call finished before it
     assert value(samples, "gateway_requests_total", route="chat", model="priced", status="200") == 3
+    # A made-up model name counts as "unknown": callers cannot mint new series.
     assert (
-        value(samples, "gateway_requests_total", route="chat", model="no-such-model", status="404")
-        == 1
+        value(samples, "gateway_requests_total", route="chat", model="unknown", status="404") == 1
     )
+    assert not [key for key in samples if ("model", "no-such-model") in key[1]]
     error_type = missing.json()["error"]["type"]
     assert (
         value(
             samples,
             "gateway_errors_total",
             route="chat",
-            model="no-such-model",
+            model="unknown",
             error_type=error_type,
         )
         == 1
