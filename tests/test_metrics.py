@@ -116,3 +116,7 @@ def test_a_scrape_of_any_worker_sums_every_worker(tmp_path: Path) -> None:
                 samples, "gateway_requests_total", route="chat", model="local/echo", status="200"
             )
             assert count == 30
+        # Counted through the shared files: a worker counting in memory would still pass the
+        # sums above whenever one worker happened to take every connection.
+        assert list(stale.glob("counter_*.db"))
+        assert list(stale.glob("histogram_*.db"))
