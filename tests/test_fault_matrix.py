@@ -81,7 +81,7 @@ class Sees:
     status: int  # of the response head; a stream that fails after it has begun shows 200
     error: tuple[str, str] | None = None  # (type, code) of the OpenAI error, body or stream event
     retry_after: str | None = None  # the retry-after header exactly; None: absent
-    complete: bool = False  # the whole answer arrived (for a stream: every chunk, then [DONE])
+    complete: bool = False  # the whole answer arrived (a stream: all its text, no error event)
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,9 @@ class Fault:
     timeout: float | None = None  # faulty's own, for rows whose answer must come through
 
 
-def failed(status: int, error: str, calls: int = 2, deployment: str = "faulty#0") -> Holds:
-    return Holds(status, error, attempts=calls, deployment=deployment)
+def failed(status: int, error: str, attempts: int = 2, deployment: str = "faulty#0") -> Holds:
+    """The row of a call that failed before any byte reached the client."""
+    return Holds(status, error, attempts, deployment)
 
 
 SERVED = Holds(200, None, 1, "faulty#0", (PROMPT_TOKENS, ANSWER_TOKENS))
@@ -138,7 +139,7 @@ UPSTREAM_FAULTS = [
         "429-retry-after-beyond-max-retry-wait",
         "status=429,retry_after=30",
         Sees(429, ("rate_limit_error", "rate_limit_exceeded"), retry_after="30"),
-        failed(429, "rate_limit_error", calls=1),
+        failed(429, "rate_limit_error", attempts=1),
         calls=(1,),
         awaiting=NOT_LOGGED_YET,
         reason=FAILED_CALL_ROW,
@@ -311,7 +312,7 @@ UPSTREAM_FAULTS = [
         "every-fallback-failing",
         "status=500",
         Sees(503, UNAVAILABLE),
-        failed(503, "upstream_error", calls=6, deployment="fallback2#2"),
+        failed(503, "upstream_error", attempts=6, deployment="fallback2#2"),
         calls=(2, 2, 0),
         fallbacks=("status=429,retry_after=0.05", REFUSED),
         awaiting=NOT_LOGGED_YET,
@@ -321,7 +322,7 @@ UPSTREAM_FAULTS = [
         "every-fallback-failing-stream",
         "hang",
         Sees(502, UPSTREAM_5XX),
-        failed(502, "upstream_error", calls=4, deployment="fallback1#1"),
+        failed(502, "upstream_error", attempts=4, deployment="fallback1#1"),
         calls=(2, 2),
         stream=True,
         fallbacks=("malformed",),
@@ -760,17 +761,19 @@ def test_sigterm_under_load(tmp_path: Path, upstream: FakeUpstream) -> None:
                             broken_streams.append(response.headers["x-gateway-request-id"])
 
     with gateway_process(data_dir, env=env) as (base, process):
-        with ThreadPoolExecutor(max_workers=24) as pool:
-            for index in range(24):
-                pool.submit(client, index % 4 == 0)
+        pool = ThreadPoolExecutor(max_workers=24)
+        try:
+            clients = [pool.submit(client, index % 4 == 0) for index in range(24)]
             wait_until(
                 lambda: upstream.in_flight(sent["slow"]) >= 12, "12 calls in flight upstream"
             )
             process.send_signal(signal.SIGTERM)
-            try:
-                code = process.wait(timeout=30)
-            finally:
-                stop.set()
+            code = process.wait(timeout=30)
+        finally:
+            stop.set()
+            pool.shutdown()
+        for finished in clients:
+            finished.result()  # a client that failed for another reason fails the test
         # uvicorn stops gracefully, then re-raises SIGTERM so supervisors see the signal.
         assert code in (0, -signal.SIGTERM)
 
