@@ -9,7 +9,7 @@ import socket
 import struct
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -333,6 +333,65 @@ async def test_malformed_is_not_json(fake: FakeUpstream, http: aiohttp.ClientSes
         orjson.loads(frames[1].removeprefix("data: "))
 
 
+async def test_first_byte_sends_the_head_then_waits(
+    fake: FakeUpstream, http: aiohttp.ClientSession
+) -> None:
+    for stream in (False, True):
+        body: dict[str, Any] = {"model": "first_byte=5000", "messages": CONVERSATION}
+        async with http.post(fake.url + "/chat/completions", json={**body, "stream": stream}) as r:
+            assert r.status == 200  # the head is here...
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(r.content.read(1), 0.2)  # ...its body is not
+    status, reply = await chat(http, fake, "first_byte=20")
+    assert status == 200
+    assert reply["choices"][0]["message"]["content"] == ANSWER
+
+
+async def test_no_usage_and_pad(fake: FakeUpstream, http: aiohttp.ClientSession) -> None:
+    status, reply = await chat(http, fake, "no_usage")
+    assert status == 200
+    assert "usage" not in reply
+    body: dict[str, Any] = {
+        "model": "no_usage",
+        "messages": CONVERSATION,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    _, raw, _ = await post(http, fake, "/chat/completions", body)
+    chunks = events(raw)
+    assert all("usage" not in c and c["choices"] for c in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == ANSWER
+
+    _, reply = await chat(http, fake, "pad=100000")
+    assert reply["choices"][0]["message"]["content"] == ANSWER + " " + "x" * 100_000
+    assert reply["usage"]["completion_tokens"] == 5
+
+
+async def test_in_flight_counts_calls_being_answered(
+    fake: FakeUpstream, http: aiohttp.ClientSession
+) -> None:
+    body: dict[str, Any] = {"model": "stall=1,id=flight", "messages": CONVERSATION, "stream": True}
+    async with http.post(fake.url + "/chat/completions", json=body) as response:
+        await response.content.readline()
+        assert fake.in_flight("stall=1,id=flight") == 1
+    # The client left: the handler is cancelled with its connection.
+    await eventually(lambda: fake.in_flight("stall=1,id=flight") == 0)
+    await chat(http, fake, "id=flight-done")
+    assert fake.in_flight("id=flight-done") == 0
+    waiting = asyncio.create_task(chat(http, fake, "hang,id=flight"))
+    await eventually(lambda: fake.in_flight("hang,id=flight") == 1)  # waiting, before headers
+    waiting.cancel()
+    await eventually(lambda: fake.in_flight("hang,id=flight") == 0)
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not within 5 s")
+
+
 async def test_echo_headers(fake: FakeUpstream, http: aiohttp.ClientSession) -> None:
     body: dict[str, Any] = {"model": "echo_headers", "messages": CONVERSATION}
     headers = {"Authorization": "Bearer sk-secret", "X-Trace": "t1"}
@@ -377,6 +436,8 @@ def test_directive_grammar() -> None:
     assert (directives.stall, directives.cut, directives.hang) == (3, 1, True)
     assert parse_directives("gpt-4o-mini") == parse_directives("")
     assert parse_directives("retry_after=2").retry_after == ("2", "2000")
+    directives = parse_directives("first_byte=250,no_usage,pad=3")
+    assert (directives.first_byte, directives.no_usage, directives.pad) == (0.25, True, 3)
 
 
 async def test_stop_is_prompt_with_a_hung_request() -> None:

@@ -43,6 +43,8 @@ with a 400 naming it. The whole string is always echoed back as ``model``.
 ``fail_first=N``    the first N requests for this exact model string fail (with ``status=``,
                     else 500); later ones succeed. ``status=`` without it always fails
 ``hang``            never send response headers (until the client or the server goes away)
+``first_byte=MS``   send a chat reply's head at once, then wait MS milliseconds before the
+                    first byte of its body (JSON or stream)
 ``chunks=N``        content chunks in a stream, N >= 1 (default 5); short answers give some
                     empty chunks
 ``chunk_delay=MS``  in a stream, wait MS milliseconds before each content chunk and before
@@ -54,13 +56,20 @@ with a 400 naming it. The whole string is always echoed back as ``model``.
                     connection open
 ``malformed``       200 with a body that is not JSON; a stream sends one valid chunk, then
                     ``data: {not json``, then [DONE]
+``no_usage``        chat replies carry no ``usage``: none in the JSON, no usage chunk in a
+                    stream even when ``include_usage`` asks for it
+``pad=N``           append a space and N ``x`` characters to the chat answer (one more
+                    completion token), for oversized replies
 ``dim=N``           embedding dimension, 1-4096 (default 8)
 ``echo_headers``    non-streaming replies carry ``x_received_headers``: the request headers,
                     names lower-cased
 ==================  ===========================================================================
 
 Order within a request: count the call, ``latency``, ``hang``, failure (``status`` /
-``fail_first``), then ``malformed`` or the normal answer.
+``fail_first``), then ``malformed`` or the normal answer (``first_byte`` after its head).
+``FakeUpstream.in_flight(model)`` counts the chat requests still being answered (waits such
+as ``latency`` and ``hang`` included), so a test can see that an abandoned call stopped at
+the upstream too.
 
 Run it on its own with ``python -m tests.fakes.upstream --port 9100``.
 """
@@ -137,6 +146,9 @@ class Directives:
     malformed: bool = False
     dim: int = 8
     echo_headers: bool = False
+    first_byte: float = 0.0
+    no_usage: bool = False
+    pad: int = 0
 
 
 def _flag(value: str | None) -> bool:
@@ -195,6 +207,9 @@ _DIRECTIVES: Final[dict[str, tuple[str, Callable[[str | None], object]]]] = {
     "malformed": ("malformed", _flag),
     "dim": ("dim", _int_between(1, _MAX_DIM)),
     "echo_headers": ("echo_headers", _flag),
+    "first_byte": ("first_byte", _millis),
+    "no_usage": ("no_usage", _flag),
+    "pad": ("pad", _int_between(0, 1 << 30)),
 }
 
 
@@ -321,6 +336,18 @@ async def _forever() -> None:
     await asyncio.get_running_loop().create_future()
 
 
+async def _reply(request: web.BaseRequest, body: bytes, first_byte: float) -> web.StreamResponse:
+    if not first_byte:
+        return web.Response(body=body, headers=_JSON_HEADERS)
+    # A StreamResponse sends its head on prepare(); a plain Response waits for the body.
+    response = web.StreamResponse(headers=_JSON_HEADERS)
+    response.content_length = len(body)
+    await response.prepare(request)
+    await asyncio.sleep(first_byte)
+    await response.write_eof(body)
+    return response
+
+
 def _sse(payload: object) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
@@ -339,6 +366,8 @@ class FakeUpstream:
         # calls() and reset() may come from a test thread while the loop thread counts.
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
+        # Changed on the loop thread only; a dict read from a test thread is atomic.
+        self._in_flight: dict[str, int] = {}
         self._ids = itertools.count(1)
         chat, embeddings = self._chat, self._embeddings
         self._routes: dict[tuple[str, str], _Handler] = {
@@ -381,6 +410,10 @@ class FakeUpstream:
                 return sum(self._counts.values())
             return self._counts.get(model, 0)
 
+    def in_flight(self, model: str) -> int:
+        """Chat requests for exactly this model string that are still being answered."""
+        return self._in_flight.get(model, 0)
+
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
@@ -393,11 +426,12 @@ class FakeUpstream:
         return await route(request)
 
     async def _admit(
-        self, request: web.BaseRequest
+        self, request: web.BaseRequest, answering: list[str] | None = None
     ) -> tuple[dict[str, Any], str, Directives] | web.Response:
         """Count the call and apply the directives every endpoint shares.
 
         Returns the parsed body to answer normally, or the response that answers instead.
+        With `answering`, the model is counted in flight (and appended) from here on.
         """
         try:
             body = orjson.loads(await request.content.read())
@@ -409,6 +443,9 @@ class FakeUpstream:
         with self._lock:
             seen = self._counts.get(model, 0) + 1
             self._counts[model] = seen
+        if answering is not None:
+            self._in_flight[model] = self._in_flight.get(model, 0) + 1
+            answering.append(model)
         try:
             directives = parse_directives(model)
         except DirectiveError as exc:
@@ -425,17 +462,28 @@ class FakeUpstream:
         return body, model, directives
 
     async def _chat(self, request: web.BaseRequest) -> web.StreamResponse:
-        admitted = await self._admit(request)
-        if isinstance(admitted, web.Response):
-            return admitted
-        body, model, directives = admitted
+        answering: list[str] = []
+        try:
+            admitted = await self._admit(request, answering)
+            if isinstance(admitted, web.Response):
+                return admitted
+            return await self._answer(request, *admitted)
+        finally:
+            for model in answering:
+                self._in_flight[model] -= 1
+
+    async def _answer(
+        self, request: web.BaseRequest, body: dict[str, Any], model: str, directives: Directives
+    ) -> web.StreamResponse:
         stream = body.get("stream") is True
         if directives.malformed and not stream:
-            return web.Response(body=_MALFORMED_JSON, headers=_JSON_HEADERS)
+            return await _reply(request, _MALFORMED_JSON, directives.first_byte)
         messages = body.get("messages")
         if not isinstance(messages, list):
             return _error_response(400, "'messages' must be a list", param="messages")
         content, prompt_tokens = _echo(messages)
+        if directives.pad:
+            content += " " + "x" * directives.pad
         completion_tokens = len(content.split())
         usage = {
             "prompt_tokens": prompt_tokens,
@@ -452,6 +500,7 @@ class FakeUpstream:
         if stream:
             options = body.get("stream_options")
             wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+            wants_usage = wants_usage and not directives.no_usage
             return await self._stream(request, directives, head, content, usage, wants_usage)
         reply: dict[str, Any] = {
             **head,
@@ -463,11 +512,12 @@ class FakeUpstream:
                     "finish_reason": "stop",
                 }
             ],
-            "usage": usage,
         }
+        if not directives.no_usage:
+            reply["usage"] = usage
         if directives.echo_headers:
             reply["x_received_headers"] = _received_headers(request)
-        return _json(reply)
+        return await _reply(request, orjson.dumps(reply), directives.first_byte)
 
     async def _stream(
         self,
@@ -484,6 +534,8 @@ class FakeUpstream:
 
         response = web.StreamResponse(headers=_SSE_HEADERS)
         await response.prepare(request)
+        if directives.first_byte:
+            await asyncio.sleep(directives.first_byte)
         first = chunk({"role": "assistant", "content": ""})
         if directives.malformed:
             await response.write_eof(first + _MALFORMED_EVENT + _DONE)
