@@ -97,6 +97,11 @@ class RateLimited(GatewayError):
             self.headers.setdefault("retry-after", str(max(1, round(retry_after))))
 
 
+class DeploymentBusy(RateLimited):
+    """A deployment's own configured rpm/tpm has no room for the call: another deployment may
+    take it, but this one is healthy, so it never counts toward a cooldown."""
+
+
 class UpstreamError(GatewayError):
     """The upstream answered with a failure or something unusable."""
 

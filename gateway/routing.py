@@ -17,6 +17,7 @@ from typing import Generic, TypeVar
 
 from gateway.config import RouterSettings
 from gateway.errors import (
+    DeploymentBusy,
     GatewayError,
     ModelNotFound,
     RateLimited,
@@ -212,7 +213,8 @@ class Router:
                 # would refuse it too.
                 log.debug("model %r refused a request: %s", deployment.alias, _detail(failure))
                 break
-            state.failed(failure, settings, time.monotonic())
+            if not isinstance(failure, DeploymentBusy):  # our own limiter said no: healthy
+                state.failed(failure, settings, time.monotonic())
             if attempt == settings.num_retries:
                 break
             now = time.monotonic()

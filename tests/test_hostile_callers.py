@@ -113,6 +113,27 @@ def test_upstream_faults_still_cool_a_deployment_down(
     assert upstream.calls(model) == 3
 
 
+def test_requests_too_large_for_a_deployments_limit_do_not_cool_it_down(
+    gateway: GatewayFactory, upstream: FakeUpstream
+) -> None:
+    entry = fake_model(upstream, "metered", "id=deployment-tpm", tpm=2000)
+    entry["model_info"] = {"id": SECRET_ID}
+    config = {
+        "model_list": [entry],
+        "router_settings": {"allowed_fails": 3, "cooldown_time": 60, "num_retries": 0},
+    }
+    base = gateway(config)
+    (attacker, _), (victim, _) = make_key(base), make_key(base)
+    for _ in range(5):
+        refused = chat(base, attacker, model="metered", max_tokens=5000)
+        assert refused.status_code == 429, refused.text[:300]
+        message = refused.json()["error"]["message"]
+        assert "'metered'" in message
+        assert SECRET_ID not in message
+    answered = chat(base, victim, model="metered", max_tokens=10)
+    assert answered.status_code == 200, answered.text[:300]
+
+
 # 2. Budgets hold against n, max_tokens and non-text parts.
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.auth import Caller
+from gateway.errors import DeploymentBusy, RateLimited
 from gateway.metering.budgets import Budget, BudgetHold
 from gateway.metering.limits import Limit, RateState, Reservation
 from gateway.metering.prices import PriceTable
@@ -109,6 +110,18 @@ def _non_text_parts(messages: Any) -> int:
     return count
 
 
+def _busy(deployment: Deployment, refused: RateLimited) -> DeploymentBusy:
+    # The limiter names the deployment's id; the caller learns the alias, the log the rest.
+    model = repr(deployment.alias)
+    if refused.retry_after is None:  # waiting will never help
+        message = f"the request is too large for model {model}'s token rate; lower max_tokens"
+    else:
+        message = f"model {model} is at its configured rate limit; retry later"
+    return DeploymentBusy(
+        message, retry_after=refused.retry_after, headers=refused.headers, detail=refused.message
+    )
+
+
 class Meter:
     def __init__(
         self,
@@ -174,7 +187,10 @@ class Meter:
         if deployment.rpm is None and deployment.tpm is None:
             return
         limit = Limit(f"deployment:{deployment.id}", deployment.rpm, deployment.tpm)
-        admitted = await self.store.admit([], 0.0, [limit], admission.tokens)
+        try:
+            admitted = await self.store.admit([], 0.0, [limit], admission.tokens)
+        except RateLimited as refused:
+            raise _busy(deployment, refused) from None
         if admitted.reservation is not None:
             admission.deployment_reservations.append(admitted.reservation)
 
