@@ -52,7 +52,7 @@ class DeploymentState:
         self.cooldown_until = 0.0
         self.in_flight = 0
         self.latency = 0.0  # exponentially weighted seconds per successful call
-        self.logged_at = -LOG_EVERY_S
+        self.logged_at = float("-inf")
         self.unlogged = 0  # failures since the last one logged
 
     def healthy(self, now: float) -> bool:
