@@ -13,6 +13,9 @@ from starlette.responses import Response
 
 
 class GatewayError(Exception):
+    """`message` is for the caller; `detail`, for the operator's log, may name what callers
+    must not see (deployment ids, upstream model names and addresses, library errors)."""
+
     status = 500
     type = "server_error"
     code: str | None = None
@@ -24,9 +27,11 @@ class GatewayError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        self.detail = detail
         self.param = param
         if code is not None:
             self.code = code
@@ -92,6 +97,11 @@ class RateLimited(GatewayError):
             self.headers.setdefault("retry-after", str(max(1, round(retry_after))))
 
 
+class DeploymentBusy(RateLimited):
+    """A deployment's own configured rpm/tpm has no room for the call: another deployment may
+    take it, but this one is healthy, so it never counts toward a cooldown."""
+
+
 class UpstreamError(GatewayError):
     """The upstream answered with a failure or something unusable."""
 
@@ -128,6 +138,8 @@ RETRYABLE: tuple[type[GatewayError], ...] = (
 
 
 def is_retryable(error: GatewayError) -> bool:
+    """Whether the failure is the upstream's (429, 5xx, timeouts, connection errors), not the
+    caller's: only these say anything about a deployment's health."""
     return isinstance(error, RETRYABLE)
 
 

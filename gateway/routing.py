@@ -8,6 +8,7 @@ deployment or a fallback only before the client has received a byte.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from typing import Generic, TypeVar
 
 from gateway.config import RouterSettings
 from gateway.errors import (
+    DeploymentBusy,
     GatewayError,
     ModelNotFound,
     RateLimited,
@@ -27,11 +29,22 @@ from gateway.providers import Deployment, Provider, Providers
 T = TypeVar("T")
 Operation = Callable[[Provider, Deployment], Awaitable[T]]
 
+log = logging.getLogger("gateway.routing")
+LOG_EVERY_S = 1.0
+
 
 class DeploymentState:
     """Health and load of one deployment, in this process."""
 
-    __slots__ = ("consecutive_fails", "cooldown_until", "deployment", "in_flight", "latency")
+    __slots__ = (
+        "consecutive_fails",
+        "cooldown_until",
+        "deployment",
+        "in_flight",
+        "latency",
+        "logged_at",
+        "unlogged",
+    )
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
@@ -39,6 +52,8 @@ class DeploymentState:
         self.cooldown_until = 0.0
         self.in_flight = 0
         self.latency = 0.0  # exponentially weighted seconds per successful call
+        self.logged_at = float("-inf")
+        self.unlogged = 0  # failures since the last one logged
 
     def healthy(self, now: float) -> bool:
         return now >= self.cooldown_until
@@ -48,12 +63,23 @@ class DeploymentState:
         self.latency = seconds if self.latency == 0.0 else 0.8 * self.latency + 0.2 * seconds
 
     def failed(self, error: GatewayError, settings: RouterSettings, now: float) -> None:
+        """An upstream fault (see is_retryable); a caller's bad request is never one."""
+        self._log(error, now)
         self.consecutive_fails += 1
         if self.consecutive_fails >= settings.allowed_fails:
             self.cooldown_until = max(self.cooldown_until, now + settings.cooldown_time)
         retry_after = error.retry_after if isinstance(error, RateLimited) else None
         if retry_after is not None and retry_after > settings.max_retry_wait:
             self.cooldown_until = max(self.cooldown_until, now + retry_after)
+
+    def _log(self, error: GatewayError, now: float) -> None:
+        # At most one line per deployment per LOG_EVERY_S: an outage must not flood the log.
+        if now - self.logged_at < LOG_EVERY_S:
+            self.unlogged += 1
+            return
+        more = f" ({self.unlogged} more failures since the last report)" if self.unlogged else ""
+        log.warning("model %r failed: %s%s", self.deployment.alias, _detail(error), more)
+        self.logged_at, self.unlogged = now, 0
 
 
 @dataclass(slots=True)
@@ -92,19 +118,25 @@ class Router:
             )
         return states
 
-    def chain(self, alias: str) -> list[str]:
-        """The alias and its fallbacks, in the order they are tried."""
+    def chain(self, alias: str, allowed: Callable[[str], bool] | None = None) -> list[str]:
+        """The alias and the fallbacks `allowed` lets the caller use, in the order they are
+        tried. The caller must be allowed the alias itself: that is checked apart, so the
+        caller learns why it was refused."""
         self.states(alias)
-        return [alias, *self.fallbacks.get(alias, [])]
+        fallbacks = self.fallbacks.get(alias)
+        if not fallbacks:
+            return [alias]
+        if allowed is None:
+            return [alias, *fallbacks]
+        return [alias, *(name for name in fallbacks if allowed(name))]
 
-    async def call(self, alias: str, operation: Operation[T]) -> Routed[T]:
-        first = self.states(alias)
-        chain = [alias, *self.fallbacks.get(alias, [])]
+    async def call(self, chain: list[str], operation: Operation[T]) -> Routed[T]:
+        """Tries the aliases of `chain` (from chain()) in order until one answers."""
         attempts = 0
         spent = 0.0
         error: GatewayError | None = None
-        for index, name in enumerate(chain):
-            states = first if index == 0 else self.by_alias[name]
+        for name in chain:
+            states = self.states(name)
             try:
                 return await self._call_alias(states, operation, attempts, spent)
             except _AliasFailed as failure:
@@ -176,8 +208,14 @@ class Router:
                 state.succeeded(elapsed)
                 return Routed(value, deployment, attempts, spent)
             last_error = failure
-            state.failed(failure, settings, time.monotonic())
-            if not is_retryable(failure) or attempt == settings.num_retries:
+            if not is_retryable(failure):
+                # The caller's own request was refused: the deployment is fine, and another
+                # would refuse it too.
+                log.debug("model %r refused a request: %s", deployment.alias, _detail(failure))
+                break
+            if not isinstance(failure, DeploymentBusy):  # our own limiter said no: healthy
+                state.failed(failure, settings, time.monotonic())
+            if attempt == settings.num_retries:
                 break
             now = time.monotonic()
             if any(id(s) not in tried and s.healthy(now) for s in states):
@@ -190,6 +228,10 @@ class Router:
             spent += wait
         assert last_error is not None
         raise _AliasFailed(last_error, attempts, spent)
+
+
+def _detail(error: GatewayError) -> str:
+    return error.detail or error.message
 
 
 class _AliasFailed(Exception):

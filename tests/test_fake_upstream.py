@@ -472,3 +472,43 @@ def test_running_upstream_in_a_thread() -> None:
         port = fake.port
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), 1):
         pass
+
+
+async def test_n_choices_and_fill_to_the_token_limit(
+    fake: FakeUpstream, http: aiohttp.ClientSession
+) -> None:
+    body: dict[str, Any] = {"model": "fill", "messages": CONVERSATION, "n": 3, "max_tokens": 7}
+    status, raw, _ = await post(http, fake, "/chat/completions", body)
+    reply = orjson.loads(raw)
+    assert status == 200
+    assert [c["index"] for c in reply["choices"]] == [0, 1, 2]
+    assert {c["message"]["content"] for c in reply["choices"]} == {" ".join(["tok"] * 7)}
+    assert {c["finish_reason"] for c in reply["choices"]} == {"length"}
+    assert reply["usage"]["completion_tokens"] == 21
+
+    stream = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    _, raw, _ = await post(http, fake, "/chat/completions", stream)
+    chunks = events(raw)
+    by_choice: dict[int, str] = {}
+    for chunk in chunks[:-1]:
+        (choice,) = chunk["choices"]
+        by_choice[choice["index"]] = by_choice.get(choice["index"], "") + (
+            choice["delta"].get("content") or ""
+        )
+    assert by_choice == {i: " ".join(["tok"] * 7) for i in range(3)}
+    assert chunks[-1]["usage"]["completion_tokens"] == 21
+
+    _, raw, _ = await post(http, fake, "/chat/completions", {**body, "model": "gpt-4o-mini"})
+    assert orjson.loads(raw)["choices"][0]["message"]["content"] == ANSWER  # fill not asked
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("n", 0), ("n", 129), ("n", "2"), ("temperature", 2.5)]
+)
+async def test_out_of_range_parameters_are_400(
+    fake: FakeUpstream, http: aiohttp.ClientSession, field: str, value: Any
+) -> None:
+    body = {"model": "gpt-4o-mini", "messages": CONVERSATION, field: value}
+    status, raw, _ = await post(http, fake, "/chat/completions", body)
+    assert status == 400
+    assert orjson.loads(raw)["error"]["param"] == field

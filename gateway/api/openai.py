@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -15,7 +16,7 @@ from gateway.api.event_stream import EventStreamResponse
 from gateway.auth import Caller
 from gateway.errors import BadRequest, GatewayError
 from gateway.metering.calls import CallRecord
-from gateway.metering.meter import Admission
+from gateway.metering.meter import Admission, prompt_tokens_sent
 from gateway.metering.redact import redacted_json
 from gateway.prompts.calling import PromptRef, apply_prompt, prompt_ref
 from gateway.providers import Deployment, Reply, Stream, Usage
@@ -23,8 +24,10 @@ from gateway.routing import Routed
 from gateway.state import GatewayState
 
 router = APIRouter()
+log = logging.getLogger("gateway")
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+MAX_CHOICES = 128  # OpenAI's bound on n
 
 
 def _check_chat(body: dict[str, Any]) -> None:
@@ -44,6 +47,25 @@ def _check_chat(body: dict[str, Any]) -> None:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise BadRequest("'stream_options' must be an object.", param="stream_options")
+    # Budgets reserve n x max_tokens: both must be numbers the upstream will honour.
+    n = body.get("n")
+    if n is not None and (type(n) is not int or not 1 <= n <= MAX_CHOICES):
+        raise BadRequest(
+            f"'n' (how many choices to generate) must be an integer from 1 to {MAX_CHOICES}, "
+            f"not {_shown(n)}.",
+            param="n",
+        )
+    for name in ("max_tokens", "max_completion_tokens"):
+        limit = body.get(name)
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise BadRequest(
+                f"'{name}' must be a positive integer, not {_shown(limit)}.", param=name
+            )
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _call(request: Request) -> CallRecord:
@@ -57,7 +79,9 @@ def _logs_bodies(state: GatewayState, caller: Caller) -> bool:
 
 async def _admit(
     request: Request, state: GatewayState, caller: Caller, completion: bool
-) -> tuple[dict[str, Any], str, Admission]:
+) -> tuple[dict[str, Any], list[str], Admission]:
+    """The body, the aliases the call may be served by (the model and the fallbacks the
+    caller may use) and the admission that reserved its worst case against them."""
     call = _call(request)
     body, size = await read_json(request)
     if completion:
@@ -68,12 +92,15 @@ async def _admit(
     call.alias = alias
     if completion:
         _check_chat(body)
-    chain = state.router.chain(alias)  # 404 for an unknown alias, before anything is reserved
+    key = caller.key
+    allowed = key.allows_model if key is not None and key.models else None
+    # 404 for an unknown alias, before anything is reserved.
+    chain = state.router.chain(alias, allowed)
     caller.check_model(alias)
     if _logs_bodies(state, caller):
         call.request_body = redacted_json(body)
     admission = await state.meter.admit(caller, chain, body, size, completion=completion)
-    return body, alias, admission
+    return body, chain, admission
 
 
 async def _use_prompt(
@@ -125,7 +152,7 @@ def _finish(
 @router.post("/v1/chat/completions")
 @router.post("/chat/completions", include_in_schema=False)
 async def chat_completions(request: Request, state: StateDep, caller: CallerDep) -> Response:
-    body, alias, admission = await _admit(request, state, caller, completion=True)
+    body, chain, admission = await _admit(request, state, caller, completion=True)
     meter = state.meter
     call = _call(request)
     try:
@@ -137,22 +164,24 @@ async def chat_completions(request: Request, state: StateDep, caller: CallerDep)
             upstream_body = {**body, "stream_options": {**options, "include_usage": True}}
 
             async def open_stream(provider: Any, deployment: Deployment) -> Stream:
+                call.deployment = deployment  # so a failed call's row names the last one tried
                 await meter.admit_deployment(admission, deployment)
                 stream: Stream = await provider.open_stream(deployment, upstream_body)
                 return stream
 
-            opened = await state.router.call(alias, open_stream)
+            opened = await state.router.call(chain, open_stream)
             headers = _finish(request, state, opened, admission, None)
             headers["cache-control"] = "no-cache"
-            relay = _relay(state, call, opened, admission, strip_usage=not wants_usage)
+            relay = _relay(state, call, opened, admission, upstream_body, not wants_usage)
             return EventStreamResponse(relay, headers)
 
         async def chat(provider: Any, deployment: Deployment) -> Reply:
+            call.deployment = deployment
             await meter.admit_deployment(admission, deployment)
             reply: Reply = await provider.chat(deployment, body)
             return reply
 
-        routed = await state.router.call(alias, chat)
+        routed = await state.router.call(chain, chat)
     except BaseException:
         await meter.settle(admission, None, 0.0)
         raise
@@ -169,6 +198,7 @@ async def _relay(
     call: CallRecord,
     opened: Routed[Stream],
     admission: Admission,
+    sent: dict[str, Any],
     strip_usage: bool,
 ) -> AsyncGenerator[bytes, None]:
     """Passes events through; a failure after the first byte ends with an error event, never
@@ -179,31 +209,37 @@ async def _relay(
     try:
         async for batch in stream.batches(strip_usage):
             if stream.done:  # the batch ends with [DONE]
-                _settle_usage(state, call, opened.deployment, stream)
+                _settle_usage(state, call, opened.deployment, stream, sent)
                 batch.insert(-1, f": x-gateway-cost-usd={call.cost:.10f}\n\n".encode())
             yield b"".join(batch)
     except GatewayError as exc:
         call.error_type = exc.type
+        log.warning("stream of model %r failed mid-answer: %s", call.alias, exc.detail or exc)
         yield b"data: " + exc.json_bytes() + b"\n\n"
     except (asyncio.CancelledError, GeneratorExit):
         call.error_type = "client_disconnected"
         raise
     finally:
         if call.usage is None:
-            _settle_usage(state, call, opened.deployment, stream)
+            _settle_usage(state, call, opened.deployment, stream, sent)
         call.upstream_s = opened.upstream_seconds + (time.perf_counter() - stream.opened_at)
         await state.meter.settle(admission, call.usage, call.cost)
         await stream.aclose()
 
 
 def _settle_usage(
-    state: GatewayState, call: CallRecord, deployment: Deployment, stream: Stream
+    state: GatewayState,
+    call: CallRecord,
+    deployment: Deployment,
+    stream: Stream,
+    sent: dict[str, Any],
 ) -> None:
     usage = stream.usage
     if usage is None:
-        # The upstream sent no usage: count what we saw, and say the row is an estimate.
+        # No usage (the upstream sent none, or the client left before it came): count the
+        # prompt that was sent and what streamed up to the cut, and mark the row an estimate.
         usage = Usage(
-            prompt_tokens=max(1, len(call.request_body or "") // 4),
+            prompt_tokens=prompt_tokens_sent(sent),
             completion_tokens=(stream.content_chars + 3) // 4,
         )
         call.estimated = True
@@ -214,24 +250,26 @@ def _settle_usage(
 @router.post("/v1/embeddings")
 @router.post("/embeddings", include_in_schema=False)
 async def embeddings(request: Request, state: StateDep, caller: CallerDep) -> Response:
-    body, alias, admission = await _admit(request, state, caller, completion=False)
+    body, chain, admission = await _admit(request, state, caller, completion=False)
     if "input" not in body:
         await state.meter.settle(admission, None, 0.0)
         raise BadRequest("'input' is required: a string or an array of strings.", param="input")
     meter = state.meter
+    call = _call(request)
 
     async def embed(provider: Any, deployment: Deployment) -> Reply:
+        call.deployment = deployment
         await meter.admit_deployment(admission, deployment)
         reply: Reply = await provider.embeddings(deployment, body)
         return reply
 
     try:
-        routed = await state.router.call(alias, embed)
+        routed = await state.router.call(chain, embed)
     except BaseException:
         await meter.settle(admission, None, 0.0)
         raise
     headers = _finish(request, state, routed, admission, routed.value.usage)
-    await meter.settle(admission, routed.value.usage, _call(request).cost)
+    await meter.settle(admission, routed.value.usage, call.cost)
     return Response(routed.value.body, media_type="application/json", headers=headers)
 
 

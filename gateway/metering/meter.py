@@ -2,8 +2,9 @@
 
 Budgets reserve the worst-case cost before the call and settle to the real cost after, so
 concurrent calls can never spend past a budget by more than the estimate's error. Estimates
-are deliberately pessimistic: prompt tokens from the request's byte size, completion tokens
-from max_tokens (or a configured default), prices from the dearest deployment that may serve.
+are deliberately pessimistic: prompt tokens from the request's byte size plus a fixed count
+per image, audio or file part, completion tokens from n x max_tokens (or a configured
+default), prices from the dearest deployment that may serve.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.auth import Caller
+from gateway.errors import DeploymentBusy, RateLimited
 from gateway.metering.budgets import Budget, BudgetHold
 from gateway.metering.limits import Limit, RateState, Reservation
 from gateway.metering.prices import PriceTable
@@ -32,6 +34,19 @@ class Admission:
         return self.state.headers() if self.state is not None else {}
 
 
+# Prompt tokens reserved per non-text content part (image_url, input_audio, file) beyond its
+# bytes: a URL or a file id costs a few bytes but the model sees the whole image or file.
+# Above the largest single image of OpenAI's high-detail tiling (1,445) and Anthropic's
+# (~1,600); long audio and many-page files may still exceed it, and are settled to the real
+# count after the call like everything else.
+PART_TOKENS_RESERVED = 2_500
+# Prompt tokens billed per non-text part when the upstream reported no usage (a client left
+# before it): a 1024 x 1024 high-detail image's 765, neither the best nor the worst case.
+PART_TOKENS_BILLED = 765
+# Tokens of a message's framing (role, separators), as OpenAI counts them.
+MESSAGE_TOKENS = 4
+
+
 def estimate_tokens(
     body: dict[str, Any], body_bytes: int, default_max_tokens: int
 ) -> tuple[int, int]:
@@ -39,10 +54,72 @@ def estimate_tokens(
     # JSON bytes / 2 over-counts real tokens for every tokenizer we know of (English runs
     # about 4 bytes per token); over-reserving only delays the last calls before a limit.
     prompt = body_bytes // 2 + 16
-    completion = body.get("max_completion_tokens") or body.get("max_tokens")
-    if not isinstance(completion, int) or completion < 0:
-        completion = default_max_tokens
-    return prompt, completion
+    messages = body.get("messages")
+    if messages:
+        prompt += PART_TOKENS_RESERVED * _non_text_parts(messages)
+    limit = 0  # the larger of the two limits: upstreams differ in which one they honour
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if type(value) is int and value > limit:
+            limit = value
+    if not limit:
+        limit = default_max_tokens
+    n = body.get("n")
+    # Every choice may run to the limit: the upstream bills n x max_tokens.
+    if type(n) is int and n > 1:
+        limit *= n
+    return prompt, limit
+
+
+def prompt_tokens_sent(body: dict[str, Any]) -> int:
+    """An estimate of the prompt tokens of a request the upstream accepted, for when it
+    reported none: text characters / 4, like completions are counted from what streamed."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return 1
+    chars = 0
+    parts = 0
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                text = part.get("text") if isinstance(part, dict) else None
+                if isinstance(text, str):
+                    chars += len(text)
+                else:
+                    parts += 1
+        calls = message.get("tool_calls")
+        if calls:
+            chars += len(str(calls))
+    return max(1, chars // 4 + MESSAGE_TOKENS * len(messages) + PART_TOKENS_BILLED * parts)
+
+
+def _non_text_parts(messages: Any) -> int:
+    count = 0
+    if isinstance(messages, list):
+        for message in messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, list):
+                for part in content:
+                    if not isinstance(part, dict) or part.get("type") != "text":
+                        count += 1
+    return count
+
+
+def _busy(deployment: Deployment, refused: RateLimited) -> DeploymentBusy:
+    # The limiter names the deployment's id; the caller learns the alias, the log the rest.
+    model = repr(deployment.alias)
+    if refused.retry_after is None:  # waiting will never help
+        message = f"the request is too large for model {model}'s token rate; lower max_tokens"
+    else:
+        message = f"model {model} is at its configured rate limit; retry later"
+    return DeploymentBusy(
+        message, retry_after=refused.retry_after, headers=refused.headers, detail=refused.message
+    )
 
 
 class Meter:
@@ -110,7 +187,10 @@ class Meter:
         if deployment.rpm is None and deployment.tpm is None:
             return
         limit = Limit(f"deployment:{deployment.id}", deployment.rpm, deployment.tpm)
-        admitted = await self.store.admit([], 0.0, [limit], admission.tokens)
+        try:
+            admitted = await self.store.admit([], 0.0, [limit], admission.tokens)
+        except RateLimited as refused:
+            raise _busy(deployment, refused) from None
         if admitted.reservation is not None:
             admission.deployment_reservations.append(admitted.reservation)
 

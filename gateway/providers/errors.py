@@ -35,65 +35,108 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     return None
 
 
-def upstream_message(body: bytes) -> str:
+def upstream_message(body: bytes) -> tuple[str, str | None]:
+    """The upstream's own error text, and the parameter it names if any."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return body[:200].decode("utf-8", "replace").strip() or "no body"
+        return body[:200].decode("utf-8", "replace").strip() or "no body", None
     if isinstance(data, dict):
         error = data.get("error")
         if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
+            param = error.get("param")
+            return str(error["message"]), param if isinstance(param, str) else None
         if isinstance(error, str):
-            return error
+            return error, None
         if data.get("message"):
-            return str(data["message"])
-    return body[:200].decode("utf-8", "replace")
+            return str(data["message"]), None
+    return body[:200].decode("utf-8", "replace"), None
+
+
+def where(deployment: Deployment) -> str:
+    """The deployment, as the operator's log names it (never the caller's message)."""
+    return f"deployment {deployment.id} ({deployment.model})"
 
 
 def status_error(
     status: int, headers: Mapping[str, str], body: bytes, deployment: Deployment
 ) -> GatewayError:
-    detail = upstream_message(body)
-    where = f"deployment {deployment.id} ({deployment.model})"
+    """The caller's message names the alias; the upstream's own words are passed on only for
+    a 4xx about the caller's request. Everything else goes to `detail`, for the log."""
+    text, param = upstream_message(body)
+    model = repr(deployment.alias)
+    detail = f"{where(deployment)} answered {status}: {text}"
     if status < 400:
         # Redirects are not followed: re-sending a prompt (and credentials) to another URL
         # should be the operator's decision, made once in api_base, not ours on every call.
         location = headers.get("location", "an unnamed location")
         return UpstreamError(
-            f"upstream redirected ({status}) to {location} on {where}; "
-            "set api_base to the final URL"
+            f"the upstream of model {model} answered with a redirect; tell the operator",
+            detail=f"{detail}; redirected to {location}: set api_base to the final URL",
         )
     if status == 429:
         return RateLimited(
-            f"upstream rate limit on {where}: {detail}", retry_after=parse_retry_after(headers)
+            f"the upstream of model {model} is rate limiting the gateway; retry later",
+            retry_after=parse_retry_after(headers),
+            detail=detail,
         )
     if status in (401, 403):
-        # The gateway's own upstream credentials are wrong: not the caller's fault.
-        return UpstreamError(f"upstream rejected the gateway's credentials for {where}: {detail}")
+        # The gateway's own upstream credentials are wrong: not the caller's fault, and the
+        # upstream's words about them (account, organisation, key prefix) are not theirs.
+        return UpstreamError(
+            f"the gateway's credentials for model {model} were rejected; tell the operator",
+            detail=detail,
+        )
+    if status == 404:
+        return UpstreamError(
+            f"the upstream of model {model} does not serve it; tell the operator", detail=detail
+        )
     if status == 408:
-        return UpstreamTimeout(f"upstream timed out on {where}: {detail}")
+        return UpstreamTimeout(f"the upstream of model {model} timed out", detail=detail)
     if status == 503:
-        return UpstreamUnavailable(f"upstream unavailable on {where}: {detail}")
+        return UpstreamUnavailable(
+            f"the upstream of model {model} is unavailable (503); retry later", detail=detail
+        )
     if status >= 500:
-        return UpstreamError(f"upstream error {status} on {where}: {detail}")
-    return BadRequest(f"upstream refused the request ({status}) on {where}: {detail}")
+        return UpstreamError(
+            f"the upstream of model {model} failed (error {status})", detail=detail
+        )
+    return BadRequest(
+        f"upstream refused the request for model {model} ({status}): {text}",
+        param=param,
+        detail=detail,
+    )
 
 
 @contextmanager
 def translate_http_errors(deployment: Deployment) -> Iterator[None]:
-    where = f"deployment {deployment.id} ({deployment.model})"
+    model = repr(deployment.alias)
     try:
         yield
     except GatewayError:
         raise
     except TimeoutError:
-        raise UpstreamTimeout(f"upstream did not answer in time on {where}") from None
+        raise UpstreamTimeout(
+            f"the upstream of model {model} did not answer in time",
+            detail=f"{where(deployment)} timed out",
+        ) from None
     except ConnectFailed as exc:
-        raise UpstreamUnavailable(f"cannot connect to {where}: {exc.os_error}") from None
+        raise UpstreamUnavailable(
+            f"cannot connect to the upstream of model {model}",
+            detail=f"cannot connect to {where(deployment)}: {exc.os_error}",
+        ) from None
     except BodyIncomplete:
-        raise UpstreamError(f"upstream connection broke mid-answer on {where}") from None
+        raise UpstreamError(
+            f"the connection to the upstream of model {model} broke mid-answer",
+            detail=f"{where(deployment)}: connection broke mid-answer",
+        ) from None
     except ServerDisconnected:
-        raise UpstreamError(f"upstream closed the connection on {where}") from None
+        raise UpstreamError(
+            f"the upstream of model {model} closed the connection",
+            detail=f"{where(deployment)} closed the connection",
+        ) from None
     except HTTPClientError as exc:
-        raise UpstreamError(f"upstream transport error on {where}: {exc}") from None
+        raise UpstreamError(
+            f"transport error with the upstream of model {model}",
+            detail=f"{where(deployment)}: {type(exc).__name__}: {exc}",
+        ) from None

@@ -24,6 +24,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.providers.base import DONE_EVENT, Deployment, Reply, Stream, Usage, sse_event
+from gateway.providers.errors import parse_retry_after, where
 
 _import_lock = threading.Lock()
 
@@ -48,9 +49,12 @@ def warm_in_background() -> threading.Thread:
 
 @contextmanager
 def translate_litellm_errors(deployment: Deployment) -> Iterator[None]:
+    """Like translate_http_errors: the caller's message names the alias, and litellm's text
+    (which names the provider, the upstream model and sometimes the account) goes to
+    `detail`, except for a 4xx about the caller's own request."""
     litellm = import_litellm()
     exc_mod = litellm.exceptions
-    where = f"deployment {deployment.id} ({deployment.model})"
+    model = repr(deployment.alias)
     try:
         yield
     except GatewayError:
@@ -59,32 +63,53 @@ def translate_litellm_errors(deployment: Deployment) -> Iterator[None]:
         retry_after = None
         response = getattr(exc, "response", None)
         if response is not None:
-            from gateway.providers.errors import parse_retry_after
-
             retry_after = parse_retry_after(response.headers)
         raise RateLimited(
-            f"upstream rate limit on {where}: {exc.message}", retry_after=retry_after
+            f"the upstream of model {model} is rate limiting the gateway; retry later",
+            retry_after=retry_after,
+            detail=_detail(deployment, exc),
         ) from None
     except exc_mod.Timeout as exc:
-        raise UpstreamTimeout(f"upstream timed out on {where}: {exc.message}") from None
+        raise UpstreamTimeout(
+            f"the upstream of model {model} did not answer in time", detail=_detail(deployment, exc)
+        ) from None
     except exc_mod.APIConnectionError as exc:
-        raise UpstreamUnavailable(f"cannot reach {where}: {exc.message}") from None
+        raise UpstreamUnavailable(
+            f"cannot connect to the upstream of model {model}", detail=_detail(deployment, exc)
+        ) from None
     except exc_mod.ServiceUnavailableError as exc:
-        raise UpstreamUnavailable(f"upstream unavailable on {where}: {exc.message}") from None
+        raise UpstreamUnavailable(
+            f"the upstream of model {model} is unavailable; retry later",
+            detail=_detail(deployment, exc),
+        ) from None
     except (exc_mod.AuthenticationError, exc_mod.PermissionDeniedError) as exc:
         raise UpstreamError(
-            f"upstream rejected the gateway's credentials for {where}: {exc.message}"
+            f"the gateway's credentials for model {model} were rejected; tell the operator",
+            detail=_detail(deployment, exc),
         ) from None
     except (exc_mod.BadRequestError, exc_mod.UnprocessableEntityError) as exc:
-        raise BadRequest(f"upstream refused the request on {where}: {exc.message}") from None
+        raise BadRequest(
+            f"upstream refused the request for model {model}: {exc.message}",
+            detail=_detail(deployment, exc),
+        ) from None
     except exc_mod.NotFoundError as exc:
-        raise UpstreamError(f"upstream does not know the model on {where}: {exc.message}") from None
+        raise UpstreamError(
+            f"the upstream of model {model} does not serve it; tell the operator",
+            detail=_detail(deployment, exc),
+        ) from None
     except exc_mod.APIError as exc:
-        raise UpstreamError(f"upstream error on {where}: {exc.message}") from None
+        raise UpstreamError(
+            f"the upstream of model {model} failed", detail=_detail(deployment, exc)
+        ) from None
     except Exception as exc:  # litellm raises plain exceptions for some provider failures
         raise UpstreamError(
-            f"upstream call failed on {where}: {type(exc).__name__}: {exc}"
+            f"the call to the upstream of model {model} failed", detail=_detail(deployment, exc)
         ) from None
+
+
+def _detail(deployment: Deployment, exc: Exception) -> str:
+    text = getattr(exc, "message", None) or str(exc)
+    return f"{where(deployment)}: {type(exc).__name__}: {text}"
 
 
 def _call_kwargs(deployment: Deployment, body: dict[str, Any]) -> dict[str, Any]:
@@ -136,7 +161,10 @@ class LiteLLMProvider:
             chunks = self._events(response, deployment)
             first = await anext(chunks, None)
         if first is None:
-            raise UpstreamError(f"upstream stream on deployment {deployment.id} was empty")
+            raise UpstreamError(
+                f"the upstream stream of model {deployment.alias!r} was empty",
+                detail=f"{where(deployment)}: empty stream",
+            )
         return Stream(first, chunks, started)
 
     async def _events(self, response: Any, deployment: Deployment) -> AsyncIterator[list[bytes]]:

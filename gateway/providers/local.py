@@ -109,9 +109,11 @@ class LocalProvider:
     @staticmethod
     def _check(deployment: Deployment, known: set[str], kind: str) -> None:
         if deployment.upstream_model not in known:
-            raise BadRequest(
-                f"local provider has no {kind} model {deployment.upstream_model!r} "
-                f"(available: {', '.join(sorted(known))})"
+            # The operator's configuration, not the caller's request, is wrong.
+            raise UpstreamError(
+                f"model {deployment.alias!r} is misconfigured; tell the operator",
+                detail=f"local provider has no {kind} model {deployment.upstream_model!r} "
+                f"(available: {', '.join(sorted(known))}) for deployment {deployment.id}",
             )
 
     async def chat(self, deployment: Deployment, body: dict[str, Any]) -> Reply:
@@ -186,7 +188,10 @@ class LocalProvider:
                 self._pool, self._embedder.embed, texts
             )
         except Exception as exc:  # the model boundary: torch/transformers failures
-            raise UpstreamError(f"local embedding model failed: {exc}") from None
+            raise UpstreamError(
+                f"the embedding model of {deployment.alias!r} failed",
+                detail=f"local embedding model failed: {type(exc).__name__}: {exc}",
+            ) from None
         data = []
         for index, vector in enumerate(vectors):
             if encoding == "base64":

@@ -14,7 +14,7 @@ import orjson
 
 from gateway.errors import UpstreamError
 from gateway.providers.base import Deployment, Reply, Stream, Usage
-from gateway.providers.errors import status_error, translate_http_errors
+from gateway.providers.errors import status_error, translate_http_errors, where
 from gateway.providers.http_client import HTTPClient, Response
 
 # Headers the HTTP client owns: it frames the body and asks for it uncompressed.
@@ -61,7 +61,10 @@ class OpenAICompatibleProvider:
     def _url(deployment: Deployment, path: str) -> str:
         base = deployment.api_base or OPENAI_COMPATIBLE_BASES.get(deployment.provider)
         if not base:
-            raise UpstreamError(f"deployment {deployment.id} has no api_base")
+            raise UpstreamError(
+                f"model {deployment.alias!r} has no upstream address; tell the operator",
+                detail=f"{where(deployment)} has no api_base",
+            )
         return base.rstrip("/") + path
 
     @staticmethod
@@ -98,7 +101,8 @@ class OpenAICompatibleProvider:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise UpstreamError(
-                f"upstream returned invalid JSON on deployment {deployment.id}"
+                f"the upstream of model {deployment.alias!r} returned invalid JSON",
+                detail=f"{where(deployment)} returned invalid JSON: {raw[:200]!r}",
             ) from None
         usage = Usage.from_openai(data.get("usage")) if isinstance(data, dict) else None
         return Reply(raw, usage, time.perf_counter() - started)
@@ -130,7 +134,8 @@ class OpenAICompatibleProvider:
                 first = await anext(events, None)
                 if first is None:
                     raise UpstreamError(
-                        f"upstream stream on deployment {deployment.id} ended before any event"
+                        f"the upstream stream of model {deployment.alias!r} ended before any event",
+                        detail=f"{where(deployment)}: stream ended before any event",
                     )
             except BaseException:
                 if response is not None:

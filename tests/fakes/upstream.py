@@ -63,7 +63,16 @@ with a 400 naming it. The whole string is always echoed back as ``model``.
 ``dim=N``           embedding dimension, 1-4096 (default 8)
 ``echo_headers``    non-streaming replies carry ``x_received_headers``: the request headers,
                     names lower-cased
+``fill``            answer each choice with exactly ``max_completion_tokens`` (else
+                    ``max_tokens``) words ``"tok"``, finish_reason ``length``: the longest
+                    answer the request allows (without a limit: the normal answer)
 ==================  ===========================================================================
+
+Like OpenAI, chat honours ``n`` (that many choices, each with the same answer; completion
+tokens count all of them) and refuses a bad request with a 400 naming the field: ``n`` not an
+integer from 1 to 128, or ``temperature`` not a number from 0 to 2. These depend on the
+request, not the model string, so one caller's bad request and another's good one can share a
+deployment.
 
 Order within a request: count the call, ``latency``, ``hang``, failure (``status`` /
 ``fail_first``), then ``malformed`` or the normal answer (``first_byte`` after its head).
@@ -149,6 +158,7 @@ class Directives:
     first_byte: float = 0.0
     no_usage: bool = False
     pad: int = 0
+    fill: bool = False
 
 
 def _flag(value: str | None) -> bool:
@@ -210,6 +220,7 @@ _DIRECTIVES: Final[dict[str, tuple[str, Callable[[str | None], object]]]] = {
     "first_byte": ("first_byte", _millis),
     "no_usage": ("no_usage", _flag),
     "pad": ("pad", _int_between(0, 1 << 30)),
+    "fill": ("fill", _flag),
 }
 
 
@@ -300,6 +311,32 @@ def _echo(messages: list[Any]) -> tuple[str, int]:
     return "echo: " + last_user, max(words, 1)
 
 
+def _request_error(body: dict[str, Any]) -> web.Response | None:
+    """OpenAI's 400 for a parameter out of its range, or None."""
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128):
+        return _error_response(
+            400, f"Invalid 'n': {n!r}; expected an integer from 1 to 128.", param="n"
+        )
+    temperature = body.get("temperature")
+    if temperature is not None and (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not 0 <= temperature <= 2
+    ):
+        message = f"Invalid 'temperature': {temperature!r}; expected a number from 0 to 2."
+        return _error_response(400, message, param="temperature")
+    return None
+
+
+def _fill_limit(body: dict[str, Any]) -> int | None:
+    for name in ("max_completion_tokens", "max_tokens"):
+        limit = body.get(name)
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            return limit
+    return None
+
+
 def _split(content: str, pieces: int) -> list[str]:
     size = len(content)
     return [content[i * size // pieces : (i + 1) * size // pieces] for i in range(pieces)]
@@ -353,6 +390,13 @@ def _sse(payload: object) -> bytes:
 
 
 _Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    content: str  # of each choice
+    finish: str
+    n: int
 
 
 class FakeUpstream:
@@ -481,10 +525,18 @@ class FakeUpstream:
         messages = body.get("messages")
         if not isinstance(messages, list):
             return _error_response(400, "'messages' must be a list", param="messages")
+        refused = _request_error(body)
+        if refused is not None:
+            return refused
+        n = body.get("n") or 1
         content, prompt_tokens = _echo(messages)
+        finish = "stop"
+        limit = _fill_limit(body) if directives.fill else None
+        if limit is not None:
+            content, finish = " ".join(["tok"] * limit), "length"
         if directives.pad:
             content += " " + "x" * directives.pad
-        completion_tokens = len(content.split())
+        completion_tokens = len(content.split()) * n
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -501,16 +553,18 @@ class FakeUpstream:
             options = body.get("stream_options")
             wants_usage = isinstance(options, dict) and options.get("include_usage") is True
             wants_usage = wants_usage and not directives.no_usage
-            return await self._stream(request, directives, head, content, usage, wants_usage)
+            answer = _Answer(content, finish, n)
+            return await self._stream(request, directives, head, answer, usage, wants_usage)
         reply: dict[str, Any] = {
             **head,
             "choices": [
                 {
-                    "index": 0,
+                    "index": index,
                     "message": {"role": "assistant", "content": content},
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": finish,
                 }
+                for index in range(n)
             ],
         }
         if not directives.no_usage:
@@ -524,13 +578,26 @@ class FakeUpstream:
         request: web.BaseRequest,
         directives: Directives,
         head: dict[str, Any],
-        content: str,
+        answer: _Answer,
         usage: dict[str, int],
         wants_usage: bool,
     ) -> web.StreamResponse:
+        choices = range(answer.n)
+
         def chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            return _sse({**head, "object": "chat.completion.chunk", "choices": [choice]})
+            # One event per choice, as OpenAI streams n > 1.
+            return b"".join(
+                _sse(
+                    {
+                        **head,
+                        "object": "chat.completion.chunk",
+                        "choices": [
+                            {"index": i, "delta": delta, "logprobs": None, "finish_reason": finish}
+                        ],
+                    }
+                )
+                for i in choices
+            )
 
         response = web.StreamResponse(headers=_SSE_HEADERS)
         await response.prepare(request)
@@ -540,8 +607,8 @@ class FakeUpstream:
         if directives.malformed:
             await response.write_eof(first + _MALFORMED_EVENT + _DONE)
             return response
-        pieces = [chunk({"content": piece}) for piece in _split(content, directives.chunks)]
-        tail = [chunk({}, "stop")]
+        pieces = [chunk({"content": piece}) for piece in _split(answer.content, directives.chunks)]
+        tail = [chunk({}, answer.finish)]
         if wants_usage:
             tail.append(
                 _sse({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage})
