@@ -7,12 +7,6 @@ rather than a silent end that looks complete), what the call's request-log row h
 back from the gateway's SQLite database), and that the gateway stays healthy (/healthz and an
 ordinary call still answer, and every call made has its row). docs/reliability.md lists the
 outcome of every row.
-
-Expectations are written as they should be. A row whose correct behaviour needs a fix that
-is not on this branch names the request-log fields awaiting it: a mismatch confined to those
-fields raises AwaitingFix, which the row's strict xfail expects, while any other mismatch
-fails the row outright. Once the fix lands the row passes, its strict xfail turns red, and
-the mark comes off.
 """
 
 from __future__ import annotations
@@ -59,20 +53,6 @@ REFUSED = "<refused>"  # an upstream address where nothing listens
 ERROR_KEYS = {"message", "type", "param", "code"}
 HEADERS = {"Authorization": f"Bearer {MASTER_KEY}"}
 
-ITEM_3 = "issue 12 item 3: fixed on branch routing"
-FAILED_CALL_ROW = (
-    "not in issue 12 (reported to the lead): a call that fails before any byte reached the "
-    "client is logged with attempts=0 and no deployment; the router knows both"
-)
-JSON_WITHOUT_USAGE = (
-    "not in issue 12 (reported to the lead): a JSON reply without usage is logged as 0 "
-    "tokens and cost 0, not counted and marked estimated as a stream's is"
-)
-
-
-class AwaitingFix(AssertionError):
-    """Only request-log fields whose fix is on another branch differ from the expectation."""
-
 
 @dataclass(frozen=True)
 class Sees:
@@ -106,8 +86,6 @@ class Fault:
     calls: tuple[int, ...]  # requests the upstream got, for faulty then each fallback
     stream: bool = False
     fallbacks: tuple[str, ...] = ()  # directives of faulty's fallback aliases, tried in order
-    awaiting: tuple[str, ...] = ()  # request-log fields whose expectation awaits `reason`'s fix
-    reason: str = ""
     timeout: float | None = None  # faulty's own, for rows whose answer must come through
 
 
@@ -118,8 +96,6 @@ def failed(status: int, error: str, attempts: int = 2, deployment: str = "faulty
 
 SERVED = Holds(200, None, 1, "faulty#0", (PROMPT_TOKENS, ANSWER_TOKENS))
 SERVED_PADDED = Holds(200, None, 1, "faulty#0", (PROMPT_TOKENS, ANSWER_TOKENS + 1))
-NOT_LOGGED_YET = ("attempts", "deployment")
-ESTIMATED_INPUT = ("input_tokens",)
 UPSTREAM_5XX = ("upstream_error", "bad_gateway")
 UNAVAILABLE = ("upstream_error", "service_unavailable")
 TIMEOUT = ("timeout_error", "upstream_timeout")
@@ -131,8 +107,6 @@ UPSTREAM_FAULTS = [
         Sees(429, ("rate_limit_error", "rate_limit_exceeded"), retry_after="1"),
         failed(429, "rate_limit_error"),
         calls=(2,),
-        awaiting=NOT_LOGGED_YET,
-        reason=FAILED_CALL_ROW,
     ),
     Fault(
         # Sitting out 30 s would hold the client: the deployment cools down instead.
@@ -141,8 +115,6 @@ UPSTREAM_FAULTS = [
         Sees(429, ("rate_limit_error", "rate_limit_exceeded"), retry_after="30"),
         failed(429, "rate_limit_error", attempts=1),
         calls=(1,),
-        awaiting=NOT_LOGGED_YET,
-        reason=FAILED_CALL_ROW,
     ),
     Fault(
         "429-without-retry-after",
@@ -150,8 +122,6 @@ UPSTREAM_FAULTS = [
         Sees(429, ("rate_limit_error", "rate_limit_exceeded")),
         failed(429, "rate_limit_error"),
         calls=(2,),
-        awaiting=NOT_LOGGED_YET,
-        reason=FAILED_CALL_ROW,
     ),
     Fault(
         "500",
@@ -159,8 +129,6 @@ UPSTREAM_FAULTS = [
         Sees(502, UPSTREAM_5XX),
         failed(502, "upstream_error"),
         calls=(2,),
-        awaiting=NOT_LOGGED_YET,
-        reason=FAILED_CALL_ROW,
     ),
     Fault(
         "503",
@@ -168,8 +136,6 @@ UPSTREAM_FAULTS = [
         Sees(503, UNAVAILABLE),
         failed(503, "upstream_error"),
         calls=(2,),
-        awaiting=NOT_LOGGED_YET,
-        reason=FAILED_CALL_ROW,
     ),
     Fault(
         "connection-refused",
@@ -177,8 +143,6 @@ UPSTREAM_FAULTS = [
         Sees(503, UNAVAILABLE),
         failed(503, "upstream_error"),
         calls=(0,),
-        awaiting=NOT_LOGGED_YET,
-        reason=FAILED_CALL_ROW,
     ),
     Fault(
         "timeout-before-headers",
@@ -186,8 +150,6 @@ UPSTREAM_FAULTS = [
         Sees(504, TIMEOUT),
         failed(504, "timeout_error"),
         calls=(2,),
-        awaiting=NOT_LOGGED_YET,
-        reason=FAILED_CALL_ROW,
     ),
     Fault(
         "timeout-before-headers-stream",
@@ -196,8 +158,6 @@ UPSTREAM_FAULTS = [
         failed(504, "timeout_error"),
         calls=(2,),
         stream=True,
-        awaiting=NOT_LOGGED_YET,
-        reason=FAILED_CALL_ROW,
     ),
     Fault(
         # The head arrives at once and the body never in time: `timeout` covers both.
@@ -206,8 +166,6 @@ UPSTREAM_FAULTS = [
         Sees(504, TIMEOUT),
         failed(504, "timeout_error"),
         calls=(2,),
-        awaiting=NOT_LOGGED_YET,
-        reason=FAILED_CALL_ROW,
     ),
     Fault(
         "slow-first-byte-stream",
@@ -216,8 +174,6 @@ UPSTREAM_FAULTS = [
         failed(504, "timeout_error"),
         calls=(2,),
         stream=True,
-        awaiting=NOT_LOGGED_YET,
-        reason=FAILED_CALL_ROW,
     ),
     Fault(
         "slow-first-byte-within-timeout",
@@ -235,8 +191,6 @@ UPSTREAM_FAULTS = [
         Holds(200, "upstream_error", 1, "faulty#0", "estimated"),
         calls=(1,),
         stream=True,
-        awaiting=ESTIMATED_INPUT,
-        reason=ITEM_3,
     ),
     Fault(
         "stream-stall",
@@ -245,8 +199,6 @@ UPSTREAM_FAULTS = [
         Holds(200, "timeout_error", 1, "faulty#0", "estimated"),
         calls=(1,),
         stream=True,
-        awaiting=ESTIMATED_INPUT,
-        reason=ITEM_3,
     ),
     Fault(
         "malformed-json",
@@ -254,8 +206,6 @@ UPSTREAM_FAULTS = [
         Sees(502, UPSTREAM_5XX),
         failed(502, "upstream_error"),
         calls=(2,),
-        awaiting=NOT_LOGGED_YET,
-        reason=FAILED_CALL_ROW,
     ),
     Fault(
         # The fake sends the malformed event with the first one, so nothing was relayed yet.
@@ -265,8 +215,6 @@ UPSTREAM_FAULTS = [
         failed(502, "upstream_error"),
         calls=(2,),
         stream=True,
-        awaiting=NOT_LOGGED_YET,
-        reason=FAILED_CALL_ROW,
     ),
     Fault(
         "no-usage",
@@ -275,8 +223,6 @@ UPSTREAM_FAULTS = [
         Holds(200, None, 1, "faulty#0", "estimated"),
         calls=(1,),
         timeout=10,
-        awaiting=("input_tokens", "output_tokens", "estimated"),
-        reason=JSON_WITHOUT_USAGE,
     ),
     Fault(
         "no-usage-stream",
@@ -286,8 +232,6 @@ UPSTREAM_FAULTS = [
         calls=(1,),
         stream=True,
         timeout=10,
-        awaiting=ESTIMATED_INPUT,
-        reason=ITEM_3,
     ),
     Fault(
         "oversized-response",
@@ -315,8 +259,6 @@ UPSTREAM_FAULTS = [
         failed(503, "upstream_error", attempts=6, deployment="fallback2#2"),
         calls=(2, 2, 0),
         fallbacks=("status=429,retry_after=0.05", REFUSED),
-        awaiting=NOT_LOGGED_YET,
-        reason=FAILED_CALL_ROW,
     ),
     Fault(
         "every-fallback-failing-stream",
@@ -326,8 +268,6 @@ UPSTREAM_FAULTS = [
         calls=(2, 2),
         stream=True,
         fallbacks=("malformed",),
-        awaiting=NOT_LOGGED_YET,
-        reason=FAILED_CALL_ROW,
     ),
 ]
 
@@ -335,10 +275,7 @@ UPSTREAM_FAULTS = [
 def row_params(rows: list[Fault]) -> list[Any]:
     params = []
     for row in rows:
-        marks = []
-        if row.awaiting:
-            marks.append(pytest.mark.xfail(raises=AwaitingFix, strict=True, reason=row.reason))
-        params.append(pytest.param(row, id=row.name, marks=marks))
+        params.append(pytest.param(row, id=row.name))
     return params
 
 
@@ -524,15 +461,9 @@ def row_problems(row: dict[str, Any], holds: Holds) -> dict[str, str]:
     return problems
 
 
-def settle(problems: dict[str, str], awaiting: tuple[str, ...]) -> None:
-    """Raises for a row that does not hold what it should; AwaitingFix when only fields that
-    await another branch's fix are wrong."""
-    if not problems:
-        return
-    message = "; ".join(problems.values())
-    if set(problems) <= set(awaiting):
-        raise AwaitingFix(message)
-    raise AssertionError(message)
+def settle(problems: dict[str, str]) -> None:
+    """Raises for a row that does not hold what it should, naming every field that differs."""
+    assert not problems, "; ".join(problems.values())
 
 
 def check_healthy(
@@ -545,7 +476,7 @@ def check_healthy(
     rows = logged(db, outcome.request_id)
     healthy = f"healthy#{list(sent).index('healthy')}"
     served = Holds(200, None, 1, healthy, (PROMPT_TOKENS, ANSWER_TOKENS))
-    settle(row_problems(rows[outcome.request_id], served), ())
+    settle(row_problems(rows[outcome.request_id], served))
     assert len(rows) == calls_made + 1, "every call made has exactly one row"
 
 
@@ -571,10 +502,9 @@ def test_upstream_fault(fault: Fault, serve: Any, upstream: FakeUpstream) -> Non
     problems = row_problems(row, fault.holds)
     assert row["stream"] == fault.stream
     check_healthy(base, client, db, sent, calls_made=1)
-    settle(problems, fault.awaiting)
+    settle(problems)
 
 
-@pytest.mark.xfail(raises=AwaitingFix, strict=True, reason=ITEM_3)
 def test_client_disconnect_mid_stream(serve: Any, upstream: FakeUpstream) -> None:
     """The client reads the first words and leaves: the relay stops, the upstream call is
     abandoned, and the row bills the prompt it sent and what the upstream produced so far."""
@@ -596,7 +526,7 @@ def test_client_disconnect_mid_stream(serve: Any, upstream: FakeUpstream) -> Non
     holds = Holds(200, "client_disconnected", 1, "faulty#0", "estimated")
     problems = row_problems(row, holds)
     check_healthy(base, client, db, sent, calls_made=1)
-    settle(problems, ESTIMATED_INPUT)
+    settle(problems)
 
 
 def test_client_gives_up_before_a_json_answer(serve: Any, upstream: FakeUpstream) -> None:
@@ -612,7 +542,7 @@ def test_client_gives_up_before_a_json_answer(serve: Any, upstream: FakeUpstream
 
     wait_until(lambda: len(rows_of(db)) == 1, "the call's row")  # its id never reached the client
     (row,) = rows_of(db).values()
-    settle(row_problems(row, SERVED), ())
+    settle(row_problems(row, SERVED))
     check_healthy(base, client, db, sent, calls_made=1)
 
 
@@ -715,7 +645,7 @@ def test_redis_stopped(fail_open: bool, serve: Any, upstream: FakeUpstream, tmp_
     refused = [rows[r] for r, status in calls.items() if status == 503]
     assert bool(refused) != fail_open
     for row in refused:  # refused before any upstream call: nothing spent, nothing billed
-        settle(row_problems(row, Holds(503, "upstream_error", 0, None)), ())
+        settle(row_problems(row, Holds(503, "upstream_error", 0, None)))
 
 
 # --- SIGTERM under load ------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -164,7 +165,9 @@ async def chat_completions(request: Request, state: StateDep, caller: CallerDep)
             upstream_body = {**body, "stream_options": {**options, "include_usage": True}}
 
             async def open_stream(provider: Any, deployment: Deployment) -> Stream:
-                call.deployment = deployment  # so a failed call's row names the last one tried
+                # So a failed call's row names the last deployment tried and how many were.
+                call.deployment = deployment
+                call.attempts += 1
                 await meter.admit_deployment(admission, deployment)
                 stream: Stream = await provider.open_stream(deployment, upstream_body)
                 return stream
@@ -177,6 +180,7 @@ async def chat_completions(request: Request, state: StateDep, caller: CallerDep)
 
         async def chat(provider: Any, deployment: Deployment) -> Reply:
             call.deployment = deployment
+            call.attempts += 1
             await meter.admit_deployment(admission, deployment)
             reply: Reply = await provider.chat(deployment, body)
             return reply
@@ -186,10 +190,15 @@ async def chat_completions(request: Request, state: StateDep, caller: CallerDep)
         await meter.settle(admission, None, 0.0)
         raise
     reply = routed.value
-    headers = _finish(request, state, routed, admission, reply.usage)
+    usage = reply.usage
+    if usage is None:
+        # An upstream that reports no usage is still billed: counted, and marked an estimate.
+        usage = Usage(prompt_tokens_sent(body), _completion_tokens_in(reply.body))
+        call.estimated = True
+    headers = _finish(request, state, routed, admission, usage)
     if call.request_body is not None:
         call.response_body = reply.body.decode("utf-8", "replace")
-    await meter.settle(admission, reply.usage, call.cost)
+    await meter.settle(admission, usage, call.cost)
     return Response(reply.body, media_type="application/json", headers=headers)
 
 
@@ -227,6 +236,24 @@ async def _relay(
         await stream.aclose()
 
 
+def _completion_tokens_in(reply: bytes) -> int:
+    """What a JSON reply's choices say, counted as streamed text is (characters / 4)."""
+    try:
+        data = orjson.loads(reply)
+    except orjson.JSONDecodeError:
+        return 0
+    choices = data.get("choices") if isinstance(data, dict) else None
+    chars = 0
+    for choice in choices if isinstance(choices, list) else ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict):
+            content = message.get("content")
+            chars += len(content) if isinstance(content, str) else 0
+            calls = message.get("tool_calls")
+            chars += len(orjson.dumps(calls)) if calls else 0
+    return (chars + 3) // 4
+
+
 def _settle_usage(
     state: GatewayState,
     call: CallRecord,
@@ -259,6 +286,7 @@ async def embeddings(request: Request, state: StateDep, caller: CallerDep) -> Re
 
     async def embed(provider: Any, deployment: Deployment) -> Reply:
         call.deployment = deployment
+        call.attempts += 1
         await meter.admit_deployment(admission, deployment)
         reply: Reply = await provider.embeddings(deployment, body)
         return reply
