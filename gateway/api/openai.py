@@ -16,7 +16,7 @@ from gateway.auth import Caller
 from gateway.errors import BadRequest, GatewayError
 from gateway.metering.calls import CallRecord
 from gateway.metering.meter import Admission
-from gateway.metering.redact import redacted_json
+from gateway.metering.redact import redacted_body, redacted_json
 from gateway.prompts.calling import PromptRef, apply_prompt, prompt_ref
 from gateway.providers import Deployment, Reply, Stream, Usage
 from gateway.routing import Routed
@@ -159,7 +159,7 @@ async def chat_completions(request: Request, state: StateDep, caller: CallerDep)
     reply = routed.value
     headers = _finish(request, state, routed, admission, reply.usage)
     if call.request_body is not None:
-        call.response_body = reply.body.decode("utf-8", "replace")
+        call.response_body = redacted_body(reply.body)
     await meter.settle(admission, reply.usage, call.cost)
     return Response(reply.body, media_type="application/json", headers=headers)
 
