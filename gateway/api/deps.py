@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Annotated, Any
 
 import orjson
@@ -127,7 +128,9 @@ def check_json(value: Any, *, text: bool = False) -> None:
                 stack.append((child, (*path, key)))
         elif isinstance(item, list):
             stack.extend((child, (*path, i)) for i, child in enumerate(item))
-        elif isinstance(item, float) and not math.isfinite(item):
+        elif (isinstance(item, float) and not math.isfinite(item)) or (
+            isinstance(item, int) and abs(item) > sys.float_info.max
+        ):
             where = field_path(path) or "body"
             raise BadRequest(
                 f"{where}: must be a finite number (NaN, Infinity and numbers beyond "

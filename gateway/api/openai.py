@@ -32,7 +32,7 @@ def _check_chat(body: dict[str, Any]) -> None:
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' must be a non-empty array of messages.", param="messages")
     for index, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
+        if not isinstance(message, dict) or str(message.get("role")) not in ROLES:
             raise BadRequest(
                 f"messages[{index}] must be an object whose 'role' is one of "
                 f"{', '.join(sorted(ROLES))}.",
