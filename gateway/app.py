@@ -41,7 +41,9 @@ def install_error_handlers(app: FastAPI) -> None:
                 f"(got {content_type}): {first.get('msg', 'invalid body')}"
             )
             return error_response(BadRequest(message))
-        return error_response(BadRequest(f"{where}: {first.get('msg', 'invalid request')}"))
+        message = f"{where}: {first.get('msg', 'invalid request')}"
+        param = ".".join(str(p) for p in first.get("loc", ())[1:])  # without body/query/path
+        return error_response(BadRequest(message, param=param or None))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -10,6 +10,7 @@ import asyncio
 import fnmatch
 import hashlib
 import logging
+import math
 import secrets
 import time
 from collections.abc import Iterable, Mapping
@@ -20,7 +21,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.errors import NotFound
+from gateway.errors import BadRequest, NotFound
 from gateway.store.polling import Poller
 from gateway.store.tables import api_keys, teams
 
@@ -147,12 +148,43 @@ class TeamRecord:
         }
 
 
+# Budgets become integer nano-USD, in Redis as 64-bit integers: a billion dollars fits.
+MAX_BUDGET_USD = 1e9
+TEAM_ID_MAX = 64  # the column's width
+
+
+def check_team_id(team: str, param: str = "team") -> str:
+    if not 1 <= len(team) <= TEAM_ID_MAX or any(ord(c) < 32 or ord(c) == 127 for c in team):
+        raise BadRequest(
+            f"team id {team[:80]!r} must be 1 to {TEAM_ID_MAX} characters without control "
+            f"characters",
+            param=param,
+        )
+    return team
+
+
+def _check_budget(value: Any) -> None:
+    # What the API's models refuse, refused here too for the CLI: an infinite budget would be
+    # stored as null (no budget) or break every later call of the key or team.
+    if value is not None and not (
+        isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= MAX_BUDGET_USD
+    ):
+        raise BadRequest(
+            f"max_budget must be a number of USD from 0 to {MAX_BUDGET_USD:.0f}, not {value!r} "
+            f"(omit it for no budget)",
+            param="max_budget",
+        )
+
+
 def _clean(fields: Mapping[str, Any], allowed: set[str]) -> dict[str, Any]:
     """Known fields only; an explicit null list or mapping means empty (columns are NOT NULL)."""
     values = {k: v for k, v in fields.items() if k in allowed}
     for name, empty in (("models", []), ("prompts", []), ("metadata", {}), ("log_bodies", False)):
         if name in values and values[name] is None:
             values[name] = empty
+    _check_budget(values.get("max_budget"))
+    if isinstance(values.get("team"), str):
+        check_team_id(values["team"])
     return values
 
 
@@ -268,6 +300,7 @@ class KeyStore:
         return key_records, team_records
 
     def upsert_team(self, team_id: str, fields: Mapping[str, Any]) -> TeamRecord:
+        check_team_id(team_id, param="id")
         values = _clean(fields, TEAM_FIELDS)
         stamp = now_utc()
         with self.engine.begin() as connection:

@@ -9,19 +9,20 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.api.deps import MasterDep, StateDep
+from gateway.api.deps import MasterDep, StateDep, ValidInput
 from gateway.errors import BadRequest
+from gateway.keys import MAX_BUDGET_USD
 from gateway.metering.budgets import Budget, parse_duration
 from gateway.metering.spend import GroupBy, cost_report
 
-router = APIRouter()
+router = APIRouter(dependencies=[ValidInput])
 
 
 class Limits(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    max_budget: float | None = Field(default=None, ge=0)
-    budget_duration: str | None = None
+    max_budget: float | None = Field(default=None, ge=0, le=MAX_BUDGET_USD)
+    budget_duration: str | None = Field(default=None, max_length=16)
     # Stored as 32-bit integers; larger limits are effectively unlimited anyway.
     rpm_limit: int | None = Field(default=None, ge=1, le=2**31 - 1)
     tpm_limit: int | None = Field(default=None, ge=1, le=2**31 - 1)

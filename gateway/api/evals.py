@@ -7,12 +7,19 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from gateway.api.deps import CallerDep, MasterDep, StateDep, read_json
-from gateway.errors import BadRequest
+from gateway.api.deps import CallerDep, MasterDep, StateDep, ValidInput, read_json
+from gateway.api.visibility import Visibility
+from gateway.auth import Caller
+from gateway.errors import BadRequest, NotFound
+from gateway.state import GatewayState
 
-router = APIRouter(prefix="/v1/evals")
+router = APIRouter(prefix="/v1/evals", dependencies=[ValidInput])
 
 REPORT_KEYS = {"suite", "verdict", "candidate", "baseline"}
+
+
+def _visibility(state: GatewayState, caller: Caller) -> Visibility:
+    return Visibility(caller, state.registry, state.config.aliases())
 
 
 @router.post("/runs")
@@ -36,10 +43,23 @@ async def list_runs(
     version: str | None = None,
     limit: int = 100,
 ) -> dict[str, Any]:
-    runs = await asyncio.to_thread(state.evals.runs, suite, version, max(1, min(limit, 1000)))
+    """The latest runs (of what the key may use: a key limited to some prompts or models
+    sees the runs of those alone)."""
+    seen = _visibility(state, caller)
+    visible = None if seen.everything else seen.run
+    limit = max(1, min(limit, 1000))
+    runs = await asyncio.to_thread(state.evals.runs, suite, version, limit, visible)
     return {"object": "list", "data": runs}
 
 
 @router.get("/runs/{run_id}")
 async def get_run(run_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
-    return await asyncio.to_thread(state.evals.run, run_id)
+    seen = _visibility(state, caller)
+
+    def visible_run() -> dict[str, Any]:
+        run = state.evals.run(run_id)
+        if not seen.run(run):
+            raise NotFound(f"No eval run {run_id!r}.", param="id")  # as if it did not exist
+        return run
+
+    return await asyncio.to_thread(visible_run)

@@ -18,7 +18,7 @@ from gateway.auth import Caller
 from gateway.errors import BadRequest, GatewayError
 from gateway.metering.calls import CallRecord
 from gateway.metering.meter import Admission, prompt_tokens_sent
-from gateway.metering.redact import redacted_json
+from gateway.metering.redact import redacted_body, redacted_json
 from gateway.prompts.calling import PromptRef, apply_prompt, prompt_ref
 from gateway.providers import Deployment, Reply, Stream, Usage
 from gateway.routing import Routed
@@ -36,7 +36,7 @@ def _check_chat(body: dict[str, Any]) -> None:
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' must be a non-empty array of messages.", param="messages")
     for index, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
+        if not isinstance(message, dict) or str(message.get("role")) not in ROLES:
             raise BadRequest(
                 f"messages[{index}] must be an object whose 'role' is one of "
                 f"{', '.join(sorted(ROLES))}.",
@@ -197,7 +197,7 @@ async def chat_completions(request: Request, state: StateDep, caller: CallerDep)
         call.estimated = True
     headers = _finish(request, state, routed, admission, usage)
     if call.request_body is not None:
-        call.response_body = reply.body.decode("utf-8", "replace")
+        call.response_body = redacted_body(reply.body)
     await meter.settle(admission, usage, call.cost)
     return Response(reply.body, media_type="application/json", headers=headers)
 

@@ -9,14 +9,14 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.api.deps import CallerDep, MasterDep, StateDep
+from gateway.api.deps import CallerDep, MasterDep, StateDep, ValidInput
 from gateway.auth import Caller
 from gateway.errors import NotFound, PermissionDenied
 from gateway.prompts.gates import missing_evals
-from gateway.prompts.store import LATEST, target_versions
+from gateway.prompts.store import LATEST, hide_root, target_versions
 from gateway.state import GatewayState
 
-router = APIRouter(prefix="/v1/prompts")
+router = APIRouter(prefix="/v1/prompts", dependencies=[ValidInput])
 
 
 def _visible(caller: Caller, name: str) -> None:
@@ -39,6 +39,14 @@ def _summary(state: GatewayState, name: str) -> dict[str, Any]:
     }
 
 
+def _problems(state: GatewayState, caller: Caller) -> list[str]:
+    """Files that failed validation at the last sync, relative to the prompts folder. A key
+    limited to some prompts sees none: a broken file may be one it may not see."""
+    if caller.key is not None and caller.key.prompts:
+        return []
+    return [hide_root(p, state.settings.prompts_dir) for p in state.prompts.errors]
+
+
 @router.get("")
 async def list_prompts(state: StateDep, caller: CallerDep) -> dict[str, Any]:
     names = sorted(state.prompts.versions)
@@ -46,7 +54,7 @@ async def list_prompts(state: StateDep, caller: CallerDep) -> dict[str, Any]:
     return {
         "object": "list",
         "data": [_summary(state, n) for n in visible],
-        "errors": state.prompts.errors,  # files that failed validation at the last sync
+        "errors": _problems(state, caller),
     }
 
 
@@ -60,7 +68,7 @@ async def sync_prompts(state: StateDep, caller: MasterDep) -> dict[str, Any]:
     return {
         "registered": [f"{n}@{v}" for n, v in report.registered],
         "unchanged": [f"{n}@{v}" for n, v in report.unchanged],
-        "errors": report.problems(),
+        "errors": _problems(state, caller),
     }
 
 
@@ -124,7 +132,7 @@ async def diff(
 
 
 class RenderRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     label: str | None = None
     version: str | None = None
@@ -150,14 +158,16 @@ async def render(
 
 
 class LabelMove(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    # pydantic matches with Rust's regex, where `$` is the end of the text ("prod\n" fails).
     label: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    version: str | None = None
-    weights: dict[str, float] | None = None
-    reason: str | None = None
+    version: str | None = Field(default=None, max_length=64)
+    weights: dict[str, float] | None = Field(default=None, max_length=100)
+    reason: str | None = Field(default=None, max_length=2000)
     actor: str | None = Field(default=None, max_length=200)
-    require_eval: str | None = None  # a suite that must have a passing run of the target
+    # A suite that must have a passing run of the target.
+    require_eval: str | None = Field(default=None, max_length=200)
 
 
 @router.post("/{name}/labels")
@@ -182,7 +192,7 @@ async def promote(name: str, move: LabelMove, state: StateDep, caller: MasterDep
 class Rollback(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str | None = None
+    reason: str | None = Field(default=None, max_length=2000)
     actor: str | None = Field(default=None, max_length=200)
 
 

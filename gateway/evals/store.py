@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from sqlalchemy import Engine, select
 
-from gateway.errors import NotFound
+from gateway.errors import BadRequest, NotFound
 from gateway.store.tables import eval_runs
 
 SUMMARY_COLUMNS = (
@@ -28,30 +30,80 @@ SUMMARY_COLUMNS = (
 )
 
 
+Count = Annotated[int, Field(ge=0, le=2**31 - 1)]  # stored as 32-bit integers
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class RunSide(BaseModel):
+    """The fields of a report's candidate (or baseline) that the columns keep; the rest of the
+    report is kept as it came."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    target: str = Field(min_length=1, max_length=300)
+    version: str = Field(min_length=1, max_length=300)
+
+
+class Candidate(RunSide):
+    pass_rate: Share
+    mean_score: float = Field(ge=-1e9, le=1e9)
+    cases: Count
+    failed: Count
+    errors: Count
+    cost_usd: float = Field(ge=0, le=1e9)
+
+
+class Verdict(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    passed: StrictBool  # "false" must not count as a pass
+
+
+class RunReport(BaseModel):
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    suite: str = Field(min_length=1, max_length=200)
+    verdict: Verdict
+    candidate: Candidate
+    baseline: RunSide | None = None
+
+
+def check_report(report: dict[str, Any]) -> RunReport:
+    try:
+        return RunReport.model_validate(report)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BadRequest(
+            f"eval report: {where}: {first['msg']} (write reports with gateway eval run --json)",
+            param=where,
+        ) from None
+
+
 class EvalStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def record(self, report: dict[str, Any]) -> str:
         """Stores a run from its JSON report (what `gateway eval run --json` writes)."""
-        candidate = report["candidate"]
-        baseline = report.get("baseline") or {}
+        checked = check_report(report)
+        candidate = checked.candidate
         run_id = "run_" + secrets.token_hex(8)
         with self.engine.begin() as connection:
             connection.execute(
                 eval_runs.insert().values(
                     id=run_id,
-                    suite=report["suite"],
-                    target=candidate["target"],
-                    version=candidate["version"],
-                    baseline_version=baseline.get("version"),
-                    passed=bool(report["verdict"]["passed"]),
-                    pass_rate=float(candidate["pass_rate"]),
-                    mean_score=float(candidate["mean_score"]),
-                    cases=int(candidate["cases"]),
-                    failures=int(candidate["failed"]),
-                    errors=int(candidate["errors"]),
-                    cost_usd=float(candidate["cost_usd"]),
+                    suite=checked.suite,
+                    target=candidate.target,
+                    version=candidate.version,
+                    baseline_version=checked.baseline.version if checked.baseline else None,
+                    passed=checked.verdict.passed,
+                    pass_rate=candidate.pass_rate,
+                    mean_score=candidate.mean_score,
+                    cases=candidate.cases,
+                    failures=candidate.failed,
+                    errors=candidate.errors,
+                    cost_usd=candidate.cost_usd,
                     created_at=datetime.now(UTC),
                     report=report,
                 )
@@ -59,16 +111,32 @@ class EvalStore:
         return run_id
 
     def runs(
-        self, suite: str | None = None, version: str | None = None, limit: int = 100
+        self,
+        suite: str | None = None,
+        version: str | None = None,
+        limit: int = 100,
+        visible: Callable[[dict[str, Any]], bool] | None = None,
     ) -> list[dict[str, Any]]:
+        """The latest runs, newest first; with `visible`, the latest `limit` that it allows."""
         columns = [eval_runs.c[name] for name in SUMMARY_COLUMNS]
-        query = select(*columns).order_by(eval_runs.c.created_at.desc()).limit(limit)
+        query = select(*columns).order_by(eval_runs.c.created_at.desc(), eval_runs.c.id)
         if suite is not None:
             query = query.where(eval_runs.c.suite == suite)
         if version is not None:
             query = query.where(eval_runs.c.version == version)
+        if visible is None:
+            query = query.limit(limit)
+        found: list[dict[str, Any]] = []
         with self.engine.connect() as connection:
-            return [_summary(dict(r._mapping)) for r in connection.execute(query)]
+            rows = connection.execution_options(yield_per=500).execute(query)
+            for row in rows:
+                summary = _summary(dict(row._mapping))
+                if visible is None or visible(summary):
+                    found.append(summary)
+                    if len(found) >= limit:
+                        break
+            rows.close()
+        return found
 
     def run(self, run_id: str) -> dict[str, Any]:
         with self.engine.connect() as connection:

@@ -35,3 +35,12 @@ def redact(value: Any) -> Any:
 
 def redacted_json(value: Any) -> str:
     return orjson.dumps(redact(value)).decode()
+
+
+def redacted_body(raw: bytes) -> str:
+    """A response body as logged: redacted like request bodies (an upstream may echo a
+    secret back); text that is not JSON still loses secret-shaped values."""
+    try:
+        return redacted_json(orjson.loads(raw))
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):  # not JSON, or nested too deep
+        return SECRET_VALUES.sub(MASK, raw.decode("utf-8", "replace"))

@@ -7,6 +7,7 @@ prompt also becomes `production`, so a new prompt is callable without a ceremony
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from gateway.store.tables import prompt_label_history, prompt_labels, prompt_ver
 
 LATEST = "latest"
 PRODUCTION = "production"
+# Weights are relative shares; a bound keeps them finite (an infinite weight would take all
+# the traffic on SQLite and be stored as null on PostgreSQL).
+MAX_WEIGHT = 1_000_000
 
 
 def now_utc() -> datetime:
@@ -86,8 +90,16 @@ def normalize_target(target: Mapping[str, Any]) -> dict[str, Any]:
         raise BadRequest("a label needs 'version' or non-empty 'weights' {version: weight}")
     clean = {}
     for version, weight in weights.items():
-        if not isinstance(weight, int | float) or isinstance(weight, bool) or weight < 0:
-            raise BadRequest(f"weight of version {version} must be a number >= 0")
+        if (
+            not isinstance(weight, int | float)
+            or isinstance(weight, bool)
+            or not 0 <= weight <= MAX_WEIGHT  # also false for NaN
+        ):
+            raise BadRequest(
+                f"weight of version {version} must be a number from 0 to {MAX_WEIGHT}, "
+                f"not {weight!r}",
+                param=f"weights.{version}",
+            )
         if weight > 0:
             clean[str(version)] = float(weight)
     if not clean:
@@ -115,7 +127,7 @@ class PromptStore:
         report = SyncReport(errors=errors)
         for prompt in files:
             try:
-                new = self.register(prompt, git_info(prompt.path), actor)
+                new = self.register(prompt, git_info(prompt.path), actor, root=directory)
             except IntegrityError:
                 new = False  # another replica registered the same version at the same moment
             if new:
@@ -124,8 +136,11 @@ class PromptStore:
                 report.unchanged.append((prompt.name, prompt.version))
         return report
 
-    def register(self, prompt: PromptFile, git: GitInfo, actor: str) -> bool:
-        """Stores a version if new; moves `latest` to it; bootstraps `production`."""
+    def register(
+        self, prompt: PromptFile, git: GitInfo, actor: str, root: Path | None = None
+    ) -> bool:
+        """Stores a version if new; moves `latest` to it; bootstraps `production`. The path
+        is kept relative to `root`, the prompts folder: the API shows it to callers."""
         stamp = now_utc()
         with self.engine.begin() as connection:
             exists = connection.execute(
@@ -141,7 +156,7 @@ class PromptStore:
                     name=prompt.name,
                     version=prompt.version,
                     content=prompt.text,
-                    path=str(prompt.path),
+                    path=shown_path(prompt.path, root),
                     git_commit=git.commit,
                     git_author=git.author,
                     git_message=git.message,
@@ -285,11 +300,34 @@ def _iso(value: datetime | None) -> str | None:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
+def shown_path(path: Path | str | None, root: Path | None = None) -> str | None:
+    """A prompt file's path relative to the prompts folder, never where it is on the server
+    (rows stored before paths were relative show the file name alone)."""
+    if path is None:
+        return None
+    path = Path(path)
+    if root is not None:
+        try:
+            return path.resolve().relative_to(root.resolve()).as_posix()
+        except (ValueError, OSError):
+            pass
+    return path.name if path.is_absolute() else path.as_posix()
+
+
+def hide_root(problem: str, root: Path) -> str:
+    """A validation message without the server's path of the prompts folder."""
+    for prefix in sorted({str(root.resolve()), str(root)}, key=len, reverse=True):
+        if prefix not in (".", ""):
+            start = r"(?<![\w./-])"  # whole path components only
+            problem = re.sub(start + re.escape(prefix.rstrip("/") + "/"), "", problem)
+    return problem
+
+
 def _version_row(row: Row[Any]) -> dict[str, Any]:
     return {
         "name": row.name,
         "version": row.version,
-        "path": row.path,
+        "path": shown_path(row.path),
         "git_commit": row.git_commit,
         "git_author": row.git_author,
         "git_message": row.git_message,

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 from gateway.errors import BadRequest
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-LABEL = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
-VERSION = re.compile(r"^[1-9][0-9]{0,8}$")
+# Whole strings only (fullmatch): with re.match, `$` also matches before a final newline.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+LABEL = re.compile(r"[a-z][a-z0-9-]{0,63}")
+VERSION = re.compile(r"[1-9][0-9]{0,8}")
 LATEST = "latest"  # not a stored label: always the newest version
 # How eval runs name the registry version they tested (the suite target syntax).
 EVAL_PREFIX = "registry:"
@@ -25,14 +26,14 @@ class ModelRef:
 
     @property
     def version(self) -> int | None:
-        return int(self.ref) if VERSION.match(self.ref) else None
+        return int(self.ref) if VERSION.fullmatch(self.ref) else None
 
     def __str__(self) -> str:
         return f"{self.name}@{self.ref}"
 
 
 def check_name(name: str) -> str:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise BadRequest(
             f"model name {name!r} must be letters, digits, '.', '_' or '-' (at most 200), "
             f"starting with a letter or digit",
@@ -46,7 +47,7 @@ def check_label(label: str) -> str:
         raise BadRequest(
             "'latest' always means the newest version; choose another label", param="label"
         )
-    if not LABEL.match(label):
+    if not LABEL.fullmatch(label):
         raise BadRequest(
             f"label {label!r} must match [a-z][a-z0-9-]* (e.g. production, staging, canary)",
             param="label",
@@ -55,7 +56,7 @@ def check_label(label: str) -> str:
 
 
 def check_ref(ref: str) -> str:
-    if ref != LATEST and not VERSION.match(ref) and not LABEL.match(ref):
+    if ref != LATEST and not VERSION.fullmatch(ref) and not LABEL.fullmatch(ref):
         raise BadRequest(
             f"ref {ref!r} must be a version number (3), a label (production) or 'latest'",
             param="ref",

@@ -10,13 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.errors import BadRequest
 
-HASH = re.compile(r"^(?:sha256:)?([0-9a-fA-F]{64})$")
+HASH = re.compile(r"(?:sha256:)?([0-9a-fA-F]{64})")
 
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class VersionSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     alias: str = Field(min_length=1, max_length=200)  # the model_name in config that serves it
     # Classic models (served over /v2 infer) will be registered the same way.
@@ -36,7 +36,7 @@ class VersionSpec(BaseModel):
     def _sha256(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        match = HASH.match(value.strip())
+        match = HASH.fullmatch(value.strip())
         if match is None:
             raise ValueError(
                 "must be 'sha256:' and 64 hex digits (the CLI computes it from --dataset FILE)"

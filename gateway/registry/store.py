@@ -106,7 +106,7 @@ class RegistryStore:
         text = text.strip()
         explicit = text.startswith(EVAL_PREFIX)
         name, at, _ = text.removeprefix(EVAL_PREFIX).partition("@")
-        if not explicit and not (at and NAME.match(name)):
+        if not explicit and not (at and NAME.fullmatch(name)):
             return None, None, text  # e.g. gpt-4o-mini-2024-07-18
         ref = parse_ref(text)
         try:
@@ -253,6 +253,17 @@ class RegistryStore:
             for head in heads
             if head.name in counts  # a model row whose first registration failed
         ]
+
+    def aliases(self, name: str | None = None) -> dict[tuple[str, int], str]:
+        """The alias serving each version (of one model, or of all): what a key limited to
+        some models may see of the registry follows from it."""
+        query = select(
+            registry_versions.c.name, registry_versions.c.version, registry_versions.c.alias
+        )
+        if name is not None:
+            query = query.where(registry_versions.c.name == name)
+        with self.engine.connect() as connection:
+            return {(r.name, r.version): r.alias for r in connection.execute(query)}
 
     def lineage(self, ref: ModelRef) -> dict[str, Any]:
         number = self.resolve(ref)
