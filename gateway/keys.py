@@ -315,7 +315,9 @@ class KeyCache:
         self._hash_by_id: dict[str, str] = {}
         self.teams: dict[str, TeamRecord] = {}
         self._misses: dict[str, float] = {}
-        # The background poll and the misses' looks both apply rows from worker threads.
+        # The background poll and the misses' looks both read and apply rows from worker
+        # threads: one at a time, so an older snapshot never lands after a newer one.
+        self._loading = threading.Lock()
         self._lock = threading.Lock()
         self._poller = Poller("key-cache", self._load)
         self._next_look: asyncio.Task[bool] | None = None
@@ -327,20 +329,15 @@ class KeyCache:
     def _apply(self, keys: Iterable[KeyRecord], team_records: Iterable[TeamRecord]) -> None:
         with self._lock:
             for record in keys:
-                old_hash = self._hash_by_id.get(record.id)
-                current = self.by_hash.get(old_hash) if old_hash is not None else None
-                if current is not None and _older(record.updated_at, current.updated_at):
-                    continue  # a look that started earlier finished later: keep the newer row
                 # A rotated key changes hash: drop the old entry for the same id.
+                old_hash = self._hash_by_id.get(record.id)
                 if old_hash is not None and old_hash != record.key_hash:
                     self.by_hash.pop(old_hash, None)
                 self.by_hash[record.key_hash] = record
                 self._hash_by_id[record.id] = record.key_hash
                 self._misses.pop(record.key_hash, None)
             for team in team_records:
-                known = self.teams.get(team.id)
-                if known is None or not _older(team.updated_at, known.updated_at):
-                    self.teams[team.id] = team
+                self.teams[team.id] = team
 
     def put(self, record: KeyRecord) -> None:
         """This replica's own writes apply at once; others see them on their next poll."""
@@ -350,8 +347,9 @@ class KeyCache:
         self._apply([], [team])
 
     def _load(self, since: datetime) -> None:
-        keys, team_records = self.store.changed_since(since)
-        self._apply(keys, team_records)
+        with self._loading:
+            keys, team_records = self.store.changed_since(since)
+            self._apply(keys, team_records)
 
     def refresh(self) -> None:
         self._poller.refresh()
@@ -416,7 +414,3 @@ class KeyCache:
 
     def team(self, team_id: str | None) -> TeamRecord | None:
         return self.teams.get(team_id) if team_id else None
-
-
-def _older(candidate: datetime | None, current: datetime | None) -> bool:
-    return candidate is not None and current is not None and candidate < current

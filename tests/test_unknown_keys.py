@@ -60,7 +60,9 @@ def serving(tmp_path: Path, **settings: Any) -> Iterator[tuple[str, GatewayState
 
 
 async def flood(base: str, keys: list[str], clients: int = 100) -> list[httpx.Response]:
-    limits = httpx.Limits(max_connections=clients)
+    # Kept-alive connections are dropped well before the server's idle timeout, so none is
+    # reused at the very moment the server closes it.
+    limits = httpx.Limits(max_connections=clients, keepalive_expiry=1)
     async with httpx.AsyncClient(
         base_url=base, limits=limits, timeout=httpx.Timeout(30, pool=None)
     ) as client:
