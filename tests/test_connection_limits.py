@@ -5,6 +5,8 @@ descriptors, and clients with a request to send are served throughout."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -13,7 +15,8 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tests.conftest import DEFAULT_MODELS, GatewayFactory, gateway_process
+from gateway.server import RESERVED_FILES
+from tests.conftest import DEFAULT_MODELS, ROOT, GatewayFactory, gateway_process
 
 WAIT = 15.0  # a bound on every wait below, never an expected duration
 
@@ -167,3 +170,26 @@ def test_gateway_serve_refuses_connections_past_the_cap(tmp_path: Path) -> None:
         refused = closed_by_server(extra, time.monotonic() + WAIT)
         assert refused is not None
         assert refused.startswith(b"HTTP/1.1 503"), refused
+
+
+def _fitted(soft: int, hard: int, cap: int) -> tuple[int, int]:
+    """fit_open_files in a fresh process whose open-file limit is (soft, hard)."""
+    script = (
+        "import resource, sys\n"
+        f"resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard}))\n"
+        "from gateway.server import fit_open_files\n"
+        f"print(fit_open_files({cap}), resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    cap_served, soft_after = done.stdout.split()
+    assert "open-file limit" in done.stderr or int(cap_served) == cap
+    return int(cap_served), int(soft_after)
+
+
+def test_the_cap_fits_the_open_file_limit() -> None:
+    # Room under the hard limit: the soft limit is raised to fit two descriptors a connection.
+    assert _fitted(512, 4096, 1000) == (1000, 2 * 1000 + RESERVED_FILES)
+    # No room: the cap is lowered to what fits, and said so.
+    assert _fitted(512, 512, 1000) == ((512 - RESERVED_FILES) // 2, 512)
