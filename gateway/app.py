@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api import admin, evals, health, openai, prompts, registry
@@ -48,7 +49,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 404:
-            error: GatewayError = NotFound(f"No route {request.method} {request.url.path}.")
+            path = request.url.path
+            error: GatewayError = NotFound(f"No route {request.method} {path}.{_hint(request)}")
         else:
             error = GatewayError(str(exc.detail))
             error.status = exc.status_code
@@ -63,6 +65,18 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
+
+
+def _hint(request: Request) -> str:
+    """Names the route the path meant when it only lacks or adds a trailing slash. Starlette
+    would redirect instead, to an absolute URL built from the caller's Host header."""
+    path = request.scope["path"]
+    other = path.rstrip("/") if path.endswith("/") else path + "/"
+    scope = {**request.scope, "path": other}
+    for route in request.app.router.routes:
+        if other and route.matches(scope)[0] is not Match.NONE:
+            return f" Did you mean {other}?"
+    return ""
 
 
 class GatewayApp(FastAPI):
@@ -111,6 +125,7 @@ def create_app(settings: Settings | None = None, *, freeze_after_start: bool = F
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        redirect_slashes=False,
     )
     app.state.gateway = state
     install_error_handlers(app)

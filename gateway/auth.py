@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
+import math
 import os
 import secrets
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.errors import AuthenticationFailed, PermissionDenied
+from gateway.errors import AuthenticationFailed, PermissionDenied, RateLimited
 from gateway.keys import KeyCache, KeyRecord, TeamRecord, hash_key, now_utc
 from gateway.settings import Settings
 
@@ -82,12 +85,72 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
+def client_address(client: tuple[str, int] | None) -> str:
+    """Who failed, for the failure limit: an IPv4 address, or an IPv6 /64 (one host usually
+    holds a whole /64, so counting single addresses would let it walk around the limit)."""
+    if not client:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(client[0])
+    except ValueError:
+        return client[0]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class FailureLimit:
+    """A token bucket per client address, spent only by failed authentications: past it,
+    an address's unknown keys are refused before they cost a lookup. Valid keys are
+    checked first and never meet it. Bounded: the oldest addresses are forgotten first."""
+
+    ADDRESSES_KEPT = 10_000
+
+    def __init__(self, per_minute: int) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def _tokens(self, address: str, now: float) -> float:
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            return self.capacity
+        tokens, at = bucket
+        return min(self.capacity, tokens + (now - at) * self.rate)
+
+    def check(self, address: str) -> None:
+        tokens = self._tokens(address, time.monotonic())
+        if tokens < 1:
+            wait = (1 - tokens) / self.rate
+            raise RateLimited(
+                f"Too many failed authentications from this address (more than "
+                f"{self.capacity:g} a minute); retry in {math.ceil(wait)} s with a valid key.",
+                retry_after=max(1.0, wait),
+            )
+
+    def failed(self, address: str) -> None:
+        now = time.monotonic()
+        tokens = self._tokens(address, now) - 1
+        buckets = self._buckets
+        buckets.pop(address, None)
+        if len(buckets) >= self.ADDRESSES_KEPT:
+            del buckets[next(iter(buckets))]
+        buckets[address] = (tokens, now)
+
+
 class Authenticator:
-    def __init__(self, master_key: str, keys: KeyCache | None = None) -> None:
+    def __init__(
+        self, master_key: str, keys: KeyCache | None = None, failures_per_minute: int = 60
+    ) -> None:
         self._master = master_key.encode()
         self.keys = keys
+        self.failures = FailureLimit(failures_per_minute)
 
-    async def authenticate(self, authorization: str | None) -> Caller:
+    async def authenticate(
+        self, authorization: str | None, client: tuple[str, int] | None = None
+    ) -> Caller:
         token = bearer_token(authorization)
         if token is None:
             raise AuthenticationFailed(
@@ -96,19 +159,30 @@ class Authenticator:
             )
         if hmac.compare_digest(token.encode(), self._master):
             return Caller(key_id="master", is_master=True)
+        if self.keys is None:
+            raise AuthenticationFailed("Invalid API key: it is not the master key.")
         # The cache is keyed by the SHA-256 of the key: a dict lookup on a hash compares
         # digests, not secrets, so it leaks nothing useful through timing.
-        record = await self.keys.lookup(hash_key(token)) if self.keys is not None else None
+        key_hash = hash_key(token)
+        record = self.keys.by_hash.get(key_hash)
         if record is None:
-            raise AuthenticationFailed("Invalid API key: it is not the master key nor a known key.")
+            address = client_address(client)
+            self.failures.check(address)
+            record = await self.keys.lookup(key_hash)
+            if record is None:
+                self.failures.failed(address)
+                raise AuthenticationFailed(
+                    "Invalid API key: it is not the master key nor a known key."
+                )
         if record.revoked:
             raise AuthenticationFailed(f"Key {record.id} has been revoked.", code="key_revoked")
         if record.expires_at is not None and record.expires_at <= now_utc():
             raise AuthenticationFailed(
                 f"Key {record.id} expired at {record.expires_at.isoformat()}.", code="key_expired"
             )
-        team = self.keys.team(record.team) if self.keys is not None else None
-        return Caller(key_id=record.id, is_master=False, key=record, team=team)
+        return Caller(
+            key_id=record.id, is_master=False, key=record, team=self.keys.team(record.team)
+        )
 
     def require_master(self, caller: Caller) -> None:
         if not caller.is_master:

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -15,6 +15,9 @@ from gateway.cli_evals import eval_app
 from gateway.cli_prompts import prompts_app
 from gateway.cli_registry import registry_app
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 app = typer.Typer(
     add_completion=False,
@@ -73,7 +76,7 @@ def serve(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
-    run_server(settings.host, settings.port, settings.workers, settings.log_level, server)
+    run_server(settings, server)
 
 
 def share_metrics(directory: Path) -> None:
@@ -89,15 +92,13 @@ def share_metrics(directory: Path) -> None:
     os.environ[MULTIPROCESS_DIR] = str(directory)
 
 
-def run_server(
-    host: str, port: int, workers: int, log_level: str, server: Literal["uvicorn", "granian"] | str
-) -> None:
+def run_server(settings: Settings, server: Literal["uvicorn", "granian"] | str) -> None:
     from gateway import server as servers
 
     if server == "granian":
-        servers.run_granian(host, port, workers)
+        servers.run_granian(settings)
     else:
-        servers.run_uvicorn(host, port, workers, log_level)
+        servers.run_uvicorn(settings)
 
 
 @config_app.command("check")

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import math
 import secrets
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import BadRequest, NotFound
-from gateway.store.polling import Poller
+from gateway.store.polling import POLL_SECONDS, Poller
 from gateway.store.tables import api_keys, teams
 
 log = logging.getLogger("gateway.keys")
@@ -326,9 +327,20 @@ class KeyStore:
 
 
 class KeyCache:
-    """Keys and teams by hash, kept fresh by polling; misses go to the database once."""
+    """Keys and teams by hash, kept fresh by polling.
 
-    NEGATIVE_TTL = 1.0
+    A hash that is not cached is answered from memory too: the caller waits for the next
+    look at the rows changed since the last one, a look that starts after it asked, so a key
+    minted on another replica a moment ago works on first use. Misses share that look, and
+    looks run at most once per poll interval, so a flood of garbage keys costs the database
+    one small query per interval however many requests it sends. Hashes found unknown are
+    remembered (bounded) and answered at once; a poll that sees the key forgets the miss.
+    """
+
+    MISSES_KEPT = 10_000
+    MISS_TTL = 60.0
+    # A hung database must not hang the request: past this the key is treated as unknown.
+    LOOK_WAIT = 5.0
 
     def __init__(self, store: KeyStore) -> None:
         self.store = store
@@ -336,19 +348,29 @@ class KeyCache:
         self._hash_by_id: dict[str, str] = {}
         self.teams: dict[str, TeamRecord] = {}
         self._misses: dict[str, float] = {}
+        # The background poll and the misses' looks both read and apply rows from worker
+        # threads: one at a time, so an older snapshot never lands after a newer one.
+        self._loading = threading.Lock()
+        self._lock = threading.Lock()
         self._poller = Poller("key-cache", self._load)
+        self._next_look: asyncio.Task[bool] | None = None
+        self._looks: set[asyncio.Task[bool]] = set()
+        self._look_lock: asyncio.Lock | None = None
+        self._last_look = -POLL_SECONDS
+        self.looks = 0  # looks run for misses: each is one small query, whatever it served
 
     def _apply(self, keys: Iterable[KeyRecord], team_records: Iterable[TeamRecord]) -> None:
-        for record in keys:
-            # A rotated key changes hash: drop the old entry for the same id.
-            old_hash = self._hash_by_id.get(record.id)
-            if old_hash is not None and old_hash != record.key_hash:
-                self.by_hash.pop(old_hash, None)
-            self.by_hash[record.key_hash] = record
-            self._hash_by_id[record.id] = record.key_hash
-            self._misses.pop(record.key_hash, None)
-        for team in team_records:
-            self.teams[team.id] = team
+        with self._lock:
+            for record in keys:
+                # A rotated key changes hash: drop the old entry for the same id.
+                old_hash = self._hash_by_id.get(record.id)
+                if old_hash is not None and old_hash != record.key_hash:
+                    self.by_hash.pop(old_hash, None)
+                self.by_hash[record.key_hash] = record
+                self._hash_by_id[record.id] = record.key_hash
+                self._misses.pop(record.key_hash, None)
+            for team in team_records:
+                self.teams[team.id] = team
 
     def put(self, record: KeyRecord) -> None:
         """This replica's own writes apply at once; others see them on their next poll."""
@@ -358,8 +380,9 @@ class KeyCache:
         self._apply([], [team])
 
     def _load(self, since: datetime) -> None:
-        keys, team_records = self.store.changed_since(since)
-        self._apply(keys, team_records)
+        with self._loading:
+            keys, team_records = self.store.changed_since(since)
+            self._apply(keys, team_records)
 
     def refresh(self) -> None:
         self._poller.refresh()
@@ -369,25 +392,58 @@ class KeyCache:
 
     async def aclose(self) -> None:
         await self._poller.aclose()
+        for task in self._looks:
+            task.cancel()
+        await asyncio.gather(*self._looks, return_exceptions=True)
 
     async def lookup(self, key_hash: str) -> KeyRecord | None:
         record = self.by_hash.get(key_hash)
         if record is not None:
             return record
         missed = self._misses.get(key_hash)
-        if missed is not None and time.monotonic() - missed < self.NEGATIVE_TTL:
+        if missed is not None and time.monotonic() - missed < self.MISS_TTL:
             return None
         try:
-            record = await asyncio.to_thread(self.store.by_hash, key_hash)
-        except SQLAlchemyError:
+            looked = await asyncio.wait_for(asyncio.shield(self._look_soon()), self.LOOK_WAIT)
+        except TimeoutError:
+            log.warning("key lookup waited %ss for the database; answering unknown", self.LOOK_WAIT)
             return None
-        if record is None:
-            if len(self._misses) > 10_000:  # bounded: garbage keys must not grow memory
-                self._misses.clear()
-            self._misses[key_hash] = time.monotonic()
-            return None
-        self._apply([record], [])
+        record = self.by_hash.get(key_hash)
+        if record is None and looked:
+            self._remember_miss(key_hash)
         return record
+
+    def _remember_miss(self, key_hash: str) -> None:
+        with self._lock:
+            if len(self._misses) >= self.MISSES_KEPT:
+                del self._misses[next(iter(self._misses))]  # the oldest
+            self._misses[key_hash] = time.monotonic()
+
+    def _look_soon(self) -> asyncio.Task[bool]:
+        """The look every miss from now on waits for: one queued, one in flight at most."""
+        if self._next_look is None:
+            self._next_look = asyncio.create_task(self._look(), name="key-cache-look")
+            self._looks.add(self._next_look)
+            self._next_look.add_done_callback(self._looks.discard)
+        return self._next_look
+
+    async def _look(self) -> bool:
+        if self._look_lock is None:
+            self._look_lock = asyncio.Lock()
+        async with self._look_lock:
+            wait = self._last_look + POLL_SECONDS - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            # Misses arriving from here on may ask for a key committed after this look began.
+            self._next_look = None
+            self._last_look = time.monotonic()
+            self.looks += 1
+            try:
+                await asyncio.to_thread(self._poller.refresh)
+            except SQLAlchemyError as exc:
+                log.warning("key lookup failed (%s); unknown keys are refused meanwhile", exc)
+                return False
+            return True
 
     def team(self, team_id: str | None) -> TeamRecord | None:
         return self.teams.get(team_id) if team_id else None

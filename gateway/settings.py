@@ -32,3 +32,11 @@ class Settings(BaseSettings):
     # With Redis: how many calls of one key a replica may admit from one reservation (a
     # lease, see gateway/metering/leases.py); 1 admits every call in Redis.
     meter_lease_calls: int = Field(default=256, ge=1)
+    # Failed authentications (unknown keys) one client address may make per minute; beyond
+    # it, 429 before the key lookup.
+    auth_failures_per_minute: int = Field(default=60, ge=1)
+    # A connection must send a complete request head within this many seconds of opening
+    # or of its previous response (also the keep-alive idle timeout), or it is closed.
+    header_timeout: float = Field(default=5.0, gt=0, le=300)
+    # Open connections one worker serves at once; beyond it, new ones get 503 and are closed.
+    max_connections: int = Field(default=4096, ge=1)

@@ -108,7 +108,7 @@ class GatewayState:
             providers=providers,
             router=router,
             prices=prices,
-            auth=Authenticator(master_key, key_cache),
+            auth=Authenticator(master_key, key_cache, settings.auth_failures_per_minute),
             engine=engine,
             keys=keys,
             key_cache=key_cache,

@@ -39,8 +39,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 class ServerThread:
     """A real uvicorn server on an ephemeral loopback port, in a background thread."""
 
-    def __init__(self, app: Any) -> None:
-        options = uvicorn_options()
+    def __init__(self, app: Any, settings: Settings | None = None) -> None:
+        options = uvicorn_options(settings)
         config = uvicorn.Config(
             app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **options
         )
@@ -101,8 +101,8 @@ def gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
         path.write_text(yaml.safe_dump(config))
         settings.setdefault("master_key", MASTER_KEY)
         settings.setdefault("data_dir", tmp_path / ".gateway")
-        app = create_app(Settings(config=path, **settings))
-        server = ServerThread(app)
+        chosen = Settings(config=path, **settings)
+        server = ServerThread(create_app(chosen), chosen)
         servers.append(server)
         return server.start()
 

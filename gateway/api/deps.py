@@ -28,7 +28,9 @@ async def authenticate(request: Request) -> Caller:
 
 
 async def authenticate_with(state: GatewayState, request: Request) -> Caller:
-    caller = await state.auth.authenticate(request.headers.get("authorization"))
+    caller = await state.auth.authenticate(
+        request.headers.get("authorization"), request.scope.get("client")
+    )
     call: CallRecord | None = request.scope["state"].get("call")
     if call is not None:
         call.key_id = caller.key_id
