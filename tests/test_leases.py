@@ -67,12 +67,13 @@ async def replicas(redis_pair: tuple[Redis, Redis], redis_prefix: str) -> AsyncI
 
 
 async def counts(store: RedisMeterStore, limit: Limit) -> tuple[int, int]:
-    """The (requests, tokens) Redis holds for a scope's current window."""
+    """The (requests, tokens) Redis holds for a scope's window: the current second's and the
+    earlier ones' (see LIMITS_LUA)."""
     prepared = store.limiter.prepare_acquire([limit], 0)
     assert prepared is not None
     redis = store.ledger._redis
-    values = await redis.hmget(prepared.keys[0], "r", "t")
-    return int(values[0] or 0), int(values[1] or 0)
+    r, t, cr, ct = (int(v or 0) for v in await redis.hmget(prepared.keys[0], "r", "t", "cr", "ct"))
+    return r + cr, t + ct
 
 
 async def settle(store: RedisMeterStore, admitted: Admitted, cost: float, tokens: int) -> None:

@@ -365,7 +365,7 @@ async def test_memory_keeps_at_most_one_window_of_seconds(clock: Clock) -> None:
     assert len(limiter._windows["key:m"].seconds) == WINDOW_S + 1
 
 
-async def test_redis_keeps_one_bounded_key_per_scope(
+async def test_redis_keeps_two_bounded_keys_per_scope(
     redis_pair: tuple[Redis, Redis], redis_prefix: str, clock: Clock
 ) -> None:
     limiter = RedisRateLimiter(redis_pair[0], redis_prefix, clock=clock)
@@ -378,10 +378,14 @@ async def test_redis_keeps_one_bounded_key_per_scope(
         1_000_000 - 122,
         1_000_000_000 - 121 - 3,
     )
-    [key] = [key async for key in redis_pair[0].scan_iter(match=f"{redis_prefix}*")]
-    # Totals, oldest and newest second, and two fields per second of the window.
-    assert await redis_pair[0].hlen(key) <= 4 + 2 * (WINDOW_S + 1)
-    assert 0 < await redis_pair[0].ttl(key) <= KEY_TTL_S
+    # The current second's counts and the earlier ones' totals; a field for each of those.
+    current, earlier = (f"{redis_prefix}rate:key:r", f"{redis_prefix}rate-s:key:r")
+    keys = {key.decode() async for key in redis_pair[0].scan_iter(match=f"{redis_prefix}*")}
+    assert keys == {current, earlier}
+    assert await redis_pair[0].hlen(current) <= 6
+    assert await redis_pair[0].hlen(earlier) <= 2 * WINDOW_S
+    for key in keys:
+        assert 0 < await redis_pair[0].ttl(key) <= KEY_TTL_S
 
 
 async def test_a_replica_minutes_ahead_does_not_break_the_window(

@@ -284,17 +284,19 @@ class MemoryRateLimiter:
 
 
 # Lua functions shared by the scripts here and the combined admission in redis_meter.py.
-# A scope's window is one hash: the totals 'r' and 't' over the seconds it keeps, the oldest
-# and newest second kept ('lo', 'hi'), and each second s's counts ('r' .. s, 't' .. s);
-# every change keeps the totals equal to the sum of the seconds kept. Reading at second now
-# drops the seconds before now - SPAN (SPAN = WINDOW_S). The loops below run over at most
-# 3 * SPAN seconds; after a clock jump of minutes the window is rebuilt from the whole hash.
+# A scope's window is two hashes (keys from index k, two per scope). The first, read and
+# written by every call: 'cs' the current (newest) second, 'cr' and 'ct' its requests and
+# tokens, 'r' and 't' the totals of the earlier seconds kept and 'lo' the oldest of them. The
+# second, written about once a second: each earlier second s's counts 'r' .. s and 't' .. s.
+# A window holds r + cr requests and t + ct tokens. Reading at second now drops the seconds
+# before now - SPAN (SPAN = WINDOW_S); the loops below run over at most 3 * SPAN seconds, and
+# after a clock jump of minutes the window is rebuilt from the whole second hash.
 # A check's arguments from index a: tokens, key TTL, the current second, then rpm and tpm
 # per scope (-1 = unlimited). A correction's: the second, the requests and tokens to add.
 LIMITS_LUA = """
-local function window_rebuild(key, cutoff)
-  local fields = redis.call('HGETALL', key)
-  local r, t, lo, hi, gone = 0, 0, nil, nil, {}
+local function history_rebuild(seconds, cutoff)
+  local fields = redis.call('HGETALL', seconds)
+  local r, t, lo, gone = 0, 0, nil, {}
   for i = 1, #fields, 2 do
     local kind, s = string.match(fields[i], '^([rt])(%d+)$')
     if s then
@@ -304,106 +306,138 @@ local function window_rebuild(key, cutoff)
       else
         if kind == 'r' then r = r + tonumber(fields[i + 1]) else t = t + tonumber(fields[i + 1]) end
         if lo == nil or s < lo then lo = s end
-        if hi == nil or s > hi then hi = s end
       end
     end
   end
-  if lo == nil then
-    redis.call('DEL', key)
-    return 0, 0, nil, nil
-  end
   for i = 1, #gone, 1000 do
-    redis.call('HDEL', key, unpack(gone, i, math.min(i + 999, #gone)))
-  end
-  redis.call('HSET', key, 'r', r, 't', t, 'lo', lo, 'hi', hi)
-  return r, t, lo, hi
-end
-
--- Drops the seconds before cutoff and the empty ones after it up to second last, so that
--- 'lo' is the oldest second still holding room. Returns totals, lo, hi (nil when empty).
-local function window_advance(key, r, t, lo, hi, cutoff, last)
-  if cutoff - lo > 2 * SPAN then return window_rebuild(key, cutoff) end
-  local gone = {}
-  local s = lo
-  while s <= hi do
-    local held = redis.call('HMGET', key, 'r' .. s, 't' .. s)
-    local sr, st = tonumber(held[1]) or 0, tonumber(held[2]) or 0
-    if s >= cutoff and (s > last or sr ~= 0 or st ~= 0) then break end
-    if held[1] or held[2] then
-      r, t = r - sr, t - st
-      gone[#gone + 1] = 'r' .. s
-      gone[#gone + 1] = 't' .. s
-    end
-    s = s + 1
-  end
-  if s > hi then
-    redis.call('DEL', key)
-    return 0, 0, nil, nil
-  end
-  if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
-  redis.call('HSET', key, 'r', r, 't', t, 'lo', s)
-  return r, t, s, hi
-end
-
-local function window_read(key, now)
-  local held = redis.call('HMGET', key, 'r', 't', 'lo', 'hi')
-  local lo = tonumber(held[3])
-  if lo == nil then return 0, 0, nil, nil end
-  local r, t, hi = tonumber(held[1]) or 0, tonumber(held[2]) or 0, tonumber(held[4])
-  local cutoff = now - SPAN
-  if lo >= cutoff then return r, t, lo, hi end
-  if hi < cutoff then
-    redis.call('DEL', key)
-    return 0, 0, nil, nil
-  end
-  return window_advance(key, r, t, lo, hi, cutoff, now)
-end
-
--- Counts dr requests and dt tokens in second now; returns the totals and the oldest second.
-local function window_add(key, now, dr, dt, lo, hi, ttl)
-  local r = redis.call('HINCRBY', key, 'r', dr)
-  local t = redis.call('HINCRBY', key, 't', dt)
-  redis.call('HINCRBY', key, 'r' .. now, dr)
-  redis.call('HINCRBY', key, 't' .. now, dt)
-  if lo == nil then
-    redis.call('HSET', key, 'lo', now, 'hi', now)
-    redis.call('EXPIRE', key, ttl)
-    return r, t, now
-  end
-  if now > hi then
-    redis.call('HSET', key, 'hi', now)
-    redis.call('EXPIRE', key, ttl)
-  elseif now < lo then
-    redis.call('HSET', key, 'lo', now)
-    return r, t, now
+    redis.call('HDEL', seconds, unpack(gone, i, math.min(i + 999, #gone)))
   end
   return r, t, lo
 end
 
--- The second whose leaving the window makes room for a refused call; -1 when none does.
-local function window_frees_at(key, r, t, lo, hi, rpm, tpm, tokens)
-  if lo == nil or rpm == 0 or (tpm >= 0 and tokens > tpm) then return -1 end
-  for s = lo, math.min(hi, lo + 3 * SPAN) do
-    local held = redis.call('HMGET', key, 'r' .. s, 't' .. s)
-    r, t = r - (tonumber(held[1]) or 0), t - (tonumber(held[2]) or 0)
-    if (rpm < 0 or r + 1 <= rpm) and (tpm < 0 or t + tokens <= tpm) then return s end
+-- Drops the earlier seconds before cutoff, and the empty ones up to second last, so that lo
+-- is the oldest second still holding room (nil: none left); returns the new r, t, lo.
+local function history_advance(key, seconds, r, t, lo, cs, cutoff, last)
+  if cutoff - lo > 2 * SPAN then
+    r, t, lo = history_rebuild(seconds, cutoff)
+  else
+    local gone = {}
+    local s = lo
+    while s < cs do
+      local held = redis.call('HMGET', seconds, 'r' .. s, 't' .. s)
+      local sr, st = tonumber(held[1]) or 0, tonumber(held[2]) or 0
+      if s >= cutoff and (s > last or sr ~= 0 or st ~= 0) then break end
+      if held[1] or held[2] then
+        r, t = r - sr, t - st
+        gone[#gone + 1] = 'r' .. s
+        gone[#gone + 1] = 't' .. s
+      end
+      s = s + 1
+    end
+    if #gone > 0 then redis.call('HDEL', seconds, unpack(gone)) end
+    lo = s
+    if s >= cs then lo = nil end
   end
-  return hi
+  if lo == nil then
+    redis.call('HSET', key, 'r', 0, 't', 0)
+    redis.call('HDEL', key, 'lo')
+    return 0, 0, nil
+  end
+  redis.call('HSET', key, 'r', r, 't', t, 'lo', lo)
+  return r, t, lo
 end
 
--- Returns the refusal {0, i, r, t, frees_at} of the first scope i without room, or nil and
--- each scope's oldest and newest second for limits_commit.
+-- Returns r, t, lo, cs, cr, ct as described above, once the seconds that left are dropped.
+local function window_read(key, seconds, now)
+  local held = redis.call('HMGET', key, 'r', 't', 'lo', 'cs', 'cr', 'ct')
+  local cs = tonumber(held[4])
+  if cs == nil then return 0, 0, nil, nil, 0, 0 end
+  local r, t, lo = tonumber(held[1]) or 0, tonumber(held[2]) or 0, tonumber(held[3])
+  local cr, ct = tonumber(held[5]) or 0, tonumber(held[6]) or 0
+  local cutoff = now - SPAN
+  if cs < cutoff then
+    redis.call('DEL', key, seconds)
+    return 0, 0, nil, nil, 0, 0
+  end
+  if lo ~= nil and lo < cutoff then
+    r, t, lo = history_advance(key, seconds, r, t, lo, cs, cutoff, now)
+  end
+  return r, t, lo, cs, cr, ct
+end
+
+-- Counts dr requests and dt tokens in second now, over what window_read returned; returns
+-- the window's requests and tokens and its oldest second.
+local function window_add(key, seconds, now, dr, dt, r, t, lo, cs, cr, ct, ttl)
+  if cs == now then
+    cr = redis.call('HINCRBY', key, 'cr', dr)
+    ct = redis.call('HINCRBY', key, 'ct', dt)
+  elseif cs == nil then
+    redis.call('HSET', key, 'cs', now, 'cr', dr, 'ct', dt)
+    redis.call('EXPIRE', key, ttl)
+    cs, cr, ct = now, dr, dt
+  elseif now > cs then
+    -- A new second: the current one joins the earlier ones.
+    if cr ~= 0 or ct ~= 0 then
+      redis.call('HINCRBY', seconds, 'r' .. cs, cr)
+      redis.call('HINCRBY', seconds, 't' .. cs, ct)
+      redis.call('EXPIRE', seconds, ttl)
+      r, t, lo = r + cr, t + ct, lo or cs
+    end
+    if lo == nil then
+      redis.call('HSET', key, 'r', r, 't', t, 'cs', now, 'cr', dr, 'ct', dt)
+    else
+      redis.call('HSET', key, 'r', r, 't', t, 'lo', lo, 'cs', now, 'cr', dr, 'ct', dt)
+    end
+    redis.call('EXPIRE', key, ttl)
+    cs, cr, ct = now, dr, dt
+  else
+    -- A replica a little behind (or a call prepared just before the second turned).
+    redis.call('HINCRBY', seconds, 'r' .. now, dr)
+    redis.call('HINCRBY', seconds, 't' .. now, dt)
+    redis.call('EXPIRE', seconds, ttl)
+    r = redis.call('HINCRBY', key, 'r', dr)
+    t = redis.call('HINCRBY', key, 't', dt)
+    if lo == nil or now < lo then
+      lo = now
+      redis.call('HSET', key, 'lo', lo)
+    end
+  end
+  return r + cr, t + ct, lo or cs
+end
+
+-- The second whose leaving the window makes room for a refused call; -1 when none does.
+local function window_frees_at(seconds, r, t, lo, cs, cr, ct, rpm, tpm, tokens)
+  if cs == nil or rpm == 0 or (tpm >= 0 and tokens > tpm) then return -1 end
+  r, t = r + cr, t + ct
+  if lo ~= nil then
+    for s = lo, math.min(cs - 1, lo + 3 * SPAN) do
+      local held = redis.call('HMGET', seconds, 'r' .. s, 't' .. s)
+      r, t = r - (tonumber(held[1]) or 0), t - (tonumber(held[2]) or 0)
+      if (rpm < 0 or r + 1 <= rpm) and (tpm < 0 or t + tokens <= tpm) then return s end
+    end
+  end
+  return cs
+end
+
+-- Reads scope i's window and checks it has room for one more call; returns nil, keeping
+-- what window_add needs in seen[i], or the refusal {0, i, requests, tokens, frees_at}.
+local function limits_check_one(k, i, a, seen)
+  local key, seconds = KEYS[k + 2 * i - 2], KEYS[k + 2 * i - 1]
+  local tokens = tonumber(ARGV[a])
+  local rpm, tpm = tonumber(ARGV[a + 1 + 2 * i]), tonumber(ARGV[a + 2 + 2 * i])
+  local r, t, lo, cs, cr, ct = window_read(key, seconds, tonumber(ARGV[a + 2]))
+  if (rpm >= 0 and r + cr + 1 > rpm) or (tpm >= 0 and t + ct + tokens > tpm) then
+    return {0, i, r + cr, t + ct, window_frees_at(seconds, r, t, lo, cs, cr, ct, rpm, tpm, tokens)}
+  end
+  seen[i] = {r, t, lo, cs, cr, ct}
+  return nil
+end
+
 local function limits_check(k, n, a)
-  local tokens, now = tonumber(ARGV[a]), tonumber(ARGV[a + 2])
   local seen = {}
   for i = 1, n do
-    local key = KEYS[k + i - 1]
-    local rpm, tpm = tonumber(ARGV[a + 1 + 2 * i]), tonumber(ARGV[a + 2 + 2 * i])
-    local r, t, lo, hi = window_read(key, now)
-    if (rpm >= 0 and r + 1 > rpm) or (tpm >= 0 and t + tokens > tpm) then
-      return {0, i, r, t, window_frees_at(key, r, t, lo, hi, rpm, tpm, tokens)}, seen
-    end
-    seen[2 * i - 1], seen[2 * i] = lo, hi
+    local refused = limits_check_one(k, i, a, seen)
+    if refused then return refused, seen end
   end
   return nil, seen
 end
@@ -412,31 +446,35 @@ end
 -- scope's requests, tokens and oldest second to out.
 local function limits_commit(k, n, a, calls, seen, out)
   local ttl, now = ARGV[a + 1], tonumber(ARGV[a + 2])
-  local dt = string.format('%d', calls * tonumber(ARGV[a]))
+  local dt = calls * tonumber(ARGV[a])
   for i = 1, n do
-    local r, t, lo = window_add(KEYS[k + i - 1], now, calls, dt, seen[2 * i - 1], seen[2 * i], ttl)
+    local w = seen[i]
+    local r, t, oldest = window_add(KEYS[k + 2 * i - 2], KEYS[k + 2 * i - 1], now, calls, dt,
+      w[1], w[2], w[3], w[4], w[5], w[6], ttl)
     out[#out + 1] = r
     out[#out + 1] = t
-    out[#out + 1] = lo
+    out[#out + 1] = oldest
   end
   return out
 end
 
 -- A settle (tokens) or a lease's give-back (requests and tokens) changes the second it was
 -- counted in, if still kept: once gone it no longer counts, so there is nothing to correct.
--- (A give-back never empties its second: a lease's first call is always taken.)
 local function limits_correct(k, n, a)
   local s, dr, dt = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   for i = 1, n do
-    local key = KEYS[k + i - 1]
-    if redis.call('HEXISTS', key, 't' .. s) == 1 then
+    local key, seconds = KEYS[k + 2 * i - 2], KEYS[k + 2 * i - 1]
+    if redis.call('HGET', key, 'cs') == s then
+      if dr ~= '0' then redis.call('HINCRBY', key, 'cr', dr) end
+      if dt ~= '0' then redis.call('HINCRBY', key, 'ct', dt) end
+    elseif redis.call('HEXISTS', seconds, 'r' .. s) == 1 then
       if dr ~= '0' then
+        redis.call('HINCRBY', seconds, 'r' .. s, dr)
         redis.call('HINCRBY', key, 'r', dr)
-        redis.call('HINCRBY', key, 'r' .. s, dr)
       end
       if dt ~= '0' then
+        redis.call('HINCRBY', seconds, 't' .. s, dt)
         redis.call('HINCRBY', key, 't', dt)
-        redis.call('HINCRBY', key, 't' .. s, dt)
       end
     end
   end
@@ -447,16 +485,16 @@ end
 _ACQUIRE = (
     LIMITS_LUA
     + """
-local refused, seen = limits_check(1, #KEYS, 1)
+local refused, seen = limits_check(1, #KEYS / 2, 1)
 if refused then return refused end
-return limits_commit(1, #KEYS, 1, 1, seen, {1})
+return limits_commit(1, #KEYS / 2, 1, 1, seen, {1})
 """
 )
 
 _SETTLE = (
     LIMITS_LUA
     + """
-limits_correct(1, #KEYS, 1)
+limits_correct(1, #KEYS / 2, 1)
 return 0
 """
 )
@@ -509,7 +547,7 @@ class RedisRateLimiter:
         args: list[int] = [tokens, KEY_TTL_S, second]
         for limit in limits:
             args += [-1 if limit.rpm is None else limit.rpm, -1 if limit.tpm is None else limit.tpm]
-        keys = [self._key(limit.scope) for limit in limits]
+        keys = self._keys([limit.scope for limit in limits])
         return PreparedAcquire(limits, now, second, tokens, keys, args)
 
     async def acquire(self, limits: Sequence[Limit], tokens: int) -> tuple[Reservation, RateState]:
@@ -525,7 +563,7 @@ class RedisRateLimiter:
         return prepared.reservation(), prepared.state(values[1:])
 
     def keys(self, reservation: Reservation) -> list[str]:
-        return [self._key(scope) for scope in reservation.scopes]
+        return self._keys(reservation.scopes)
 
     async def settle(self, reservation: Reservation, actual_tokens: int) -> None:
         if reservation.settled:
@@ -540,9 +578,13 @@ class RedisRateLimiter:
     async def aclose(self) -> None:
         pass
 
-    def _key(self, scope: str) -> str:
-        # Not "rl:", the fixed-minute counters' prefix: no version reads the other's keys.
-        return f"{self._prefix}rate:{scope}"
+    def _keys(self, scopes: Sequence[str]) -> list[str]:
+        """Each scope's two hashes (see LIMITS_LUA). Not "rl:", the fixed-minute counters'
+        prefix, so that no version reads the other's keys."""
+        keys = []
+        for scope in scopes:
+            keys += [f"{self._prefix}rate:{scope}", f"{self._prefix}rate-s:{scope}"]
+        return keys
 
 
 class RedisGuard:

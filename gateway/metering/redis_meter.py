@@ -77,18 +77,16 @@ for i = 1, budgets do
   if calls < 1 then return {0, 1, i, spent, reserved} end
   fit = math.min(fit, calls)
 end
-local tokens, second = tonumber(ARGV[la]), tonumber(ARGV[la + 2])
+local tokens = tonumber(ARGV[la])
 local seen = {}
 for i = 1, scopes do
-  local key = KEYS[lk + i - 1]
+  local refused = limits_check_one(lk, i, la, seen)
+  if refused then return {0, 2, unpack(refused, 2)} end
   local rpm, tpm = tonumber(ARGV[la + 1 + 2 * i]), tonumber(ARGV[la + 2 + 2 * i])
-  local r, t, lo, hi = window_read(key, second)
-  if (rpm >= 0 and r + 1 > rpm) or (tpm >= 0 and t + tokens > tpm) then
-    return {0, 2, i, r, t, window_frees_at(key, r, t, lo, hi, rpm, tpm, tokens)}
-  end
+  local w = seen[i]
+  local r, t = w[1] + w[5], w[2] + w[6]
   if rpm >= 0 then fit = math.min(fit, rpm - r) end
   if tpm >= 0 and tokens > 0 then fit = math.min(fit, math.floor((tpm - t) / tokens)) end
-  seen[2 * i - 1], seen[2 * i] = lo, hi
 end
 local n = math.max(1, math.min(want, math.floor(fit / SHARE)))
 if budgets > 0 then
@@ -105,7 +103,7 @@ return limits_commit(lk, scopes, la, n, seen, {1, n})
 
 # ARGV: records, each "b", budget count, the settle's arguments (3 + count), or "r", scope
 # count, the second counted in, requests and tokens to add (negative: given back). KEYS: each
-# record's keys in the same order.
+# record's keys in the same order (two per budget, two per scope).
 _SETTLE_MANY = (
     BUDGETS_LUA
     + LIMITS_LUA
@@ -118,7 +116,7 @@ while a <= #ARGV do
     k, a = k + 2 * n, a + 5 + n
   else
     limits_correct(k, n, a + 2)
-    k, a = k + n, a + 5
+    k, a = k + 2 * n, a + 5
   end
 end
 return 0
