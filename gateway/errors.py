@@ -6,6 +6,7 @@ before it leaves its module boundary, so handlers and clients see a single vocab
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -94,7 +95,8 @@ class RateLimited(GatewayError):
         super().__init__(message, **kw)
         self.retry_after = retry_after
         if retry_after is not None:
-            self.headers.setdefault("retry-after", str(max(1, round(retry_after))))
+            # Rounded up: a client coming back a fraction early would be refused again.
+            self.headers.setdefault("retry-after", str(max(1, math.ceil(retry_after))))
 
 
 class DeploymentBusy(RateLimited):

@@ -5,6 +5,7 @@ and spend is booked exactly."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -66,12 +67,13 @@ async def replicas(redis_pair: tuple[Redis, Redis], redis_prefix: str) -> AsyncI
 
 
 async def counts(store: RedisMeterStore, limit: Limit) -> tuple[int, int]:
-    """The (requests, tokens) Redis holds for a scope's current window."""
+    """The (requests, tokens) Redis holds for a scope's window: the current second's and the
+    earlier ones' (see LIMITS_LUA)."""
     prepared = store.limiter.prepare_acquire([limit], 0)
     assert prepared is not None
     redis = store.ledger._redis
-    values = await redis.hmget(prepared.keys[0], "r", "t")
-    return int(values[0] or 0), int(values[1] or 0)
+    r, t, cr, ct = (int(v or 0) for v in await redis.hmget(prepared.keys[0], "r", "t", "cr", "ct"))
+    return r + cr, t + ct
 
 
 async def settle(store: RedisMeterStore, admitted: Admitted, cost: float, tokens: int) -> None:
@@ -169,23 +171,32 @@ async def test_a_budget_is_never_exceeded_by_two_replicas(replicas: Stores) -> N
     assert await a.ledger.spent(budget) == pytest.approx(1.0)
 
 
-async def test_a_lease_ends_with_its_window_and_when_the_limits_change(replicas: Stores) -> None:
+async def test_a_lease_ends_with_its_second_and_when_the_limits_change(replicas: Stores) -> None:
     store, _, clock = replicas
     limit = Limit("key:windows", rpm=1000)
-    clock.now = (clock.now // WINDOW_S) * WINDOW_S + 30  # mid-window
+    clock.now = int(clock.now) + 0.25
     await settle(store, await store.admit([], 0.0, [limit], 1), 0.0, 1)
     calls = script_calls(store)
     await settle(store, await store.admit([], 0.0, [limit], 1), 0.0, 1)
     assert script_calls(store) == calls  # from the lease
-    clock.now += WINDOW_S  # the next window: the old lease must not count there
+    # The next second: the lease's room was counted in the last one, which leaves the window
+    # a second before calls admitted now must, so the lease cannot admit them.
+    clock.now += 1
     fresh = await store.admit([], 0.0, [limit], 1)
     assert script_calls(store) == calls + 1
     assert fresh.state is not None
-    assert fresh.state.remaining_requests == 999
+    # Until the old lease's two unused calls are back, they still count: never fewer.
+    assert fresh.state.remaining_requests is not None
+    assert fresh.state.remaining_requests <= 1000 - 3
+    assert fresh.state.reset_requests_s == pytest.approx(59.75)  # the first second leaves
     stricter = await store.admit([], 0.0, [Limit("key:windows", rpm=500)], 1)
     assert script_calls(store) == calls + 2  # new limits, new lease
     assert stricter.state is not None
     assert stricter.state.limit_requests == 500
+    await settle(store, fresh, 0.0, 1)
+    await settle(store, stricter, 0.0, 1)
+    await store.drain()
+    assert await counts(store, limit) == (4, 4)  # exactly the calls admitted
 
 
 async def test_a_lease_ends_after_its_time_and_books_its_spend(
@@ -255,3 +266,74 @@ def test_lease_setting_reaches_the_redis_store(tmp_path: Path, redis_prefix: str
     assert isinstance(store(), RedisMeterStore)
     assert store().lease_calls == 256
     assert store(meter_lease_calls=1).lease_calls == 1
+
+
+async def test_two_replicas_with_leases_refuse_a_burst_across_a_minute_boundary(
+    replicas: Stores,
+) -> None:
+    a, b, clock = replicas
+    limit = Limit("key:edge", rpm=200)
+    clock.now = (clock.now // 60) * 60 + 59.9
+    admitted = 0
+    for i in range(400):
+        try:
+            await settle((a, b)[i % 2], await (a, b)[i % 2].admit([], 0.0, [limit], 1), 0.0, 1)
+        except RateLimited:
+            continue
+        admitted += 1
+    assert admitted == 200
+    clock.now += 0.2  # 60.1 s: a new minute, but not a new window
+    for i in range(100):
+        with pytest.raises(RateLimited) as caught:
+            await (a, b)[i % 2].admit([], 0.0, [limit], 1)
+    assert caught.value.retry_after == pytest.approx(59.9)  # when second 59 leaves
+    clock.now += 59.899
+    with pytest.raises(RateLimited):
+        await a.admit([], 0.0, [limit], 1)
+    clock.now += 0.001  # 120 s
+    for i in range(200):
+        await settle((a, b)[i % 2], await (a, b)[i % 2].admit([], 0.0, [limit], 1), 0.0, 1)
+
+
+async def test_leases_on_two_replicas_keep_every_60_second_span_within_rpm_and_tpm(
+    replicas: Stores,
+) -> None:
+    """Random bursts on two replicas admitting from leases, settles early and late: in every
+    60-second span starting at an admission, requests and (settled) tokens fit the limits."""
+    a, b, clock = replicas
+    rpm, tpm = 200, 8_000
+    limits = [Limit("key:span", rpm=rpm, tpm=tpm)]
+    rng = random.Random(7)
+    admitted: list[tuple[float, int]] = []
+    refused: dict[str, int] = {"requests": 0, "tokens": 0}
+    from_leases = 0
+    unsettled: list[tuple[RedisMeterStore, Admitted, int]] = []
+    clock.now = (clock.now // 60) * 60 + 0.3
+    start = clock.now
+    for step in range(800):
+        clock.now += rng.choice((0.0, 0.0, 0.0, 0.01, 0.02, 0.3, 0.7, 1.0, 3.0))
+        for _ in range(rng.randrange(7)):
+            store = rng.choice((a, b))
+            # Phases of small and large calls: the RPM binds in one, the TPM in the other.
+            estimate = rng.randrange(5, 40) if step // 100 % 2 else rng.randrange(100, 300)
+            trips = script_calls(store)
+            try:
+                one = await store.admit([], 0.0, limits, estimate)
+            except RateLimited as exc:
+                refused["requests" if "requests per minute" in exc.message else "tokens"] += 1
+                continue
+            from_leases += script_calls(store) == trips
+            actual = rng.randrange(estimate + 1)
+            admitted.append((clock.now, actual))
+            unsettled.append((store, one, actual))
+        while unsettled and (len(unsettled) > 20 or rng.random() < 0.6):
+            store, one, actual = unsettled.pop(rng.randrange(len(unsettled)))
+            await settle(store, one, 0.0, actual)
+        await asyncio.sleep(0)  # lets queued give-backs go out now and then
+    assert min(refused.values()) > 10  # both limits were reached again and again
+    assert from_leases > 100  # leases lent room, and calls were admitted from it
+    assert len(admitted) >= rpm * int((clock.now - start) / 61) // 2  # and room came back
+    for moment, _ in admitted:
+        span = [tokens for when, tokens in admitted if moment <= when <= moment + WINDOW_S]
+        assert len(span) <= rpm
+        assert sum(span) <= tpm

@@ -9,9 +9,12 @@ to one replica is idle for the others until its lease ends, so a lease takes at 
 1/SHARE of the room left, and near a limit (room for fewer than 2 * SHARE calls) every call
 is admitted alone, exactly as without leases.
 
-A lease ends when its calls are used up, after LEASE_S, at its rate window's or budget
-period's end, or when the key's limits change. Once its calls in flight have settled, one
-queued settle books what they spent and gives back what the lease did not use.
+A lease ends when its calls are used up, after LEASE_S, at a budget period's end, when the
+key's limits change, and at the end of the second its room was counted in: the sliding
+window (limits.py) counts a call from its own second on, so a call admitted in a later second
+from room counted earlier would leave the window too soon. Once its calls in flight have
+settled, one queued settle books what they spent and gives back to that second what the
+lease did not use.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.metering.budgets import Budget, BudgetHold
-from gateway.metering.limits import WINDOW_S, Limit, RateState, Reservation, rate_state
+from gateway.metering.limits import Limit, RateState, Reservation, rate_state
 
 # A lease lives this long at most: the money it holds is booked as spend when it ends, so
 # this is also how stale another replica's view of a budget's spend can be.
@@ -62,8 +65,9 @@ class Lease:
     hold: BudgetHold | None
     reservation: Reservation | None
     limits: tuple[Limit, ...]
-    counts: list[tuple[int, int]]  # each scope's (requests, tokens) in Redis after the grant
-    valid_until: float  # the clock time its window or a budget's period ends
+    # Each scope's (requests, tokens, oldest second) in Redis after the grant.
+    counts: list[tuple[int, int, int]]
+    valid_until: float  # the clock time its second or a budget's period ends
     checks_tokens: bool  # whether any of its limits counts tokens (TPM)
     calls_left: int = 0
     nano_left: int = 0
@@ -81,12 +85,12 @@ class Lease:
         tokens: int,
         hold: BudgetHold | None,
         reservation: Reservation | None,
-        counts: list[tuple[int, int]],
+        counts: list[tuple[int, int, int]],
     ) -> Lease:
         ends = [period.end for period in hold.periods] if hold is not None else []
         until = min((end.timestamp() for end in ends if isinstance(end, datetime)), default=1e300)
         if reservation is not None:
-            until = min(until, (reservation.window + 1) * WINDOW_S)
+            until = min(until, reservation.second + 1)
         return cls(
             signature,
             calls,
@@ -129,9 +133,9 @@ class Lease:
         less what the lease still holds unused."""
         if self.reservation is None:
             return None
-        counts = [(r - self.calls_left, t - self.tokens_left) for r, t in self.counts]
-        reset = (self.reservation.window + 1) * WINDOW_S - now
-        return rate_state(self.limits, counts, reset)
+        unused_calls, unused_tokens = self.calls_left, self.tokens_left
+        counts = [(r - unused_calls, t - unused_tokens, s) for r, t, s in self.counts]
+        return rate_state(self.limits, counts, now)
 
     def next_calls(self, current: int, most: int) -> int:
         """How many calls the key's next lease should ask for."""

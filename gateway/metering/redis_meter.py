@@ -57,10 +57,12 @@ MAX_BATCH = 256
 # ARGV: budget count, scope count, where the limits' arguments start, the calls wanted, the
 # budgets' check arguments (from 5), then the limits'. KEYS: the budgets' keys, then the
 # limits'. Admits one call and lends room for up to wanted - 1 more (see leases.py): n calls'
-# money held, requests and tokens counted. Returns {1, n, r1, t1, ...}, or {0, 1, i, spent,
-# reserved} (budget i refused) or {0, 2, i, r, t} (scope i refused) having changed nothing.
+# money held, requests and tokens counted in the current second of every scope's window.
+# Returns {1, n, r1, t1, oldest1, ...}, or {0, 1, i, spent, reserved} (budget i refused) or
+# {0, 2, i, r, t, frees_at} (scope i refused) having changed nothing.
 _LEASE = (
     BUDGETS_LUA
+    + LIMITS_LUA
     + """
 local budgets, scopes, la, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
   tonumber(ARGV[4])
@@ -76,18 +78,15 @@ for i = 1, budgets do
   fit = math.min(fit, calls)
 end
 local tokens = tonumber(ARGV[la])
+local seen = {}
 for i = 1, scopes do
-  local rpm, tpm = tonumber(ARGV[la + 2 * i]), tonumber(ARGV[la + 1 + 2 * i])
-  local held = redis.call('HMGET', KEYS[lk + i - 1], 'r', 't')
-  local r, t = tonumber(held[1]) or 0, tonumber(held[2]) or 0
-  if rpm >= 0 then
-    if r + 1 > rpm then return {0, 2, i, r, t} end
-    fit = math.min(fit, rpm - r)
-  end
-  if tpm >= 0 then
-    if t + tokens > tpm then return {0, 2, i, r, t} end
-    if tokens > 0 then fit = math.min(fit, math.floor((tpm - t) / tokens)) end
-  end
+  local refused = limits_check_one(lk, i, la, seen)
+  if refused then return {0, 2, unpack(refused, 2)} end
+  local rpm, tpm = tonumber(ARGV[la + 1 + 2 * i]), tonumber(ARGV[la + 2 + 2 * i])
+  local w = seen[i]
+  local r, t = w[1] + w[5], w[2] + w[6]
+  if rpm >= 0 then fit = math.min(fit, rpm - r) end
+  if tpm >= 0 and tokens > 0 then fit = math.min(fit, math.floor((tpm - t) / tokens)) end
 end
 local n = math.max(1, math.min(want, math.floor(fit / SHARE)))
 if budgets > 0 then
@@ -97,19 +96,14 @@ if budgets > 0 then
     budget_hold(KEYS[2 * i - 1], KEYS[2 * i], total, member, ARGV[8], ARGV[8 + 2 * i])
   end
 end
-local out = {1, n}
-for i = 1, scopes do
-  local key = KEYS[lk + i - 1]
-  out[#out + 1] = redis.call('HINCRBY', key, 'r', n)
-  out[#out + 1] = redis.call('HINCRBY', key, 't', string.format('%d', n * tokens))
-  redis.call('EXPIRE', key, ARGV[la + 1])
-end
-return out
+if scopes == 0 then return {1, n} end
+return limits_commit(lk, scopes, la, n, seen, {1, n})
 """.replace("SHARE", str(SHARE))
 )
 
 # ARGV: records, each "b", budget count, the settle's arguments (3 + count), or "r", scope
-# count, requests and tokens to give back. KEYS: each record's keys in the same order.
+# count, the second counted in, requests and tokens to add (negative: given back). KEYS: each
+# record's keys in the same order (two per budget, two per scope).
 _SETTLE_MANY = (
     BUDGETS_LUA
     + LIMITS_LUA
@@ -121,8 +115,8 @@ while a <= #ARGV do
     budgets_settle(k, n, a + 2)
     k, a = k + 2 * n, a + 5 + n
   else
-    limits_give_back(k, n, a + 2)
-    k, a = k + n, a + 4
+    limits_correct(k, n, a + 2)
+    k, a = k + 2 * n, a + 5
   end
 end
 return 0
@@ -214,20 +208,21 @@ class RedisMeterStore:
         if reply is None:
             return Admitted(None, None, None)
         if reply[0] == 0:
-            _, store, index, first, second = reply
+            _, store, index, first, second, *frees = reply
             if store == 1 and reserve is not None:
                 raise reserve.refusal(index, first, second)
             assert acquire is not None
-            raise acquire.refusal(index, first, second)
+            raise acquire.refusal(index, first, second, *frees)
         calls = reply[1]
         cost = reserve.hold.amount_nano if reserve is not None else 0
         hold = reservation = None
         if reserve is not None:
             hold = BudgetHold(reserve.hold.periods, calls * cost, reserve.hold.id)
+        counts: list[tuple[int, int, int]] = []
         if acquire is not None:
             held = acquire.reservation()
-            reservation = Reservation(held.scopes, held.window, calls * tokens)
-        counts = list(zip(reply[2::2], reply[3::2], strict=True))
+            reservation = Reservation(held.scopes, held.second, calls * tokens)
+            counts = acquire.counts(reply[2:])
         lease = Lease.granted(signature, calls, cost, tokens, hold, reservation, counts)
         previous = self._leases.get(signature)
         if previous is not None:
@@ -243,8 +238,8 @@ class RedisMeterStore:
         if lease.hold is not None:
             hold = LeaseHold(lease.hold.periods, cost, lease.hold.id, ticket=ticket)
         if lease.reservation is not None:
-            window = lease.reservation.window
-            reservation = LeaseReservation(lease.reservation.scopes, window, tokens, ticket=ticket)
+            second = lease.reservation.second
+            reservation = LeaseReservation(lease.reservation.scopes, second, tokens, ticket=ticket)
         return Admitted(hold, reservation, lease.state(now))
 
     def _retire(self, lease: Lease) -> None:
@@ -273,8 +268,10 @@ class RedisMeterStore:
             args += ["b", len(lease.hold.periods), *hold_args]
         reservation = lease.reservation
         if reservation is not None and (lease.calls_left or lease.tokens_left):
+            # Back to the second the lease's room was counted in, as Redis keeps it.
             keys += self.limiter.keys(reservation)
-            args += ["r", len(reservation.scopes), lease.calls_left, lease.tokens_left]
+            scopes, second = len(reservation.scopes), reservation.second
+            args += ["r", scopes, second, -lease.calls_left, -lease.tokens_left]
         if args:
             self._enqueue(keys, args)
 
