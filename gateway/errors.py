@@ -120,6 +120,16 @@ class UpstreamUnavailable(GatewayError):
     code = "service_unavailable"
 
 
+class MeterUnavailable(GatewayError):
+    """The store that keeps budgets and rate limits exact (Redis) cannot be reached, and the
+    operator chose to refuse calls rather than let them through unmetered. Not an upstream
+    fault: no deployment cools down for it and no other deployment would fare better."""
+
+    status = 503
+    type = "server_error"
+    code = "meter_unavailable"
+
+
 class UpstreamTimeout(GatewayError):
     status = 504
     type = "timeout_error"

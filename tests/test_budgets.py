@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from gateway.errors import UpstreamUnavailable
+from gateway.errors import MeterUnavailable
 from gateway.metering.budgets import (
     HOLD_TTL_S,
     KEEP_AFTER_END_S,
@@ -281,9 +281,9 @@ async def dead_redis() -> AsyncIterator[Redis]:
 
 async def test_unreachable_redis_fails_closed_by_default(dead_redis: Redis) -> None:
     ledger = RedisBudgetLedger(dead_redis, "test:")
-    with pytest.raises(UpstreamUnavailable, match=r"budget store \(Redis\) is unreachable"):
+    with pytest.raises(MeterUnavailable, match=r"store \(Redis\) is unreachable"):
         await ledger.reserve([Budget("key:k", 1.0)], 0.1)
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(MeterUnavailable):
         await ledger.spent(Budget("key:k", 1.0))
 
 

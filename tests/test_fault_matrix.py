@@ -622,8 +622,9 @@ def test_redis_stopped(fail_open: bool, serve: Any, upstream: FakeUpstream, tmp_
             else:
                 assert status == 503
                 assert set(reply["error"]) == ERROR_KEYS
-                assert reply["error"]["code"] == "service_unavailable"
+                assert reply["error"]["code"] == "meter_unavailable"
                 assert "GATEWAY_REDIS_FAIL_OPEN" in reply["error"]["message"]
+                assert str(port) not in reply["error"]["message"]  # no address for callers
 
         check_healthy(base, client, db, sent, calls_made=len(calls))  # master key: no Redis
         calls["healthy"] = 200
@@ -645,7 +646,7 @@ def test_redis_stopped(fail_open: bool, serve: Any, upstream: FakeUpstream, tmp_
     refused = [rows[r] for r, status in calls.items() if status == 503]
     assert bool(refused) != fail_open
     for row in refused:  # refused before any upstream call: nothing spent, nothing billed
-        settle(row_problems(row, Holds(503, "upstream_error", 0, None)))
+        settle(row_problems(row, Holds(503, "server_error", 0, None)))
 
 
 # --- SIGTERM under load ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from gateway.errors import RateLimited, UpstreamUnavailable
+from gateway.errors import MeterUnavailable, RateLimited
 from gateway.metering.limits import (
     KEY_TTL_S,
     WINDOW_S,
@@ -218,7 +218,7 @@ async def dead_redis() -> AsyncIterator[Redis]:
 async def test_unreachable_redis_fails_closed_by_default(dead_redis: Redis) -> None:
     limiter = RedisRateLimiter(dead_redis, "test:")
     for _ in range(2):
-        with pytest.raises(UpstreamUnavailable, match=r"rate limit store \(Redis\) is unreachable"):
+        with pytest.raises(MeterUnavailable, match=r"rate limit store \(Redis\) is unreachable"):
             await limiter.acquire([Limit("key:k", rpm=1)], tokens=1)
 
 

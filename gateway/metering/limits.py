@@ -33,7 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.errors import GatewayError, RateLimited, UpstreamUnavailable
+from gateway.errors import GatewayError, MeterUnavailable, RateLimited
 from gateway.metering.resp import ConnectionLost
 
 log = logging.getLogger("gateway.metering")
@@ -629,16 +629,27 @@ class RedisGuard:
 
     def _without_redis(self, exc: Exception, refuse: bool) -> None:
         unreachable = isinstance(exc, self.UNREACHABLE)
-        if refuse and not unreachable:
-            raise GatewayError(f"{self.store} (Redis) failed: {exc}") from exc
-        if refuse and not self.fail_open:
-            raise UpstreamUnavailable(
-                f"{self.store} (Redis) is unreachable; refusing calls until it is back "
-                f"(set GATEWAY_REDIS_FAIL_OPEN=true to let them through): {exc}"
-            ) from exc
+        refused = refuse and (not unreachable or not self.fail_open)
         now = time.monotonic()
         if now - self._warned_at >= self.WARN_EVERY_S:
             self._warned_at = now
             state = "is unreachable" if unreachable else "failed"
-            what = "letting calls through" if refuse else "a settle was lost"
+            if refused:
+                what = "refusing metered calls"
+            else:
+                what = "letting calls through" if refuse else "a settle was lost"
             log.warning("%s (Redis) %s, %s: %s", self.store, state, what, exc)
+        if refuse and not unreachable:
+            raise GatewayError(
+                "The gateway's budget and rate limit store failed; the error is logged.",
+                detail=f"{self.store} (Redis) failed: {exc}",
+            ) from exc
+        if refused:
+            # The Redis address and error are for the operator's log, not for callers.
+            raise MeterUnavailable(
+                "The gateway's budget and rate limit store (Redis) is unreachable; calls with "
+                "budgets or limits are refused until it is back (the operator can set "
+                "GATEWAY_REDIS_FAIL_OPEN=true to let them through). Retry shortly.",
+                detail=f"{self.store} (Redis) is unreachable: {exc}",
+                headers={"retry-after": "1"},
+            ) from exc
