@@ -96,6 +96,23 @@ def test_a_callers_bad_requests_do_not_take_the_model_offline(
     assert answered.json()["choices"][0]["message"]["content"] == "echo: hello"
 
 
+def test_asking_a_chat_model_for_embeddings_is_the_callers_mistake(
+    gateway: GatewayFactory,
+) -> None:
+    """The built-in models too: embeddings from `local/echo` is a 400 naming the model, and
+    however often it is asked, the chat model stays up for everyone else."""
+    base = gateway()
+    for _ in range(5):
+        refused = httpx.post(
+            f"{base}/v1/embeddings", json={"model": "local/echo", "input": "x"}, headers=ADMIN
+        )
+        assert refused.status_code == 400, refused.text[:300]
+        assert refused.json()["error"]["param"] == "model"
+        assert "'local/echo' does not serve embeddings" in refused.json()["error"]["message"]
+    answered = chat(base, MASTER_KEY, model="local/echo")
+    assert answered.status_code == 200, answered.text[:300]
+
+
 def test_upstream_faults_still_cool_a_deployment_down(
     gateway: GatewayFactory, upstream: FakeUpstream
 ) -> None:

@@ -26,6 +26,7 @@ from gateway.providers.base import DONE_EVENT, Deployment, Reply, Stream, Usage,
 
 EMBEDDING_MODELS = {"all-MiniLM-L6-v2"}
 CHAT_MODELS = {"echo"}
+ENDPOINTS = {"chat": "chat completions", "embedding": "embeddings"}
 
 
 def message_text(message: Any) -> str:
@@ -108,13 +109,22 @@ class LocalProvider:
 
     @staticmethod
     def _check(deployment: Deployment, known: set[str], kind: str) -> None:
-        if deployment.upstream_model not in known:
-            # The operator's configuration, not the caller's request, is wrong.
-            raise UpstreamError(
-                f"model {deployment.alias!r} is misconfigured; tell the operator",
-                detail=f"local provider has no {kind} model {deployment.upstream_model!r} "
-                f"(available: {', '.join(sorted(known))}) for deployment {deployment.id}",
+        if deployment.upstream_model in known:
+            return
+        if deployment.upstream_model in CHAT_MODELS | EMBEDDING_MODELS:
+            # A real model of the other kind: the caller picked the wrong endpoint for it, so
+            # it is their request that is wrong (and no reason to cool the deployment down).
+            raise BadRequest(
+                f"model {deployment.alias!r} does not serve {ENDPOINTS[kind]}; GET /v1/models "
+                f"lists the models this gateway serves",
+                param="model",
             )
+        # The operator's configuration, not the caller's request, is wrong.
+        raise UpstreamError(
+            f"model {deployment.alias!r} is misconfigured; tell the operator",
+            detail=f"local provider has no {kind} model {deployment.upstream_model!r} "
+            f"(available: {', '.join(sorted(known))}) for deployment {deployment.id}",
+        )
 
     async def chat(self, deployment: Deployment, body: dict[str, Any]) -> Reply:
         self._check(deployment, CHAT_MODELS, "chat")
