@@ -108,6 +108,14 @@ class UpstreamUnavailable(GatewayError):
     code = "service_unavailable"
 
 
+class DatabaseUnavailable(GatewayError):
+    """The gateway's own database did not answer (unreachable, or not within its timeout)."""
+
+    status = 503
+    type = "server_error"
+    code = "database_unavailable"
+
+
 class UpstreamTimeout(GatewayError):
     status = 504
     type = "timeout_error"

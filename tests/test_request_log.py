@@ -150,7 +150,7 @@ def test_spooled_rows_replay_when_the_database_returns(tmp_path: Path) -> None:
         with up.connect() as connection:
             count = connection.execute(select(func.count()).select_from(request_log)).scalar()
             # Replaying again (as after a crash mid-replay) must not duplicate rows.
-        writer._spool([_row("req000")])
+        writer._spool_or_hold([_row("req000")])
         writer._replay()
         with up.connect() as connection:
             again = connection.execute(select(func.count()).select_from(request_log)).scalar()
@@ -275,9 +275,9 @@ def _write_every_type(
     writer = RequestLogWriter(engine, spool)
     spool.mkdir()
     full, minimal, expected_minimal, changed, spooled = _every_type()
-    writer._write_or_spool([full, minimal, {**full, "status": 201}])  # id twice in a batch
-    writer._write_or_spool([changed])  # a replay with the id already stored: skipped
-    writer._spool([changed, spooled])  # through the spool file (JSON lines and back)
+    writer._persist([full, minimal, {**full, "status": 201}])  # id twice in a batch
+    writer._persist([changed])  # a replay with the id already stored: skipped
+    writer._spool_or_hold([changed, spooled])  # through the spool file (JSON lines and back)
     writer._replay()
     assert (writer.written, writer.spooled) == (6, 2)
     assert not list(spool.glob("*.jsonl"))
@@ -327,7 +327,7 @@ def test_postgres_batches_round_trip_every_type_and_stay_idempotent(
     for row in stored.values():
         assert row["created_at"].tzinfo is not None
 
-    # A bad row is still a database error (so the batch is spooled, not dropped).
+    # A bad row is a data error (so the writer isolates and quarantines it).
     with pytest.raises(DataError):
         writer._insert([{**_row("too-long"), "key_id": "k" * 33}])
     engine.dispose()
