@@ -134,17 +134,23 @@ def test_bodies_logged_redacted_when_enabled(gateway: GatewayFactory, tmp_path: 
 def test_spooled_rows_replay_when_the_database_returns(tmp_path: Path) -> None:
     async def scenario() -> int:
         down = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=1")
-        writer = RequestLogWriter(down, tmp_path / "spool", batch_size=10)
+        writer = RequestLogWriter(down, tmp_path / "spool", batch_size=10, retry_interval=0.1)
         writer.start()
         for index in range(25):
             writer.record(_row(f"req{index:03d}"))
         await writer.flush()
         assert writer.spooled == 25
         assert len(list((tmp_path / "spool").glob("*.jsonl"))) == 3
-        # The database comes back (here: a real SQLite file); the spool is replayed.
+        # The database comes back (here: a real SQLite file); the spool is replayed by the
+        # writer's own retries, while new rows keep coming.
         up = make_engine(f"sqlite:///{tmp_path / 'log.db'}")
         migrate(up)
         writer.engine = up
+        for _ in range(400):  # 20 s at most
+            if writer.healthy and not _spooled_files(tmp_path / "spool"):
+                break
+            await asyncio.sleep(0.05)
+        assert writer.healthy
         writer.record(_row("req-after"))
         await writer.close()
         with up.connect() as connection:
@@ -158,6 +164,10 @@ def test_spooled_rows_replay_when_the_database_returns(tmp_path: Path) -> None:
         return int(count or 0)
 
     assert asyncio.run(scenario()) == 26
+
+
+def _spooled_files(spool: Path) -> list[Path]:
+    return list(spool.glob("*.jsonl"))
 
 
 def _row(request_id: str) -> dict[str, Any]:
