@@ -17,7 +17,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine, func, select
 
-from gateway.store.db import make_engine, migrate
+from gateway.store.db import make_engine
 from gateway.store.log_rows import storable
 from gateway.store.request_log import RequestLogWriter
 from gateway.store.tables import request_log
@@ -132,9 +132,16 @@ def test_fields_are_bounded_to_their_columns(engine: Engine, tmp_path: Path) -> 
     assert stored["fine"]["latency_ms"] == 2.5
 
 
-def test_a_clean_row_is_not_copied() -> None:
-    row = _row("clean", alias="fine", request_body="x" * 10_000)
-    assert storable(row) is row
+def test_clean_rows_are_not_copied() -> None:
+    from tests.test_request_log import _every_type
+
+    full = _every_type()[0]  # every column set, as the gateway builds its rows
+    clean = [{**full, "id": f"r{i}", "request_body": "x" * 10_000} for i in range(50)]
+    assert storable(clean) is clean
+    dirty = [*clean, {**full, "alias": "a\x00"}]
+    fixed = storable(dirty)
+    assert fixed[-1]["alias"] == "a"
+    assert all(a is b for a, b in zip(fixed[:-1], clean, strict=True))
 
 
 def test_rows_the_database_refuses_are_quarantined_and_the_rest_written(

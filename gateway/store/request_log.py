@@ -266,7 +266,7 @@ class RequestLogWriter:
     # Everything below runs in worker threads.
 
     def _persist(self, batch: list[dict[str, Any]], spool_only: bool = False) -> None:
-        rows = self._take_held() + [storable(row) for row in batch]
+        rows = self._take_held() + storable(batch)
         if not rows:
             return
         if self.healthy and not spool_only:
@@ -419,7 +419,7 @@ class RequestLogWriter:
                 continue  # one unreadable file must not hold back the others
             if bad:
                 self._quarantine_lines(bad, [path.name] * len(bad), "not a JSON object")
-            rest = self._write([storable(row) for row in rows])
+            rest = self._write(storable(rows))
             if rest:
                 return self._unavailable()
             with contextlib.suppress(FileNotFoundError):
