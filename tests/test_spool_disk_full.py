@@ -80,7 +80,11 @@ async def _outage_with_a_full_disk(spool: Path, database: Path, max_held: int) -
         "spool_files": _count_files(spool, "*.jsonl"),
     }
     resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space again
-    await flush()
+    for _ in range(200):  # the writer retries on its own schedule (retry_interval)
+        await flush()
+        if not writer.held:
+            break
+        await asyncio.sleep(0.05)
     report["freed"] = {"held": writer.held, "spooled": writer.spooled}
     up = make_engine(f"sqlite:///{database}")  # the database returns (here: SQLite)
     migrate(up)

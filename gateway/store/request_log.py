@@ -149,7 +149,10 @@ class RequestLogWriter:
         self._executor = ThreadPoolExecutor(2, thread_name_prefix="request-log")
         # Touched from worker threads (a flush and a replay may run at once).
         self._thread_lock = threading.Lock()
-        self._held: list[dict[str, Any]] = []  # rows neither the database nor the disk took
+        # Rows neither the database nor the disk took, as the spool lines they will become
+        # (a retry is then one write, not a re-encoding of up to max_held_rows rows).
+        self._held: list[bytes] = []
+        self._next_spool_retry = 0.0
         self._complaints: dict[str, float] = {}
         self._last_error = ""
         self.written = 0
@@ -209,8 +212,8 @@ class RequestLogWriter:
             batch = [self._queue.popleft() for _ in range(size)]
             pending -= size
             await self._in_thread(self._persist, batch, spool_only)
-        if self._held:
-            await self._in_thread(self._persist, [], spool_only)  # retry what is held
+        if self._held and time.monotonic() >= self._next_spool_retry:
+            await self._in_thread(self._spool_or_hold, [])  # retry what is held
 
     def _replay_soon(self) -> None:
         """Starts a replay in the background when there may be something to replay (or the
@@ -244,6 +247,7 @@ class RequestLogWriter:
         async with self._lock:
             while self._queue or self._held:  # calls finishing during shutdown get rows too
                 before = (len(self._queue), len(self._held))
+                self._next_spool_retry = 0.0
                 await self._drain(spool_only=replaying or not self.healthy)
                 if self._held and (len(self._queue), len(self._held)) == before:
                     break  # neither the database nor the disk takes them
@@ -266,9 +270,7 @@ class RequestLogWriter:
     # Everything below runs in worker threads.
 
     def _persist(self, batch: list[dict[str, Any]], spool_only: bool = False) -> None:
-        rows = self._take_held() + storable(batch)
-        if not rows:
-            return
+        rows = storable(batch)
         if self.healthy and not spool_only:
             rows = self._write(rows)
             if not rows:
@@ -312,20 +314,19 @@ class RequestLogWriter:
         return []
 
     def _spool_or_hold(self, rows: list[dict[str, Any]]) -> None:
-        lines, storable_rows = [], []
+        """Spools the rows, after any held ones; holds them all when the disk refuses."""
+        lines = self._take_held()
         for row in rows:
             try:
                 lines.append(encode(row))
             except TypeError as exc:
                 self._quarantine([row], cause(exc))
-                continue
-            storable_rows.append(row)
         if not lines:
             return
         try:
             self.spool.write(lines)
         except OSError as exc:
-            self._hold(storable_rows, exc)
+            self._hold(lines, exc)
             return
         with self._thread_lock:
             self.spooled += len(lines)
@@ -334,16 +335,17 @@ class RequestLogWriter:
         if self._complaints.pop("spool", None) is not None:
             log.warning("request log: the spool is writable again (%s)", self.spool_dir)
 
-    def _take_held(self) -> list[dict[str, Any]]:
+    def _take_held(self) -> list[bytes]:
         if not self._held:
             return []
         with self._thread_lock:
             held, self._held = self._held, []
         return held
 
-    def _hold(self, rows: list[dict[str, Any]], exc: OSError) -> None:
+    def _hold(self, lines: list[bytes], exc: OSError) -> None:
+        self._next_spool_retry = time.monotonic() + self.retry_interval
         with self._thread_lock:
-            self._held = self._held + rows
+            self._held = lines + self._held
             over = len(self._held) - self.max_held_rows
             if over > 0:  # the oldest go first: the newest say most about the present
                 del self._held[:over]
@@ -401,17 +403,17 @@ class RequestLogWriter:
     def _replay(self) -> bool:
         """Writes held rows and spool files to the database, oldest first; False when the
         database is unavailable (the rest waits for the next attempt)."""
+        if not self.healthy and not self._probe():
+            return False  # nothing taken out of the spool or memory for nothing
         held = self._take_held()
         if held:
-            rest = self._write(held)
+            rows, _ = self.spool.parse(held)  # every line is one we encoded
+            rest = self._write(storable(rows))
             if rest:
                 self._spool_or_hold(rest)
                 return self._unavailable()
         writes_before = self._spool_writes
-        files = self.spool.files()
-        if not files and not held and not self.healthy and not self._probe():
-            return self._unavailable()
-        for path in files:
+        for path in self.spool.files():
             try:
                 rows, bad = self.spool.read(path)
             except OSError as exc:

@@ -55,10 +55,14 @@ class Spool:
 
     def read(self, path: Path) -> tuple[list[dict[str, Any]], list[bytes]]:
         """The rows of one file, and the lines that are not a JSON object (to quarantine)."""
+        return self.parse(path.read_bytes().splitlines())
+
+    def parse(self, lines: Iterable[bytes]) -> tuple[list[dict[str, Any]], list[bytes]]:
         rows, bad = [], []
-        for line in path.read_bytes().splitlines():
+        for line in lines:
             if not line.strip():
                 continue
+            line = line.rstrip(b"\n")
             try:
                 row = orjson.loads(line)
             except orjson.JSONDecodeError:
