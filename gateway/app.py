@@ -22,6 +22,7 @@ from gateway.errors import BadRequest, GatewayError, NotFound, error_response
 from gateway.middleware import EdgeMiddleware
 from gateway.settings import Settings
 from gateway.state import GatewayState
+from gateway.store import errors as store_errors
 
 log = logging.getLogger("gateway")
 
@@ -61,9 +62,20 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(GatewayError("The gateway hit an internal error; it is logged."))
 
+    async def database_error(request: Request, exc: Exception) -> Response:
+        log.warning(
+            "database unavailable for %s %s: %s",
+            request.method,
+            request.url.path,
+            store_errors.cause(exc),
+        )
+        return record_error(request.scope, store_errors.unavailable(exc))
+
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
+    for unavailable in store_errors.UNAVAILABLE:
+        app.add_exception_handler(unavailable, database_error)
     app.add_exception_handler(Exception, unexpected)
 
 

@@ -37,7 +37,8 @@ def engine() -> Any:
 
     current = settings()
     try:
-        db = make_engine(database_url(current.database_url, current.data_dir))
+        url = database_url(current.database_url, current.data_dir)
+        db = make_engine(url, current.database_timeout)
         migrate(db)
     except SQLAlchemyError as exc:
         fail(f"cannot open the database: {exc.__class__.__name__}: {exc.args[0]}")

@@ -130,6 +130,14 @@ class MeterUnavailable(GatewayError):
     code = "meter_unavailable"
 
 
+class DatabaseUnavailable(GatewayError):
+    """The gateway's own database did not answer (unreachable, or not within its timeout)."""
+
+    status = 503
+    type = "server_error"
+    code = "database_unavailable"
+
+
 class UpstreamTimeout(GatewayError):
     status = 504
     type = "timeout_error"

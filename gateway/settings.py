@@ -14,6 +14,9 @@ class Settings(BaseSettings):
     config: Path = Path("config/gateway.yaml")
     data_dir: Path = Path(".gateway")
     database_url: str | None = None
+    # The longest any one database call may take (connecting, a statement, a pool checkout,
+    # a server gone silent); past it the request log spools and admin routes answer 503.
+    database_timeout: float = Field(default=5.0, gt=0, le=600)
     redis_url: str | None = None
     qdrant_url: str | None = None
     master_key: str | None = None

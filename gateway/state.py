@@ -30,6 +30,7 @@ from gateway.registry.store import RegistryStore
 from gateway.routing import Router
 from gateway.settings import Settings
 from gateway.store.db import database_url, make_engine, migrate
+from gateway.store.probe import DatabaseProbe
 from gateway.store.request_log import RequestLogWriter, record_price_version
 from gateway.telemetry import Tracing
 
@@ -49,6 +50,7 @@ class GatewayState:
     keys: KeyStore
     key_cache: KeyCache
     request_log: RequestLogWriter
+    database_probe: DatabaseProbe
     meter: Meter
     prompt_store: PromptStore
     prompts: PromptCatalog
@@ -65,7 +67,9 @@ class GatewayState:
         providers = Providers(config)
         router = Router(deployments, config.router_settings, providers)
         prices = PriceTable.for_deployments(deployments)
-        engine = make_engine(database_url(settings.database_url, settings.data_dir))
+        engine = make_engine(
+            database_url(settings.database_url, settings.data_dir), settings.database_timeout
+        )
         keys = KeyStore(engine)
         key_cache = KeyCache(keys)
         store: MeterStore
@@ -113,6 +117,7 @@ class GatewayState:
             keys=keys,
             key_cache=key_cache,
             request_log=RequestLogWriter(engine, settings.data_dir / "spool"),
+            database_probe=DatabaseProbe(engine, timeout=min(2.0, settings.database_timeout)),
             meter=meter,
             redis=redis,
             tracing=Tracing(settings.otlp_endpoint) if settings.otlp_endpoint else None,
@@ -148,6 +153,7 @@ class GatewayState:
         await self.prompts.aclose()
         await self.key_cache.aclose()
         await self.request_log.close()  # drain: every call already answered gets its row
+        await self.database_probe.aclose()
         if self.tracing is not None:
             await self.tracing.aclose()  # and its span
         await self.metrics.aclose()

@@ -4,7 +4,6 @@ request log hold across replicas, and a database outage loses no row."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, func, select
 
 from gateway.store.tables import request_log
 from tests.conftest import MASTER_KEY, REDIS_URL, fake_model, free_port
+from tests.fakes.postgres_server import postgres_server
 from tests.fakes.upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,10 +66,10 @@ class Replica:
         self.log.close()
 
 
-@pytest.fixture
-def replicas(
-    tmp_path: Path, upstream: FakeUpstream, pg_url: str, redis_prefix: str
-) -> Iterator[tuple[list[Replica], str]]:
+@contextmanager
+def _two_replicas(
+    tmp_path: Path, upstream: FakeUpstream, database_url: str, redis_prefix: str
+) -> Iterator[list[Replica]]:
     entry = fake_model(upstream, "priced", "gpt-4o-mini")
     entry["model_info"] = {"input_cost_per_token": 0.001, "output_cost_per_token": 0.001}
     config = tmp_path / "gateway.yaml"
@@ -77,19 +78,31 @@ def replicas(
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env |= {
-        "GATEWAY_DATABASE_URL": pg_url,
+        "GATEWAY_DATABASE_URL": database_url,
         "GATEWAY_REDIS_URL": REDIS_URL,
         "GATEWAY_REDIS_PREFIX": redis_prefix,
         "GATEWAY_MASTER_KEY": MASTER_KEY,
         "GATEWAY_LOG_LEVEL": "warning",
     }
     first = Replica(tmp_path, config, env)
-    first.wait_ready()  # the first one runs the migrations; the second finds them done
-    second = Replica(tmp_path, config, env)
-    second.wait_ready()
-    yield [first, second], pg_url
-    for replica in (first, second):
-        replica.stop()
+    started = [first]
+    try:
+        first.wait_ready()  # the first one runs the migrations; the second finds them done
+        second = Replica(tmp_path, config, env)
+        started.append(second)
+        second.wait_ready()
+        yield started
+    finally:
+        for replica in started:
+            replica.stop()
+
+
+@pytest.fixture
+def replicas(
+    tmp_path: Path, upstream: FakeUpstream, pg_url: str, redis_prefix: str
+) -> Iterator[tuple[list[Replica], str]]:
+    with _two_replicas(tmp_path, upstream, pg_url, redis_prefix) as started:
+        yield started, pg_url
 
 
 def _chat(url: str, key: str) -> httpx.Response:
@@ -182,38 +195,31 @@ def test_limits_budget_revocation_and_log_across_two_replicas(
     assert _count_rows(pg_url, sent, timeout=0.1) == sent
 
 
-def _pg_cluster() -> list[str] | None:
-    if shutil.which("pg_ctlcluster") is None or not Path("/etc/postgresql").is_dir():
-        return None
-    versions = sorted(p.name for p in Path("/etc/postgresql").iterdir())
-    return (
-        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main"] if versions else None
-    )
-
-
 def test_database_outage_mid_load_loses_no_row(
-    replicas: tuple[list[Replica], str],
+    tmp_path: Path, upstream: FakeUpstream, redis_prefix: str
 ) -> None:
-    cluster = _pg_cluster()
-    if cluster is None:
-        pytest.skip("needs pg_ctlcluster to stop and start the local PostgreSQL")
-    (a, b), pg_url = replicas
-    statuses: Counter[int] = Counter()
+    """The database stops mid-load (its own throwaway server: never the machine's) and
+    comes back: every call is answered and every row reaches the database."""
+    with (
+        postgres_server() as pg,
+        _two_replicas(tmp_path, upstream, pg.url, redis_prefix) as (a, b),
+    ):
+        statuses: Counter[int] = Counter()
 
-    def burst(n: int) -> None:
-        with ThreadPoolExecutor(8) as pool:
-            for r in pool.map(lambda i: _chat((a, b)[i % 2].url, MASTER_KEY), range(n)):
-                statuses[r.status_code] += 1
+        def burst(n: int) -> None:
+            with ThreadPoolExecutor(8) as pool:
+                for r in pool.map(lambda i: _chat((a, b)[i % 2].url, MASTER_KEY), range(n)):
+                    statuses[r.status_code] += 1
 
-    burst(40)
-    subprocess.run([*cluster, "stop", "-m", "fast"], check=True, timeout=60)
-    try:
-        burst(60)  # the request path needs no database: calls go on while it is down
-    finally:
-        subprocess.run([*cluster, "start"], check=True, timeout=60)
-    burst(40)
-    assert statuses == {200: 140}
-    assert _count_rows(pg_url, 140, timeout=30) == 140
-    # The outage was real: rows went to the spool and came back from it.
-    logs = "".join(Path(r.log.name).read_text() for r in (a, b))
-    assert "spooling" in logs
+        burst(40)
+        pg.stop()
+        try:
+            burst(60)  # the request path needs no database: calls go on while it is down
+        finally:
+            pg.start()
+        burst(40)
+        assert statuses == {200: 140}
+        assert _count_rows(pg.url, 140, timeout=30) == 140
+        # The outage was real: rows went to the spool and came back from it.
+        logs = "".join(Path(r.log.name).read_text() for r in (a, b))
+        assert "spooling" in logs

@@ -134,23 +134,29 @@ def test_bodies_logged_redacted_when_enabled(gateway: GatewayFactory, tmp_path: 
 def test_spooled_rows_replay_when_the_database_returns(tmp_path: Path) -> None:
     async def scenario() -> int:
         down = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=1")
-        writer = RequestLogWriter(down, tmp_path / "spool", batch_size=10)
+        writer = RequestLogWriter(down, tmp_path / "spool", batch_size=10, retry_interval=0.1)
         writer.start()
         for index in range(25):
             writer.record(_row(f"req{index:03d}"))
         await writer.flush()
         assert writer.spooled == 25
         assert len(list((tmp_path / "spool").glob("*.jsonl"))) == 3
-        # The database comes back (here: a real SQLite file); the spool is replayed.
+        # The database comes back (here: a real SQLite file); the spool is replayed by the
+        # writer's own retries, while new rows keep coming.
         up = make_engine(f"sqlite:///{tmp_path / 'log.db'}")
         migrate(up)
         writer.engine = up
+        for _ in range(400):  # 20 s at most
+            if writer.healthy and not _spooled_files(tmp_path / "spool"):
+                break
+            await asyncio.sleep(0.05)
+        assert writer.healthy
         writer.record(_row("req-after"))
         await writer.close()
         with up.connect() as connection:
             count = connection.execute(select(func.count()).select_from(request_log)).scalar()
             # Replaying again (as after a crash mid-replay) must not duplicate rows.
-        writer._spool([_row("req000")])
+        writer._spool_or_hold([_row("req000")])
         writer._replay()
         with up.connect() as connection:
             again = connection.execute(select(func.count()).select_from(request_log)).scalar()
@@ -158,6 +164,10 @@ def test_spooled_rows_replay_when_the_database_returns(tmp_path: Path) -> None:
         return int(count or 0)
 
     assert asyncio.run(scenario()) == 26
+
+
+def _spooled_files(spool: Path) -> list[Path]:
+    return list(spool.glob("*.jsonl"))
 
 
 def _row(request_id: str) -> dict[str, Any]:
@@ -275,9 +285,9 @@ def _write_every_type(
     writer = RequestLogWriter(engine, spool)
     spool.mkdir()
     full, minimal, expected_minimal, changed, spooled = _every_type()
-    writer._write_or_spool([full, minimal, {**full, "status": 201}])  # id twice in a batch
-    writer._write_or_spool([changed])  # a replay with the id already stored: skipped
-    writer._spool([changed, spooled])  # through the spool file (JSON lines and back)
+    writer._persist([full, minimal, {**full, "status": 201}])  # id twice in a batch
+    writer._persist([changed])  # a replay with the id already stored: skipped
+    writer._spool_or_hold([changed, spooled])  # through the spool file (JSON lines and back)
     writer._replay()
     assert (writer.written, writer.spooled) == (6, 2)
     assert not list(spool.glob("*.jsonl"))
@@ -327,7 +337,7 @@ def test_postgres_batches_round_trip_every_type_and_stay_idempotent(
     for row in stored.values():
         assert row["created_at"].tzinfo is not None
 
-    # A bad row is still a database error (so the batch is spooled, not dropped).
+    # A bad row is a data error (so the writer isolates and quarantines it).
     with pytest.raises(DataError):
         writer._insert([{**_row("too-long"), "key_id": "k" * 33}])
     engine.dispose()

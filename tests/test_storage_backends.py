@@ -83,7 +83,7 @@ def test_request_log_batches_replay_and_reports(engine: Engine, tmp_path: Path) 
             writer.record(_row(f"r{index}", "k1" if index % 2 else "k2", 0.25, now))
         writer.record(_row("r8", "k2", 0.0, now))
         await writer.close()
-        writer._spool([_row("r2", "k1", 0.25, now)])  # a replay of a row already written
+        writer._spool_or_hold([_row("r2", "k1", 0.25, now)])  # a replay of a row already written
         writer._replay()
 
     asyncio.run(write())

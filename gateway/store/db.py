@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+
+from gateway.store import postgres
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Replicas starting together must not run the same migration twice.
@@ -38,8 +40,15 @@ def _sqlite_lock(engine: Engine) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def make_engine(url: str) -> Engine:
+# The longest one database call may take (GATEWAY_DATABASE_TIMEOUT): statements, opening a
+# connection, waiting for one from the pool, and a server that went silent.
+DEFAULT_TIMEOUT_S = 5.0
+
+
+def make_engine(url: str, timeout: float = DEFAULT_TIMEOUT_S) -> Engine:
     if url.startswith("sqlite"):
+        # SQLite never hangs on a network; its busy timeout lets workers sharing the file
+        # take turns writing, generously (a migration by another worker can take a while).
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -51,7 +60,16 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    engine = create_engine(
+        url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=timeout
+    )
+    if engine.dialect.driver == "psycopg":
+
+        @event.listens_for(engine, "do_connect")
+        def _bounded(_dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
+            return postgres.connect(cargs, cparams, timeout)
+
+    return engine
 
 
 def head_revision() -> str:
@@ -61,8 +79,27 @@ def head_revision() -> str:
     )
 
 
+@contextlib.contextmanager
+def _unbounded(connection: Connection) -> Iterator[None]:
+    """No statement timeout or answer deadline: a migration (or waiting for another replica's
+    migration) may take long; it runs at start-up, where hanging is visible."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.execute(text("SET LOCAL statement_timeout = 0"))
+    dbapi_connection = connection.connection.dbapi_connection
+    previous = postgres.set_answer_timeout(dbapi_connection, None)
+    try:
+        yield
+    finally:
+        postgres.set_answer_timeout(dbapi_connection, previous)
+
+
 def migrate(engine: Engine) -> None:
-    with _sqlite_lock(engine), engine.begin() as connection:
+    with engine.connect() as probe:
+        # Bounded: a database that does not answer fails the start with a clear error.
+        probe.execute(text("SELECT 1"))
+    with _sqlite_lock(engine), engine.begin() as connection, _unbounded(connection):
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
         if inspect(connection).has_table("alembic_version"):
