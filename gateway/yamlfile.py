@@ -335,7 +335,7 @@ def _line(exc: yaml.YAMLError, text: str = "") -> int | None:
 
 def _problem(exc: yaml.YAMLError) -> str:
     if isinstance(exc, yaml.reader.ReaderError):
-        return f"character {chr(exc.character)!r} is not allowed (remove it or quote it escaped)"
+        return f"character {chr(exc.character)!r} is not allowed in YAML (remove it)"
     return str(getattr(exc, "problem", None) or exc)
 
 

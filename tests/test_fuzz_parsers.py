@@ -803,7 +803,7 @@ def check_config(config: GatewayConfig) -> None:
         assert math.isfinite(entry.litellm_params.weight)
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=500)
 @given(content=yaml_bytes(CONFIG_BASE))
 def test_any_config_file_loads_or_is_a_config_error(tmp_path: Path, content: bytes) -> None:
     outcome = config_outcome(write(tmp_path / "gateway.yaml", content))
@@ -814,7 +814,7 @@ def test_any_config_file_loads_or_is_a_config_error(tmp_path: Path, content: byt
         check_config(outcome)
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=500)
 @given(content=yaml_bytes(SUITE_BASE))
 def test_any_suite_file_loads_or_is_a_config_error(tmp_path: Path, content: bytes) -> None:
     outcome = suite_outcome(write(tmp_path / "suite.yaml", content))
@@ -855,7 +855,7 @@ def csv_text() -> st.SearchStrategy[str]:
     )
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=300)
 @given(
     dataset=st.one_of(
         st.tuples(st.just("data.jsonl"), jsonl_rows()),
@@ -900,7 +900,7 @@ def prompt_texts() -> st.SearchStrategy[tuple[bytes, str]]:
     return st.tuples(st.one_of(whole, whole, whole, st.binary(max_size=200)), names)
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=500)
 @given(case=prompt_texts())
 def test_any_prompt_file_parses_or_is_problem_lines(
     tmp_path: Path, case: tuple[bytes, str]
@@ -918,7 +918,7 @@ def test_any_prompt_file_parses_or_is_problem_lines(
             assert outcome.input_schema["type"] == "object"
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=300)
 @given(
     text=st.text(max_size=300) | st.lists(st.sampled_from(TAG_TOKENS + YAML_TOKENS)).map("".join)
 )
