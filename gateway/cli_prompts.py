@@ -25,7 +25,7 @@ def _store() -> Any:
 def validate(
     paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders.")] = None,
 ) -> None:
-    """Check prompt files; prints `file:line: message` and exits 1 on any problem."""
+    """Check prompt files; prints `file:line: message` and exits 2 on any problem."""
     from gateway.prompts.files import PromptError, parse_prompt, scan
 
     targets = paths or [settings().prompts_dir]
@@ -47,7 +47,7 @@ def validate(
     for line in problems:
         typer.echo(line, err=True)
     if problems:
-        raise typer.Exit(1)
+        raise typer.Exit(2)  # bad input, as `config check` and `eval validate` say it
     typer.echo(f"{count} prompt files valid")
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.errors import ConfigError
-from gateway.yamlfile import YamlDocument, format_loc, validation_problems
+from gateway.yamlfile import YamlDocument, format_loc, one_line, validation_problems
 
 log = logging.getLogger("gateway.config")
 
@@ -40,7 +40,7 @@ def _reject_typos(known: set[str], data: Any) -> Any:
 class LiteLLMParams(BaseModel):
     """A deployment: which upstream model and how to reach it (LiteLLM's litellm_params)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     model: str = Field(min_length=1)
     api_base: str | None = None
@@ -66,7 +66,7 @@ class LiteLLMParams(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     id: str | None = None
     mode: Literal["chat", "completion", "embedding"] | None = None
@@ -98,7 +98,8 @@ RoutingStrategy = Literal["simple-shuffle", "least-busy", "latency-based-routing
 
 
 class RouterSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Infinity and NaN are never a meaningful timeout, wait or weight: a mistake to report.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     routing_strategy: RoutingStrategy = "simple-shuffle"
     num_retries: int = Field(default=2, ge=0, le=10)
@@ -163,8 +164,10 @@ def _resolve_env(value: Any, loc: tuple[str | int, ...], doc: YamlDocument) -> A
         resolved = os.environ.get(name)
         if resolved is None:
             raise ConfigError(
-                f"{doc.where(loc)}: {format_loc(loc)}: environment variable {name} is not set "
-                f"(export it, or remove this entry)"
+                one_line(
+                    f"{doc.where(loc)}: {format_loc(loc)}: environment variable {name} is not "
+                    f"set (export it, or remove this entry)"
+                )
             )
         return resolved
     if isinstance(value, dict):
@@ -184,9 +187,25 @@ def parse_config(doc: YamlDocument) -> GatewayConfig:
         raise ConfigError(validation_problems(doc, exc)) from None
     # Secrets are resolved after validation so an error never echoes a secret's value.
     for index, entry in enumerate(config.model_list):
+        loc = ("model_list", index, "litellm_params")
         raw = entry.litellm_params.model_dump(exclude_none=True)
-        resolved = _resolve_env(raw, ("model_list", index, "litellm_params"), doc)
-        entry.litellm_params = LiteLLMParams.model_validate(resolved)
+        resolved = _resolve_env(raw, loc, doc)
+        try:
+            entry.litellm_params = LiteLLMParams.model_validate(resolved)
+        except ValidationError as exc:  # a variable's value does not fit (model: an empty one)
+            err = exc.errors(include_url=False)[0]
+            at = (*loc, *err["loc"])
+            written = raw.get(str(err["loc"][0])) if err["loc"] else None
+            variable = "its environment variable"
+            if isinstance(written, str) and written.startswith(ENV_PREFIX):
+                variable = f"environment variable {written[len(ENV_PREFIX) :]}"
+            # The message never echoes the value: it may be a secret.
+            raise ConfigError(
+                one_line(
+                    f"{doc.where(at)}: {format_loc(at)}: {variable} holds an invalid value: "
+                    f"{err['msg']}"
+                )
+            ) from None
     for section in ("litellm_settings", "general_settings"):
         keys = sorted(getattr(config, section))
         if keys:

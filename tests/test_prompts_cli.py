@@ -35,12 +35,12 @@ def test_validate_exit_codes_and_file_line_messages(tmp_path: Path) -> None:
     assert "1 prompt files valid" in ok.stdout
     (tmp_path / "prompts" / "greet.prompt").write_text(BROKEN)
     bad = cli(tmp_path, "validate")
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     line = bad.stderr.strip().splitlines()[0]
     assert line.startswith(f"{tmp_path / 'prompts' / 'greet.prompt'}:4: ")
     assert "temprature" in line
     missing = cli(tmp_path, "validate", str(tmp_path / "nope.prompt"))
-    assert missing.returncode == 1
+    assert missing.returncode == 2
 
 
 def test_shipped_prompts_are_valid() -> None:

@@ -9,13 +9,11 @@ ERROR, never a FAIL, and `not-` never turns it into a pass.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from gateway.evals.checks import (
@@ -30,6 +28,7 @@ from gateway.evals.checks import (
 )
 from gateway.evals.graded import GRADED_CHECKS
 from gateway.evals.text_metrics import word_tokens
+from gateway.schemacheck import schema_problem
 
 __all__ = [
     "KNOWN_TYPES",
@@ -76,7 +75,8 @@ def _type_choices() -> list[JsonValue]:
 
 
 class AssertionSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A NaN or infinite threshold or weight would make every score compare false (or NaN).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     type: str = Field(json_schema_extra={"enum": _type_choices()})
     value: Any = None
@@ -170,14 +170,9 @@ def _needs_regex(spec: AssertionSpec) -> None:
 def _optional_schema(spec: AssertionSpec) -> None:
     if spec.value is None:
         return
-    if not isinstance(spec.value, dict | bool):
-        raise ValueError(f"{spec.base_type} assertion: value must be a JSON Schema (a mapping)")
-    try:
-        validator_for(spec.value, default=Draft202012Validator).check_schema(spec.value)
-    except SchemaError as exc:
-        raise ValueError(
-            f"{spec.base_type} assertion: value is not a valid JSON Schema: {exc.message}"
-        ) from None
+    problem = schema_problem(spec.value)
+    if problem is not None:
+        raise ValueError(f"{spec.base_type} assertion: value {problem}")
 
 
 def _needs_schema(spec: AssertionSpec) -> None:
@@ -196,7 +191,7 @@ def _needs_maximum(spec: AssertionSpec) -> None:
     # promptfoo users write the limit as `threshold`; ours is `value`. Either works, once.
     if spec.value is None and spec.threshold is not None:
         spec.value = spec.threshold
-    if not _is_number(spec.value) or spec.value < 0:
+    if not _is_number(spec.value) or not 0 <= spec.value < math.inf:
         raise ValueError(f"{spec.base_type} assertion: value must be a number >= 0 (the maximum)")
     if spec.threshold is not None and spec.threshold != spec.value:
         raise ValueError(f"{spec.base_type} assertion: give the maximum once, as value")

@@ -6,8 +6,10 @@ Suites are data, validated strictly; an error names the file, the line and the k
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,8 +19,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.errors import ConfigError, GatewayError
 from gateway.evals.assertions import KNOWN_TYPES, AssertionSpec
 from gateway.registry.refs import parse_ref
-from gateway.yamlfile import YamlDocument, format_loc, validation_problems
+from gateway.yamlfile import (
+    MIB,
+    YamlDocument,
+    data_problem,
+    format_loc,
+    one_line,
+    read_text,
+    validation_problems,
+)
 
+# Datasets are parsed by C code (json, csv) and can be larger than YAML files; a 100 MB file
+# is still refused before it is read.
+MAX_DATASET_BYTES = 64 * MIB
 TARGET = re.compile(r"^(prompt|model|registry):([^@\s]+)(?:@([^@\s]+))?$")
 TARGET_HELP = (
     "prompt:NAME@LABEL, prompt:NAME@VERSION, model:ALIAS, or registry:NAME@REF "
@@ -55,7 +68,7 @@ class Target:
 
 
 class CaseSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     id: str | None = None
     description: str | None = None
@@ -74,7 +87,7 @@ class Defaults(BaseModel):
 
 
 class SuiteSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     description: str | None = None
     target: str = Field(
@@ -134,44 +147,77 @@ def _expected(value: str) -> dict[str, Any]:
 def _dataset(path: Path) -> list[CaseSpec]:
     if not path.exists():
         raise ConfigError(f"{path}: dataset file not found")
-    rows: list[dict[str, Any]] = []
+    # Spreadsheet programs start their CSV with a byte order mark; it is not data.
+    text = read_text(path, MAX_DATASET_BYTES, "split it into several suites").removeprefix("\ufeff")
     if path.suffix == ".jsonl":
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}:{number}: not JSON: {exc.msg}") from None
-            if not isinstance(row, dict):
-                raise ConfigError(f"{path}:{number}: each line must be a JSON object")
-            rows.append({"__line": number, **row})
+        rows = _jsonl_rows(path, text)
     elif path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            for number, row in enumerate(csv.DictReader(handle), 2):
-                # CSV columns are variables; __id and __expected are promptfoo's specials.
-                case: dict[str, Any] = {"__line": number, "vars": {}}
-                for column, value in row.items():
-                    if column == "__id":
-                        case["id"] = value
-                    elif column == "__expected":
-                        case["assert"] = [_expected(value)]
-                    else:
-                        case["vars"][column] = value
-                rows.append(case)
+        rows = _csv_rows(path, text)
     else:
         raise ConfigError(f"{path}: a dataset is a .jsonl or .csv file")
     cases = []
-    for row in rows:
-        number = row.pop("__line")
+    for number, row in rows:
         try:
             cases.append(CaseSpec.model_validate(row))
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             raise ConfigError(
-                f"{path}:{number}: {format_loc(tuple(first['loc']))}: {first['msg']}"
+                one_line(f"{path}:{number}: {format_loc(tuple(first['loc']))}: {first['msg']}")
             ) from None
     return cases
+
+
+def _jsonl_rows(path: Path, text: str) -> list[tuple[int, Any]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{number}: not JSON: {exc.msg}") from None
+        except (ValueError, RecursionError) as exc:  # an int of 5,000 digits; deep nesting
+            reason = str(exc).split(";")[0] if isinstance(exc, ValueError) else "nested too deep"
+            raise ConfigError(f"{path}:{number}: not usable JSON: {reason}") from None
+        if not isinstance(row, dict):
+            raise ConfigError(f"{path}:{number}: each line must be a JSON object")
+        problem = data_problem(row)
+        if problem is not None:
+            raise ConfigError(f"{path}:{number}: {problem}")
+        rows.append((number, row))
+    return rows
+
+
+def _csv_rows(path: Path, text: str) -> list[tuple[int, Any]]:
+    """CSV columns are variables; __id and __expected are promptfoo's special columns."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows = []
+    try:
+        header = next(reader, [])
+        for values in reader:
+            number = reader.line_num
+            if not values:
+                continue  # a blank line
+            if len(values) != len(header):
+                raise ConfigError(
+                    f"{path}:{number}: {len(values)} values but the header names "
+                    f"{len(header)} columns (quote values that contain commas)"
+                )
+            problem = data_problem(values)
+            if problem is not None:
+                raise ConfigError(f"{path}:{number}: {problem}")
+            case: dict[str, Any] = {"vars": {}}
+            for column, value in zip(header, values, strict=True):
+                if column == "__id":
+                    case["id"] = value
+                elif column == "__expected":
+                    case["assert"] = [_expected(value)]
+                else:
+                    case["vars"][column] = value
+            rows.append((number, case))
+    except csv.Error as exc:
+        raise ConfigError(f"{path}:{reader.line_num}: not valid CSV: {exc}") from None
+    return rows
 
 
 def load_suite(path: Path) -> Suite:
@@ -199,10 +245,11 @@ def load_suite(path: Path) -> Suite:
         if not merged.asserts:
             raise ConfigError(f"{path}: case {merged.id!r} has no assertions")
         named.append(merged)
-    ids = [c.id for c in named]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1 and i is not None})
+    counts = Counter(c.id for c in named)
+    duplicates = sorted(i for i, n in counts.items() if n > 1 and i is not None)
     if duplicates:
-        raise ConfigError(f"{path}: duplicate case ids: {', '.join(duplicates)}")
+        shown = ", ".join(repr(i) for i in duplicates)
+        raise ConfigError(f"{path}: duplicate case ids: {shown}")
     return Suite(path.stem, path, spec, named)
 
 

@@ -13,17 +13,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from dotpromptz import Dotprompt, FrontmatterError
 from dotpromptz_handlebars import Handlebars
 
+from gateway.errors import ConfigError
 from gateway.prompts import schemas
 from gateway.prompts.frontmatter import FrontMatter, front_json_schema, validate_front
 from gateway.prompts.template import scan_body
-from gateway.yamlfile import YamlDocument
+from gateway.yamlfile import (
+    MIB,
+    YamlDocument,
+    YamlError,
+    check_size,
+    one_line,
+    read_text,
+    text_problem,
+)
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 SUFFIX = ".prompt"
+# A prompt is a page or two; the bound keeps a stray huge file from stalling validation.
+MAX_PROMPT_BYTES = 1 * MIB
+_SIZE_ADVICE = "a prompt is front matter and a template; keep data out of it"
 
 
 class PromptError(Exception):
@@ -66,16 +77,28 @@ def prompt_json_schema() -> str:
 
 def parse_prompt(path: Path, text: str | None = None) -> PromptFile:
     """Parse and validate one file (read from disk unless text is given)."""
-    if text is None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PromptError(path, [f"{path}:1: cannot read: {exc}"]) from None
+    try:
+        if text is None:
+            text = read_text(path, MAX_PROMPT_BYTES, _SIZE_ADVICE)
+        else:
+            check_size(path, text, MAX_PROMPT_BYTES, _SIZE_ADVICE)
+    except ConfigError as exc:
+        rest = str(exc).removeprefix(f"{path}:")
+        if not rest[:1].isdigit():  # every problem reads path:line: message
+            rest = f"1:{rest}"
+        raise PromptError(path, [f"{path}:{rest}"]) from None
+    problem = text_problem(text)
+    if problem is not None:  # stored prompts go to PostgreSQL, which refuses NUL in text
+        bad = next(i for i, char in enumerate(text) if text_problem(char))
+        line = text.count("\n", 0, bad) + 1
+        raise PromptError(path, [f"{path}:{line}: the file {problem}"])
     parser = _Parser(path, normalize(text))
     prompt = parser.parse()
     if parser.problems or prompt is None:
         ordered = sorted(parser.problems, key=lambda problem: problem[0])
-        raise PromptError(path, [f"{path}:{line}: {message}" for line, message in ordered])
+        raise PromptError(
+            path, [one_line(f"{path}:{line}: {message}") for line, message in ordered]
+        )
     return prompt
 
 
@@ -180,14 +203,11 @@ class _Parser:
         self, front_text: str, first_line: int, name: str, variant: str | None
     ) -> FrontMatter | None:
         try:
-            yaml.safe_load(front_text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            problem = str(getattr(exc, "problem", None) or exc)
-            problem = problem.replace("<stream end>", "the end of the front matter")
-            self.problem(mark.line + 1 if mark else first_line, f"invalid YAML: {problem}")
+            self.doc = doc = YamlDocument(self.path, front_text)
+        except YamlError as exc:
+            problem = exc.problem.replace("<stream end>", "the end of the front matter")
+            self.problem(exc.line or first_line, problem)
             return None
-        self.doc = doc = YamlDocument(self.path, front_text)
         if doc.data is not None and not isinstance(doc.data, dict):
             self.problem(first_line, "front matter must be a mapping of keys (key: value lines)")
             return None

@@ -16,7 +16,7 @@ from gateway.yamlfile import YamlDocument, format_loc
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class ResponseFormat(_Strict):
@@ -104,7 +104,8 @@ def validate_front(
             problems.append((doc.line_of(loc) or 1, message))
     broken = {str(err["loc"][0]) for err in errors if err["loc"]}
     try:
-        valid = FrontMatter.model_validate({k: v for k, v in data.items() if k not in broken})
+        kept = {k: v for k, v in data.items() if str(k) not in broken}
+        valid = FrontMatter.model_validate(kept)
     except ValidationError:
         valid = None
     return valid, problems, broken

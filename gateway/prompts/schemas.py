@@ -10,9 +10,10 @@ from collections.abc import Coroutine
 from typing import Any
 
 from dotpromptz import picoschema_to_json_schema
-from jsonschema import SchemaError, validators
+from jsonschema import validators
 
 from gateway.prompts.frontmatter import InputSpec, OutputSpec
+from gateway.schemacheck import schema_problem
 from gateway.yamlfile import YamlDocument, format_loc
 
 Problems = list[tuple[int, str]]
@@ -90,11 +91,9 @@ def _expand(
     if not isinstance(expanded, dict):
         problems.append((line, f"{where} is empty"))
         return None
-    try:
-        validators.validator_for(expanded).check_schema(expanded)
-    except SchemaError as exc:
-        at = f" at {format_loc(list(exc.path))}" if exc.path else ""
-        problems.append((line, f"{where} is not a valid JSON Schema{at}: {exc.message}"))
+    problem = schema_problem(expanded)
+    if problem is not None:
+        problems.append((line, f"{where} {problem}"))
         return None
     return expanded
 

@@ -9,6 +9,7 @@ context (names inside are relative to it), `#if` and `#unless` do not.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 # Helpers the gateway renders with. `media` is left out (messages are text only) and so is
@@ -20,13 +21,9 @@ ROLES = ("system", "user", "model")
 _LITERALS = frozenset({"true", "false", "null", "undefined"})
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 
-_TAG = re.compile(
-    r"\{\{\{\{[^}]*\}\}\}\}.*?\{\{\{\{/[^}]*\}\}\}\}"  # raw block: literal text
-    r"|\{\{~?!--.*?--~?\}\}|\{\{~?!.*?\}\}"  # comments
-    r"|\{\{~?\{(?P<triple>.*?)\}~?\}\}"
-    r"|\{\{(?P<tag>.*?)\}\}",
-    re.DOTALL,
-)
+# Blocks open at once: deeper is no template a person maintains, and the bound keeps the
+# scan linear in the body's size.
+MAX_NESTING = 64
 
 
 @dataclass
@@ -47,19 +44,99 @@ def scan_body(body: str, first_line: int) -> BodyScan:
     result = BodyScan()
     stack: list[_Open] = []
     line, counted = first_line, 0
-    for match in _TAG.finditer(body):
-        start = match.start()
+    for start, text in _tags(body):
         line, counted = line + body.count("\n", counted, start), start
-        if _escaped(body, start):
+        if _escaped(body, start) or text is None:
             continue
-        text = match.group("triple") if match.group("triple") is not None else match.group("tag")
-        if text is not None:
-            _visit_tag(text.strip("~ \t\n"), line, stack, result)
+        _visit_tag(text.strip("~ \t\n"), line, stack, result)
+        if len(stack) > MAX_NESTING:
+            message = f"blocks nested more than {MAX_NESTING} deep (simplify the template)"
+            result.problems.append((line, message))
+            return result
     for block in stack:
         result.problems.append(
             (block.line, f"{{{{#{block.name}}}}} is never closed (add {{{{/{block.name}}}}})")
         )
     return result
+
+
+class _Next:
+    """The next place a string occurs at or after a position, remembered: the tag scan asks
+    for ever later positions, so each string's occurrences are searched for once in all."""
+
+    def __init__(self, body: str) -> None:
+        self.body = body
+        self.found: dict[str, int] = {}
+
+    def __call__(self, needle: str, start: int) -> int:
+        known = self.found.get(needle)
+        if known is None or (known != -1 and known < start):
+            known = self.found[needle] = self.body.find(needle, start)
+        return known
+
+
+def _first(*positions: int) -> int:
+    return min((p for p in positions if p >= 0), default=-1)
+
+
+def _tags(body: str) -> Iterator[tuple[int, str | None]]:
+    """(offset, inner text) of each tag, None for raw blocks and comments, in Handlebars'
+    order of precedence: raw block, {{!-- --}}, {{! }}, {{{ }}}, then {{ }}."""
+    find = _Next(body)
+    raw_closes: list[int] = []  # the next raw-block end, memoized like _Next does for strings
+    pos = 0
+    while (start := find("{{", pos)) >= 0:
+        end = _raw_block_end(body, start, find, raw_closes)
+        if end >= 0:
+            yield start, None
+            pos = end
+            continue
+        tilde = 1 if body.startswith("~", start + 2) else 0
+        inner = start + 2 + tilde
+        if body.startswith("!--", inner):
+            close = _first(find("--}}", inner + 3), find("--~}}", inner + 3))
+            if close >= 0:
+                yield start, None
+                pos = close + (4 if body.startswith("--}}", close) else 5)
+                continue
+        if body.startswith("!", inner):
+            close = find("}}", inner + 1)
+            if close >= 0:
+                yield start, None
+                pos = close + 2
+                continue
+        if body.startswith("{", inner):
+            close = _first(find("}}}", inner + 1), find("}~}}", inner + 1))
+            if close >= 0:
+                yield start, body[inner + 1 : close]
+                pos = close + (3 if body.startswith("}}}", close) else 4)
+                continue
+        close = find("}}", start + 2)
+        if close < 0:
+            return  # no tag can end: the rest is text
+        yield start, body[start + 2 : close]
+        pos = close + 2
+
+
+def _raw_block_end(body: str, start: int, find: _Next, memo: list[int]) -> int:
+    """Where a raw block ({{{{name}}}} ... {{{{/name}}}}) opened at start ends, else -1."""
+    if not body.startswith("{{{{", start):
+        return -1
+    opened = _braces_end(body, start + 4, find)
+    if opened < 0:
+        return -1
+    if not memo or (memo[0] != -1 and memo[0] < opened):
+        closing = find("{{{{/", opened)
+        while closing >= 0 and _braces_end(body, closing + 5, find) < 0:
+            closing = find("{{{{/", closing + 1)
+        memo[:] = [closing]
+    return -1 if memo[0] < 0 else _braces_end(body, memo[0] + 5, find)
+
+
+def _braces_end(body: str, start: int, find: _Next) -> int:
+    """The end of `[^}]*}}}}` at start (a raw block tag's name and close), else -1."""
+    brace = find("}", start)
+    return brace + 4 if brace >= 0 and body.startswith("}}}}", brace) else -1
 
 
 def _visit_tag(text: str, line: int, stack: list[_Open], out: BodyScan) -> None:
