@@ -626,7 +626,10 @@ def test_redis_stopped(fail_open: bool, serve: Any, upstream: FakeUpstream, tmp_
             else:
                 assert status == 503
                 assert set(reply["error"]) == ERROR_KEYS
-                assert reply["error"]["code"] == "meter_unavailable"
+                assert (reply["error"]["type"], reply["error"]["code"]) == (
+                    "server_error",
+                    "meter_unavailable",
+                )
                 assert "GATEWAY_REDIS_FAIL_OPEN" in reply["error"]["message"]
                 assert str(port) not in reply["error"]["message"]  # no address for callers
 
