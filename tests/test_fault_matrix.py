@@ -735,7 +735,7 @@ ROWS_DEADLINE = 30.0  # how long the rows of an outage may take to arrive once i
 
 @pytest.fixture
 def pg() -> Iterator[PostgresServer]:
-    """A throwaway PostgreSQL, torn down after the gateway that uses it."""
+    """A throwaway PostgreSQL; rows list it before `serve`, so it outlives their gateway."""
     with postgres_server() as server:
         yield server
 
@@ -820,7 +820,8 @@ def check_every_call_logged(
     assert traffic.answers == {ANSWER}
     rows = logged(url, *traffic.seen, timeout=ROWS_DEADLINE)
     assert len(rows) == len(traffic.seen), "exactly one row per call"
-    served = Holds(200, None, 1, f"healthy#{list(sent).index('healthy')}", (40, 41))
+    healthy = f"healthy#{list(sent).index('healthy')}"
+    served = Holds(200, None, 1, healthy, (PROMPT_TOKENS, ANSWER_TOKENS))
     problems: dict[str, str] = {}
     for request_id in traffic.seen:
         problems |= {
@@ -895,7 +896,7 @@ def test_disk_full_during_a_database_outage(
     pg: PostgresServer, tmp_path: Path, upstream: FakeUpstream, connections: Any
 ) -> None:
     """The disk fills up, then the database stops, mid-traffic. The spool cannot take a byte,
-    so rows wait in memory (well under the bound, GATEWAY's default 100,000), and the gateway
+    so rows wait in memory (well under the default bound of 100,000 rows), and the gateway
     says so in its log; calls go on being answered. The disk frees up: the rows are spooled.
     The database returns: every row arrives, none twice, no partial file left.
 
