@@ -1,16 +1,18 @@
 """The fault matrix: each fault the gateway promises to survive, one row (one test id) each.
 
 A row provokes its fault through real components (the loopback upstream steered by the model
-name, a throwaway redis-server, a `gateway serve` process) and asserts three things: what the
-client sees (status, OpenAI's error shape, retry-after, a stream that ends with an error event
-rather than a silent end that looks complete), what the call's request-log row holds (read
-back from the gateway's SQLite database), and that the gateway stays healthy (/healthz and an
-ordinary call still answer, and every call made has its row). docs/reliability.md lists the
+name, a throwaway redis-server, a throwaway PostgreSQL, a `gateway serve` process) and asserts
+three things: what the client sees (status, OpenAI's error shape, retry-after, a stream that
+ends with an error event rather than a silent end that looks complete), what the call's
+request-log row holds (read back from the gateway's database: SQLite, or the throwaway
+PostgreSQL of the database rows), and that the gateway stays healthy (/healthz and an ordinary
+call still answer, and every call made has its row). docs/reliability.md lists the
 outcome of every row.
 """
 
 from __future__ import annotations
 
+import resource
 import shutil
 import signal
 import socket
@@ -35,6 +37,7 @@ from sqlalchemy import create_engine, select
 from gateway.store.db import make_engine, migrate
 from gateway.store.tables import request_log
 from tests.conftest import MASTER_KEY, GatewayFactory, free_port, gateway_process, sdk
+from tests.fakes.postgres_server import PostgresServer, postgres_server
 from tests.fakes.upstream import FakeUpstream
 
 PROMPT = " ".join(f"w{i}" for i in range(40))
@@ -349,8 +352,9 @@ def serve(gateway: GatewayFactory, migrated: Path, tmp_path: Path, connections: 
     return start
 
 
-def rows_of(db: Path) -> dict[str, dict[str, Any]]:
-    engine = create_engine(f"sqlite:///{db}")
+def rows_of(db: Path | str) -> dict[str, dict[str, Any]]:
+    """The request log of `db`: a SQLite file, or a database URL."""
+    engine = create_engine(db if isinstance(db, str) else f"sqlite:///{db}")
     try:
         with engine.connect() as connection:
             return {r["id"]: dict(r) for r in connection.execute(select(request_log)).mappings()}
@@ -358,7 +362,7 @@ def rows_of(db: Path) -> dict[str, dict[str, Any]]:
         engine.dispose()
 
 
-def logged(db: Path, *request_ids: str, timeout: float = 10.0) -> dict[str, dict[str, Any]]:
+def logged(db: Path | str, *request_ids: str, timeout: float = 10.0) -> dict[str, dict[str, Any]]:
     """Every row of the database once those of `request_ids` are there (the background writer
     flushes every 0.25 s); fails when they are not within the deadline."""
     deadline = time.monotonic() + timeout
@@ -467,7 +471,7 @@ def settle(problems: dict[str, str]) -> None:
 
 
 def check_healthy(
-    base: str, client: openai.OpenAI, db: Path, sent: dict[str, str], calls_made: int
+    base: str, client: openai.OpenAI, db: Path | str, sent: dict[str, str], calls_made: int
 ) -> None:
     """/healthz answers, an ordinary call is served and logged, and no call lost its row."""
     assert httpx.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
@@ -622,7 +626,10 @@ def test_redis_stopped(fail_open: bool, serve: Any, upstream: FakeUpstream, tmp_
             else:
                 assert status == 503
                 assert set(reply["error"]) == ERROR_KEYS
-                assert reply["error"]["code"] == "meter_unavailable"
+                assert (reply["error"]["type"], reply["error"]["code"]) == (
+                    "server_error",
+                    "meter_unavailable",
+                )
                 assert "GATEWAY_REDIS_FAIL_OPEN" in reply["error"]["message"]
                 assert str(port) not in reply["error"]["message"]  # no address for callers
 
@@ -716,25 +723,254 @@ def test_sigterm_under_load(tmp_path: Path, upstream: FakeUpstream) -> None:
     assert {row["status"] for row in rows.values()} == {200}
 
 
-# --- database faults (pending) -----------------------------------------------------------------
+# --- database faults ---------------------------------------------------------------------------
 
-# Provoked with the throwaway PostgreSQL of branch `durability` (tests/fakes/postgres_server.py,
-# issue 12 items 5 and 6); the lead wires them in when that branch is merged. SQLite has no
-# faithful equivalent: its "server" is the file, and a locked file only waits out the
-# 30-second busy timeout.
-PENDING_DATABASE_FAULTS = [
-    "database-refusing-connections",
-    "database-hanging",
-    "disk-full-during-an-outage",
+# A throwaway PostgreSQL of each row's own (never the machine's): SQLite has no faithful
+# equivalent, its "server" is the file. The request path needs no database, so calls go on
+# being answered while it is down; their rows wait in the spool (or in memory) and arrive
+# once it is back.
+DATABASE_TIMEOUT = 1.0  # GATEWAY_DATABASE_TIMEOUT: a silent database is given up on in 1 s
+ROWS_DEADLINE = 30.0  # how long the rows of an outage may take to arrive once it is over
+
+
+@pytest.fixture
+def pg() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL; rows list it before `serve`, so it outlives their gateway."""
+    with postgres_server() as server:
+        yield server
+
+
+class Traffic:
+    """Clients calling "healthy" in the background until the block ends; keeps, per request
+    id, the status each call saw. A client that fails for any reason fails the test."""
+
+    def __init__(self, client: openai.OpenAI, clients: int = 2) -> None:
+        self.client = client
+        self.seen: dict[str, int] = {}
+        self.answers: set[str | None] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(clients)
+        self._clients = [self._pool.submit(self._call) for _ in range(clients)]
+
+    def _call(self) -> None:
+        while not self._stop.is_set():
+            outcome = ask(self.client, "healthy")
+            with self._lock:
+                self.seen[outcome.request_id] = outcome.status
+                self.answers.add(outcome.content)
+
+    def more(self, calls: int, what: str) -> None:
+        """Waits until `calls` more calls have been answered."""
+        target = len(self.seen) + calls
+
+        def answered() -> bool:
+            for client in self._clients:
+                if client.done():
+                    client.result()  # raises what stopped it
+            return len(self.seen) >= target
+
+        wait_until(answered, f"{calls} calls answered {what}", timeout=ROWS_DEADLINE)
+
+    def __enter__(self) -> Traffic:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._pool.shutdown()
+        for client in self._clients:
+            client.result()
+
+
+def readiness(base: str) -> tuple[int, dict[str, Any]]:
+    # The client's timeout is the bound: readiness must answer, never hang on the database.
+    response = httpx.get(f"{base}/readyz", timeout=ROWS_DEADLINE)
+    return response.status_code, response.json()
+
+
+def ready_becomes(base: str, status: int, what: str) -> dict[str, Any]:
+    """The /readyz body once it answers `status` (it caches its check for a second)."""
+    seen: list[dict[str, Any]] = []
+
+    def answers() -> bool:
+        code, body = readiness(base)
+        seen[:] = [body]
+        return code == status
+
+    wait_until(answers, what, timeout=ROWS_DEADLINE)
+    return seen[0]
+
+
+def check_admin_unavailable(base: str) -> None:
+    """An admin route that needs the database answers 503 database_unavailable, in bounded
+    time (the client's timeout: a hang fails the row)."""
+    keys = httpx.get(f"{base}/v1/keys", headers=HEADERS, timeout=ROWS_DEADLINE)
+    assert keys.status_code == 503, keys.text
+    error = keys.json()["error"]
+    assert set(error) == ERROR_KEYS
+    assert (error["type"], error["code"]) == ("server_error", "database_unavailable")
+
+
+def check_every_call_logged(
+    url: str, traffic: Traffic, sent: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Every call the clients made was answered 200 with the whole answer, and its row, with
+    that status and the upstream's usage, is in the database: none lost, none twice."""
+    assert set(traffic.seen.values()) == {200}
+    assert traffic.answers == {ANSWER}
+    rows = logged(url, *traffic.seen, timeout=ROWS_DEADLINE)
+    assert len(rows) == len(traffic.seen), "exactly one row per call"
+    healthy = f"healthy#{list(sent).index('healthy')}"
+    served = Holds(200, None, 1, healthy, (PROMPT_TOKENS, ANSWER_TOKENS))
+    problems: dict[str, str] = {}
+    for request_id in traffic.seen:
+        problems |= {
+            f"{request_id}: {k}": v for k, v in row_problems(rows[request_id], served).items()
+        }
+    settle(problems)
+    return rows
+
+
+@dataclass(frozen=True)
+class Outage:
+    name: str
+    begin: str  # the PostgresServer method that takes it down
+    end: str  # the one that brings it back
+    readiness: str  # how /readyz words the database's problem
+
+
+DATABASE_OUTAGES = [
+    Outage("database-refusing-connections", "stop", "start", "unreachable ("),
+    Outage("database-hanging", "pause", "resume", f"did not answer within {DATABASE_TIMEOUT:g} s"),
 ]
 
 
-@pytest.mark.parametrize("fault", PENDING_DATABASE_FAULTS)
-def test_database_fault(fault: str) -> None:
-    pytest.skip(
-        f"pending: {fault} needs the throwaway PostgreSQL of branch durability "
-        "(tests/fakes/postgres_server.py, issue 12 items 5-6)"
+@pytest.mark.parametrize("outage", [pytest.param(o, id=o.name) for o in DATABASE_OUTAGES])
+def test_database_down(
+    outage: Outage, pg: PostgresServer, serve: Any, upstream: FakeUpstream
+) -> None:
+    """The gateway's PostgreSQL goes down mid-traffic: stopped (connections refused) or
+    SIGSTOPped (connections accepted, nothing ever answered, as a hung host). Calls go on
+    being answered; /readyz says not ready, naming the database; an admin route answers 503
+    in bounded time; the rows are spooled. Once the database is back, /readyz is ready
+    again and every call's row is in the database (replayed from the spool), exactly once."""
+    settings, sent = config(upstream, {})
+    base, sqlite_file, client = serve(
+        settings, database_url=pg.url, database_timeout=DATABASE_TIMEOUT
     )
+    spool = sqlite_file.parent / "spool"
+    with Traffic(client) as traffic:
+        traffic.more(5, "before the outage")
+        getattr(pg, outage.begin)()
+        try:
+            body = ready_becomes(base, 503, f"/readyz not ready with the database {outage.begin}")
+            assert body["status"] == "not ready"
+            assert body["checks"]["database"].startswith(outage.readiness), body
+            traffic.more(20, "while the database is down")
+            check_admin_unavailable(base)
+            wait_until(lambda: any(spool.glob("*.jsonl")), "rows spooled", ROWS_DEADLINE)
+        finally:
+            getattr(pg, outage.end)()
+        body = ready_becomes(base, 200, "/readyz ready again")
+        assert body["checks"]["database"] == "ok"
+        traffic.more(5, "after the outage")
+
+    check_every_call_logged(pg.url, traffic, sent)
+    wait_until(lambda: not any(spool.glob("*.jsonl")), "the spool replayed", ROWS_DEADLINE)
+    assert not any(spool.glob("*.tmp"))
+    assert readiness(base)[1]["request_log"] == {
+        "database": "ok",
+        "held_in_memory": 0,
+        "dropped": 0,
+        "quarantined": 0,
+    }
+    check_healthy(base, client, pg.url, sent, calls_made=len(traffic.seen))
+
+
+def _read_lines(stream: Any, into: list[str]) -> None:
+    for line in stream:
+        into.append(line)
+
+
+def test_disk_full_during_a_database_outage(
+    pg: PostgresServer, tmp_path: Path, upstream: FakeUpstream, connections: Any
+) -> None:
+    """The disk fills up, then the database stops, mid-traffic. The spool cannot take a byte,
+    so rows wait in memory (well under the default bound of 100,000 rows), and the gateway
+    says so in its log; calls go on being answered. The disk frees up: the rows are spooled.
+    The database returns: every row arrives, none twice, no partial file left.
+
+    A full disk, unprivileged: the whole gateway (`gateway serve`, in its own process) gets
+    RLIMIT_FSIZE 0 through prlimit(2), allowed on a process of one's own user, so every write
+    to a regular file fails with EFBIG (Python ignores SIGXFSZ, which would otherwise kill
+    it); raising it back is the disk freeing up. Its output goes to a pipe, which the limit
+    does not cover."""
+    settings, sent = config(upstream, {})
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    env = {
+        "GATEWAY_CONFIG": str(path),
+        "GATEWAY_MASTER_KEY": MASTER_KEY,
+        "GATEWAY_DATABASE_URL": pg.url,
+        "GATEWAY_DATABASE_TIMEOUT": str(DATABASE_TIMEOUT),
+        "GATEWAY_PROMPTS_DIR": str(tmp_path / "no-prompts"),
+    }
+    data_dir = tmp_path / "data"
+    spool = data_dir / "spool"
+    output: list[str] = []
+    with gateway_process(data_dir, env=env) as (base, process):
+        assert process.stdout is not None
+        reader = threading.Thread(target=_read_lines, args=(process.stdout, output), daemon=True)
+        reader.start()
+        client = sdk(base, http_client=connections)
+        space = resource.prlimit(process.pid, resource.RLIMIT_FSIZE)
+        with Traffic(client) as traffic:
+            traffic.more(5, "before the outage")
+            resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (0, space[1]))  # disk full
+            pg.stop()
+            try:
+                wait_until(
+                    lambda: readiness(base)[1]["request_log"]["held_in_memory"] >= 20,
+                    "rows held in memory",
+                    ROWS_DEADLINE,
+                )
+                traffic.more(20, "while the database and the disk are down")
+                code, body = readiness(base)
+                assert code == 503
+                assert body["checks"]["database"].startswith("unreachable ("), body
+                assert body["request_log"]["dropped"] == 0
+                assert not any(spool.glob("*.jsonl")), "a spool file written on a full disk"
+            finally:
+                resource.prlimit(process.pid, resource.RLIMIT_FSIZE, space)  # space again
+            wait_until(
+                lambda: (
+                    readiness(base)[1]["request_log"]["held_in_memory"] == 0
+                    and any(spool.glob("*.jsonl"))
+                ),
+                "the held rows spooled once the disk has space",
+                ROWS_DEADLINE,
+            )
+            traffic.more(5, "with space on the disk, the database still down")
+            pg.start()
+            ready_becomes(base, 200, "/readyz ready again")
+            traffic.more(5, "after the outage")
+
+        check_every_call_logged(pg.url, traffic, sent)
+        wait_until(lambda: not any(spool.glob("*.jsonl")), "the spool replayed", ROWS_DEADLINE)
+        assert not any(spool.glob("*.tmp")), "a partial spool file left behind"
+        assert readiness(base)[1]["request_log"] == {
+            "database": "ok",
+            "held_in_memory": 0,
+            "dropped": 0,
+            "quarantined": 0,
+        }
+        check_healthy(base, client, pg.url, sent, calls_made=len(traffic.seen))
+    reader.join(timeout=10)
+    log = "".join(output)
+    assert "cannot write the spool" in log, log  # said loudly
+    assert "the spool is writable again" in log, log
+    assert "DROPPED" not in log, log
+    assert "LOST" not in log, log
 
 
 # --- supporting: the oversized-stream fix -------------------------------------------------------
