@@ -129,6 +129,10 @@ class GatewaySection(BaseModel):
     # Store request and response bodies in the request log (secrets redacted); a key's
     # log_bodies flag turns it on for that key alone.
     log_bodies: bool = False
+    # The most an upstream answer (a JSON reply, or one streamed event) may hold before the
+    # call fails with a 502: an upstream that never stops sending must not take the memory
+    # every other call needs. Large embedding batches are the biggest legitimate answers.
+    max_response_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
 
 
 class GatewayConfig(BaseModel):

@@ -57,7 +57,7 @@ class Providers:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.local = LocalProvider()
-        self.fast = OpenAICompatibleProvider()
+        self.fast = OpenAICompatibleProvider(config.gateway.max_response_bytes)
         self.litellm = LiteLLMProvider()
         self._forced_litellm = {
             entry.model_info.id or f"{entry.model_name}#{i}"

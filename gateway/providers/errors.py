@@ -20,6 +20,7 @@ from gateway.providers.http_client import (
     BodyIncomplete,
     ConnectFailed,
     HTTPClientError,
+    ResponseTooLarge,
     ServerDisconnected,
 )
 
@@ -129,6 +130,12 @@ def translate_http_errors(deployment: Deployment) -> Iterator[None]:
         raise UpstreamError(
             f"the connection to the upstream of model {model} broke mid-answer",
             detail=f"{where(deployment)}: connection broke mid-answer",
+        ) from None
+    except ResponseTooLarge as exc:
+        raise UpstreamError(
+            f"the upstream of model {model} answered with more than the gateway accepts "
+            f"(gateway.max_response_bytes)",
+            detail=f"{where(deployment)}: {exc}",
         ) from None
     except ServerDisconnected:
         raise UpstreamError(

@@ -52,6 +52,10 @@ class MalformedResponse(HTTPClientError):
     """Bytes that are not an HTTP/1.1 response we can read."""
 
 
+class ResponseTooLarge(HTTPClientError):
+    """The body went past the limit its reader set."""
+
+
 class _Target(NamedTuple):
     key: _Key
     request_line: str
@@ -233,9 +237,16 @@ class Response:
             self.close()  # back to the pool now, not when the caller gets round to it
         return data
 
-    async def read(self) -> bytes:
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body; past `limit` bytes the connection is closed and ResponseTooLarge
+        raised, so an answer that never ends cannot fill the memory."""
         parts = []
+        size = 0
         while data := await self.chunk():
+            size += len(data)
+            if limit is not None and size > limit:
+                self.close()
+                raise ResponseTooLarge(f"response body over {limit} bytes")
             parts.append(data)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 

@@ -15,7 +15,7 @@ import orjson
 from gateway.errors import UpstreamError
 from gateway.providers.base import Deployment, Reply, Stream, Usage
 from gateway.providers.errors import status_error, translate_http_errors, where
-from gateway.providers.http_client import HTTPClient, Response
+from gateway.providers.http_client import HTTPClient, Response, ResponseTooLarge
 
 # Headers the HTTP client owns: it frames the body and asks for it uncompressed.
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "accept-encoding"})
@@ -48,8 +48,9 @@ def _split_events(buffer: bytes) -> tuple[list[bytes], bytes]:
 
 
 class OpenAICompatibleProvider:
-    def __init__(self) -> None:
+    def __init__(self, max_response_bytes: int = 256 * 1024 * 1024) -> None:
         self._http: HTTPClient | None = None
+        self.max_response_bytes = max_response_bytes
 
     def _client(self) -> HTTPClient:
         if self._http is None:
@@ -94,7 +95,7 @@ class OpenAICompatibleProvider:
                 self._payload(deployment, body),
                 total=deployment.timeout,
             )
-            raw = await response.read()
+            raw = await response.read(self.max_response_bytes)
             if response.status >= 300:
                 raise status_error(response.status, response.headers, raw, deployment)
         try:
@@ -128,7 +129,7 @@ class OpenAICompatibleProvider:
                     idle=deployment.stream_timeout,
                 )
                 if response.status >= 300:
-                    raw = await response.read()
+                    raw = await response.read(self.max_response_bytes)
                     raise status_error(response.status, response.headers, raw, deployment)
                 events = self._events(response, deployment)
                 first = await anext(events, None)
@@ -152,17 +153,27 @@ class OpenAICompatibleProvider:
         # the whole buffer per read made one 16 MB event (a streamed image, say) cost ~6 s of
         # event-loop time in 64 KB reads.
         pending: list[bytes] = []
+        pending_bytes = 0
+        limit = self.max_response_bytes
         tail = b""
         try:
             with translate_http_errors(deployment):
                 while data := await response.chunk():
                     pending.append(data)
+                    pending_bytes += len(data)
                     edge = tail + data[:3]
                     tail = (tail + data[-3:])[-3:]
                     if not any(sep in data or sep in edge for sep in (b"\n\n", b"\r\n\r\n")):
+                        if pending_bytes > limit:  # one event that never ends
+                            raise ResponseTooLarge(f"a stream event over {limit} bytes")
                         continue
                     events, rest = _split_events(b"".join(pending))
+                    if pending_bytes > limit and (
+                        len(rest) > limit or any(len(event) > limit for event in events)
+                    ):
+                        raise ResponseTooLarge(f"a stream event over {limit} bytes")
                     pending = [rest] if rest else []
+                    pending_bytes = len(rest)
                     if events:
                         yield events
                 buffer = b"".join(pending)
