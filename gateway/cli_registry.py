@@ -22,7 +22,7 @@ def _store() -> Any:
 
 
 def _ref(text: str) -> Any:
-    from gateway.registry.refs import parse_ref
+    from gateway.model_refs import parse_ref
 
     return run(lambda: parse_ref(text))
 

@@ -14,8 +14,8 @@ from sqlalchemy import Engine
 
 from gateway.errors import BadRequest
 from gateway.keys import KeyStore
+from gateway.model_refs import check_label, check_name, check_ref
 from gateway.prompts.store import normalize_target
-from gateway.registry.refs import check_label, check_name, check_ref
 from tests.conftest import DEFAULT_MODELS, MASTER_KEY, GatewayFactory, sdk
 from tests.test_registry_store import eval_report
 

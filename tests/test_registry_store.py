@@ -11,8 +11,8 @@ from sqlalchemy import Engine
 
 from gateway.errors import BadRequest, NotFound, PermissionDenied
 from gateway.evals.store import EvalStore
+from gateway.model_refs import ModelRef, parse_ref
 from gateway.registry.promotion import promote
-from gateway.registry.refs import ModelRef, parse_ref
 from gateway.registry.spec import VersionSpec
 from gateway.registry.store import RegistryStore
 

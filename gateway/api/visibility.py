@@ -12,7 +12,7 @@ from typing import Any
 from gateway.auth import Caller
 from gateway.errors import NotFound
 from gateway.keys import KeyRecord
-from gateway.registry.refs import EVAL_PREFIX, VERSION
+from gateway.model_refs import EVAL_PREFIX, VERSION
 from gateway.registry.store import RegistryStore, no_model
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gateway.errors import ConfigError, GatewayError
 from gateway.evals.assertions import KNOWN_TYPES, AssertionSpec
-from gateway.registry.refs import parse_ref
+from gateway.model_refs import parse_ref
 from gateway.yamlfile import (
     MIB,
     YamlDocument,

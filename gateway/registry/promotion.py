@@ -8,7 +8,7 @@ from typing import Any
 from gateway.errors import BadRequest, PermissionDenied
 from gateway.evals.gates import refusal, suite_name
 from gateway.evals.store import EvalStore
-from gateway.registry.refs import ModelRef, check_label, eval_version
+from gateway.model_refs import ModelRef, check_label, eval_version
 from gateway.registry.store import RegistryStore
 
 EVAL_REQUIRED = "eval_required"

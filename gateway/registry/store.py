@@ -16,8 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.errors import NotFound
 from gateway.evals.store import EvalStore
-from gateway.registry import lineage
-from gateway.registry.refs import (
+from gateway.model_refs import (
     EVAL_PREFIX,
     LATEST,
     NAME,
@@ -27,6 +26,7 @@ from gateway.registry.refs import (
     eval_version,
     parse_ref,
 )
+from gateway.registry import lineage
 from gateway.registry.spec import VersionSpec, check_alias
 from gateway.store.rows import put_row
 from gateway.store.tables import (

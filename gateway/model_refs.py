@@ -1,4 +1,8 @@
-"""Names, labels and refs: `NAME`, `NAME@3`, `NAME@production`, `NAME@latest`.
+"""Registry names, labels and refs: `NAME`, `NAME@3`, `NAME@production`, `NAME@latest`.
+
+Only the grammar, beside both its users: the registry stores and resolves refs, eval suites
+target them, and the registry gates promotion on eval runs, so the grammar living in either
+package made the two import each other.
 
 Versions are numbers and labels start with a letter, so a ref is never ambiguous.
 """
