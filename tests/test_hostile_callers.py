@@ -273,6 +273,16 @@ def test_bad_n_and_token_limits_are_400_naming_the_field(
     assert field in error["message"]
 
 
+@pytest.mark.parametrize("role", [["user"] * 100_000, {"user": 1}, 7, None, "robot"])
+def test_a_message_role_that_is_not_a_known_name_is_400_naming_the_message(
+    gateway: GatewayFactory, role: Any
+) -> None:
+    messages = [{"role": "user", "content": "hi"}, {"role": role, "content": "x"}]
+    response = chat(gateway(), MASTER_KEY, model="local/echo", messages=messages)
+    assert response.status_code == 400, response.text[:300]
+    assert response.json()["error"]["param"] == "messages[1]"
+
+
 # 3. A client that leaves before the usage chunk is still billed for the prompt sent.
 
 

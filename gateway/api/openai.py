@@ -36,7 +36,10 @@ def _check_chat(body: dict[str, Any]) -> None:
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' must be a non-empty array of messages.", param="messages")
     for index, message in enumerate(messages):
-        if not isinstance(message, dict) or str(message.get("role")) not in ROLES:
+        role = message.get("role") if isinstance(message, dict) else None
+        # The type first: a list or an object cannot be looked up in a set (and str() of a
+        # large one would cost as much as the body).
+        if type(role) is not str or role not in ROLES:
             raise BadRequest(
                 f"messages[{index}] must be an object whose 'role' is one of "
                 f"{', '.join(sorted(ROLES))}.",
