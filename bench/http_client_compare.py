@@ -23,7 +23,7 @@ import aiohttp
 import orjson
 import uvloop
 
-from gateway.providers.http_client import HTTPClient
+from gateway.transport.http_client import HTTPClient
 
 Call = Callable[[], Awaitable[int]]
 HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-bench"}

@@ -9,30 +9,30 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from gateway.auth import Authenticator
-from gateway.config import GatewayConfig
+from gateway.core.config import GatewayConfig
+from gateway.core.settings import Settings
 from gateway.evals.store import EvalStore
-from gateway.keys import KeyCache, KeyStore
+from gateway.identity.auth import Authenticator
+from gateway.identity.keys import KeyCache, KeyStore
 from gateway.metering.budgets import MemoryBudgetLedger, RedisBudgetLedger
 from gateway.metering.limits import MemoryRateLimiter, RedisRateLimiter
 from gateway.metering.meter import Meter
 from gateway.metering.prices import PriceTable
 from gateway.metering.redis_meter import RedisMeterStore
-from gateway.metering.resp import ScriptClient
-from gateway.metering.spend import seed_budgets
 from gateway.metering.stores import LocalMeterStore, MeterStore
-from gateway.metrics import Metrics
+from gateway.observability.metrics import Metrics
+from gateway.observability.request_log import RequestLogWriter, record_price_version
+from gateway.observability.spend import seed_budgets
+from gateway.observability.traces import Tracing
 from gateway.prompts.catalog import PromptCatalog
 from gateway.prompts.render import PromptRenderer
 from gateway.prompts.store import PromptStore
 from gateway.providers import Deployment, Providers, build_deployments
 from gateway.registry.store import RegistryStore
-from gateway.routing import Router
-from gateway.settings import Settings
+from gateway.routing.router import Router
 from gateway.store.db import database_url, make_engine, migrate
 from gateway.store.probe import DatabaseProbe
-from gateway.store.request_log import RequestLogWriter, record_price_version
-from gateway.telemetry import Tracing
+from gateway.transport.resp import ScriptClient
 
 log = logging.getLogger("gateway")
 

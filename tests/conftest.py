@@ -22,9 +22,9 @@ import uvicorn
 import yaml
 from sqlalchemy import Engine
 
-from gateway.app import create_app
-from gateway.server import uvicorn_options
-from gateway.settings import Settings
+from gateway.api.app import create_app
+from gateway.api.server import uvicorn_options
+from gateway.core.settings import Settings
 from gateway.store.db import make_engine, migrate
 from tests.fakes.upstream import FakeUpstream, running_upstream
 

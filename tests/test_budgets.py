@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from gateway.errors import MeterUnavailable
+from gateway.core.errors import MeterUnavailable
 from gateway.metering.budgets import (
     HOLD_TTL_S,
     KEEP_AFTER_END_S,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import load_config
-from gateway.errors import ConfigError
+from gateway.core.config import load_config
+from gateway.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -138,7 +138,7 @@ def test_config_check_cli_exit_codes(tmp_path: Path) -> None:
 
 
 def test_published_schema_is_current() -> None:
-    from gateway.config import config_json_schema
+    from gateway.core.config import config_json_schema
 
     published = (ROOT / "schemas" / "gateway.schema.json").read_text()
     assert published == config_json_schema(), "run: gateway config schema > schemas/..."

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from gateway.server import RESERVED_FILES
+from gateway.api.server import RESERVED_FILES
 from tests.conftest import DEFAULT_MODELS, ROOT, GatewayFactory, gateway_process
 
 WAIT = 15.0  # a bound on every wait below, never an expected duration
@@ -177,7 +177,7 @@ def _fitted(soft: int, hard: int, cap: int) -> tuple[int, int]:
     script = (
         "import resource, sys\n"
         f"resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard}))\n"
-        "from gateway.server import fit_open_files\n"
+        "from gateway.api.server import fit_open_files\n"
         f"print(fit_open_files({cap}), resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
     )
     done = subprocess.run(

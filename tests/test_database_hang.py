@@ -23,8 +23,8 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
+from gateway.observability.request_log import RequestLogWriter
 from gateway.store.db import make_engine, migrate
-from gateway.store.request_log import RequestLogWriter
 from gateway.store.tables import request_log
 from tests.conftest import MASTER_KEY, ROOT, free_port
 from tests.fakes.postgres_server import PostgresServer, postgres_server

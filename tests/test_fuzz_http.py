@@ -27,7 +27,7 @@ from schemathesis import GenerationMode
 from starlette.requests import Request
 
 from gateway.api.deps import SERIALIZABLE_DEPTH, check_json, read_json
-from gateway.errors import BadRequest, GatewayError
+from gateway.core.errors import BadRequest, GatewayError
 from tests.conftest import DEFAULT_MODELS, MASTER_KEY, GatewayFactory, fake_model
 from tests.fakes.upstream import FakeUpstream
 

@@ -26,11 +26,11 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from gateway.config import GatewayConfig, load_config
-from gateway.errors import ConfigError
+from gateway.core.config import GatewayConfig, load_config
+from gateway.core.errors import ConfigError
+from gateway.core.yamlfile import MAX_DEPTH, MIB
 from gateway.evals.suite import Suite, load_suite
 from gateway.prompts.files import PromptError, PromptFile, parse_prompt
-from gateway.yamlfile import MAX_DEPTH, MIB
 
 ROOT = Path(__file__).resolve().parent.parent
 SET_VAR, EMPTY_VAR = "GATEWAY_FUZZ_SECRET", "GATEWAY_FUZZ_EMPTY"

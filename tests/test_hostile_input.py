@@ -12,9 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from gateway.errors import BadRequest
-from gateway.keys import KeyStore
-from gateway.model_refs import check_label, check_name, check_ref
+from gateway.core.errors import BadRequest
+from gateway.core.model_refs import check_label, check_name, check_ref
+from gateway.identity.keys import KeyStore
 from gateway.prompts.store import normalize_target
 from tests.conftest import DEFAULT_MODELS, MASTER_KEY, GatewayFactory, sdk
 from tests.test_registry_store import eval_report

@@ -23,10 +23,11 @@ import orjson
 import pytest
 import uvloop
 
-from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.core.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.providers.base import Deployment
 from gateway.providers.errors import parse_retry_after, translate_http_errors
-from gateway.providers.http_client import (
+from gateway.providers.openai_compat import OpenAICompatibleProvider
+from gateway.transport.http_client import (
     BodyIncomplete,
     ConnectFailed,
     HTTPClient,
@@ -34,7 +35,6 @@ from gateway.providers.http_client import (
     Response,
     ServerDisconnected,
 )
-from gateway.providers.openai_compat import OpenAICompatibleProvider
 from tests.conftest import free_port
 from tests.fakes.upstream import FakeUpstream
 

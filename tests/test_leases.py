@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from gateway.app import create_app
-from gateway.errors import RateLimited
+from gateway.api.app import create_app
+from gateway.core.errors import RateLimited
+from gateway.core.settings import Settings
 from gateway.metering.budgets import Budget, BudgetExceeded, RedisBudgetLedger
 from gateway.metering.limits import WINDOW_S, Limit, RedisRateLimiter
 from gateway.metering.redis_meter import RedisMeterStore
-from gateway.metering.resp import LuaScript, ScriptClient
 from gateway.metering.stores import Admitted
-from gateway.settings import Settings
+from gateway.transport.resp import LuaScript, ScriptClient
 from tests.conftest import REDIS_URL
 from tests.test_redis_meter import FixedClock
 

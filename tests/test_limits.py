@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from gateway.errors import MeterUnavailable, RateLimited
+from gateway.core.errors import MeterUnavailable, RateLimited
 from gateway.metering.limits import (
     KEY_TTL_S,
     WINDOW_S,

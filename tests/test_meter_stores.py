@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from gateway.errors import RateLimited
+from gateway.core.errors import RateLimited
 from gateway.metering.budgets import Budget, BudgetExceeded, MemoryBudgetLedger, RedisBudgetLedger
 from gateway.metering.limits import Limit, MemoryRateLimiter, RedisRateLimiter
 from gateway.metering.redis_meter import RedisMeterStore
-from gateway.metering.resp import ScriptClient
 from gateway.metering.stores import LocalMeterStore, MeterStore
+from gateway.transport.resp import ScriptClient
 from tests.conftest import REDIS_URL
 
 BUDGET = Budget("key:k", max_usd=1.0)

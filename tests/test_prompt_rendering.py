@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from dotpromptz import DataArgument, Dotprompt, PromptFunction, Role, TextPart
 
-from gateway.errors import BadRequest
+from gateway.core.errors import BadRequest
 from gateway.evals.suite import load_suite
 from gateway.prompts.files import PromptFile, parse_prompt
 from gateway.prompts.render import PromptRenderer, to_chat_messages

@@ -10,11 +10,11 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from gateway.errors import MeterUnavailable
+from gateway.core.errors import MeterUnavailable
 from gateway.metering.budgets import Budget, RedisBudgetLedger
 from gateway.metering.limits import Limit, RedisGuard, RedisRateLimiter
 from gateway.metering.redis_meter import RedisMeterStore
-from gateway.metering.resp import ConnectionLost, ScriptClient
+from gateway.transport.resp import ConnectionLost, ScriptClient
 from tests.conftest import REDIS_URL
 
 

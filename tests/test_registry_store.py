@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from gateway.errors import BadRequest, NotFound, PermissionDenied
+from gateway.core.errors import BadRequest, NotFound, PermissionDenied
+from gateway.core.model_refs import ModelRef, parse_ref
 from gateway.evals.store import EvalStore
-from gateway.model_refs import ModelRef, parse_ref
 from gateway.registry.promotion import promote
 from gateway.registry.spec import VersionSpec
 from gateway.registry.store import RegistryStore

@@ -13,8 +13,8 @@ import openai
 import pytest
 from sqlalchemy import Engine, create_engine, func, select
 
+from gateway.observability.request_log import RequestLogWriter
 from gateway.store.db import make_engine, migrate
-from gateway.store.request_log import RequestLogWriter
 from gateway.store.tables import price_versions, request_log
 from tests.conftest import MASTER_KEY, GatewayFactory, fake_model, sdk
 from tests.fakes.upstream import FakeUpstream

@@ -17,9 +17,9 @@ import orjson
 import pytest
 from sqlalchemy import Engine, func, select
 
+from gateway.observability.log_rows import storable
+from gateway.observability.request_log import RequestLogWriter
 from gateway.store.db import make_engine
-from gateway.store.log_rows import storable
-from gateway.store.request_log import RequestLogWriter
 from gateway.store.tables import request_log
 from tests.conftest import MASTER_KEY, GatewayFactory
 

@@ -12,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.metering.resp import LuaScript, ScriptClient, _Address
+from gateway.transport.resp import LuaScript, ScriptClient, _Address
 from tests.conftest import REDIS_URL, free_port
 
 ECHO = LuaScript.of("return {KEYS[1], ARGV[1], tonumber(ARGV[2]) * 2}")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import create_app
-from gateway.settings import Settings
+from gateway.api.app import create_app
+from gateway.core.settings import Settings
 from tests.conftest import ServerThread, gateway_process, sdk
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway.server import CoalescingTransport
+from gateway.api.server import CoalescingTransport
 from tests.conftest import ServerThread
 
 

@@ -45,8 +45,8 @@ def _count_files(directory: Path, pattern: str) -> int:
 async def _outage_with_a_full_disk(spool: Path, database: Path, max_held: int) -> dict[str, Any]:
     """Runs in the child: the database refuses connections and the spool cannot be written;
     then the disk frees up; then the database returns. Reports what happened at each step."""
+    from gateway.observability.request_log import RequestLogWriter
     from gateway.store.db import make_engine, migrate
-    from gateway.store.request_log import RequestLogWriter
     from gateway.store.tables import request_log
 
     down = make_engine(REFUSED_URL, 1.0)

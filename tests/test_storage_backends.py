@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import Engine, event, func, select
 
 from gateway.evals.store import EvalStore
-from gateway.keys import KeyCache, KeyStore, hash_key
-from gateway.metering.spend import cost_report, spent_since
+from gateway.identity.keys import KeyCache, KeyStore, hash_key
+from gateway.observability.request_log import RequestLogWriter
+from gateway.observability.spend import cost_report, spent_since
 from gateway.prompts.files import parse_prompt
 from gateway.prompts.store import GitInfo, PromptStore, git_info
 from gateway.store.db import MIGRATIONS, head_revision, make_engine
-from gateway.store.request_log import RequestLogWriter
 from gateway.store.tables import request_log
 
 PROMPT = """---

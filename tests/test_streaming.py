@@ -11,7 +11,7 @@ from typing import Any
 import openai
 import pytest
 
-from gateway.errors import UpstreamError
+from gateway.core.errors import UpstreamError
 from gateway.providers.base import Stream
 from tests.conftest import GatewayFactory, fake_model, sdk
 from tests.fakes.upstream import FakeUpstream

@@ -14,10 +14,10 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, select
 
-from gateway.app import create_app
-from gateway.settings import Settings
+from gateway.api.app import create_app
+from gateway.core.settings import Settings
+from gateway.observability.traces import SpanEncoder, parent_span_id, traces_url
 from gateway.store.tables import request_log
-from gateway.telemetry import SpanEncoder, parent_span_id, traces_url
 from tests.conftest import DEFAULT_MODELS, MASTER_KEY, ServerThread, fake_model, free_port
 from tests.fakes.otlp import OTLPReceiver
 from tests.fakes.upstream import FakeUpstream

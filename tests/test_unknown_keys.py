@@ -17,9 +17,9 @@ import pytest
 import yaml
 from sqlalchemy import Engine, event
 
-from gateway.app import create_app
-from gateway.keys import KeyStore
-from gateway.settings import Settings
+from gateway.api.app import create_app
+from gateway.core.settings import Settings
+from gateway.identity.keys import KeyStore
 from gateway.state import GatewayState
 from gateway.store.db import make_engine
 from gateway.store.polling import POLL_SECONDS

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.api.deps import MasterDep, StateDep, ValidInput
-from gateway.errors import BadRequest
-from gateway.keys import MAX_BUDGET_USD
+from gateway.core.errors import BadRequest
+from gateway.identity.keys import MAX_BUDGET_USD
 from gateway.metering.budgets import Budget, parse_duration
-from gateway.metering.spend import GroupBy, cost_report
+from gateway.observability.spend import GroupBy, cost_report
 
 router = APIRouter(dependencies=[ValidInput])
 

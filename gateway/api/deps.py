@@ -10,9 +10,9 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Depends, Request
 
-from gateway.auth import Caller
-from gateway.errors import BadRequest
-from gateway.metering.calls import CallRecord
+from gateway.calls.record import CallRecord
+from gateway.core.errors import BadRequest
+from gateway.identity.auth import Caller
 from gateway.state import GatewayState
 
 

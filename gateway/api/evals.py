@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request
 
 from gateway.api.deps import CallerDep, MasterDep, StateDep, ValidInput, read_json
 from gateway.api.visibility import Visibility
-from gateway.auth import Caller
-from gateway.errors import BadRequest, NotFound
+from gateway.core.errors import BadRequest, NotFound
+from gateway.identity.auth import Caller
 from gateway.state import GatewayState
 
 router = APIRouter(prefix="/v1/evals", dependencies=[ValidInput])

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from gateway.api.deps import StateDep
-from gateway.metrics import CONTENT_TYPE
+from gateway.observability.metrics import CONTENT_TYPE
 
 router = APIRouter()
 

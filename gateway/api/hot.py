@@ -17,8 +17,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api import openai
 from gateway.api.deps import authenticate_with
-from gateway.auth import Caller
-from gateway.errors import GatewayError, error_response
+from gateway.core.errors import GatewayError, error_response
+from gateway.identity.auth import Caller
 from gateway.state import GatewayState
 
 log = logging.getLogger("gateway")

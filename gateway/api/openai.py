@@ -14,14 +14,14 @@ from fastapi.responses import Response
 
 from gateway.api.deps import CallerDep, StateDep, read_json, require_model
 from gateway.api.event_stream import EventStreamResponse
-from gateway.auth import Caller
-from gateway.errors import BadRequest, GatewayError
-from gateway.metering.calls import CallRecord
+from gateway.calls.record import CallRecord
+from gateway.core.errors import BadRequest, GatewayError
+from gateway.identity.auth import Caller
 from gateway.metering.meter import Admission, prompt_tokens_sent
-from gateway.metering.redact import redacted_body, redacted_json
+from gateway.observability.redact import redacted_body, redacted_json
 from gateway.prompts.calling import PromptRef, apply_prompt, prompt_ref
 from gateway.providers import Deployment, Reply, Stream, Usage
-from gateway.routing import Routed
+from gateway.routing.router import Routed
 from gateway.state import GatewayState
 
 router = APIRouter()

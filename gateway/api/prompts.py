@@ -10,8 +10,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import CallerDep, MasterDep, StateDep, ValidInput
-from gateway.auth import Caller
-from gateway.errors import NotFound, PermissionDenied
+from gateway.core.errors import NotFound, PermissionDenied
+from gateway.identity.auth import Caller
 from gateway.prompts.gates import missing_evals
 from gateway.prompts.store import LATEST, hide_root, target_versions
 from gateway.state import GatewayState

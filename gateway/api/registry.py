@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import CallerDep, MasterDep, StateDep, ValidInput
 from gateway.api.visibility import Visibility
-from gateway.auth import Caller
-from gateway.model_refs import LATEST, check_name, model_ref
+from gateway.core.model_refs import LATEST, check_name, model_ref
+from gateway.identity.auth import Caller
 from gateway.registry.promotion import promote
 from gateway.registry.spec import VersionSpec
 from gateway.registry.store import no_model

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from gateway.auth import Caller
-from gateway.errors import NotFound
-from gateway.keys import KeyRecord
-from gateway.model_refs import EVAL_PREFIX, VERSION
+from gateway.core.errors import NotFound
+from gateway.core.model_refs import EVAL_PREFIX, VERSION
+from gateway.identity.auth import Caller
+from gateway.identity.keys import KeyRecord
 from gateway.registry.store import RegistryStore, no_model
 
 

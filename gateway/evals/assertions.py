@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
+from gateway.core.schemacheck import schema_problem
 from gateway.evals.checks import (
     DEFAULT_THRESHOLDS,
     DETERMINISTIC_CHECKS,
@@ -28,7 +29,6 @@ from gateway.evals.checks import (
 )
 from gateway.evals.graded import GRADED_CHECKS
 from gateway.evals.text_metrics import word_tokens
-from gateway.schemacheck import schema_problem
 
 __all__ = [
     "KNOWN_TYPES",

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from sqlalchemy import Engine, select
 
-from gateway.errors import BadRequest, NotFound
+from gateway.core.errors import BadRequest, NotFound
 from gateway.store.tables import eval_runs
 
 SUMMARY_COLUMNS = (

@@ -16,10 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.errors import ConfigError, GatewayError
-from gateway.evals.assertions import KNOWN_TYPES, AssertionSpec
-from gateway.model_refs import parse_ref
-from gateway.yamlfile import (
+from gateway.core.errors import ConfigError, GatewayError
+from gateway.core.model_refs import parse_ref
+from gateway.core.yamlfile import (
     MIB,
     YamlDocument,
     data_problem,
@@ -28,6 +27,7 @@ from gateway.yamlfile import (
     read_text,
     validation_problems,
 )
+from gateway.evals.assertions import KNOWN_TYPES, AssertionSpec
 
 # Datasets are parsed by C code (json, csv) and can be larger than YAML files; a 100 MB file
 # is still refused before it is read.

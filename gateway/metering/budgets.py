@@ -18,7 +18,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 from gateway.metering.limits import Clock, RedisGuard
 
 NANO = 1_000_000_000

@@ -33,8 +33,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.errors import GatewayError, MeterUnavailable, RateLimited
-from gateway.metering.resp import ConnectionLost
+from gateway.core.errors import GatewayError, MeterUnavailable, RateLimited
+from gateway.transport.resp import ConnectionLost
 
 log = logging.getLogger("gateway.metering")
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.auth import Caller
-from gateway.errors import DeploymentBusy, RateLimited
+from gateway.core.errors import DeploymentBusy, RateLimited
+from gateway.identity.auth import Caller
 from gateway.metering.budgets import Budget, BudgetHold
 from gateway.metering.limits import Limit, RateState, Reservation
 from gateway.metering.prices import PriceTable

@@ -46,8 +46,8 @@ from gateway.metering.limits import (
     Reservation,
     effective,
 )
-from gateway.metering.resp import LuaScript, ScriptClient
 from gateway.metering.stores import Admitted
+from gateway.transport.resp import LuaScript, ScriptClient
 
 log = logging.getLogger("gateway.metering")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import BadRequest
+from gateway.core.errors import BadRequest
 from gateway.prompts.files import PromptFile
 
 MODEL_PREFIX = "prompt/"

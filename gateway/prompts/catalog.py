@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import NotFound
+from gateway.core.errors import NotFound
 from gateway.prompts.files import PromptError, PromptFile, parse_prompt
 from gateway.prompts.store import LATEST, PRODUCTION, PromptStore
 from gateway.store.polling import Poller

@@ -16,11 +16,8 @@ from typing import Any
 from dotpromptz import Dotprompt, FrontmatterError
 from dotpromptz_handlebars import Handlebars
 
-from gateway.errors import ConfigError
-from gateway.prompts import schemas
-from gateway.prompts.frontmatter import FrontMatter, front_json_schema, validate_front
-from gateway.prompts.template import scan_body
-from gateway.yamlfile import (
+from gateway.core.errors import ConfigError
+from gateway.core.yamlfile import (
     MIB,
     YamlDocument,
     YamlError,
@@ -29,6 +26,9 @@ from gateway.yamlfile import (
     read_text,
     text_problem,
 )
+from gateway.prompts import schemas
+from gateway.prompts.frontmatter import FrontMatter, front_json_schema, validate_front
+from gateway.prompts.template import scan_body
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 SUFFIX = ".prompt"

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.yamlfile import YamlDocument, format_loc
+from gateway.core.yamlfile import YamlDocument, format_loc
 
 
 class _Strict(BaseModel):

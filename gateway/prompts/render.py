@@ -21,9 +21,9 @@ from dotpromptz_handlebars import EscapeFunction, Handlebars
 from jsonschema import validators
 from jsonschema.exceptions import best_match
 
-from gateway.errors import BadRequest
+from gateway.core.errors import BadRequest
+from gateway.core.yamlfile import format_loc
 from gateway.prompts.files import PromptFile
-from gateway.yamlfile import format_loc
 
 _CHAT_ROLES = {Role.SYSTEM: "system", Role.USER: "user", Role.MODEL: "assistant"}
 # Messages are split on these markers after rendering, so a variable containing one could

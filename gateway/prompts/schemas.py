@@ -12,9 +12,9 @@ from typing import Any
 from dotpromptz import picoschema_to_json_schema
 from jsonschema import validators
 
+from gateway.core.schemacheck import schema_problem
+from gateway.core.yamlfile import YamlDocument, format_loc
 from gateway.prompts.frontmatter import InputSpec, OutputSpec
-from gateway.schemacheck import schema_problem
-from gateway.yamlfile import YamlDocument, format_loc
 
 Problems = list[tuple[int, str]]
 

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, Row, select
 from sqlalchemy.exc import IntegrityError
 
-from gateway.errors import BadRequest, NotFound
+from gateway.core.errors import BadRequest, NotFound
 from gateway.prompts.files import PromptError, PromptFile, scan
 from gateway.store.rows import put_row
 from gateway.store.tables import prompt_label_history, prompt_labels, prompt_versions

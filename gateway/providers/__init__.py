@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.config import GatewayConfig, ModelEntry
+from gateway.core.config import GatewayConfig, ModelEntry
 from gateway.providers.base import Deployment, Provider, Reply, Stream, Usage
 from gateway.providers.litellm_provider import LiteLLMProvider, warm_in_background
 from gateway.providers.local import LocalProvider

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from gateway.errors import UpstreamError
+from gateway.core.errors import UpstreamError
 
 
 @dataclass(slots=True)

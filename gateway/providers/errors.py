@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import orjson
 
-from gateway.errors import (
+from gateway.core.errors import (
     BadRequest,
     GatewayError,
     RateLimited,
@@ -16,7 +16,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.providers.base import Deployment
-from gateway.providers.http_client import (
+from gateway.transport.http_client import (
     BodyIncomplete,
     ConnectFailed,
     HTTPClientError,

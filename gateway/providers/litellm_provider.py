@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import (
+from gateway.core.errors import (
     BadRequest,
     GatewayError,
     RateLimited,

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import BadRequest, UpstreamError
+from gateway.core.errors import BadRequest, UpstreamError
 from gateway.providers.base import DONE_EVENT, Deployment, Reply, Stream, Usage, sse_event
 
 EMBEDDING_MODELS = {"all-MiniLM-L6-v2"}

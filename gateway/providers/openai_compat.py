@@ -12,10 +12,10 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import UpstreamError
+from gateway.core.errors import UpstreamError
 from gateway.providers.base import Deployment, Reply, Stream, Usage
 from gateway.providers.errors import status_error, translate_http_errors, where
-from gateway.providers.http_client import HTTPClient, Response, ResponseTooLarge
+from gateway.transport.http_client import HTTPClient, Response, ResponseTooLarge
 
 # Headers the HTTP client owns: it frames the body and asks for it uncompressed.
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "accept-encoding"})

@@ -3,7 +3,7 @@
 Shared by LLMs and (later) classic models: a version names the gateway alias that serves it.
 """
 
-from gateway.model_refs import ModelRef, parse_ref
+from gateway.core.model_refs import ModelRef, parse_ref
 from gateway.registry.store import RegistryStore
 
 __all__ = ["ModelRef", "RegistryStore", "parse_ref"]

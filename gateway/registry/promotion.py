@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.errors import BadRequest, PermissionDenied
+from gateway.core.errors import BadRequest, PermissionDenied
+from gateway.core.model_refs import ModelRef, check_label, eval_version
 from gateway.evals.gates import refusal, suite_name
 from gateway.evals.store import EvalStore
-from gateway.model_refs import ModelRef, check_label, eval_version
 from gateway.registry.store import RegistryStore
 
 EVAL_REQUIRED = "eval_required"

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.errors import BadRequest
+from gateway.core.errors import BadRequest
 
 HASH = re.compile(r"(?:sha256:)?([0-9a-fA-F]{64})")
 

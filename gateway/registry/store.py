@@ -14,9 +14,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, func, select
 from sqlalchemy.exc import IntegrityError
 
-from gateway.errors import NotFound
-from gateway.evals.store import EvalStore
-from gateway.model_refs import (
+from gateway.core.errors import NotFound
+from gateway.core.model_refs import (
     EVAL_PREFIX,
     LATEST,
     NAME,
@@ -26,6 +25,7 @@ from gateway.model_refs import (
     eval_version,
     parse_ref,
 )
+from gateway.evals.store import EvalStore
 from gateway.registry import lineage
 from gateway.registry.spec import VersionSpec, check_alias
 from gateway.store.rows import put_row

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from gateway.errors import DatabaseUnavailable
+from gateway.core.errors import DatabaseUnavailable
 
 # Failures of the database rather than of the request: connection refused or lost, a
 # statement or answer timeout, no pooled connection free in time.

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.background import stop_task
+from gateway.core.background import stop_task
 
 log = logging.getLogger("gateway.polling")
 

@@ -27,9 +27,9 @@ from sqlalchemy import Column, ColumnDefault, Engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 
+from gateway.observability.log_rows import storable
+from gateway.observability.spool import DATETIME_COLUMNS, Spool, encode
 from gateway.store.errors import cause
-from gateway.store.log_rows import storable
-from gateway.store.spool import DATETIME_COLUMNS, Spool, encode
 from gateway.store.tables import price_versions, request_log
 
 log = logging.getLogger("gateway.request_log")

@@ -10,14 +10,14 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli_common import engine, fail, run
+from gateway.cli.common import engine, fail, run
 
 keys_app = typer.Typer(no_args_is_help=True, help="Create, inspect, revoke and rotate keys.")
 costs_app = typer.Typer(no_args_is_help=True, help="Spend reports from the request log.")
 
 
 def _store() -> Any:
-    from gateway.keys import KeyStore
+    from gateway.identity.keys import KeyStore
 
     return KeyStore(engine())
 
@@ -109,7 +109,7 @@ def report(
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
 ) -> None:
     """Requests, tokens and cost grouped by key, team, model, prompt or day."""
-    from gateway.metering.spend import cost_report
+    from gateway.observability.spend import cost_report
 
     if group_by not in ("key", "team", "model", "prompt", "day"):
         fail(f"--group-by must be key, team, model, prompt or day, not {group_by!r}")

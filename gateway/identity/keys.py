@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.errors import BadRequest, NotFound
+from gateway.core.errors import BadRequest, NotFound
 from gateway.store.polling import POLL_SECONDS, Poller
 from gateway.store.tables import api_keys, teams
 

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from gateway.config import RouterSettings
-from gateway.errors import (
+from gateway.core.config import RouterSettings
+from gateway.core.errors import (
     DeploymentBusy,
     GatewayError,
     ModelNotFound,

@@ -15,12 +15,12 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api import admin, evals, health, openai, prompts, registry
+from gateway.api.edge import EdgeMiddleware
 from gateway.api.hot import HotRoutes, record_error
-from gateway.auth import resolve_master_key
-from gateway.config import load_config
-from gateway.errors import BadRequest, GatewayError, NotFound, error_response
-from gateway.middleware import EdgeMiddleware
-from gateway.settings import Settings
+from gateway.core.config import load_config
+from gateway.core.errors import BadRequest, GatewayError, NotFound, error_response
+from gateway.core.settings import Settings
+from gateway.identity.auth import resolve_master_key
 from gateway.state import GatewayState
 from gateway.store import errors as store_errors
 

@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.errors import AuthenticationFailed, PermissionDenied, RateLimited
-from gateway.keys import KeyCache, KeyRecord, TeamRecord, hash_key, now_utc
-from gateway.settings import Settings
+from gateway.core.errors import AuthenticationFailed, PermissionDenied, RateLimited
+from gateway.core.settings import Settings
+from gateway.identity.keys import KeyCache, KeyRecord, TeamRecord, hash_key, now_utc
 
 log = logging.getLogger("gateway.auth")
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli_common import fail, settings
+from gateway.cli.common import fail, settings
 
 eval_app = typer.Typer(no_args_is_help=True, help="Eval suites: run them, gate on them.")
 
@@ -32,9 +32,9 @@ async def _client(url: str | None, key: str | None) -> AsyncIterator[Any]:
             yield GatewayClient(http, key)
         return
     # In process: the same app `gateway serve` runs, so calls are priced and logged as usual.
-    from gateway.app import create_app
-    from gateway.auth import resolve_master_key
-    from gateway.errors import ConfigError
+    from gateway.api.app import create_app
+    from gateway.core.errors import ConfigError
+    from gateway.identity.auth import resolve_master_key
 
     current = settings()
     key = key or resolve_master_key(current)
@@ -50,7 +50,7 @@ async def _client(url: str | None, key: str | None) -> AsyncIterator[Any]:
 
 async def _run(options: dict[str, Any]) -> tuple[int, dict[str, str]]:
     """The exit code, and the reports to write (by option name)."""
-    from gateway.errors import ConfigError
+    from gateway.core.errors import ConfigError
     from gateway.evals import reports
     from gateway.evals.runner import AnswerCache, TargetError, run_suite
     from gateway.evals.suite import Target, load_suite
@@ -151,7 +151,7 @@ def run(
 @eval_app.command("validate")
 def validate(suites: Annotated[list[Path], typer.Argument(help="Suite files.")]) -> None:
     """Check suite files (and their datasets); exit 2 with file:line errors when invalid."""
-    from gateway.errors import ConfigError
+    from gateway.core.errors import ConfigError
     from gateway.evals.suite import load_suite
 
     bad = False

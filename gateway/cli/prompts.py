@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli_common import actor, engine, fail, run, settings
+from gateway.cli.common import actor, engine, fail, run, settings
 
 prompts_app = typer.Typer(no_args_is_help=True, help="Prompt files, versions and labels.")
 

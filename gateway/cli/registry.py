@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli_common import actor, engine, fail, run, settings
+from gateway.cli.common import actor, engine, fail, run, settings
 
 registry_app = typer.Typer(
     no_args_is_help=True, help="Model registry: versions, lineage, labels and their approvals."
@@ -22,7 +22,7 @@ def _store() -> Any:
 
 
 def _ref(text: str) -> Any:
-    from gateway.model_refs import parse_ref
+    from gateway.core.model_refs import parse_ref
 
     return run(lambda: parse_ref(text))
 
@@ -42,8 +42,8 @@ def _pairs(option: str, items: list[str]) -> dict[str, Any]:
 
 
 def _aliases() -> list[str]:
-    from gateway.config import load_config
-    from gateway.errors import ConfigError
+    from gateway.core.config import load_config
+    from gateway.core.errors import ConfigError
 
     try:
         return load_config(settings().config).aliases()
@@ -161,7 +161,7 @@ def promote(
     reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
 ) -> None:
     """Point LABEL at a version; the move is recorded with its approver."""
-    from gateway.errors import GatewayError, PermissionDenied
+    from gateway.core.errors import GatewayError, PermissionDenied
     from gateway.registry.promotion import EVAL_REQUIRED
     from gateway.registry.promotion import promote as move
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import orjson
 
-from gateway.background import stop_task
-from gateway.providers.http_client import HTTPClient, HTTPClientError
+from gateway.core.background import stop_task
+from gateway.transport.http_client import HTTPClient, HTTPClientError
 
 log = logging.getLogger("gateway.telemetry")
 

@@ -20,8 +20,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from gateway.errors import GatewayError
-from gateway.settings import Settings
+from gateway.core.errors import GatewayError
+from gateway.core.settings import Settings
 
 log = logging.getLogger("gateway.server")
 
@@ -254,7 +254,7 @@ def run_uvicorn(settings: Settings) -> None:
 
     max_connections = fit_open_files(settings.max_connections)
     uvicorn.run(
-        "gateway.app:app_from_env",
+        "gateway.api.app:app_from_env",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -278,7 +278,7 @@ def run_granian(settings: Settings) -> None:
         "ignores GATEWAY_MAX_CONNECTIONS; serve with uvicorn (the default) in production"
     )
     Granian(
-        "gateway.app:app_from_env",
+        "gateway.api.app:app_from_env",
         address=settings.host,
         port=settings.port,
         interface=Interfaces.ASGI,

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from gateway.cli_admin import costs_app, keys_app
-from gateway.cli_evals import eval_app
-from gateway.cli_prompts import prompts_app
-from gateway.cli_registry import registry_app
-from gateway.errors import ConfigError
+from gateway.cli.admin import costs_app, keys_app
+from gateway.cli.evals import eval_app
+from gateway.cli.prompts import prompts_app
+from gateway.cli.registry import registry_app
+from gateway.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from gateway.settings import Settings
+    from gateway.core.settings import Settings
 
 app = typer.Typer(
     add_completion=False,
@@ -54,9 +54,9 @@ def serve(
             os.environ[f"GATEWAY_{name}"] = str(value)
     from pydantic import ValidationError
 
-    from gateway.auth import resolve_master_key
-    from gateway.config import load_config
-    from gateway.settings import Settings
+    from gateway.core.config import load_config
+    from gateway.core.settings import Settings
+    from gateway.identity.auth import resolve_master_key
 
     try:
         settings = Settings()
@@ -82,7 +82,7 @@ def serve(
 def share_metrics(directory: Path) -> None:
     """Workers write their metrics to files here and a scrape of any worker sums them all.
     Emptied first: the files of an earlier run's workers would be counted again."""
-    from gateway.metrics import MULTIPROCESS_DIR
+    from gateway.observability.metrics import MULTIPROCESS_DIR
 
     if os.environ.get(MULTIPROCESS_DIR):
         return  # the operator chose a directory (and owns its cleaning)
@@ -93,7 +93,7 @@ def share_metrics(directory: Path) -> None:
 
 
 def run_server(settings: Settings, server: Literal["uvicorn", "granian"] | str) -> None:
-    from gateway import server as servers
+    from gateway.api import server as servers
 
     if server == "granian":
         servers.run_granian(settings)
@@ -104,7 +104,7 @@ def run_server(settings: Settings, server: Literal["uvicorn", "granian"] | str) 
 @config_app.command("check")
 def config_check(path: Annotated[Path, typer.Argument(help="The gateway.yaml to check.")]) -> None:
     """Validate a config file; exit 0 when valid, 2 with file:line errors when not."""
-    from gateway.config import load_config
+    from gateway.core.config import load_config
 
     try:
         config = load_config(path)
@@ -117,7 +117,7 @@ def config_check(path: Annotated[Path, typer.Argument(help="The gateway.yaml to 
 @config_app.command("schema")
 def config_schema() -> None:
     """Print the JSON Schema of gateway.yaml (for editors: yaml-language-server)."""
-    from gateway.config import config_json_schema
+    from gateway.core.config import config_json_schema
 
     sys.stdout.write(config_json_schema())
 

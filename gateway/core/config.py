@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gateway.errors import ConfigError
-from gateway.yamlfile import YamlDocument, format_loc, one_line, validation_problems
+from gateway.core.errors import ConfigError
+from gateway.core.yamlfile import YamlDocument, format_loc, one_line, validation_problems
 
 log = logging.getLogger("gateway.config")
 

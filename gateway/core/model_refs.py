@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from gateway.errors import BadRequest
+from gateway.core.errors import BadRequest
 
 # Whole strings only (fullmatch): with re.match, `$` also matches before a final newline.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")

@@ -8,11 +8,11 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import PayloadTooLarge
-from gateway.metering.calls import METERED_PATHS, CallRecord
-from gateway.metrics import Metrics
-from gateway.store.request_log import RequestLogWriter
-from gateway.telemetry import Tracing
+from gateway.calls.record import METERED_PATHS, CallRecord
+from gateway.core.errors import PayloadTooLarge
+from gateway.observability.metrics import Metrics
+from gateway.observability.request_log import RequestLogWriter
+from gateway.observability.traces import Tracing
 
 
 class EdgeMiddleware:

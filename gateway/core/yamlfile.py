@@ -23,7 +23,7 @@ from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 MIB = 1024 * 1024
 # Far above any real config, suite or prompt; far below what would take minutes to parse.

@@ -13,7 +13,7 @@ from referencing import Registry
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012, specification_with
 
-from gateway.yamlfile import format_loc
+from gateway.core.yamlfile import format_loc
 
 _REFERENCES = ("$ref", "$dynamicRef", "$recursiveRef")
 

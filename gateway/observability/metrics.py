@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from gateway.background import stop_task
+from gateway.core.background import stop_task
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 DRAIN_S = 0.1

@@ -20,7 +20,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def settings() -> Any:
     from pydantic import ValidationError
 
-    from gateway.settings import Settings
+    from gateway.core.settings import Settings
 
     try:
         return Settings()
@@ -47,7 +47,7 @@ def engine() -> Any:
 
 def run(action: Callable[[], T]) -> T:
     """Runs a store action; a gateway error becomes a one-line message and exit 2."""
-    from gateway.errors import GatewayError
+    from gateway.core.errors import GatewayError
 
     try:
         return action()

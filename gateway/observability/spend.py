@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, case, func, select
 
-from gateway.keys import KeyCache
+from gateway.identity.keys import KeyCache
 from gateway.metering.budgets import Budget, BudgetLedger, period_bounds
 from gateway.store.tables import request_log
 
