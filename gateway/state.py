@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from gateway.calls.pipeline import Pipeline
 from gateway.core.config import GatewayConfig
 from gateway.core.settings import Settings
 from gateway.evals.store import EvalStore
@@ -20,6 +21,7 @@ from gateway.metering.meter import Meter
 from gateway.metering.prices import PriceTable
 from gateway.metering.redis_meter import RedisMeterStore
 from gateway.metering.stores import LocalMeterStore, MeterStore
+from gateway.observability.call_log import CallLog
 from gateway.observability.metrics import Metrics
 from gateway.observability.request_log import RequestLogWriter, record_price_version
 from gateway.observability.spend import seed_budgets
@@ -58,6 +60,7 @@ class GatewayState:
     evals: EvalStore
     registry: RegistryStore
     metrics: Metrics
+    calls: Pipeline
     redis: Any = None
     tracing: Tracing | None = None
 
@@ -100,10 +103,24 @@ class GatewayState:
         by_alias = {a: [s.deployment for s in router.states(a)] for a in router.aliases()}
         meter = Meter(store, prices, by_alias, config.gateway.default_max_tokens)
         prompt_store = PromptStore(engine)
+        prompts = PromptCatalog(prompt_store)
+        renderer = PromptRenderer()
+        request_log = RequestLogWriter(engine, settings.data_dir / "spool")
+        metrics = Metrics(models=router.aliases())
+        tracing = Tracing(settings.otlp_endpoint) if settings.otlp_endpoint else None
+        calls = Pipeline(
+            router,
+            meter,
+            prices,
+            prompts,
+            renderer,
+            CallLog(request_log, metrics, tracing),
+            log_bodies=config.gateway.log_bodies,
+        )
         return cls(
             prompt_store=prompt_store,
-            prompts=PromptCatalog(prompt_store),
-            prompt_renderer=PromptRenderer(),
+            prompts=prompts,
+            prompt_renderer=renderer,
             evals=EvalStore(engine),
             registry=RegistryStore(engine),
             settings=settings,
@@ -116,12 +133,13 @@ class GatewayState:
             engine=engine,
             keys=keys,
             key_cache=key_cache,
-            request_log=RequestLogWriter(engine, settings.data_dir / "spool"),
+            request_log=request_log,
             database_probe=DatabaseProbe(engine, timeout=min(2.0, settings.database_timeout)),
             meter=meter,
             redis=redis,
-            tracing=Tracing(settings.otlp_endpoint) if settings.otlp_endpoint else None,
-            metrics=Metrics(models=router.aliases()),
+            tracing=tracing,
+            metrics=metrics,
+            calls=calls,
         )
 
     async def start(self) -> None:

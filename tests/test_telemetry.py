@@ -75,7 +75,8 @@ def test_each_call_becomes_a_span_in_the_callers_trace(
     finally:
         server.stop()  # shutting down exports every span still queued
 
-    spans = {span["attributes"]["gateway.request_id"]: span for span in receiver.received()}
+    received = receiver.received()
+    spans = {s["attributes"]["gateway.request_id"]: s for s in received if s["kind"] == 2}
     assert len(spans) == 3
     first = spans[chat.headers["x-gateway-request-id"]]
     assert first["name"] == "chat priced"
@@ -209,3 +210,52 @@ def test_spans_are_valid_otlp_json_whatever_the_strings_hold() -> None:
         assert attributes["error.type"] == {"stringValue": "upstream_error"}
         assert "gateway.key_id" not in attributes
         assert "gateway.ttft_ms" not in attributes
+
+
+def test_each_attempt_is_a_child_span_of_its_call(
+    tmp_path: Path, upstream: FakeUpstream, receiver: OTLPReceiver
+) -> None:
+    """A retried call shows both attempts under its span: the failed one with its error."""
+    entry = fake_model(upstream, "flaky", "fail_first=1,status=500,id=attempt-spans")
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model_list": [entry, *DEFAULT_MODELS],
+                "router_settings": {"num_retries": 2, "retry_after": 0},
+            }
+        )
+    )
+    settings = Settings(
+        config=config, data_dir=tmp_path / "data", master_key=MASTER_KEY, otlp_endpoint=receiver.url
+    )
+    server = ServerThread(create_app(settings))
+    base = server.start()
+    try:
+        chat = httpx.post(
+            f"{base}/v1/chat/completions",
+            headers={"authorization": f"Bearer {MASTER_KEY}"},
+            json={"model": "flaky", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert chat.status_code == 200
+    finally:
+        server.stop()
+
+    received = receiver.received()
+    (call,) = [s for s in received if s["kind"] == 2]
+    attempts = sorted(
+        (s for s in received if s["parent_span_id"] == call["span_id"]),
+        key=lambda s: s["attributes"]["gateway.attempt"],
+    )
+    assert [s["attributes"]["gateway.attempt"] for s in attempts] == [1, 2]
+    assert call["attributes"]["gateway.attempts"] == 2
+    failed, answered = attempts
+    assert failed["kind"] == answered["kind"] == 3  # SPAN_KIND_CLIENT
+    assert failed["trace_id"] == answered["trace_id"] == call["trace_id"]
+    assert failed["name"] == f"attempt {answered['attributes']['gateway.deployment']}"
+    assert failed["attributes"]["error.type"] == "upstream_error"
+    assert failed["status_code"] == 2  # STATUS_CODE_ERROR
+    assert "error.type" not in answered["attributes"]
+    assert answered["status_code"] == 0
+    assert call["start_ns"] <= failed["start_ns"] < failed["end_ns"] <= answered["start_ns"]
+    assert answered["end_ns"] <= call["end_ns"]

@@ -14,9 +14,8 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api import admin, evals, health, openai, prompts, registry
-from gateway.api.edge import EdgeMiddleware
-from gateway.api.hot import HotRoutes, record_error
+from gateway.api import admin, evals, health, openai, prompts, proxied, registry
+from gateway.api.edge import Edge
 from gateway.core.config import load_config
 from gateway.core.errors import BadRequest, GatewayError, NotFound, error_response
 from gateway.core.settings import Settings
@@ -30,7 +29,7 @@ log = logging.getLogger("gateway")
 def install_error_handlers(app: FastAPI) -> None:
     async def gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
-        return record_error(request.scope, exc)
+        return error_response(exc)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -69,7 +68,7 @@ def install_error_handlers(app: FastAPI) -> None:
             request.url.path,
             store_errors.cause(exc),
         )
-        return record_error(request.scope, store_errors.unavailable(exc))
+        return error_response(store_errors.unavailable(exc))
 
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -92,8 +91,8 @@ def _hint(request: Request) -> str:
 
 
 class GatewayApp(FastAPI):
-    """FastAPI with the edge in front of it: HTTP requests meet the edge (ids, body cap,
-    request log), then the proxied routes' direct dispatch, and only the rest reach FastAPI.
+    """FastAPI with the edge in front of it: HTTP requests meet the edge (ids, body cap, the
+    proxied routes' dispatch and request log), and only the rest reach FastAPI.
 
     Outside FastAPI rather than as its middleware, because Starlette's stack (error and
     telemetry middleware, body limits) cost a proxied call ~5% of its CPU for nothing it uses.
@@ -143,18 +142,13 @@ def create_app(settings: Settings | None = None, *, freeze_after_start: bool = F
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(openai.router)
+    proxied.document(app)
     app.include_router(admin.router)
     app.include_router(prompts.router)
     app.include_router(evals.router)
     app.include_router(registry.router)
     max_body = config.gateway.max_body_bytes or settings.max_body_bytes
-    app.edge = EdgeMiddleware(
-        HotRoutes(app.serve_with_fastapi, state=state),
-        max_body_bytes=max_body,
-        request_log=state.request_log,
-        metrics=state.metrics,
-        tracing=state.tracing,
-    )
+    app.edge = Edge(app.serve_with_fastapi, state, max_body_bytes=max_body)
     return app
 
 

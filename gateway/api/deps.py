@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Depends, Request
 
-from gateway.calls.record import CallRecord
 from gateway.core.errors import BadRequest
 from gateway.identity.auth import Caller
 from gateway.state import GatewayState
@@ -24,18 +23,10 @@ async def get_state(request: Request) -> GatewayState:
 
 
 async def authenticate(request: Request) -> Caller:
-    return await authenticate_with(request.app.state.gateway, request)
-
-
-async def authenticate_with(state: GatewayState, request: Request) -> Caller:
-    caller = await state.auth.authenticate(
+    state: GatewayState = request.app.state.gateway
+    return await state.auth.authenticate(
         request.headers.get("authorization"), request.scope.get("client")
     )
-    call: CallRecord | None = request.scope["state"].get("call")
-    if call is not None:
-        call.key_id = caller.key_id
-        call.team = caller.team.id if caller.team else (caller.key.team if caller.key else None)
-    return caller
 
 
 async def master(request: Request, caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
@@ -189,10 +180,3 @@ async def valid_input(request: Request, caller: Annotated[Caller, Depends(authen
 
 
 ValidInput = Depends(valid_input)
-
-
-def require_model(body: dict[str, Any]) -> str:
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequest("'model' is required and must be a non-empty string.", param="model")
-    return model

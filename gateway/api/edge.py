@@ -1,57 +1,50 @@
-"""Raw ASGI middleware (Starlette's HTTP-middleware base class costs milliseconds per request)."""
+"""The edge: every HTTP request meets it first. It stamps the request id, caps the body, and
+dispatches the proxied routes itself (so they skip FastAPI's routing and dependency solving,
+measured at about a third of a proxied call's CPU); everything else goes on to FastAPI.
+
+A proxied call gets its CallRecord here, is authenticated, runs its handler, and becomes one
+request-log row once its response has ended (streams included). Raw ASGI: Starlette's
+HTTP-middleware base class costs milliseconds per request.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
-import time
-from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.calls.record import METERED_PATHS, CallRecord
-from gateway.core.errors import PayloadTooLarge
-from gateway.observability.metrics import Metrics
-from gateway.observability.request_log import RequestLogWriter
-from gateway.observability.traces import Tracing
+from gateway.api.proxied import ProxiedRoute, by_path
+from gateway.calls.record import CallRecord
+from gateway.core.errors import GatewayError, PayloadTooLarge, error_response
+from gateway.state import GatewayState
+from gateway.store import errors as store_errors
+
+log = logging.getLogger("gateway")
 
 
-class EdgeMiddleware:
-    """Stamps each request with an id and start time, caps the body size, and turns every
-    metered call into one request-log row once its response has ended (streams included).
+class Edge:
+    """The body cap is enforced on the declared length and again on the bytes actually
+    received, so a chunked upload cannot get around it."""
 
-    The body cap is enforced on the declared length and again on the bytes actually
-    received, so a chunked upload cannot get around it.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        max_body_bytes: int,
-        request_log: RequestLogWriter,
-        metrics: Metrics,
-        tracing: Tracing | None = None,
-    ) -> None:
+    def __init__(self, app: ASGIApp, state: GatewayState, max_body_bytes: int) -> None:
         self.app = app
+        self.state = state
+        self.routes = by_path()
         self.max_body_bytes = max_body_bytes
-        self.request_log = request_log
-        self.metrics = metrics
-        self.tracing = tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request_id = os.urandom(12).hex()
-        state: dict[str, Any] = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        state["started"] = time.perf_counter()
-        route = METERED_PATHS.get(scope["path"])
-        call = None
-        traceparent = None
+        route = self.routes.get(scope["path"]) if scope["method"] == "POST" else None
+        record = None
         if route is not None:
             traceparent = next((v for k, v in scope["headers"] if k == b"traceparent"), None)
-            call = CallRecord.begin(request_id, route, traceparent)
-        state["call"] = call
+            record = CallRecord.begin(request_id, route.kind, traceparent)
         status = 500
         header = (b"x-gateway-request-id", request_id.encode())
 
@@ -66,18 +59,45 @@ class EdgeMiddleware:
             too_large = self._declared_too_large(scope)
             if too_large is not None:
                 status = too_large.status
-                if call is not None:
-                    call.error_type = too_large.type
+                if record is not None:
+                    record.error_type = too_large.type
                 await _reject(send, too_large, request_id)
-                return
-            await self.app(scope, self._capped(receive), send_with_id)
+            elif route is None:
+                await self.app(scope, self._capped(receive), send_with_id)
+            else:
+                assert record is not None
+                await self._serve(route, record, scope, self._capped(receive), send_with_id)
         finally:
-            if call is not None:
-                row = call.row(status)
-                self.request_log.record(row)
-                self.metrics.record(row)
-                if self.tracing is not None:
-                    self.tracing.record(row, traceparent)
+            if record is not None:
+                self.state.calls.finish(record, status)
+
+    async def _serve(
+        self, route: ProxiedRoute, record: CallRecord, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        request = Request(scope, receive)
+        response: Response
+        try:
+            caller = await self.state.auth.authenticate(
+                request.headers.get("authorization"), scope.get("client")
+            )
+            record.identify(caller)
+            response = await route.handler(request, self.state, caller, record)
+        except GatewayError as exc:
+            record.error_type = exc.type
+            response = error_response(exc)
+        except store_errors.UNAVAILABLE as exc:
+            log.warning(
+                "database unavailable for POST %s: %s", scope["path"], store_errors.cause(exc)
+            )
+            error = store_errors.unavailable(exc)
+            record.error_type = error.type
+            response = error_response(error)
+        except Exception:
+            log.exception("unexpected error on POST %s", scope["path"])
+            internal = GatewayError("The gateway hit an internal error.")
+            record.error_type = internal.type
+            response = error_response(internal)
+        await response(scope, receive, send)
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(

@@ -1,4 +1,5 @@
-"""One record per call, filled in along the request path and logged when the response ends."""
+"""One record per call: begun where the call enters (the HTTP edge, later a batch line or a
+broker message), filled in by the pipeline, and logged once when the answer has ended."""
 
 from __future__ import annotations
 
@@ -8,15 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gateway.identity.auth import Caller
+from gateway.observability.traces import AttemptSpan
 from gateway.providers import Deployment, Usage
-
-# The routes whose calls are metered and logged (each call becomes one request-log row).
-METERED_PATHS = {
-    "/v1/chat/completions": "chat",
-    "/chat/completions": "chat",
-    "/v1/embeddings": "embeddings",
-    "/embeddings": "embeddings",
-}
 
 
 def trace_id(traceparent: bytes | None) -> str:
@@ -53,12 +48,20 @@ class CallRecord:
     request_body: str | None = None
     response_body: str | None = None
     trace_id: str | None = None
+    traceparent: bytes | None = None  # the caller's, so the call's span joins its trace
+    attempt_log: list[AttemptSpan] | None = None  # kept when tracing is on (a span per attempt)
 
     @classmethod
     def begin(cls, request_id: str, route: str, traceparent: bytes | None) -> CallRecord:
         call = cls(request_id, route, time.perf_counter(), datetime.now(UTC))
         call.trace_id = trace_id(traceparent)
+        call.traceparent = traceparent
         return call
+
+    def identify(self, caller: Caller) -> None:
+        self.key_id = caller.key_id
+        key, team = caller.key, caller.team
+        self.team = team.id if team is not None else (key.team if key is not None else None)
 
     def row(self, status: int) -> dict[str, Any]:
         elapsed = time.perf_counter() - self.started

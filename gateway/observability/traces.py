@@ -21,7 +21,7 @@ import os
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -68,6 +68,16 @@ def parent_span_id(traceparent: bytes | None, trace_id: str) -> str | None:
     return span_id if span_id != "0" * 16 and _HEX.issuperset(span_id) else None
 
 
+class AttemptSpan(NamedTuple):
+    """One attempt of a call (a retry or a fallback makes several), a child of its span."""
+
+    deployment: str
+    provider: str
+    offset_s: float  # from the call's start
+    seconds: float
+    error_type: str | None
+
+
 class SpanEncoder:
     """Writes a finished call's span straight into OTLP/JSON bytes.
 
@@ -90,10 +100,17 @@ class SpanEncoder:
             self._quoted[text] = quoted
         return quoted
 
-    def span(self, row: dict[str, Any], traceparent: bytes | None) -> bytes:
+    def span(
+        self,
+        row: dict[str, Any],
+        traceparent: bytes | None,
+        attempts: list[AttemptSpan] | None = None,
+    ) -> bytes:
+        """The call's span and, after it, one child span per attempt."""
         quoted = self.quoted
         trace_id = row["trace_id"]
         status = row["status"]
+        span_id = os.urandom(8).hex().encode()
         parts = [
             b'{"traceId":"%s","spanId":"%s","name":%s,"kind":2,'
             b'"startTimeUnixNano":"%d","endTimeUnixNano":"%d","attributes":['
@@ -107,7 +124,7 @@ class SpanEncoder:
             b'{"key":"gateway.attempts","value":{"intValue":"%d"}}'
             % (
                 trace_id.encode(),
-                os.urandom(8).hex().encode(),
+                span_id,
                 quoted(f"{row['route']} {row['alias'] or 'unknown'}"),
                 _ns(row["created_at"]),
                 _ns(row["finished_at"]),
@@ -145,7 +162,42 @@ class SpanEncoder:
             message = quoted(row["error_type"] or "")
             parts.append(b',"status":{"code":%d,"message":%s}' % (_ERROR, message))
         parts.append(b"}")
+        if attempts:
+            start = _ns(row["created_at"])
+            for number, attempt in enumerate(attempts, 1):
+                parts.append(self._attempt(trace_id, span_id, start, number, attempt))
         return b"".join(parts)
+
+    def _attempt(
+        self, trace_id: str, parent: bytes, call_start: int, number: int, attempt: AttemptSpan
+    ) -> bytes:
+        begin = call_start + int(attempt.offset_s * 1e9)
+        quoted = self.quoted
+        span = (
+            b',{"traceId":"%s","spanId":"%s","parentSpanId":"%s","name":%s,"kind":3,'
+            b'"startTimeUnixNano":"%d","endTimeUnixNano":"%d","attributes":['
+            b'{"key":"gateway.deployment","value":{"stringValue":%s}},'
+            b'{"key":"gen_ai.provider.name","value":{"stringValue":%s}},'
+            b'{"key":"gateway.attempt","value":{"intValue":"%d"}}'
+            % (
+                trace_id.encode(),
+                os.urandom(8).hex().encode(),
+                parent,
+                quoted(f"attempt {attempt.deployment}"),
+                begin,
+                begin + int(attempt.seconds * 1e9),
+                quoted(attempt.deployment),
+                quoted(attempt.provider),
+                number,
+            )
+        )
+        if attempt.error_type is None:
+            return span + b"]}"
+        error = quoted(attempt.error_type)
+        return span + (
+            b',{"key":"error.type","value":{"stringValue":%s}}],'
+            b'"status":{"code":%d,"message":%s}}' % (error, _ERROR, error)
+        )
 
 
 _OPTIONAL_STRINGS = (
@@ -170,14 +222,21 @@ class Tracing:
             % orjson.dumps(resource)
         )
         self._encoder = SpanEncoder()
-        self._queue: deque[tuple[dict[str, Any], bytes | None]] = deque(maxlen=MAX_QUEUED)
+        self._queue: deque[tuple[dict[str, Any], bytes | None, list[AttemptSpan] | None]] = deque(
+            maxlen=MAX_QUEUED
+        )
         self._task: asyncio.Task[None] | None = None
         self._client: HTTPClient | None = None
         self._warned_at = float("-inf")
         self.exported = 0
 
-    def record(self, row: dict[str, Any], traceparent: bytes | None) -> None:
-        self._queue.append((row, traceparent))
+    def record(
+        self,
+        row: dict[str, Any],
+        traceparent: bytes | None,
+        attempts: list[AttemptSpan] | None = None,
+    ) -> None:
+        self._queue.append((row, traceparent, attempts))
 
     def start(self) -> None:
         # The fast path's lean client: httpx spent ~0.8 ms of event-loop time per export.
@@ -202,8 +261,8 @@ class Tracing:
             batch: list[bytes] = []
             while pending and len(batch) < MAX_BATCH:
                 for _ in range(min(ENCODE_CHUNK, pending, MAX_BATCH - len(batch))):
-                    row, traceparent = self._queue.popleft()
-                    batch.append(self._encoder.span(row, traceparent))
+                    row, traceparent, attempts = self._queue.popleft()
+                    batch.append(self._encoder.span(row, traceparent, attempts))
                     pending -= 1
                 await asyncio.sleep(0)
             await self._export(batch)

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from gateway.core.config import RouterSettings
 from gateway.core.errors import (
@@ -27,7 +27,28 @@ from gateway.core.errors import (
 from gateway.providers import Deployment, Provider, Providers
 
 T = TypeVar("T")
-Operation = Callable[[Provider, Deployment], Awaitable[T]]
+P = TypeVar("P")
+P_contra = TypeVar("P_contra", contravariant=True)
+# What one attempt does with the deployment chosen: send the request. It takes the call's own
+# payload, so callers pass module-level functions rather than closures.
+Send = Callable[[Provider, Deployment, P], Awaitable[T]]
+
+
+class AttemptHook(Protocol[P_contra]):
+    """What the caller does around each attempt: admit it against the deployment's own
+    limits (a refusal counts as the attempt's failure), note it for the record and its span."""
+
+    async def attempting(self, deployment: Deployment, payload: P_contra) -> None: ...
+
+    def attempted(
+        self,
+        deployment: Deployment,
+        payload: P_contra,
+        started: float,
+        seconds: float,
+        error: GatewayError | None,
+    ) -> None: ...
+
 
 log = logging.getLogger("gateway.routing")
 LOG_EVERY_S = 1.0
@@ -130,15 +151,22 @@ class Router:
             return [alias, *fallbacks]
         return [alias, *(name for name in fallbacks if allowed(name))]
 
-    async def call(self, chain: list[str], operation: Operation[T]) -> Routed[T]:
-        """Tries the aliases of `chain` (from chain()) in order until one answers."""
+    async def call(
+        self,
+        chain: list[str],
+        send: Send[P, T],
+        payload: P,
+        hook: AttemptHook[P] | None = None,
+    ) -> Routed[T]:
+        """Tries the aliases of `chain` (from chain()) in order until one answers; each attempt
+        is `send(provider, deployment, payload)` between the hook's two calls."""
         attempts = 0
         spent = 0.0
         error: GatewayError | None = None
         for name in chain:
             states = self.states(name)
             try:
-                return await self._call_alias(states, operation, attempts, spent)
+                return await self._call_alias(states, send, payload, hook, attempts, spent)
             except _AliasFailed as failure:
                 attempts, spent, error = failure.attempts, failure.spent, failure.error
                 if not is_retryable(error):
@@ -176,7 +204,13 @@ class Router:
         return max(settings.retry_after, backoff * (0.5 + self._random.random() / 2))
 
     async def _call_alias(
-        self, states: list[DeploymentState], operation: Operation[T], attempts: int, spent: float
+        self,
+        states: list[DeploymentState],
+        send: Send[P, T],
+        payload: P,
+        hook: AttemptHook[P] | None,
+        attempts: int,
+        spent: float,
     ) -> Routed[T]:
         settings = self.settings
         tried: set[int] = set()
@@ -197,13 +231,17 @@ class Router:
             started = time.perf_counter()
             state.in_flight += 1
             try:
-                value = await operation(self.providers.for_deployment(deployment), deployment)
+                if hook is not None:
+                    await hook.attempting(deployment, payload)
+                value = await send(self.providers.for_deployment(deployment), deployment, payload)
             except GatewayError as exc:
                 failure = exc
             finally:
                 state.in_flight -= 1
             elapsed = time.perf_counter() - started
             spent += elapsed
+            if hook is not None:
+                hook.attempted(deployment, payload, started, elapsed, failure)
             if failure is None:
                 state.succeeded(elapsed)
                 return Routed(value, deployment, attempts, spent)

@@ -1,0 +1,199 @@
+"""The call pipeline: admit -> route (a hook per attempt) -> settle -> record, for every kind
+of call. Adapters (the OpenAI routes today; inference, batch lines and broker messages next)
+parse their input into a Call, run it here, and encode what comes back.
+
+Whatever happens after admission, the reservation is settled exactly once: to the real cost
+when an answer came, to zero when none did (`settle` in `_route`, the one settle-on-failure).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gateway.calls.checks import check_chat, check_embeddings, require_model
+from gateway.calls.record import CallRecord
+from gateway.calls.usage import reply_usage
+from gateway.core.errors import GatewayError
+from gateway.identity.auth import Caller
+from gateway.metering.meter import Admission, Meter
+from gateway.metering.prices import PriceTable
+from gateway.observability.call_log import CallLog
+from gateway.observability.redact import redacted_body, redacted_json
+from gateway.observability.traces import AttemptSpan
+from gateway.prompts.calling import PromptRef, apply_prompt
+from gateway.prompts.catalog import PromptCatalog
+from gateway.prompts.render import PromptRenderer
+from gateway.providers import Deployment, Provider, Reply, Stream, Usage
+from gateway.routing.router import Routed, Router, Send
+
+Kind = Literal["chat", "embeddings"]
+
+CHECKS = {"chat": check_chat, "embeddings": check_embeddings}
+
+
+@dataclass(slots=True)
+class Call:
+    """One call on its way through the pipeline."""
+
+    kind: Kind
+    body: dict[str, Any]  # what is sent upstream (after a prompt is applied)
+    size: int  # the caller's body in bytes, for the worst-case token estimate
+    caller: Caller
+    record: CallRecord
+    prompt: PromptRef | None = None
+    chain: list[str] = field(default_factory=list)  # the alias and its allowed fallbacks
+    admission: Admission | None = None
+    logs_bodies: bool = False
+
+
+async def _chat(provider: Provider, deployment: Deployment, call: Call) -> Reply:
+    return await provider.chat(deployment, call.body)
+
+
+async def _open_stream(provider: Provider, deployment: Deployment, call: Call) -> Stream:
+    return await provider.open_stream(deployment, call.body)
+
+
+async def _embeddings(provider: Provider, deployment: Deployment, call: Call) -> Reply:
+    return await provider.embeddings(deployment, call.body)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        router: Router,
+        meter: Meter,
+        prices: PriceTable,
+        prompts: PromptCatalog,
+        renderer: PromptRenderer,
+        call_log: CallLog,
+        log_bodies: bool,
+    ) -> None:
+        self.router = router
+        self.meter = meter
+        self.prices = prices
+        self.prompts = prompts
+        self.renderer = renderer
+        self.call_log = call_log
+        self.log_bodies = log_bodies
+        self.traces_attempts = call_log.tracing is not None
+
+    async def admit(self, call: Call) -> None:
+        """Checks the call and reserves its worst case against the caller's budgets and rate
+        limits; raises the refusal. Nothing is reserved when it raises."""
+        record, caller, body = call.record, call.caller, call.body
+        record.identify(caller)
+        if call.prompt is not None:
+            await self._apply_prompt(call)
+            body = call.body
+        alias = require_model(body)
+        record.alias = alias
+        CHECKS[call.kind](body)
+        key = caller.key
+        allowed = key.allows_model if key is not None and key.models else None
+        # 404 for an unknown alias, before anything is reserved.
+        call.chain = self.router.chain(alias, allowed)
+        caller.check_model(alias)
+        call.logs_bodies = self.log_bodies or (key is not None and key.log_bodies)
+        if call.logs_bodies:
+            record.request_body = redacted_json(body)
+        call.admission = await self.meter.admit(
+            caller, call.chain, body, call.size, completion=call.kind == "chat"
+        )
+
+    async def _apply_prompt(self, call: Call) -> None:
+        ref = call.prompt
+        assert ref is not None
+        call.caller.check_prompt(ref.name)
+        prompt = self.prompts.resolve(ref.name, ref.label, ref.version, ref.user)
+        call.record.prompt_name, call.record.prompt_version = prompt.name, prompt.version
+        messages = await self.renderer.render(prompt, ref.variables)
+        # Rendered text counts toward the worst-case token estimate like the caller's own.
+        call.size += sum(len(str(m.get("content", ""))) for m in messages)
+        call.body = apply_prompt(call.body, prompt, messages)
+
+    async def attempting(self, deployment: Deployment, call: Call) -> None:
+        """The router's hook before each attempt."""
+        record = call.record
+        # So a failed call's row names the last deployment tried and how many were.
+        record.deployment = deployment
+        record.attempts += 1
+        assert call.admission is not None
+        await self.meter.admit_deployment(call.admission, deployment)
+
+    def attempted(
+        self,
+        deployment: Deployment,
+        call: Call,
+        started: float,
+        seconds: float,
+        error: GatewayError | None,
+    ) -> None:
+        """The router's hook after each attempt: the attempt becomes a span of its own."""
+        if self.traces_attempts:
+            record = call.record
+            attempt = AttemptSpan(
+                deployment.id,
+                deployment.provider,
+                started - record.started,
+                seconds,
+                error.type if error is not None else None,
+            )
+            if record.attempt_log is None:
+                record.attempt_log = [attempt]
+            else:
+                record.attempt_log.append(attempt)
+
+    async def _route(self, call: Call, send: Send[Call, Any]) -> Routed[Any]:
+        try:
+            routed = await self.router.call(call.chain, send, call, self)
+        except BaseException:
+            await self.settle(call)  # nothing was priced: gives the whole reservation back
+            raise
+        record = call.record
+        record.deployment = routed.deployment
+        record.upstream_s = routed.upstream_seconds
+        record.price_version = self.prices.version
+        return routed
+
+    async def complete(self, call: Call) -> Routed[Reply]:
+        """A JSON answer (chat or embeddings), priced and settled."""
+        routed = await self._route(call, _chat if call.kind == "chat" else _embeddings)
+        reply: Reply = routed.value
+        usage = reply.usage
+        if usage is None and call.kind == "chat":
+            # An upstream that reports no usage is still billed: counted, marked an estimate.
+            usage = reply_usage(call.body, reply.body)
+            call.record.estimated = True
+        if call.logs_bodies:
+            call.record.response_body = redacted_body(reply.body)
+        self.price(call, routed.deployment, usage)
+        await self.settle(call)
+        return routed
+
+    async def open_stream(self, call: Call) -> Routed[Stream]:
+        """An open stream; the relay settles it when it ends (see calls.streaming)."""
+        call.record.stream = True
+        routed: Routed[Stream] = await self._route(call, _open_stream)
+        return routed
+
+    def price(self, call: Call, deployment: Deployment, usage: Usage | None) -> None:
+        record = call.record
+        record.usage = usage
+        record.cost = self.prices.cost(deployment, usage)
+
+    async def settle(self, call: Call) -> None:
+        """Settles the reservation to what the record says the call cost: zero when no answer
+        came. Settling twice is a no-op."""
+        if call.admission is not None:
+            await self.meter.settle(call.admission, call.record.usage, call.record.cost)
+
+    def finish(self, record: CallRecord, status: int) -> None:
+        """The call's row, metrics and span, once its answer has ended."""
+        self.call_log.record(record.row(status), record.traceparent, record.attempt_log)
+
+    @staticmethod
+    def overhead_ms(record: CallRecord, upstream_seconds: float) -> float:
+        return max(0.0, time.perf_counter() - record.started - upstream_seconds) * 1000
