@@ -205,6 +205,10 @@ class Meter:
             reservations = [admission.reservation, *reservations]
         await self.store.settle(admission.hold, cost, reservations, tokens)
 
+    async def spent(self, scope: str, max_budget: float, duration: str | None) -> float:
+        """What the budget `scope` (`key:<id>`, `team:<id>`) has spent in its current period."""
+        return await self.store.spent(Budget(scope, max_budget, duration))
+
     async def aclose(self) -> None:
         """Sends what is still queued, then closes the store."""
         await self.store.aclose()
