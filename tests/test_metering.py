@@ -14,6 +14,13 @@ import httpx
 import openai
 import pytest
 
+from gateway.core.config import GatewayConfig
+from gateway.metering.budgets import MemoryBudgetLedger
+from gateway.metering.limits import MemoryRateLimiter
+from gateway.metering.meter import Meter
+from gateway.metering.prices import PriceTable
+from gateway.metering.stores import LocalMeterStore
+from gateway.providers import build_deployments
 from tests.conftest import MASTER_KEY, GatewayFactory, fake_model, sdk
 from tests.fakes.upstream import FakeUpstream
 
@@ -152,3 +159,18 @@ def test_unreachable_redis_follows_the_setting(
     assert response.status_code == status, response.text
     if status == 503:
         assert "Redis" in response.json()["error"]["message"]
+
+
+def test_budget_reservations_use_the_dearest_rate() -> None:
+    # A reasoning token may cost more than a plain output token: the worst case reserved
+    # against a budget must not be below what the call can be charged.
+    info = {
+        "input_cost_per_token": 1e-6,
+        "output_cost_per_token": 1e-6,
+        "output_cost_per_reasoning_token": 4e-6,
+    }
+    entry = {"model_name": "r", "litellm_params": {"model": "openai/x"}, "model_info": info}
+    deployments = build_deployments(GatewayConfig.model_validate({"model_list": [entry]}))
+    store = LocalMeterStore(MemoryBudgetLedger(), MemoryRateLimiter())
+    meter = Meter(store, PriceTable.for_deployments(deployments), {"r": deployments}, 100)
+    assert meter.worst_cost(["r"], 10, 10) == pytest.approx(10 * 1e-6 + 10 * 4e-6)

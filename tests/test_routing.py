@@ -146,3 +146,26 @@ def test_least_busy_spreads_concurrent_calls(
         )
     assert upstream.calls(first) == 2
     assert upstream.calls(second) == 2
+
+
+def test_max_retries_stays_on_a_deployment_until_it_cools_down(
+    gateway: GatewayFactory, upstream: FakeUpstream
+) -> None:
+    broken, healthy, refused = "status=500,id=mr-broken", "id=mr-healthy", "status=400,id=mr-400"
+    config = {
+        "model_list": [
+            # Weight 0: the healthy one is picked only once the broken one has been tried.
+            fake_model(upstream, "mr", broken, max_retries=5),
+            fake_model(upstream, "mr", healthy, weight=0),
+            fake_model(upstream, "mr-400", refused, max_retries=5),
+        ],
+        "router_settings": _router(num_retries=1, allowed_fails=2, max_retry_wait=0.05),
+    }
+    client = sdk(gateway(config))
+    raw = client.chat.completions.with_raw_response.create(model="mr", messages=USER)
+    assert raw.headers["x-gateway-model"] == "mr#1"
+    # Five retries allowed on it, but two failures cool it down: then the router moves on.
+    assert (upstream.calls(broken), upstream.calls(healthy)) == (2, 1)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="mr-400", messages=USER)
+    assert upstream.calls(refused) == 1  # the caller's own bad request is never retried

@@ -135,10 +135,11 @@ class Meter:
         self.default_max_tokens = default_max_tokens
         self._worst_price: dict[str, tuple[float, float]] = {}
         for alias, deployments in alias_deployments.items():
-            found = [prices.price(d) for d in deployments]
+            found = [p for p in map(prices.price, deployments) if p is not None]
+            # A cache-read or reasoning rate may exceed the plain one: reserve at the dearest.
             self._worst_price[alias] = (
-                max((p.input for p in found if p), default=0.0),
-                max((p.output for p in found if p), default=0.0),
+                max((max(p.input, p.cached_input or 0.0) for p in found), default=0.0),
+                max((max(p.output, p.reasoning_output or 0.0) for p in found), default=0.0),
             )
 
     @staticmethod

@@ -52,14 +52,49 @@ def price_map_path() -> Path | None:
     return path if path.exists() else None
 
 
+def _rate(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _from_entry(entry: dict[str, Any], source: str) -> Price:
     return Price(
         input=float(entry.get("input_cost_per_token") or 0.0),
         output=float(entry.get("output_cost_per_token") or 0.0),
-        cached_input=entry.get("cache_read_input_token_cost"),
-        reasoning_output=entry.get("output_cost_per_reasoning_token"),
+        cached_input=_rate(entry.get("cache_read_input_token_cost")),
+        reasoning_output=_rate(entry.get("output_cost_per_reasoning_token")),
         source=source,
     )
+
+
+def _from_config(d: Deployment) -> Price | None:
+    """model_info's prices, which replace the map's entry as a whole: a cache-read or
+    reasoning rate left out falls back to the input or output rate, never to the map's."""
+    rates = (
+        d.input_cost_per_token,
+        d.output_cost_per_token,
+        d.cache_read_input_token_cost,
+        d.output_cost_per_reasoning_token,
+    )
+    if all(rate is None for rate in rates):
+        return None
+    return Price(
+        input=d.input_cost_per_token or 0.0,
+        output=d.output_cost_per_token or 0.0,
+        cached_input=d.cache_read_input_token_cost,
+        reasoning_output=d.output_cost_per_reasoning_token,
+        source="config",
+    )
+
+
+def _map_names(d: Deployment) -> list[str]:
+    """The price map's names to try, in order. base_model (LiteLLM's) names the model whose
+    price applies when the deployment's own name is not in the map (an Azure deployment)."""
+    names = []
+    if d.base_model:
+        if "/" not in d.base_model:
+            names.append(f"{d.provider}/{d.base_model}")
+        names.append(d.base_model)
+    return [*names, d.model, d.upstream_model]
 
 
 class PriceTable:
@@ -75,17 +110,17 @@ class PriceTable:
         catalogue: dict[str, Any] = orjson.loads(raw)
         prices: dict[str, Price] = {}
         for d in deployments:
-            if d.input_cost_per_token is not None or d.output_cost_per_token is not None:
-                prices[d.id] = Price(
-                    input=d.input_cost_per_token or 0.0,
-                    output=d.output_cost_per_token or 0.0,
-                    source="config",
-                )
+            configured = _from_config(d)
+            if configured is not None:
+                prices[d.id] = configured
             elif d.provider == "local":
                 prices[d.id] = FREE
             else:
-                entry = catalogue.get(d.model) or catalogue.get(d.upstream_model)
-                if isinstance(entry, dict):
+                entry = next(
+                    (e for name in _map_names(d) if isinstance(e := catalogue.get(name), dict)),
+                    None,
+                )
+                if entry is not None:
                     prices[d.id] = _from_entry(entry, source)
                 else:
                     log.info("no price known for deployment %s (%s): cost 0", d.id, d.model)

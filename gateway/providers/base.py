@@ -44,15 +44,22 @@ class Deployment:
     upstream_model: str  # what the upstream is asked for
     api_base: str | None = None
     api_key: str | None = None
+    api_version: str | None = None  # Azure's api-version
+    organization: str | None = None  # OpenAI's OpenAI-Organization
     weight: float = 1.0
     rpm: int | None = None
     tpm: int | None = None
     timeout: float = 60.0
     stream_timeout: float = 60.0
+    # Calls retried on this same deployment before the router counts the attempt as failed.
+    max_retries: int = 0
     params: dict[str, Any] = field(default_factory=dict)
     extra_headers: dict[str, str] = field(default_factory=dict)
     input_cost_per_token: float | None = None
     output_cost_per_token: float | None = None
+    cache_read_input_token_cost: float | None = None
+    output_cost_per_reasoning_token: float | None = None
+    base_model: str | None = None  # the price map's name for it, when its own name is not
     mode: str = "chat"
 
 

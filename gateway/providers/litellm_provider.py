@@ -115,12 +115,18 @@ def _detail(deployment: Deployment, exc: Exception) -> str:
 def _call_kwargs(deployment: Deployment, body: dict[str, Any]) -> dict[str, Any]:
     kwargs = {**deployment.params, **body}
     kwargs["model"] = deployment.model
-    kwargs["num_retries"] = 0  # the router owns retries and fallbacks
+    # The router owns retries and fallbacks, a deployment's max_retries included (litellm maps
+    # num_retries onto the provider client's max_retries).
+    kwargs["num_retries"] = 0
     kwargs["timeout"] = deployment.timeout
     if deployment.api_base:
         kwargs["api_base"] = deployment.api_base
     if deployment.api_key:
         kwargs["api_key"] = deployment.api_key
+    if deployment.api_version:  # litellm's azure/ (and azure_ai/, ...) put it in the URL
+        kwargs["api_version"] = deployment.api_version
+    if deployment.organization:
+        kwargs["organization"] = deployment.organization
     if deployment.extra_headers:
         kwargs["extra_headers"] = deployment.extra_headers
     return kwargs

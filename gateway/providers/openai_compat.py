@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -66,7 +67,11 @@ class OpenAICompatibleProvider:
                 f"model {deployment.alias!r} has no upstream address; tell the operator",
                 detail=f"{where(deployment)} has no api_base",
             )
-        return base.rstrip("/") + path
+        url = base.rstrip("/") + path
+        if deployment.api_version:
+            # Azure's OpenAI-compatible endpoints take their API version as a query parameter.
+            url += "?api-version=" + quote(deployment.api_version, safe="")
+        return url
 
     @staticmethod
     def _headers(deployment: Deployment) -> dict[str, str]:
@@ -77,6 +82,8 @@ class OpenAICompatibleProvider:
                 headers[key] = value
         if deployment.api_key:
             headers["authorization"] = f"Bearer {deployment.api_key}"
+        if deployment.organization:  # as OpenAI's SDK sends its organization=
+            headers["openai-organization"] = deployment.organization
         return headers
 
     @staticmethod

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, cast
 
 from gateway.core.config import RouterSettings
 from gateway.core.errors import (
@@ -225,35 +225,13 @@ class Router:
                 )
                 break
             tried.add(id(state))
-            deployment = state.deployment
-            attempts += 1
-            failure: GatewayError | None = None
-            started = time.perf_counter()
-            state.in_flight += 1
-            try:
-                if hook is not None:
-                    await hook.attempting(deployment, payload)
-                value = await send(self.providers.for_deployment(deployment), deployment, payload)
-            except GatewayError as exc:
-                failure = exc
-            finally:
-                state.in_flight -= 1
-            elapsed = time.perf_counter() - started
-            spent += elapsed
-            if hook is not None:
-                hook.attempted(deployment, payload, started, elapsed, failure)
-            if failure is None:
-                state.succeeded(elapsed)
-                return Routed(value, deployment, attempts, spent)
-            last_error = failure
-            if not is_retryable(failure):
-                # The caller's own request was refused: the deployment is fine, and another
-                # would refuse it too.
-                log.debug("model %r refused a request: %s", deployment.alias, _detail(failure))
-                break
-            if not isinstance(failure, DeploymentBusy):  # our own limiter said no: healthy
-                state.failed(failure, settings, time.monotonic())
-            if attempt == settings.num_retries:
+            tries = await self._on_deployment(state, send, payload, hook)
+            attempts += tries.calls
+            spent += tries.seconds
+            if tries.failure is None:
+                return Routed(cast(T, tries.value), state.deployment, attempts, spent)
+            failure = last_error = tries.failure
+            if not is_retryable(failure) or attempt == settings.num_retries:
                 break
             now = time.monotonic()
             if any(id(s) not in tried and s.healthy(now) for s in states):
@@ -266,6 +244,66 @@ class Router:
             spent += wait
         assert last_error is not None
         raise _AliasFailed(last_error, attempts, spent)
+
+    async def _on_deployment(
+        self,
+        state: DeploymentState,
+        send: Send[P, T],
+        payload: P,
+        hook: AttemptHook[P] | None,
+    ) -> _Tries[T]:
+        """One attempt of the router: the call, then up to the deployment's max_retries more
+        on it (LiteLLM gives max_retries to the provider's SDK client, which retries in the
+        same place) unless the failure is one to move on from or the deployment cooled down."""
+        deployment = state.deployment
+        tries: _Tries[T] = _Tries()
+        while True:
+            tries.calls += 1
+            failure: GatewayError | None = None
+            started = time.perf_counter()
+            state.in_flight += 1
+            try:
+                if hook is not None:
+                    await hook.attempting(deployment, payload)
+                provider = self.providers.for_deployment(deployment)
+                tries.value = await send(provider, deployment, payload)
+            except GatewayError as exc:
+                failure = exc
+            finally:
+                state.in_flight -= 1
+            elapsed = time.perf_counter() - started
+            tries.seconds += elapsed
+            if hook is not None:
+                hook.attempted(deployment, payload, started, elapsed, failure)
+            tries.failure = failure
+            if failure is None:
+                state.succeeded(elapsed)
+                return tries
+            if not is_retryable(failure):
+                # The caller's own request was refused: the deployment is fine, and another
+                # would refuse it too.
+                log.debug("model %r refused a request: %s", deployment.alias, _detail(failure))
+                return tries
+            if isinstance(failure, DeploymentBusy):  # our own limiter said no: healthy
+                return tries
+            state.failed(failure, self.settings, time.monotonic())
+            if tries.calls > deployment.max_retries or not state.healthy(time.monotonic()):
+                return tries
+            wait = self._wait(tries.calls - 1, failure)
+            if wait is None:
+                return tries
+            await asyncio.sleep(wait)
+            tries.seconds += wait
+
+
+@dataclass(slots=True)
+class _Tries(Generic[T]):
+    """Calls made to one deployment in one attempt, and how the last one went."""
+
+    value: T | None = None
+    failure: GatewayError | None = None
+    calls: int = 0
+    seconds: float = 0.0  # in calls and waits between them
 
 
 def _detail(error: GatewayError) -> str:

@@ -10,6 +10,12 @@ Endpoints (each also without the ``/v1`` prefix)::
     GET  /v1/models             a fixed list of ids
     GET  /_fake/calls?model=M   {"model": M, "calls": n}; without ?model: {"total", "by_model"}
     POST /_fake/reset           zeroes the call counters (and so restarts every fail_first)
+    POST /openai/deployments/{name}/chat/completions?api-version=V   Azure OpenAI's layout
+    POST /openai/deployments/{name}/embeddings?api-version=V         (as litellm's azure/ sends it)
+
+Azure's layout answers like the others; without ``api-version`` it is a 404, as Azure's is.
+``FakeUpstream.last_request(model)`` tells what the latest chat or embeddings request for a
+model string carried (path, query, headers), so a test can see a configured value arrive.
 
 Anything else is a 404 with an OpenAI error body.
 
@@ -108,6 +114,7 @@ __all__ = [
     "DirectiveError",
     "Directives",
     "FakeUpstream",
+    "ReceivedRequest",
     "main",
     "parse_directives",
     "running_upstream",
@@ -117,6 +124,7 @@ __all__ = [
 # cancels them, and 0 would mean "wait forever", so keep it small but positive.
 _SHUTDOWN_GRACE: Final = 0.1
 _MAX_DIM: Final = 4096
+_AZURE_PREFIX: Final = "/openai/deployments/"
 
 _JSON_HEADERS: Final = {"Content-Type": "application/json"}
 _SSE_HEADERS: Final = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -399,6 +407,15 @@ class _Answer:
     n: int
 
 
+@dataclass(frozen=True, slots=True)
+class ReceivedRequest:
+    """What one chat or embeddings request carried besides its body."""
+
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # names lower-cased
+
+
 class FakeUpstream:
     """One fake upstream server; its call counters belong to this instance."""
 
@@ -412,6 +429,7 @@ class FakeUpstream:
         self._counts: dict[str, int] = {}
         # Changed on the loop thread only; a dict read from a test thread is atomic.
         self._in_flight: dict[str, int] = {}
+        self._last: dict[str, web.BaseRequest] = {}
         self._ids = itertools.count(1)
         chat, embeddings = self._chat, self._embeddings
         self._routes: dict[tuple[str, str], _Handler] = {
@@ -458,12 +476,29 @@ class FakeUpstream:
         """Chat requests for exactly this model string that are still being answered."""
         return self._in_flight.get(model, 0)
 
+    def last_request(self, model: str) -> ReceivedRequest | None:
+        """The latest chat or embeddings request for exactly this model string."""
+        with self._lock:
+            request = self._last.get(model)
+        if request is None:
+            return None
+        return ReceivedRequest(request.path, dict(request.query), _received_headers(request))
+
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
 
+    def _azure_route(self, request: web.BaseRequest) -> _Handler | None:
+        if request.method != "POST" or not request.path.startswith(_AZURE_PREFIX):
+            return None
+        _, _, operation = request.path[len(_AZURE_PREFIX) :].partition("/")
+        return {"chat/completions": self._chat, "embeddings": self._embeddings}.get(operation)
+
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        route = self._routes.get((request.method, request.path))
+        route = self._routes.get((request.method, request.path)) or self._azure_route(request)
+        azure = route is not None and request.path.startswith(_AZURE_PREFIX)
+        if azure and "api-version" not in request.query:
+            return _error_response(404, "Resource not found", code="404")
         if route is None:
             message = f"Invalid URL ({request.method} {request.path})"
             return _error_response(404, message, code="unknown_url")
@@ -487,6 +522,9 @@ class FakeUpstream:
         with self._lock:
             seen = self._counts.get(model, 0) + 1
             self._counts[model] = seen
+            # Kept as aiohttp's request; read into a ReceivedRequest only when asked, so the
+            # benchmark's upstream does no extra work per call.
+            self._last[model] = request
         if answering is not None:
             self._in_flight[model] = self._in_flight.get(model, 0) + 1
             answering.append(model)

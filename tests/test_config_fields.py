@@ -1,0 +1,618 @@
+"""Every key of the config schema reaches the code that acts on it, or the README says why not.
+
+`schema_keys()` walks every leaf of `GatewayConfig` (through `model_list[]`, `litellm_params`,
+`model_info`, `router_settings`, `gateway`). Each leaf needs a check in CHECKS that sets it and
+sees its effect on real components built by the production builders (a request arriving at the
+loopback upstream with the header or query it implies, the route taken, a retry made, a price
+charged, a limit enforced), or a row in the README's "Keys accepted and not used" table saying
+why the gateway ignores it. A key added to the schema with neither fails
+test_every_key_is_checked_or_listed_unused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import re
+import sqlite3
+import time
+import types
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin
+
+import httpx
+import openai
+import orjson
+import pytest
+from pydantic import BaseModel
+
+from gateway.core.config import GatewayConfig
+from gateway.core.errors import (
+    GatewayError,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from gateway.metering.prices import PriceTable, price_map_path
+from gateway.providers import Deployment, Providers, Reply, Usage, build_deployments
+from gateway.routing.router import Routed, Router
+from tests.conftest import MASTER_KEY, GatewayFactory, sdk
+from tests.fakes.upstream import FakeUpstream, ReceivedRequest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+UNUSED_HEADING = "### Keys accepted and not used"
+USER = [{"role": "user", "content": "config keys"}]
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+
+
+# --- the walk ---------------------------------------------------------------------------------
+
+
+def _models_in(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_models_in(arg) for arg in get_args(annotation))
+
+
+def _nested(annotation: Any) -> tuple[type[BaseModel], str] | None:
+    """The section model a field holds and the path suffix for it ('' or '[]'), or None for a
+    leaf. A shape the walk does not know fails, so it cannot skip a section silently."""
+    if not _models_in(annotation):
+        return None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, ""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, types.UnionType):
+        present = [arg for arg in args if arg is not type(None)]
+        if len(present) == 1:
+            return _nested(present[0])
+    if origin is list and len(args) == 1:
+        inner = _nested(args[0])
+        if inner is not None and inner[1] == "":
+            return inner[0], "[]"
+    raise AssertionError(f"teach schema_keys() to walk {annotation!r}")
+
+
+def schema_keys(model: type[BaseModel] = GatewayConfig, prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for name, info in model.model_fields.items():
+        nested = _nested(info.annotation)
+        if nested is None:
+            keys.append(prefix + name)
+        else:
+            keys.extend(schema_keys(nested[0], f"{prefix}{name}{nested[1]}."))
+    return keys
+
+
+def readme_unused() -> dict[str, str]:
+    """The README's table of keys accepted and not used: key -> why."""
+    _, heading, rest = README.read_text().partition(UNUSED_HEADING)
+    assert heading, f"README.md has no {UNUSED_HEADING!r} section"
+    rows: dict[str, str] = {}
+    for line in rest.splitlines():
+        if line.startswith("#"):
+            break
+        row = re.fullmatch(r"\| `([^`]+)` \| (.+) \|", line.strip())
+        if row:
+            rows[row[1]] = row[2].strip()
+    return rows
+
+
+# --- what the checks build ----------------------------------------------------------------------
+
+
+@dataclass
+class Built:
+    """What create_app builds from a config for routing and pricing (providers, router, prices)."""
+
+    providers: Providers
+    router: Router
+    prices: PriceTable
+
+    def deployment(self, alias: str) -> Deployment:
+        return self.router.states(alias)[0].deployment
+
+    async def chat(self, alias: str, **body: Any) -> Routed[Reply]:
+        async def call(provider: Any, deployment: Deployment, sent: dict[str, Any]) -> Reply:
+            reply: Reply = await provider.chat(deployment, sent)
+            return reply
+
+        return await self.router.call(self.router.chain(alias), call, {"messages": USER, **body})
+
+    async def stream(self, alias: str) -> list[bytes]:
+        async def call(provider: Any, deployment: Deployment, sent: dict[str, Any]) -> Any:
+            return await provider.open_stream(deployment, sent)
+
+        sent = {"messages": USER, "stream": True}
+        routed = await self.router.call(self.router.chain(alias), call, sent)
+        try:
+            return [event async for event in routed.value.events()]
+        finally:
+            await routed.value.aclose()
+
+
+@dataclass
+class Harness:
+    upstream: FakeUpstream
+    gateway: GatewayFactory
+    data_dir: Path
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    def tag(self, directives: str) -> str:
+        """A model string of its own (the upstream counts calls per exact string)."""
+        return f"{directives},id=cf-{self.run}"
+
+    def model(
+        self, alias: str, model: str, info: dict[str, Any] | None = None, **params: Any
+    ) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "model_name": alias,
+            "litellm_params": {"model": f"openai/{model}", "api_base": self.upstream.url, **params},
+        }
+        if info:
+            entry["model_info"] = info
+        return entry
+
+    @contextlib.asynccontextmanager
+    async def built(self, models: list[dict[str, Any]], **sections: Any) -> AsyncIterator[Built]:
+        config = GatewayConfig.model_validate({"model_list": models, **sections})
+        deployments = build_deployments(config)
+        providers = Providers(config)
+        try:
+            yield Built(
+                providers,
+                Router(deployments, config.router_settings, providers),
+                PriceTable.for_deployments(deployments),
+            )
+        finally:
+            await providers.aclose()
+
+    def received(self, model: str) -> ReceivedRequest:
+        seen = self.upstream.last_request(model)
+        assert seen is not None, f"the upstream never received a request for {model!r}"
+        return seen
+
+
+Check = Callable[[Harness], Awaitable[None] | None]
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):  # 10 s at most
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never held")
+
+
+# --- litellm_params -----------------------------------------------------------------------------
+
+
+async def model_name(h: Harness) -> None:
+    async with h.built([h.model("cf-alias", h.tag("gpt-4o-mini"))]) as b:
+        routed = await b.chat("cf-alias")
+    assert routed.deployment.alias == "cf-alias"
+
+
+async def model(h: Harness) -> None:
+    upstream_model = h.tag("gpt-4o-mini")
+    async with h.built([h.model("cf-model", upstream_model)]) as b:
+        await b.chat("cf-model")
+    assert h.upstream.calls(upstream_model) == 1  # asked for without the provider prefix
+
+
+async def api_base(h: Harness) -> None:
+    upstream_model = h.tag("gpt-4o-mini")
+    async with h.built([h.model("cf-base", upstream_model)]) as b:
+        await b.chat("cf-base")
+    assert h.received(upstream_model).path == "/v1/chat/completions"  # api_base ends in /v1
+
+
+async def api_key(h: Harness) -> None:
+    upstream_model = h.tag("gpt-4o-mini")
+    async with h.built([h.model("cf-key", upstream_model, api_key="sk-cf")]) as b:
+        await b.chat("cf-key")
+    assert h.received(upstream_model).headers["authorization"] == "Bearer sk-cf"
+
+
+async def api_version(h: Harness) -> None:
+    fast, azure = h.tag("gpt-4o-mini"), h.tag("azure-deployment")
+    root = h.upstream.url.removesuffix("/v1")  # Azure's paths start at /openai/deployments/
+    azure_entry = {
+        "model_name": "cf-azure",
+        "litellm_params": {
+            "model": f"azure/{azure}",
+            "api_base": root,
+            "api_key": "azure-key",
+            "api_version": "2099-01-01-cf",
+        },
+    }
+    fast_entry = h.model("cf-fast-version", fast, api_version="2099-01-01-cf")
+    async with h.built([azure_entry, fast_entry]) as b:
+        await b.chat("cf-azure")  # through litellm, whose azure/ provider builds Azure's URL
+        await b.chat("cf-fast-version")
+    seen = h.received(azure)
+    assert seen.path == f"/openai/deployments/{azure}/chat/completions"
+    assert seen.query["api-version"] == "2099-01-01-cf"  # litellm's own default otherwise
+    assert h.received(fast).query == {"api-version": "2099-01-01-cf"}
+
+
+async def organization(h: Harness) -> None:
+    fast, via_litellm = h.tag("gpt-4o-mini"), h.tag("through-litellm")
+    models = [
+        h.model("cf-org", fast, organization="org-cf"),
+        h.model(
+            "cf-org-litellm",
+            via_litellm,
+            info={"transport": "litellm"},
+            organization="org-cf",
+            api_key="sk-cf",
+        ),
+    ]
+    async with h.built(models) as b:
+        await b.chat("cf-org")
+        await b.chat("cf-org-litellm")
+    assert h.received(fast).headers["openai-organization"] == "org-cf"
+    assert h.received(via_litellm).headers["openai-organization"] == "org-cf"
+
+
+async def weight(h: Harness) -> None:
+    chosen, never = h.tag("chosen"), h.tag("never")
+    models = [h.model("cf-weight", never, weight=0), h.model("cf-weight", chosen, weight=1)]
+    async with h.built(models) as b:
+        for _ in range(6):
+            await b.chat("cf-weight")
+    assert (h.upstream.calls(chosen), h.upstream.calls(never)) == (6, 0)
+
+
+def rpm(h: Harness) -> None:
+    upstream_model = h.tag("gpt-4o-mini")
+    client = sdk(h.gateway({"model_list": [h.model("cf-rpm", upstream_model, rpm=1)]}))
+    client.chat.completions.create(model="cf-rpm", messages=USER)  # type: ignore[arg-type]
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="cf-rpm", messages=USER)  # type: ignore[arg-type]
+    assert h.upstream.calls(upstream_model) == 1
+
+
+def tpm(h: Harness) -> None:
+    upstream_model = h.tag("gpt-4o-mini")
+    client = sdk(h.gateway({"model_list": [h.model("cf-tpm", upstream_model, tpm=1000)]}))
+    client.chat.completions.create(model="cf-tpm", messages=USER, max_tokens=10)  # type: ignore[arg-type]
+    with pytest.raises(openai.RateLimitError):  # 2000 tokens reserved against 1000 a minute
+        client.chat.completions.create(model="cf-tpm", messages=USER, max_tokens=2000)  # type: ignore[arg-type]
+    assert h.upstream.calls(upstream_model) == 1
+
+
+async def timeout(h: Harness) -> None:
+    models = [h.model("cf-timeout", h.tag("hang"), timeout=0.2)]
+    async with h.built(models, router_settings={"num_retries": 0}) as b:
+        with pytest.raises(UpstreamTimeout):  # the router's 60 s otherwise
+            await b.chat("cf-timeout")
+
+
+async def stream_timeout(h: Harness) -> None:
+    models = [h.model("cf-stall", h.tag("stall=1"), stream_timeout=0.2)]
+    async with h.built(models, router_settings={"num_retries": 0}) as b:
+        with pytest.raises(UpstreamTimeout):
+            await b.stream("cf-stall")
+
+
+async def max_retries(h: Harness) -> None:
+    flaky = h.tag("fail_first=2")
+    router = {"num_retries": 0, "retry_after": 0, "max_retry_wait": 0.05}
+    async with h.built([h.model("cf-retries", flaky, max_retries=2)], router_settings=router) as b:
+        routed = await b.chat("cf-retries")  # no router retries: the deployment's own ones
+    assert h.upstream.calls(flaky) == 3
+    assert routed.attempts == 3
+
+
+async def extra_headers(h: Harness) -> None:
+    upstream_model = h.tag("gpt-4o-mini")
+    entry = h.model("cf-headers", upstream_model, extra_headers={"X-Cf-Check": "arrived"})
+    async with h.built([entry]) as b:
+        await b.chat("cf-headers")
+    assert h.received(upstream_model).headers["x-cf-check"] == "arrived"
+
+
+# --- model_info ---------------------------------------------------------------------------------
+
+
+async def model_info_id(h: Harness) -> None:
+    async with h.built([h.model("cf-id", h.tag("gpt-4o-mini"), info={"id": "cf-one"})]) as b:
+        routed = await b.chat("cf-id")
+    assert routed.deployment.id == "cf-one"  # x-gateway-model, request log, limits, prices
+
+
+async def base_model(h: Harness) -> None:
+    entries = orjson.loads(price_map_path().read_bytes())  # type: ignore[union-attr]
+    listed = entries["gpt-4o-mini"]
+    models = [
+        h.model("cf-based", h.tag("my-own-name"), info={"base_model": "gpt-4o-mini"}),
+        h.model("cf-unbased", h.tag("my-own-name")),
+    ]
+    async with h.built(models) as b:
+        price = b.prices.price(b.deployment("cf-based"))
+        assert b.prices.price(b.deployment("cf-unbased")) is None  # the name alone is unknown
+    assert price is not None
+    assert (price.input, price.output) == (
+        listed["input_cost_per_token"],
+        listed["output_cost_per_token"],
+    )
+    assert price.cached_input == listed["cache_read_input_token_cost"]
+
+
+async def input_cost_per_token(h: Harness) -> None:
+    entry = h.model("cf-in", h.tag("gpt-4o-mini"), info={"input_cost_per_token": 0.001})
+    async with h.built([entry]) as b:
+        routed = await b.chat("cf-in")
+        usage = routed.value.usage
+        assert usage is not None
+        assert usage.prompt_tokens > 0
+        assert b.prices.cost(routed.deployment, usage) == pytest.approx(usage.prompt_tokens / 1000)
+
+
+async def output_cost_per_token(h: Harness) -> None:
+    entry = h.model("cf-out", h.tag("gpt-4o-mini"), info={"output_cost_per_token": 0.001})
+    async with h.built([entry]) as b:
+        routed = await b.chat("cf-out")
+        usage = routed.value.usage
+        assert usage is not None
+        assert usage.completion_tokens > 0
+        cost = b.prices.cost(routed.deployment, usage)
+        assert cost == pytest.approx(usage.completion_tokens / 1000)
+
+
+async def cache_read_input_token_cost(h: Harness) -> None:
+    info = {"input_cost_per_token": 1e-3, "cache_read_input_token_cost": 1e-4}
+    async with h.built([h.model("cf-cache", h.tag("gpt-4o-mini"), info=info)]) as b:
+        cost = b.prices.cost(b.deployment("cf-cache"), Usage(100, 0, cached_tokens=40))
+    assert cost == pytest.approx(60 * 1e-3 + 40 * 1e-4)  # cached tokens are among the prompt's
+
+
+async def output_cost_per_reasoning_token(h: Harness) -> None:
+    info = {"output_cost_per_token": 1e-3, "output_cost_per_reasoning_token": 5e-3}
+    async with h.built([h.model("cf-reason", h.tag("gpt-4o-mini"), info=info)]) as b:
+        cost = b.prices.cost(b.deployment("cf-reason"), Usage(0, 50, reasoning_tokens=20))
+    assert cost == pytest.approx(30 * 1e-3 + 20 * 5e-3)  # reasoning is among the completion's
+
+
+async def transport(h: Harness) -> None:
+    upstream_model = h.tag("gpt-4o-mini")
+    entry = h.model("cf-litellm", upstream_model, info={"transport": "litellm"}, api_key="k")
+    async with h.built([entry]) as b:
+        deployment = b.deployment("cf-litellm")
+        assert b.providers.for_deployment(deployment) is b.providers.litellm
+        await b.chat("cf-litellm")
+    assert h.upstream.calls(upstream_model) == 1
+
+
+# --- router_settings ----------------------------------------------------------------------------
+
+
+async def routing_strategy(h: Harness) -> None:
+    busy, idle = h.tag("hang"), h.tag("gpt-4o-mini")
+    models = [h.model("cf-busy", busy), h.model("cf-busy", idle)]
+    router = {"routing_strategy": "least-busy", "num_retries": 0}
+    async with h.built(models, router_settings=router) as b:
+        hung = asyncio.create_task(b.chat("cf-busy"))  # a tie: least-busy takes the first
+        await _until(lambda: h.upstream.in_flight(busy) == 1)
+        for _ in range(4):
+            await b.chat("cf-busy")
+        hung.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await hung
+    assert (h.upstream.calls(busy), h.upstream.calls(idle)) == (1, 4)
+
+
+async def num_retries(h: Harness) -> None:
+    broken = h.tag("status=500")
+    router = {"num_retries": 1, "allowed_fails": 10, "max_retry_wait": 0.05}
+    async with h.built([h.model("cf-numretries", broken)], router_settings=router) as b:
+        with pytest.raises(UpstreamError):
+            await b.chat("cf-numretries")
+    assert h.upstream.calls(broken) == 2  # 3 with the default of 2
+
+
+async def router_timeout(h: Harness) -> None:
+    router = {"timeout": 0.2, "num_retries": 0}
+    async with h.built([h.model("cf-rtimeout", h.tag("hang"))], router_settings=router) as b:
+        with pytest.raises(UpstreamTimeout):
+            await b.chat("cf-rtimeout")
+
+
+async def router_stream_timeout(h: Harness) -> None:
+    router = {"stream_timeout": 0.2, "num_retries": 0}
+    async with h.built([h.model("cf-rstall", h.tag("stall=1"))], router_settings=router) as b:
+        with pytest.raises(UpstreamTimeout):
+            await b.stream("cf-rstall")
+
+
+async def fallbacks(h: Harness) -> None:
+    models = [h.model("cf-primary", h.tag("status=500")), h.model("cf-backup", h.tag("ok"))]
+    router = {"num_retries": 0, "fallbacks": [{"cf-primary": ["cf-backup"]}]}
+    async with h.built(models, router_settings=router) as b:
+        routed = await b.chat("cf-primary")
+    assert routed.deployment.alias == "cf-backup"
+
+
+async def allowed_fails(h: Harness) -> None:
+    broken = h.tag("status=500")
+    router = {"allowed_fails": 1, "num_retries": 0}
+    async with h.built([h.model("cf-fails", broken)], router_settings=router) as b:
+        with pytest.raises(UpstreamError):
+            await b.chat("cf-fails")
+        with pytest.raises(UpstreamUnavailable, match="cooling down"):
+            await b.chat("cf-fails")  # the default of 3 would still try it
+    assert h.upstream.calls(broken) == 1
+
+
+async def cooldown_time(h: Harness) -> None:
+    broken = h.tag("status=500")
+    router = {"allowed_fails": 1, "cooldown_time": 0, "num_retries": 0}
+    async with h.built([h.model("cf-cooldown", broken)], router_settings=router) as b:
+        for _ in range(2):
+            with pytest.raises(UpstreamError):
+                await b.chat("cf-cooldown")  # the default 5 s would refuse the second
+    assert h.upstream.calls(broken) == 2
+
+
+async def retry_after(h: Harness) -> None:
+    router = {"retry_after": 0.2, "num_retries": 1}
+    async with h.built([h.model("cf-wait", h.tag("fail_first=1"))], router_settings=router) as b:
+        routed = await b.chat("cf-wait")
+    # upstream_seconds adds each backoff wait as chosen (not as measured): exact, not timing.
+    assert routed.attempts == 2
+    assert routed.upstream_seconds >= 0.2
+
+
+async def max_retry_wait(h: Harness) -> None:
+    limited = h.tag("status=429,retry_after=1")
+    router = {"max_retry_wait": 0.5, "num_retries": 1}
+    async with h.built([h.model("cf-maxwait", limited)], router_settings=router) as b:
+        with pytest.raises(RateLimited):
+            await b.chat("cf-maxwait")
+    assert h.upstream.calls(limited) == 1  # the default 2 s would sit out the 1 s and retry
+
+
+# --- gateway ------------------------------------------------------------------------------------
+
+
+def max_body_bytes(h: Harness) -> None:
+    base = h.gateway({"model_list": [], "gateway": {"max_body_bytes": 2048}})
+    big = {"model": "any", "messages": [{"role": "user", "content": "x" * 4000}]}
+    response = httpx.post(f"{base}/v1/chat/completions", json=big, headers=ADMIN)
+    assert response.status_code == 413  # 8 MiB by default
+
+
+def default_max_tokens(h: Harness) -> None:
+    config = {
+        "model_list": [h.model("cf-default", h.tag("gpt-4o-mini"))],
+        "gateway": {"default_max_tokens": 5000},
+    }
+    base = h.gateway(config)
+    created = httpx.post(f"{base}/v1/keys", json={"tpm_limit": 4500}, headers=ADMIN)
+    client = sdk(base, key=created.json()["key"])
+    client.chat.completions.create(model="cf-default", messages=USER, max_tokens=10)  # type: ignore[arg-type]
+    with pytest.raises(openai.RateLimitError):  # 5000 reserved; the default 4096 would fit
+        client.chat.completions.create(model="cf-default", messages=USER)  # type: ignore[arg-type]
+
+
+def log_bodies(h: Harness) -> None:
+    config = {
+        "model_list": [h.model("cf-bodies", h.tag("gpt-4o-mini"))],
+        "gateway": {"log_bodies": True},
+    }
+    sdk(h.gateway(config)).chat.completions.create(model="cf-bodies", messages=USER)  # type: ignore[arg-type]
+    database = h.data_dir / "gateway.db"
+    deadline = time.monotonic() + 10
+    row = None
+    while row is None and time.monotonic() < deadline:
+        with (
+            contextlib.closing(sqlite3.connect(database)) as connection,
+            contextlib.suppress(sqlite3.OperationalError),  # before the first migration
+        ):
+            row = connection.execute("SELECT request_body FROM request_log").fetchone()
+        time.sleep(0.05)
+    assert row is not None
+    assert "config keys" in row[0]
+
+
+async def max_response_bytes(h: Harness) -> None:
+    entry = h.model("cf-big", h.tag("pad=4000"))
+    async with h.built([entry], gateway={"max_response_bytes": 1024}) as b:
+        with pytest.raises(UpstreamError) as caught:
+            await b.chat("cf-big")
+    assert "max_response_bytes" in caught.value.message
+
+
+CHECKS: dict[str, Check] = {
+    "model_list[].model_name": model_name,
+    "model_list[].litellm_params.model": model,
+    "model_list[].litellm_params.api_base": api_base,
+    "model_list[].litellm_params.api_key": api_key,
+    "model_list[].litellm_params.api_version": api_version,
+    "model_list[].litellm_params.organization": organization,
+    "model_list[].litellm_params.weight": weight,
+    "model_list[].litellm_params.rpm": rpm,
+    "model_list[].litellm_params.tpm": tpm,
+    "model_list[].litellm_params.timeout": timeout,
+    "model_list[].litellm_params.stream_timeout": stream_timeout,
+    "model_list[].litellm_params.max_retries": max_retries,
+    "model_list[].litellm_params.extra_headers": extra_headers,
+    "model_list[].model_info.id": model_info_id,
+    "model_list[].model_info.base_model": base_model,
+    "model_list[].model_info.input_cost_per_token": input_cost_per_token,
+    "model_list[].model_info.output_cost_per_token": output_cost_per_token,
+    "model_list[].model_info.cache_read_input_token_cost": cache_read_input_token_cost,
+    "model_list[].model_info.output_cost_per_reasoning_token": output_cost_per_reasoning_token,
+    "model_list[].model_info.transport": transport,
+    "router_settings.routing_strategy": routing_strategy,
+    "router_settings.num_retries": num_retries,
+    "router_settings.timeout": router_timeout,
+    "router_settings.stream_timeout": router_stream_timeout,
+    "router_settings.fallbacks": fallbacks,
+    "router_settings.allowed_fails": allowed_fails,
+    "router_settings.cooldown_time": cooldown_time,
+    "router_settings.retry_after": retry_after,
+    "router_settings.max_retry_wait": max_retry_wait,
+    "gateway.max_body_bytes": max_body_bytes,
+    "gateway.default_max_tokens": default_max_tokens,
+    "gateway.log_bodies": log_bodies,
+    "gateway.max_response_bytes": max_response_bytes,
+}
+
+# These import litellm (about 3 s, once per session).
+THROUGH_LITELLM = {
+    "model_list[].litellm_params.api_version",
+    "model_list[].litellm_params.organization",
+    "model_list[].model_info.transport",
+}
+
+
+def test_every_key_is_checked_or_listed_unused() -> None:
+    keys = set(schema_keys())
+    unused = readme_unused()
+    missing = sorted(keys - CHECKS.keys() - unused.keys())
+    assert not missing, (
+        f"config keys with no consumer check: {missing}. Wire each to the code that should act "
+        f"on it and add a check to CHECKS in {Path(__file__).name}, or list it with the reason "
+        f"under {UNUSED_HEADING!r} in README.md"
+    )
+    assert not sorted(CHECKS.keys() & unused.keys()), "a key is both checked and listed unused"
+    assert not sorted(CHECKS.keys() - keys), "CHECKS names keys the schema no longer has"
+    assert not sorted(unused.keys() - keys), "README lists keys the schema no longer has"
+    assert all(unused.values()), "every unused key says why"
+
+
+def test_the_walk_reaches_every_section() -> None:
+    keys = schema_keys()
+    for section in ("model_list[].litellm_params.", "model_list[].model_info.", "router_settings."):
+        assert any(key.startswith(section) for key in keys), section
+    assert "gateway.log_bodies" in keys
+    assert "litellm_settings" in keys
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param(key, marks=[pytest.mark.slow] if key in THROUGH_LITELLM else [])
+        for key in sorted(CHECKS)
+    ],
+)
+def test_key_reaches_its_consumer(
+    key: str, gateway: GatewayFactory, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    outcome = CHECKS[key](Harness(upstream, gateway, tmp_path / ".gateway"))
+    if inspect.isawaitable(outcome):
+        asyncio.run(_bounded(outcome))
+
+
+async def _bounded(check: Awaitable[None]) -> None:
+    try:
+        await asyncio.wait_for(check, 60)
+    except GatewayError as exc:  # say what the gateway said, not only its type
+        raise AssertionError(f"{type(exc).__name__}: {exc.message} ({exc.detail})") from exc
