@@ -14,8 +14,9 @@ from fastapi.responses import Response
 
 from gateway.api.deps import CallerDep, StateDep, read_json, require_model
 from gateway.api.event_stream import EventStreamResponse
+from gateway.calls.chat_body import check_chat, check_embeddings
 from gateway.calls.record import CallRecord
-from gateway.core.errors import BadRequest, GatewayError
+from gateway.core.errors import GatewayError
 from gateway.identity.auth import Caller
 from gateway.metering.meter import Admission, prompt_tokens_sent
 from gateway.observability.redact import redacted_body, redacted_json
@@ -26,50 +27,6 @@ from gateway.state import GatewayState
 
 router = APIRouter()
 log = logging.getLogger("gateway")
-
-ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
-MAX_CHOICES = 128  # OpenAI's bound on n
-
-
-def _check_chat(body: dict[str, Any]) -> None:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("'messages' must be a non-empty array of messages.", param="messages")
-    for index, message in enumerate(messages):
-        role = message.get("role") if isinstance(message, dict) else None
-        # The type first: a list or an object cannot be looked up in a set (and str() of a
-        # large one would cost as much as the body).
-        if type(role) is not str or role not in ROLES:
-            raise BadRequest(
-                f"messages[{index}] must be an object whose 'role' is one of "
-                f"{', '.join(sorted(ROLES))}.",
-                param=f"messages[{index}]",
-            )
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise BadRequest("'stream' must be true or false.", param="stream")
-    options = body.get("stream_options")
-    if options is not None and not isinstance(options, dict):
-        raise BadRequest("'stream_options' must be an object.", param="stream_options")
-    # Budgets reserve n x max_tokens: both must be numbers the upstream will honour.
-    n = body.get("n")
-    if n is not None and (type(n) is not int or not 1 <= n <= MAX_CHOICES):
-        raise BadRequest(
-            f"'n' (how many choices to generate) must be an integer from 1 to {MAX_CHOICES}, "
-            f"not {_shown(n)}.",
-            param="n",
-        )
-    for name in ("max_tokens", "max_completion_tokens"):
-        limit = body.get(name)
-        if limit is not None and (type(limit) is not int or limit < 1):
-            raise BadRequest(
-                f"'{name}' must be a positive integer, not {_shown(limit)}.", param=name
-            )
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _call(request: Request) -> CallRecord:
@@ -94,8 +51,11 @@ async def _admit(
             body, size = await _use_prompt(state, caller, call, ref, body, size)
     alias = require_model(body)
     call.alias = alias
+    # Before anything is reserved: a bad body costs the caller nothing.
     if completion:
-        _check_chat(body)
+        check_chat(body)
+    else:
+        check_embeddings(body)
     key = caller.key
     allowed = key.allows_model if key is not None and key.models else None
     # 404 for an unknown alias, before anything is reserved.
@@ -281,9 +241,6 @@ def _settle_usage(
 @router.post("/embeddings", include_in_schema=False)
 async def embeddings(request: Request, state: StateDep, caller: CallerDep) -> Response:
     body, chain, admission = await _admit(request, state, caller, completion=False)
-    if "input" not in body:
-        await state.meter.settle(admission, None, 0.0)
-        raise BadRequest("'input' is required: a string or an array of strings.", param="input")
     meter = state.meter
     call = _call(request)
 
