@@ -39,7 +39,11 @@ def _quick_router(**overrides: Any) -> dict[str, Any]:
         (b'{"messages": [{"role": "user", "content": "x"}]}', "'model' is required"),
         (b'{"model": "local/echo", "messages": []}', "'messages'"),
         (b'{"model": "local/echo", "messages": [{"content": "x"}]}', "role"),
-        (b'{"model": "local/echo", "messages": [{"role": "user"}], "stream": "yes"}', "stream"),
+        (
+            b'{"model": "local/echo", "messages": [{"role": "user", "content": "x"}], '
+            b'"stream": "yes"}',
+            "stream",
+        ),
     ],
 )
 def test_bad_body_is_400(gateway: GatewayFactory, body: bytes, needle: str) -> None:

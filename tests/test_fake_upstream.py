@@ -503,7 +503,8 @@ async def test_n_choices_and_fill_to_the_token_limit(
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("n", 0), ("n", 129), ("n", "2"), ("temperature", 2.5)]
+    ("field", "value"),
+    [("n", 0), ("n", 129), ("n", "2"), ("temperature", 2.5), ("reasoning_effort", "extreme")],
 )
 async def test_out_of_range_parameters_are_400(
     fake: FakeUpstream, http: aiohttp.ClientSession, field: str, value: Any

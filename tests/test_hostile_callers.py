@@ -86,10 +86,11 @@ def test_a_callers_bad_requests_do_not_take_the_model_offline(
     base = gateway(config)
     (attacker, _), (victim, _) = make_key(base), make_key(base)
     for _ in range(10):
-        refused = chat(base, attacker, model="shared", temperature=5)
+        # A field the gateway passes on unread, so the refusal is the upstream's.
+        refused = chat(base, attacker, model="shared", reasoning_effort="extreme")
         assert refused.status_code == 400, refused.text[:300]
-        assert refused.json()["error"]["param"] == "temperature"
-        assert "temperature" in refused.json()["error"]["message"]  # the upstream's own words
+        assert refused.json()["error"]["param"] == "reasoning_effort"
+        assert "reasoning_effort" in refused.json()["error"]["message"]  # the upstream's words
     assert upstream.calls(model) == 10  # a 400 is the caller's: never retried elsewhere
     answered = chat(base, victim, model="shared")
     assert answered.status_code == 200, answered.text[:300]
@@ -274,13 +275,13 @@ def test_bad_n_and_token_limits_are_400_naming_the_field(
 
 
 @pytest.mark.parametrize("role", [["user"] * 100_000, {"user": 1}, 7, None, "robot"])
-def test_a_message_role_that_is_not_a_known_name_is_400_naming_the_message(
+def test_a_message_role_that_is_not_a_known_name_is_400_naming_the_role(
     gateway: GatewayFactory, role: Any
 ) -> None:
     messages = [{"role": "user", "content": "hi"}, {"role": role, "content": "x"}]
     response = chat(gateway(), MASTER_KEY, model="local/echo", messages=messages)
     assert response.status_code == 400, response.text[:300]
-    assert response.json()["error"]["param"] == "messages[1]"
+    assert response.json()["error"]["param"] == "messages[1].role"
 
 
 # 3. A client that leaves before the usage chunk is still billed for the prompt sent.

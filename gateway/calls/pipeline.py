@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gateway.calls.checks import check_chat, check_embeddings, require_model
+from gateway.calls.checks import CHECKS, require_model
 from gateway.calls.record import CallRecord
 from gateway.calls.usage import reply_usage
 from gateway.core.errors import GatewayError
@@ -29,8 +29,6 @@ from gateway.providers import Deployment, Provider, Reply, Stream, Usage
 from gateway.routing.router import Routed, Router, Send
 
 Kind = Literal["chat", "embeddings"]
-
-CHECKS = {"chat": check_chat, "embeddings": check_embeddings}
 
 
 @dataclass(slots=True)

@@ -76,7 +76,8 @@ with a 400 naming it. The whole string is always echoed back as ``model``.
 
 Like OpenAI, chat honours ``n`` (that many choices, each with the same answer; completion
 tokens count all of them) and refuses a bad request with a 400 naming the field: ``n`` not an
-integer from 1 to 128, or ``temperature`` not a number from 0 to 2. These depend on the
+integer from 1 to 128, ``temperature`` not a number from 0 to 2, or ``reasoning_effort`` not
+one of minimal, low, medium, high (a field the gateway passes on unread). These depend on the
 request, not the model string, so one caller's bad request and another's good one can share a
 deployment.
 
@@ -319,6 +320,9 @@ def _echo(messages: list[Any]) -> tuple[str, int]:
     return "echo: " + last_user, max(words, 1)
 
 
+REASONING_EFFORTS = ("minimal", "low", "medium", "high")
+
+
 def _request_error(body: dict[str, Any]) -> web.Response | None:
     """OpenAI's 400 for a parameter out of its range, or None."""
     n = body.get("n")
@@ -334,6 +338,10 @@ def _request_error(body: dict[str, Any]) -> web.Response | None:
     ):
         message = f"Invalid 'temperature': {temperature!r}; expected a number from 0 to 2."
         return _error_response(400, message, param="temperature")
+    effort = body.get("reasoning_effort")
+    if effort is not None and effort not in REASONING_EFFORTS:
+        message = f"Invalid 'reasoning_effort': {effort!r}; expected one of {REASONING_EFFORTS}."
+        return _error_response(400, message, param="reasoning_effort")
     return None
 
 
