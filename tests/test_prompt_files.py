@@ -537,3 +537,22 @@ async def test_concurrent_renders_stay_separate(renderer: PromptRenderer) -> Non
 
 def test_prompt_json_schema_matches_the_published_file() -> None:
     assert prompt_json_schema() == (ROOT / "schemas" / "prompt.schema.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("stop: [a, b, c, d, e]", "at most 4 stop sequences"),
+        ("max_tokens: 20000000", "less than or equal to 10000000"),
+        ("seed: 99999999999999999999", "less than or equal to 9223372036854775807"),
+    ],
+)
+def test_a_prompt_config_every_call_would_refuse_is_refused_at_check(
+    tmp_path: Path, config: str, message: str
+) -> None:
+    """The bounds calls are held to (gateway/calls/chat_body.py) hold for prompt files too."""
+    path = tmp_path / "p.prompt"
+    path.write_text(f"---\nmodel: local/echo\nconfig:\n  {config}\n---\nHello\n")
+    with pytest.raises(PromptError) as caught:
+        parse_prompt(path)
+    assert message in str(caught.value)

@@ -28,9 +28,11 @@ class ModelConfig(_Strict):
     """Sampling parameters sent with every call of this prompt (OpenAI names)."""
 
     temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, ge=1)
+    # The bounds the gateway holds every call to (gateway/calls/chat_body.py): a prompt that
+    # passes `prompts check` must not then have every call refused.
+    max_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     stop: str | list[str] | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
@@ -43,6 +45,10 @@ class ModelConfig(_Strict):
         if value is None or isinstance(value, str):
             return value
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            if len(value) > 4:
+                raise ValueError(
+                    f"takes at most 4 stop sequences (OpenAI's limit), not {len(value)}"
+                )
             return value
         raise ValueError("must be a string or a list of strings")
 
