@@ -26,6 +26,7 @@ from gateway.prompts.models import (
     RenderRequest,
     Rollback,
     SyncResult,
+    as_target,
 )
 from gateway.prompts.promotion import promote as move_label
 from gateway.prompts.store import LATEST, hide_root, target_versions
@@ -39,19 +40,19 @@ def _visible(caller: Caller, name: str) -> None:
         raise NotFound(f"No prompt named {name!r}.", param="name")
 
 
-def _summary(state: GatewayState, name: str) -> dict[str, Any]:
+def _summary(state: GatewayState, name: str) -> PromptSummary:
     catalog = state.prompts
     labels = catalog.labels.get(name, {})
     latest = labels.get(LATEST, {}).get("version")
     prompt = catalog.versions.get(name, {}).get(str(latest)) if latest else None
-    return {
-        "name": name,
-        "labels": labels,
-        "versions": len(catalog.versions.get(name, {})),
-        "latest": latest,
-        "description": prompt.front.get("description") if prompt else None,
-        "model": prompt.model if prompt else None,
-    }  # validated by the route's model: the catalog keeps labels as the store wrote them
+    return PromptSummary(
+        name=name,
+        labels={label: as_target(target) for label, target in labels.items()},
+        versions=len(catalog.versions.get(name, {})),
+        latest=latest,
+        description=prompt.front.get("description") if prompt else None,
+        model=prompt.model if prompt else None,
+    )
 
 
 def _problems(state: GatewayState, caller: Caller) -> list[str]:
@@ -67,7 +68,7 @@ async def list_prompts(state: StateDep, caller: CallerDep) -> PromptList:
     names = sorted(state.prompts.versions)
     visible = [n for n in names if caller.key is None or caller.key.allows_prompt(n)]
     return PromptList(
-        data=[PromptSummary.model_validate(_summary(state, n)) for n in visible],
+        data=[_summary(state, n) for n in visible],
         errors=_problems(state, caller),
     )
 
@@ -95,7 +96,7 @@ async def get_prompt(name: str, state: StateDep, caller: CallerDep) -> PromptDet
     shown = ProductionVersion(
         version=production.version, front_matter=production.front, template=production.template
     )
-    return PromptDetail.model_validate({**_summary(state, name), "production": shown})
+    return PromptDetail(**dict(_summary(state, name)), production=shown)
 
 
 @router.get("/{name}/versions")

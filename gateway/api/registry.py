@@ -90,7 +90,7 @@ def _version_number(move: LabelMove) -> int:
     version = move.version
     if isinstance(version, str) and VERSION.fullmatch(version):
         return int(version)
-    if isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= 999_999_999:
+    if isinstance(version, int) and 1 <= version <= 999_999_999:
         return version
     raise BadRequest(
         f"version: a registry label points at a version number from 1 to 999999999, "

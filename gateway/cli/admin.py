@@ -38,7 +38,7 @@ def _print_key(info: KeyInfo, key: str | None = None) -> None:
     if key:
         typer.echo(f"key: {key}")
         typer.echo("(shown only this once: store it now)")
-    for name, value in info.model_dump(exclude={"key"}).items():
+    for name, value in info.model_dump().items():
         typer.echo(f"{name}: {json.dumps(value) if isinstance(value, list | dict) else value}")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -40,7 +40,7 @@ class LabelMove(BaseModel):
         pattern=r"^[A-Za-z0-9_.-]+$",
         description="Prompts: the label to move (a registry label is named in the path).",
     )
-    version: str | int | None = Field(
+    version: Annotated[str, Field(max_length=64)] | int | None = Field(
         default=None,
         description="The version to point at: a prompt's version id, a registry version number.",
     )
@@ -69,7 +69,9 @@ class LabelMove(BaseModel):
         try:
             return handler(value)
         except ValidationError:  # one message for the field, not one per member of the union
-            raise ValueError("must be a version id (a string) or a version number") from None
+            raise ValueError(
+                "must be a version id (a string of at most 64 characters) or a version number"
+            ) from None
 
     def takes_only(self, route: str, *names: str) -> None:
         """Refuses, by name, a field given that this route does not take."""

@@ -131,7 +131,7 @@ class EvalStore:
         if row is None:
             raise NotFound(f"No eval run {run_id!r}.", param="id")
         data = dict(row._mapping)
-        return RunDetail(**_summary(data).model_dump(), report=data["report"])
+        return RunDetail(**dict(_summary(data)), report=data["report"])
 
     def passing_run(self, suite: str, version: str) -> str | None:
         """The id of the latest passing run of `suite` on `version`, if there is one."""
