@@ -64,3 +64,15 @@ def actor() -> str:
     except (OSError, subprocess.TimeoutExpired):
         name = ""
     return name or getpass.getuser()
+
+
+def run_gated(action: Callable[[], T]) -> T:
+    """Runs a label move: a refusal by the eval gate fails as a failed suite does (exit 1),
+    any other gateway error as bad input (exit 2)."""
+    from gateway.core.errors import GatewayError
+    from gateway.evals.gates import EVAL_REQUIRED
+
+    try:
+        return action()
+    except GatewayError as exc:
+        fail(exc.message, code=1 if exc.code == EVAL_REQUIRED else 2)
