@@ -22,7 +22,6 @@ from gateway.identity.models import (
     TeamList,
     TeamUpdate,
 )
-from gateway.metering.budgets import Budget
 from gateway.observability.models import CostReport, GroupBy
 from gateway.observability.spend import cost_report
 from gateway.state import GatewayState
@@ -35,8 +34,8 @@ Shown = TypeVar("Shown", KeyInfo, TeamInfo)
 async def _with_spend(state: GatewayState, shown: Shown, scope: str) -> Shown:
     if shown.max_budget is None:
         return shown
-    budget = Budget(scope, shown.max_budget, shown.budget_duration)
-    return shown.model_copy(update={"spend": await state.meter.store.spent(budget)})
+    spent = await state.meter.spent(scope, shown.max_budget, shown.budget_duration)
+    return shown.model_copy(update={"spend": spent})
 
 
 @router.post("/v1/keys", status_code=200)

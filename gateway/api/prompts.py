@@ -116,7 +116,7 @@ async def get_version(
 
 def _as_version(state: GatewayState, name: str, ref: str) -> str:
     """A version id, or the version a (single-target) label points at."""
-    target = state.prompts.labels.get(name, {}).get(ref)
+    target = state.prompts.label_target(name, ref)
     if target is not None:
         return target_versions(target)[0]
     return ref

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.core.answers import Answer, ObjectList
-from gateway.metering.budgets import parse_duration
+from gateway.core.durations import parse_duration
 
 # Budgets become integer nano-USD, in Redis as 64-bit integers: a billion dollars fits.
 MAX_BUDGET_USD = 1e9

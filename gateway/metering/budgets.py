@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from gateway.core.durations import UNIT_S, parse_duration
 from gateway.core.errors import GatewayError
 from gateway.metering.limits import Clock, RedisGuard
 
@@ -27,32 +27,11 @@ HOLD_TTL_S = 900.0
 # A finished period's counters stay a day for inspection, then Redis drops them.
 KEEP_AFTER_END_S = 86_400
 
-_DURATION = re.compile(r"([0-9]+)(s|m|h|d|mo)")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-_MAX_MONTHS = 100 * 12
-
-
-def parse_duration(duration: str | None) -> None:
-    _parse(duration)
-
-
-def _parse(duration: str | None) -> tuple[int, str] | None:
-    if duration is None:
-        return None
-    match = _DURATION.fullmatch(duration) if isinstance(duration, str) else None
-    if match is None or int(match[1]) == 0:
-        raise ValueError(f"budget_duration must look like 30s, 5m, 1h, 1d or 1mo, not {duration!r}")
-    count, unit = int(match[1]), match[2]
-    months = count if unit == "mo" else count * _UNIT_S[unit] / (30 * 86_400)
-    if months > _MAX_MONTHS:
-        raise ValueError(f"budget_duration {duration!r} is longer than 100 years; omit it instead")
-    return count, unit
-
 
 def period_bounds(
     duration: str | None, now: datetime
 ) -> tuple[str, datetime | None, datetime | None]:
-    parsed = _parse(duration)
+    parsed = parse_duration(duration)
     if parsed is None:
         return "total", None, None
     count, unit = parsed
@@ -63,7 +42,7 @@ def period_bounds(
         first = months - months % count
         start, end = _month_start(first), _month_start(first + count)
     else:
-        size = count * _UNIT_S[unit]
+        size = count * UNIT_S[unit]
         start = datetime.fromtimestamp(now.timestamp() // size * size, UTC)
         end = start + timedelta(seconds=size)
     return f"{duration}@{_iso(start)}", start, end
