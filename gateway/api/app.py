@@ -154,4 +154,8 @@ def create_app(settings: Settings | None = None, *, freeze_after_start: bool = F
 
 def app_from_env() -> FastAPI:
     """Factory for servers that import the app by name (uvicorn --factory, workers)."""
-    return create_app(Settings(), freeze_after_start=True)
+    from gateway.api.server import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings, freeze_after_start=True)
