@@ -155,7 +155,7 @@ class GatewayState:
         if self.tracing is not None:
             self.tracing.start()
         self.metrics.start()
-        self.providers.warm(self.deployments)
+        self.providers.warm(self.deployments, self.settings.preload_embeddings)
 
     async def sync_prompts(self) -> None:
         """Registers new versions from the working tree; a broken file is reported, and the

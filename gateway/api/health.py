@@ -21,15 +21,25 @@ async def healthz() -> Health:
 @router.get("/readyz", responses={503: {"model": Readiness, "description": "Not ready."}})
 async def readyz(state: StateDep, response: Response) -> Readiness:
     """Ready when the database answers (within a short timeout, checked at most once a
-    second); the request log's backlog is reported either way."""
+    second) and, with GATEWAY_PRELOAD_EMBEDDINGS, the embedding model has loaded; the
+    request log's backlog is reported either way."""
     problem = await state.database_probe.problem()
+    checks = {"database": problem or "ok"}
+    providers = state.providers
+    if providers.serves_local_embeddings(state.deployments):
+        checks["embeddings"] = providers.local.embedding_status()
+        # Asked to load at start: not ready until it has (a failure is reported, not held
+        # against readiness: chat still works, and each embeddings call tries again).
+        loading = providers.local.embedding_state in ("not loaded", "loading")
+        if state.settings.preload_embeddings and loading:
+            problem = problem or "the embedding model is loading"
     writer = state.request_log
     if problem is not None:
         response.status_code = 503
     return Readiness(
         status="ready" if problem is None else "not ready",
         models=len(state.router.aliases()),
-        checks={"database": problem or "ok"},
+        checks=checks,
         request_log=RequestLogHealth(
             database="ok" if writer.healthy else "spooling",
             held_in_memory=writer.held,

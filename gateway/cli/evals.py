@@ -32,11 +32,12 @@ async def _client(url: str | None, key: str | None) -> AsyncIterator[Any]:
             yield GatewayClient(http, key)
         return
     # In process: the same app `gateway serve` runs, so calls are priced and logged as usual.
+    current = settings()
+    typer.echo(f"starting the gateway in process ({current.config})", err=True)
     from gateway.api.app import create_app
     from gateway.core.errors import ConfigError
     from gateway.identity.auth import resolve_master_key
 
-    current = settings()
     key = key or resolve_master_key(current)
     try:
         app = create_app(current.model_copy(update={"master_key": key}))
@@ -50,9 +51,10 @@ async def _client(url: str | None, key: str | None) -> AsyncIterator[Any]:
 
 async def _run(options: dict[str, Any]) -> tuple[int, dict[str, str]]:
     """The exit code, and the reports to write (by option name)."""
+    from gateway.cli.progress import case_progress
     from gateway.core.errors import ConfigError
     from gateway.evals import reports
-    from gateway.evals.runner import AnswerCache, TargetError, run_suite
+    from gateway.evals.runner import AnswerCache, TargetError, case_count, run_suite
     from gateway.evals.suite import Target, load_suite
 
     try:
@@ -71,10 +73,15 @@ async def _run(options: dict[str, Any]) -> tuple[int, dict[str, str]]:
         return 2, {}
     cache_dir = None if options["no_cache"] else settings().data_dir / "eval-cache"
     cache = AnswerCache(cache_dir)
+    total = case_count(suite)
     async with _client(options["url"], options["key"]) as client:
         try:
-            candidate = await run_suite(suite, client, target, cache)
-            before = await run_suite(suite, client, baseline, cache) if baseline else None
+            with case_progress(str(target), total) as on_case:
+                candidate = await run_suite(suite, client, target, cache, on_case)
+            before = None
+            if baseline is not None:
+                with case_progress(f"baseline {baseline}", total) as on_case:
+                    before = await run_suite(suite, client, baseline, cache, on_case)
         except TargetError as exc:
             typer.echo(f"error: {exc}", err=True)
             return 2, {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -73,9 +72,9 @@ def serve(
     os.environ["GATEWAY_MASTER_KEY"] = resolve_master_key(settings)
     if settings.workers > 1:
         share_metrics(settings.data_dir / "metrics")
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
+    from gateway.api.server import configure_logging
+
+    configure_logging(settings.log_level)
     run_server(settings, server)
 
 

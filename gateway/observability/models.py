@@ -57,5 +57,7 @@ class RequestLogHealth(Answer):
 class Readiness(Answer):
     status: Literal["ready", "not ready"]
     models: int = Field(description="Model aliases served.")
-    checks: dict[str, str] = Field(description='{"database": "ok" or what is wrong}')
+    checks: dict[str, str] = Field(
+        description='{"database": "ok" or what is wrong, "embeddings": the local model\'s state}'
+    )
     request_log: RequestLogHealth
