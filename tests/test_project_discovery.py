@@ -52,11 +52,11 @@ def no_project(cwd: Path) -> str:
 def make_project(root: Path, models: list[str] | None = None) -> Path:
     """A project as a clone holds it: config/gateway.yaml and prompts/, no data yet."""
     (root / "config").mkdir(parents=True)
-    if models is None:
-        (root / "config" / "gateway.yaml").write_text((ROOT / "config" / "gateway.yaml").read_text())
-    else:
+    config = (ROOT / "config" / "gateway.yaml").read_text()
+    if models is not None:
         entries = [{"model_name": m, "litellm_params": {"model": "local/echo"}} for m in models]
-        (root / "config" / "gateway.yaml").write_text(yaml.safe_dump({"model_list": entries}))
+        config = yaml.safe_dump({"model_list": entries})
+    (root / "config" / "gateway.yaml").write_text(config)
     (root / "prompts").mkdir()
     (root / "prompts" / "greet.prompt").write_text(GREET)
     return root
@@ -91,8 +91,11 @@ def test_read_commands_outside_a_project_refuse_and_create_nothing(
 def test_writes_that_need_a_project_refuse_outside_one(tmp_path: Path) -> None:
     result = gateway(tmp_path, "keys", "create", "--name", "stray")
     assert result.returncode == 2
-    assert result.stderr.startswith(no_project(tmp_path).removesuffix("GATEWAY_DATA_DIR"))
-    assert "mkdir .gateway" in result.stderr  # how to start a project here
+    looked, _ = no_project(tmp_path).split("); ")
+    assert result.stderr.strip() == (
+        f"{looked}); run from your project, set GATEWAY_DATA_DIR, or `mkdir .gateway` to "
+        f"start one here"
+    )
     assert data_folders(tmp_path) == []
 
 
@@ -153,7 +156,9 @@ def test_read_commands_in_a_fresh_project_show_nothing_and_create_nothing(
         result = gateway(project, *command)
         assert result.returncode == 0, result.stderr
         assert result.stderr == ""
-    assert gateway(project, "prompts", "history", "greet").returncode == 2  # none recorded
+    shown = gateway(project, "prompts", "show", "greet")
+    assert shown.returncode == 2  # nothing is recorded yet
+    assert "greet" in shown.stderr
     assert data_folders(tmp_path) == []
 
 

@@ -16,10 +16,10 @@ keys_app = typer.Typer(no_args_is_help=True, help="Create, inspect, revoke and r
 costs_app = typer.Typer(no_args_is_help=True, help="Spend reports from the request log.")
 
 
-def _store() -> Any:
+def _store(writes: bool = False) -> Any:
     from gateway.identity.keys import KeyStore
 
-    return KeyStore(engine())
+    return KeyStore(engine(writes))
 
 
 def _print_key(public: dict[str, Any], key: str | None = None) -> None:
@@ -61,7 +61,7 @@ def create(
         "tpm_limit": tpm,
         "expires_at": expires_at,
     }
-    record, key = run(lambda: _store().create(fields))
+    record, key = run(lambda: _store(writes=True).create(fields))
     _print_key(record.public(), key)
 
 
