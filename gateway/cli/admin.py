@@ -19,10 +19,10 @@ keys_app = typer.Typer(no_args_is_help=True, help="Create, inspect, revoke and r
 costs_app = typer.Typer(no_args_is_help=True, help="Spend reports from the request log.")
 
 
-def _store() -> Any:
+def _store(writes: bool = False) -> Any:
     from gateway.identity.keys import KeyStore
 
-    return KeyStore(engine())
+    return KeyStore(engine(writes))
 
 
 # Where a field of the key's model comes from on the command line.
@@ -79,7 +79,7 @@ def create(
         field = str(first["loc"][0])
         option = OPTIONS.get(field, "--" + field.replace("_", "-"))
         fail(f"{option} ({field}): {first['msg']}")
-    record, key = run(lambda: _store().create(fields.model_dump(exclude_unset=True)))
+    record, key = run(lambda: _store(writes=True).create(fields.model_dump(exclude_unset=True)))
     _print_key(record.public(), key)
 
 

@@ -15,10 +15,10 @@ from gateway.cli.common import actor, engine, fail, run, run_gated, settings
 prompts_app = typer.Typer(no_args_is_help=True, help="Prompt files, versions and labels.")
 
 
-def _store() -> Any:
+def _store(writes: bool = False) -> Any:
     from gateway.prompts.store import PromptStore
 
-    return PromptStore(engine())
+    return PromptStore(engine(writes))
 
 
 @prompts_app.command("validate")
@@ -56,7 +56,7 @@ def sync(
     directory: Annotated[Path | None, typer.Option("--dir", help="Prompts folder.")] = None,
 ) -> None:
     """Register new versions from the working tree (with the Git commit when committed)."""
-    store = _store()
+    store = _store(writes=True)
     report = store.sync(directory or settings().prompts_dir, actor=actor())
     for name, version in report.registered:
         typer.echo(f"registered {name}@{version}")

@@ -18,10 +18,10 @@ registry_app = typer.Typer(
 )
 
 
-def _store() -> Any:
+def _store(writes: bool = False) -> Any:
     from gateway.registry.store import RegistryStore
 
-    return RegistryStore(engine())
+    return RegistryStore(engine(writes))
 
 
 def _ref(text: str) -> Any:
@@ -117,7 +117,7 @@ def register(
     if computed and spec.dataset_hash != computed:
         fail(f"--dataset-hash {dataset_hash} does not match the file ({computed})")
     aliases = _aliases()
-    store = _store()
+    store = _store(writes=True)
     version = run(lambda: store.register(name, spec, aliases=aliases, actor=actor()))
     typer.echo(f"registered {version.ref} (alias {version.alias})")
 
