@@ -63,21 +63,20 @@ def cost(completion_tokens: int, prompt: int = PROMPT) -> float:
 
 
 @pytest.fixture(params=["memory", "redis", "redis-leased"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[MeterStore]:
+async def store(
+    request: pytest.FixtureRequest, redis_pair: tuple[Redis, Redis], redis_prefix: str
+) -> AsyncIterator[MeterStore]:
     one: MeterStore
     if request.param == "memory":
         one = LocalMeterStore(MemoryBudgetLedger(), MemoryRateLimiter())
-        yield one
-        await one.aclose()
-        return
-    client: Redis = request.getfixturevalue("redis_pair")[0]
-    prefix: str = request.getfixturevalue("redis_prefix")
-    one = RedisMeterStore(
-        ScriptClient(REDIS_URL),
-        RedisBudgetLedger(client, prefix),
-        RedisRateLimiter(client, prefix),
-        lease_calls=1 if request.param == "redis" else 256,
-    )
+    else:
+        client = redis_pair[0]
+        one = RedisMeterStore(
+            ScriptClient(REDIS_URL),
+            RedisBudgetLedger(client, redis_prefix),
+            RedisRateLimiter(client, redis_prefix),
+            lease_calls=1 if request.param == "redis" else 256,
+        )
     yield one
     await one.aclose()
 
@@ -128,8 +127,8 @@ async def test_a_call_is_refused_when_not_even_the_floor_fits(store: MeterStore)
         f"budget exhausted for key:k: $0 of {format_usd(budget)} spent; this call needs at "
         f"least {format_usd(cost(MIN_CAPPED_TOKENS))} (its prompt, estimated at up to "
         f"{PROMPT} tokens, and {MIN_CAPPED_TOKENS} completion tokens) and "
-        f"{format_usd(budget)} is left. It is a total budget that never resets: ask the "
-        f"gateway's admin to raise it."
+        f"{format_usd(budget)} is left. Set max_tokens to {MIN_CAPPED_TOKENS - 1} or less to "
+        f"fit. It is a total budget that never resets: ask the gateway's admin to raise it."
     )
 
 

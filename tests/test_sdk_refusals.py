@@ -65,7 +65,9 @@ class RecordingOpenAI(openai.OpenAI):
 
     waits: list[tuple[float, str | None]]
 
-    def _calculate_retry_timeout(self, remaining_retries: int, options: Any, response_headers: Any = None) -> float:  # type: ignore[override]  # noqa: E501
+    def _calculate_retry_timeout(
+        self, remaining_retries: int, options: Any, response_headers: Any = None
+    ) -> float:  # type: ignore[override]
         wait = super()._calculate_retry_timeout(remaining_retries, options, response_headers)
         shown = response_headers.get("retry-after-ms") if response_headers is not None else None
         self.waits.append((wait, shown))
@@ -115,7 +117,8 @@ def test_a_small_budget_caps_a_call_without_max_tokens(
     assert "retry-after" not in error.response.headers
     message = error.message
     assert f"budget exhausted for key:{key_id}: $0.00" in message
-    assert "$0.0000 " not in message and "of $0.01 spent" in message
+    assert "$0.0000 " not in message
+    assert "of $0.01 spent" in message
     assert "this call needs at least $0.000" in message
     assert "The 1d budget resets at " in message
     assert "ask the gateway's admin to raise it" in message
@@ -131,9 +134,7 @@ def test_the_cap_goes_into_the_field_the_upstream_takes(
     # that set neither field is capped in max_completion_tokens for them, in max_tokens for
     # the others; a caller's own field is the one lowered.
     plain, reasoning = "gpt-4o-mini,fill,id=cap-field", "o3-mini,reasoning,fill,id=cap-field"
-    config = {
-        "model_list": [priced(upstream, "plain", plain), priced(upstream, "o3", reasoning)]
-    }
+    config = {"model_list": [priced(upstream, "plain", plain), priced(upstream, "o3", reasoning)]}
     base = gateway(config)
     cases: list[tuple[str, dict[str, int]]] = [
         ("plain", {}),
@@ -145,9 +146,7 @@ def test_the_cap_goes_into_the_field_the_upstream_takes(
     ]
     for alias, limit in cases:
         client = sdk(base, key=make_key(base, max_budget=0.01)[0])  # a fresh $0.01 each
-        raw = client.chat.completions.with_raw_response.create(
-            model=alias, messages=USER, **limit
-        )
+        raw = client.chat.completions.with_raw_response.create(model=alias, messages=USER, **limit)
         capped = int(raw.headers["x-gateway-max-tokens-capped"])
         original = max(limit.values(), default=4096)
         assert raw.headers["x-gateway-max-tokens-original"] == str(original)
