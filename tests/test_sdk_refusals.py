@@ -226,3 +226,27 @@ def test_a_request_too_large_for_the_tpm_limit_is_sent_once(
     assert "lower max_tokens" in caught.value.message
     assert client.waits == []
     assert statuses(tmp_path / ".gateway", key_id, 1) == [429]
+
+
+def test_an_upstream_429_passes_on_when_to_retry(
+    gateway: GatewayFactory, upstream: FakeUpstream
+) -> None:
+    said, silent = "status=429,retry_after=0.05,id=sdk-429", "status=429,id=sdk-429"
+    config = {
+        "model_list": [fake_model(upstream, "said", said), fake_model(upstream, "silent", silent)],
+        "router_settings": {"num_retries": 0},
+    }
+    base = gateway(config)
+    client = recording(base, MASTER_KEY)
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="said", messages=USER)
+    headers = caught.value.response.headers
+    assert (headers["x-should-retry"], headers["retry-after-ms"]) == ("true", "50")
+    assert headers["retry-after"] == "1"
+    assert [wait for wait, _ in client.waits] == [0.05, 0.05]
+    # The upstream did not say: the SDK keeps its own rule (retry a 429, with backoff).
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="silent", messages=USER)
+    assert "x-should-retry" not in caught.value.response.headers
+    assert "retry-after" not in caught.value.response.headers
+    assert upstream.calls(silent) == 3
