@@ -101,7 +101,13 @@ class GatewayState:
         else:
             store = LocalMeterStore(MemoryBudgetLedger(), MemoryRateLimiter())
         by_alias = {a: [s.deployment for s in router.states(a)] for a in router.aliases()}
-        meter = Meter(store, prices, by_alias, config.gateway.default_max_tokens)
+        meter = Meter(
+            store,
+            prices,
+            by_alias,
+            config.gateway.default_max_tokens,
+            cap_max_tokens_to_budget=config.gateway.cap_max_tokens_to_budget,
+        )
         prompt_store = PromptStore(engine)
         prompts = PromptCatalog(prompt_store)
         renderer = PromptRenderer()
