@@ -24,7 +24,7 @@ import yaml
 from sqlalchemy import Engine, inspect
 
 from gateway.core.config import load_config
-from gateway.observability.log_query import LogFilter, list_logs
+from gateway.observability.log_query import Follower, LogFilter, list_logs
 from gateway.observability.request_log import RequestLogWriter
 from tests.conftest import MASTER_KEY, ROOT, GatewayFactory, sdk
 
@@ -313,6 +313,43 @@ def test_keyset_pages_through_rows_of_one_instant(engine: Engine, tmp_path: Path
     # A time in another zone means the same instant.
     shifted = instant.astimezone(datetime.now().astimezone().tzinfo)
     assert [r.id for r in list_logs(engine, LogFilter(until=shifted)).data] == ["older"]
+
+
+def write(engine: Engine, tmp_path: Path, *rows: dict[str, Any]) -> None:
+    async def go() -> None:
+        writer = RequestLogWriter(engine, tmp_path / "spool")
+        writer.start()
+        for row in rows:
+            writer.record(row)
+        await writer.close()
+
+    asyncio.run(go())
+
+
+def test_a_follower_prints_each_row_once_in_the_order_written(
+    engine: Engine, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    write(engine, tmp_path, _row("before", now - timedelta(seconds=2)))
+    follower = Follower(engine, LogFilter())  # what is there already counts as printed
+    assert follower.poll() == []
+    listed = _row("listed", now)
+    write(engine, tmp_path, listed, _row("new", now))
+    follower.saw(list_logs(engine, LogFilter(key_id="k1"), limit=1).data)  # "new" or "listed"
+    shown = [r.id for r in follower.poll()]
+    assert len(shown) == 1
+    assert shown[0] in ("new", "listed")
+    assert follower.poll() == []
+    # A long call ends now: it began before rows already printed, and is printed once.
+    long_call = _row("long", now - timedelta(minutes=3))
+    long_call["finished_at"] = datetime.now(UTC)
+    write(engine, tmp_path, long_call, _row("other-key", now, key="k2"))
+    assert [r.id for r in follower.poll()] == ["long", "other-key"]
+    assert follower.poll() == []
+    narrowed = Follower(engine, LogFilter(key_id="k2"))
+    write(engine, tmp_path, _row("k1-again", datetime.now(UTC)))
+    write(engine, tmp_path, _row("k2-again", datetime.now(UTC), key="k2"))
+    assert [r.id for r in narrowed.poll()] == ["k2-again"]
 
 
 # --- the CLI ------------------------------------------------------------------------------

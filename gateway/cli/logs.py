@@ -117,13 +117,15 @@ def recent(
         )
     )
     db = engine()
+    # Started first, so that a row written while the recent ones are read is printed once.
+    follower = Follower(db, filters) if follow else None
     page = _gateway_errors(lambda: list_logs(db, filters, limit))
     if not as_json:
         typer.echo(_line([name for name, _ in COLUMNS]))
     _print(list(reversed(page.data)), as_json)
-    if not follow:
+    if follower is None:
         return
-    follower = Follower(db, filters)
+    follower.saw(page.data)
     try:
         while True:
             time.sleep(interval)

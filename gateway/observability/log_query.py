@@ -248,7 +248,12 @@ class Follower:
         self.slack = slack
         self._seen: dict[str, datetime] = {}
         self._newest = datetime.now(UTC)
-        self.poll()  # what is already there counts as printed
+        self.poll()  # what is there now counts as printed: start it before listing the recent
+
+    def saw(self, rows: list[LogRow]) -> None:
+        """Rows printed otherwise (the recent ones listed after it started): not again."""
+        for row in rows:
+            self._seen[row.id] = datetime.fromisoformat(row.finished_at)
 
     def poll(self) -> list[LogRow]:
         now = datetime.now(UTC)
