@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import TypeVar
 
 from fastapi import APIRouter, Query
 
 from gateway.api.deps import MasterDep, StateDep, ValidInput
-from gateway.core.errors import BadRequest
+from gateway.core.times import parse_time
 from gateway.identity.models import (
     KeyCreate,
     KeyCreated,
@@ -48,7 +47,8 @@ async def create_key(fields: KeyCreate, state: StateDep, caller: MasterDep) -> K
 @router.get("/v1/keys")
 async def list_keys(state: StateDep, caller: MasterDep, team: str | None = None) -> KeyList:
     records = await asyncio.to_thread(state.keys.list_keys, team)
-    return KeyList(data=[r.public() for r in records])
+    shown = [_with_spend(state, r.public(), f"key:{r.id}") for r in records]
+    return KeyList(data=list(await asyncio.gather(*shown)))
 
 
 @router.get("/v1/keys/{key_id}")
@@ -90,7 +90,8 @@ async def create_team(fields: TeamCreate, state: StateDep, caller: MasterDep) ->
 @router.get("/v1/teams")
 async def list_teams(state: StateDep, caller: MasterDep) -> TeamList:
     teams = await asyncio.to_thread(state.keys.list_teams)
-    return TeamList(data=[t.public() for t in teams])
+    shown = [_with_spend(state, t.public(), f"team:{t.id}") for t in teams]
+    return TeamList(data=list(await asyncio.gather(*shown)))
 
 
 @router.get("/v1/teams/{team_id}")
@@ -109,20 +110,6 @@ async def update_team(
     return team.public()
 
 
-def _parse_time(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadRequest(
-            f"'{name}' must be an ISO 8601 date or time, e.g. 2026-11-01 or "
-            f"2026-11-01T00:00:00Z, not {value!r}.",
-            param=name,
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 @router.get("/v1/costs")
 async def costs(
     state: StateDep,
@@ -132,7 +119,7 @@ async def costs(
     end: str | None = Query(default=None, alias="to"),
 ) -> CostReport:
     await state.request_log.flush()  # a report right after a call must include it
-    since, until = _parse_time(start, "from"), _parse_time(end, "to")
+    since, until = parse_time(start, "from"), parse_time(end, "to")
     rows = await asyncio.to_thread(cost_report, state.engine, group_by, since, until)
     return CostReport(
         group_by=group_by,

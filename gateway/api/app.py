@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api import admin, evals, health, openai, prompts, proxied, registry
+from gateway.api import admin, evals, health, logs, openai, prompts, proxied, registry
 from gateway.api.docs import install_docs
 from gateway.api.edge import Edge
 from gateway.core.config import load_config
@@ -146,6 +146,7 @@ def create_app(settings: Settings | None = None, *, freeze_after_start: bool = F
     app.include_router(openai.router)
     proxied.document(app)
     app.include_router(admin.router)
+    app.include_router(logs.router)
     app.include_router(prompts.router)
     app.include_router(evals.router)
     app.include_router(registry.router)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gateway.cli.common import engine, fail, run
+from gateway.cli.common import engine, fail, run, usd
 
 if TYPE_CHECKING:
     from gateway.identity.models import KeyInfo
@@ -87,15 +87,26 @@ def create(
 def list_keys(
     team: Annotated[str | None, typer.Option(help="Only this team's keys.")] = None,
 ) -> None:
-    """List keys (never their secrets)."""
-    records = run(lambda: _store().list_keys(team))
-    typer.echo(f"{'id':22} {'prefix':11} {'name':20} {'team':12} {'budget':>10} {'state':8}")
+    """List keys (never their secrets) with their spend this budget period, budget and limits."""
+    from gateway.observability.spend import period_spend
+
+    store = _store()
+    records = run(lambda: store.list_keys(team))
+    typer.echo(
+        f"{'id':22} {'prefix':11} {'name':20} {'team':12} {'spend':>10} {'budget':>10} "
+        f"{'period':6} {'rpm':>7} {'tpm':>9} {'state':8}"
+    )
     for r in records:
         state = "revoked" if r.revoked else "active"
-        budget = f"{r.max_budget:.2f}" if r.max_budget is not None else "-"
+        spend = budget = "-"
+        if r.max_budget is not None:
+            budget = usd(r.max_budget)
+            spend = usd(period_spend(store.engine, f"key:{r.id}", r.budget_duration))
+        period = r.budget_duration or ("total" if r.max_budget is not None else "-")
         typer.echo(
             f"{r.id:22} {r.prefix:11} {(r.name or '-')[:20]:20} {(r.team or '-')[:12]:12} "
-            f"{budget:>10} {state:8}"
+            f"{spend:>10} {budget:>10} {period:6} {r.rpm_limit or '-':>7} "
+            f"{r.tpm_limit or '-':>9} {state:8}"
         )
 
 
@@ -131,13 +142,13 @@ def report(
 
     if group_by not in ("key", "team", "model", "prompt", "day"):
         fail(f"--group-by must be key, team, model, prompt or day, not {group_by!r}")
+    from gateway.core.errors import GatewayError
+    from gateway.core.times import parse_time
+
     try:
-        start = datetime.fromisoformat(since) if since else None
-        end = datetime.fromisoformat(until) if until else None
-    except ValueError as exc:
-        fail(f"--from/--to: {exc}")
-    start = start.replace(tzinfo=UTC) if start and start.tzinfo is None else start
-    end = end.replace(tzinfo=UTC) if end and end.tzinfo is None else end
+        start, end = parse_time(since, "from"), parse_time(until, "to")
+    except GatewayError as exc:
+        fail(f"--{exc.param}: {exc.message}")
     found = cost_report(_store().engine, group_by, start, end)  # type: ignore[arg-type]
     rows = [row.model_dump() for row in found]  # the group's own column, then the totals
     columns = [group_by, "requests", "errors", "input_tokens", "output_tokens", "cost_usd"]

@@ -77,6 +77,14 @@ def engine(writes: bool = False) -> Any:
     return db
 
 
+def usd(amount: float) -> str:
+    """Dollars with the decimals a small amount needs: 1.00, 0.005, 0.000006 (never a
+    misleading 0.00 for a few calls' worth)."""
+    shown = f"{amount:.8f}".rstrip("0")
+    whole, _, cents = shown.partition(".")
+    return f"{whole}.{cents.ljust(2, '0')}"
+
+
 def run(action: Callable[[], T]) -> T:
     """Runs a store action; a gateway error becomes a one-line message and exit 2."""
     from gateway.core.errors import GatewayError

@@ -12,6 +12,7 @@ import typer
 
 from gateway.cli.admin import costs_app, keys_app
 from gateway.cli.evals import eval_app
+from gateway.cli.logs import logs_app
 from gateway.cli.prompts import prompts_app
 from gateway.cli.registry import registry_app
 from gateway.core.errors import ConfigError
@@ -28,6 +29,7 @@ config_app = typer.Typer(no_args_is_help=True, help="Validate gateway configurat
 app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys")
 app.add_typer(costs_app, name="costs")
+app.add_typer(logs_app, name="logs")
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(eval_app, name="eval")
 app.add_typer(registry_app, name="registry")

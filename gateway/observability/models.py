@@ -1,4 +1,5 @@
-"""Cost reports and health answers, as the API returns them and the CLI prints them."""
+"""Cost reports, request-log rows and health answers, as the API returns them and the CLI
+prints them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
-from gateway.core.answers import Answer
+from gateway.core.answers import Answer, ObjectList
 
 GroupBy = Literal["key", "team", "model", "prompt", "day"]
 GROUPS: tuple[str, ...] = get_args(GroupBy)
@@ -41,6 +42,53 @@ class CostReport(Answer):
     until: str | None = Field(alias="to", description="ISO 8601, excluded; null: until now.")
     total_cost_usd: float
     data: list[CostRow]
+
+
+class LogRow(Answer):
+    """One call as the request log keeps it (GET /v1/logs, `gateway logs`). Times are ISO 8601
+    with their offset (UTC); `model` is the alias the caller asked for."""
+
+    id: str = Field(description="The call's x-gateway-request-id.")
+    created_at: str
+    finished_at: str
+    key_id: str | None = Field(description='"master", a key id, or null when unauthenticated.')
+    team: str | None
+    route: str = Field(description="chat, embeddings, infer, ...")
+    model: str | None
+    deployment: str | None = Field(description="The deployment that answered (alias#n).")
+    provider: str | None
+    prompt_name: str | None
+    prompt_version: str | None
+    status: int
+    error_type: str | None
+    stream: bool
+    attempts: int
+    latency_ms: float
+    upstream_ms: float | None
+    overhead_ms: float | None
+    ttft_ms: float | None
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    cost_usd: float
+    estimated: bool = Field(description="Usage estimated (the upstream reported none).")
+    price_version: str | None
+    trace_id: str | None
+
+
+class LogDetail(LogRow):
+    """One row in full: with the bodies, when the key logs them (redacted, as stored)."""
+
+    request_body: str | None
+    response_body: str | None
+
+
+class LogPage(ObjectList[LogRow]):
+    """Newest first. `next` is the cursor of the following page (pass it as `after`)."""
+
+    has_more: bool
+    next: str | None
 
 
 class Health(Answer):

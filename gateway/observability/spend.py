@@ -29,6 +29,15 @@ def spent_since(engine: Engine, column: Any, value: str, start: datetime | None)
         return float(connection.execute(query).scalar_one())
 
 
+def period_spend(engine: Engine, scope: str, duration: str | None) -> float:
+    """What `key:<id>` or `team:<id>` spent in its current budget period, from the log (what
+    the CLI shows; a running gateway also counts the calls its writer has not stored yet)."""
+    kind, _, value = scope.partition(":")
+    column = request_log.c.key_id if kind == "key" else request_log.c.team
+    _, start, _ = period_bounds(duration, datetime.now(UTC))
+    return spent_since(engine, column, value, start)
+
+
 async def seed_budgets(engine: Engine, keys: KeyCache, ledger: BudgetLedger) -> None:
     """Counters start from what the log says was spent this period (a restart forgets
     nothing; with Redis, a counter already there wins)."""

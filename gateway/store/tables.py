@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -95,9 +96,25 @@ request_log = Table(
     Column("trace_id", String(32), nullable=True),
     Column("request_body", Text, nullable=True),
     Column("response_body", Text, nullable=True),
+    # Reading the log back (GET /v1/logs, budgets, cost reports) filters on these, newest
+    # first; the partial ones cost a write only for the rows they hold.
     Index("ix_request_log_created_at", "created_at"),
     Index("ix_request_log_key_created", "key_id", "created_at"),
     Index("ix_request_log_team_created", "team", "created_at"),
+    Index("ix_request_log_alias_created", "alias", "created_at"),
+    Index(
+        "ix_request_log_prompt_created",
+        "prompt_name",
+        "created_at",
+        sqlite_where=text("prompt_name IS NOT NULL"),
+        postgresql_where=text("prompt_name IS NOT NULL"),
+    ),
+    Index(
+        "ix_request_log_errors_created",
+        "created_at",
+        sqlite_where=text("status >= 400"),
+        postgresql_where=text("status >= 400"),
+    ),
 )
 
 audit_log = Table(
