@@ -14,52 +14,94 @@ from gateway.cli.common import actor, engine, fail, run, settings
 
 prompts_app = typer.Typer(no_args_is_help=True, help="Prompt files, versions and labels.")
 
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="The gateway's config: prompts may name its models (GATEWAY_CONFIG)."
+    ),
+]
 
-def _store() -> Any:
+
+def _store(served: Any = None) -> Any:
     from gateway.prompts.store import PromptStore
 
-    return PromptStore(engine())
+    return PromptStore(engine(), served)
+
+
+def _served(config: Path | None) -> Any:
+    """The models prompts may name, from the config `gateway serve` would load. Secrets are
+    not resolved: checking prompts in CI needs no API keys."""
+    from gateway.core.config import load_config
+    from gateway.core.errors import ConfigError
+    from gateway.prompts.models import ServedModels
+
+    path = config or settings().config
+    try:
+        loaded = load_config(path, secrets=False)
+    except ConfigError as exc:
+        fail(
+            f"cannot check the prompts' models against the gateway's config: {exc} "
+            f"(set GATEWAY_CONFIG or pass --config)"
+        )
+    return ServedModels.from_config(loaded, str(path))
 
 
 @prompts_app.command("validate")
 def validate(
     paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders.")] = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Check prompt files; prints `file:line: message` and exits 2 on any problem."""
+    """Check prompt files, and that their models are served; prints `file:line: message` and
+    exits 2 on any problem."""
     from gateway.prompts.files import PromptError, parse_prompt, scan
 
+    served = _served(config)
     targets = paths or [settings().prompts_dir]
     problems: list[str] = []
     count = 0
     for target in targets:
+        errors: list[PromptError] = []
         if target.is_dir():
             files, errors = scan(target)
-            count += len(files)
-            problems += [line for error in errors for line in error.problems]
         elif target.exists():
             try:
-                parse_prompt(target)
-                count += 1
+                files = [parse_prompt(target)]
             except PromptError as error:
-                problems += error.problems
+                files, errors = [], [error]
         else:
             problems.append(f"{target}: no such file or folder")
+            continue
+        files, unserved = served.split(files)
+        count += len(files)
+        every = sorted([*errors, *unserved], key=lambda e: str(e.path))
+        problems += [line for error in every for line in error.problems]
     for line in problems:
         typer.echo(line, err=True)
     if problems:
         raise typer.Exit(2)  # bad input, as `config check` and `eval validate` say it
-    typer.echo(f"{count} prompt files valid")
+    typer.echo(f"{count} prompt files valid (models checked against {served.source})")
 
 
 @prompts_app.command("sync")
 def sync(
     directory: Annotated[Path | None, typer.Option("--dir", help="Prompts folder.")] = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Register new versions from the working tree (with the Git commit when committed)."""
-    store = _store()
+    """Register new versions from the working tree (with the Git commit when committed) and
+    point `latest` at each file's version as it is now."""
+    from gateway.prompts.store import REVERTED
+
+    store = _store(_served(config))
     report = store.sync(directory or settings().prompts_dir, actor=actor())
     for name, version in report.registered:
         typer.echo(f"registered {name}@{version}")
+    for name, version, old in report.latest_moved:
+        typer.echo(f"latest {name}@{version} (was {old or 'none'}): {REVERTED}")
+    for name, latest in report.removed:
+        typer.echo(
+            f"{name}: file removed; latest stays at {latest or 'none'} "
+            f"(labels keep serving until you move them)"
+        )
     typer.echo(f"{len(report.registered)} new, {len(report.unchanged)} unchanged")
     for line in report.problems():
         typer.echo(line, err=True)
@@ -69,12 +111,17 @@ def sync(
 
 @prompts_app.command("list")
 def list_prompts() -> None:
-    """Prompts with their labels."""
+    """Prompts with their labels; `(file removed)` when the prompts folder has no file for it."""
+    from gateway.prompts.files import prompt_name, prompt_paths
+
     store = _store()
+    folder = settings().prompts_dir
+    on_disk = {prompt_name(p) for p in prompt_paths(folder)}
     for name in store.names():
         labels = store.labels(name)
         shown = ", ".join(f"{label}={_target(t)}" for label, t in sorted(labels.items()))
-        typer.echo(f"{name:30} {shown}")
+        gone = "  (file removed)" if folder.is_dir() and name not in on_disk else ""
+        typer.echo(f"{name:30} {shown}{gone}")
 
 
 def _target(target: dict[str, Any]) -> str:
@@ -159,6 +206,7 @@ def promote(
     require_eval: Annotated[
         str | None, typer.Option(help="Refuse unless this suite has a passing run of it.")
     ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Move a label to a version (or split it across versions by weight)."""
     target: dict[str, Any]
@@ -172,7 +220,7 @@ def promote(
         target = {"version": version}
     else:
         fail("give a VERSION or --weights")
-    store = _store()
+    store = _store(_served(config))
     if require_eval:
         from gateway.evals.store import EvalStore
         from gateway.prompts.gates import missing_evals
