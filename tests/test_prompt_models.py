@@ -94,6 +94,11 @@ def test_validate_says_when_the_config_cannot_be_read(tmp_path: Path, prompts: P
     assert "nope.yaml" in missing.stderr
     assert "GATEWAY_CONFIG" in missing.stderr
     assert "--config" in missing.stderr
+    # The config is needed only to check a model: files naming none are checked without it.
+    (prompts / "greet.prompt").write_text(GREET_V1.replace("model: local/echo\n", ""))
+    no_model = cli(tmp_path, "validate", config=tmp_path / "nope.yaml")
+    assert no_model.returncode == 0, no_model.stderr
+    (prompts / "greet.prompt").write_text(GREET_V1)
     # --config points at another file, as it does for `gateway serve`.
     other = write_config(tmp_path / "other.yaml", MODELS)
     chosen = cli(tmp_path, "validate", "--config", str(other), config=tmp_path / "nope.yaml")

@@ -31,6 +31,14 @@ def _store(served: Any = None) -> Any:
 def _served(config: Path | None) -> Any:
     """The models prompts may name, from the config `gateway serve` would load. Secrets are
     not resolved: checking prompts in CI needs no API keys."""
+    served = _load_served(config)
+    if isinstance(served, str):
+        fail(served)
+    return served
+
+
+def _load_served(config: Path | None) -> Any:
+    """ServedModels, or why the config cannot be read (never a silently skipped check)."""
     from gateway.core.config import load_config
     from gateway.core.errors import ConfigError
     from gateway.prompts.models import ServedModels
@@ -39,7 +47,7 @@ def _served(config: Path | None) -> Any:
     try:
         loaded = load_config(path, secrets=False)
     except ConfigError as exc:
-        fail(
+        return (
             f"cannot check the prompts' models against the gateway's config: {exc} "
             f"(set GATEWAY_CONFIG or pass --config)"
         )
@@ -55,31 +63,39 @@ def validate(
     exits 2 on any problem."""
     from gateway.prompts.files import PromptError, parse_prompt, scan
 
-    served = _served(config)
     targets = paths or [settings().prompts_dir]
-    problems: list[str] = []
-    count = 0
+    missing: list[str] = []
+    files: list[Any] = []
+    errors: list[PromptError] = []
     for target in targets:
-        errors: list[PromptError] = []
         if target.is_dir():
-            files, errors = scan(target)
+            found, failed = scan(target)
+            files, errors = files + found, errors + failed
         elif target.exists():
             try:
-                files = [parse_prompt(target)]
+                files.append(parse_prompt(target))
             except PromptError as error:
-                files, errors = [], [error]
+                errors.append(error)
         else:
-            problems.append(f"{target}: no such file or folder")
-            continue
+            missing.append(f"{target}: no such file or folder")
+    # The config is read only when a valid file names a model: a file that fails on its own
+    # is reported without one.
+    served = _load_served(config) if any(prompt.model for prompt in files) else None
+    if served is not None and not isinstance(served, str):
         files, unserved = served.split(files)
-        count += len(files)
-        every = sorted([*errors, *unserved], key=lambda e: str(e.path))
-        problems += [line for error in every for line in error.problems]
+        errors += unserved
+    problems = [
+        line for error in sorted(errors, key=lambda e: str(e.path)) for line in error.problems
+    ]
+    problems += missing
+    if isinstance(served, str):
+        problems.append(f"error: {served}")
     for line in problems:
         typer.echo(line, err=True)
     if problems:
         raise typer.Exit(2)  # bad input, as `config check` and `eval validate` say it
-    typer.echo(f"{count} prompt files valid (models checked against {served.source})")
+    checked = f" (models checked against {served.source})" if served is not None else ""
+    typer.echo(f"{len(files)} prompt files valid{checked}")
 
 
 @prompts_app.command("sync")
