@@ -12,11 +12,18 @@ export TRANSFORMERS_OFFLINE := 1
 
 install: $(STAMP)
 
+# pip shows what it fetches: with download bars on a terminal, as plain lines in CI logs.
 $(STAMP): pyproject.toml
+	@echo "make install: installing the gateway and its pinned dependencies into $(VENV)/"
+	@echo "  (the first time ~2 GB, mostly torch for the local embedding model: a few minutes;"
+	@echo "   afterwards only when pyproject.toml changes)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@if [ -t 1 ]; then bar=on; else bar=off; fi; \
+	  echo "$(BIN)/python -m pip install --progress-bar $$bar -e '.[dev]'"; \
+	  $(BIN)/python -m pip install --progress-bar $$bar -e '.[dev]'
 	@touch $(STAMP)
+	@echo "make install: done"
 
 run: install
 	$(BIN)/gateway serve

@@ -27,8 +27,8 @@ from gateway.observability.request_log import RequestLogWriter, record_price_ver
 from gateway.observability.spend import seed_budgets
 from gateway.observability.traces import Tracing
 from gateway.prompts.catalog import PromptCatalog
-from gateway.prompts.models import ServedModels
 from gateway.prompts.render import PromptRenderer
+from gateway.prompts.served import ServedModels
 from gateway.prompts.store import REVERTED, PromptStore
 from gateway.providers import Deployment, Providers, build_deployments
 from gateway.registry.store import RegistryStore
@@ -102,7 +102,13 @@ class GatewayState:
         else:
             store = LocalMeterStore(MemoryBudgetLedger(), MemoryRateLimiter())
         by_alias = {a: [s.deployment for s in router.states(a)] for a in router.aliases()}
-        meter = Meter(store, prices, by_alias, config.gateway.default_max_tokens)
+        meter = Meter(
+            store,
+            prices,
+            by_alias,
+            config.gateway.default_max_tokens,
+            cap_max_tokens_to_budget=config.gateway.cap_max_tokens_to_budget,
+        )
         # Messages name the config file alone: any key may read the problems of a sync.
         prompt_store = PromptStore(engine, ServedModels.from_config(config, settings.config.name))
         prompts = PromptCatalog(prompt_store)
@@ -157,7 +163,7 @@ class GatewayState:
         if self.tracing is not None:
             self.tracing.start()
         self.metrics.start()
-        self.providers.warm(self.deployments)
+        self.providers.warm(self.deployments, self.settings.preload_embeddings)
 
     async def sync_prompts(self) -> None:
         """Registers new versions from the working tree; a broken file is reported, and the

@@ -257,16 +257,24 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @contextmanager
 def gateway_process(
-    data_dir: Path, *args: str, env: dict[str, str] | None = None
+    data_dir: Path | None,
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """`gateway serve` in its own process on a free port, as an operator runs it, once
-    /healthz answers; stopped with SIGTERM. None of the caller's GATEWAY_* settings leak in."""
+    /healthz answers; stopped with SIGTERM. None of the caller's GATEWAY_* settings leak in.
+    Without a data_dir the gateway chooses its own (from the project it finds from `cwd`)."""
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS_"))}
-    clean |= {"GATEWAY_DATA_DIR": str(data_dir), **(env or {})}
+    # This checkout's gateway, whatever folder it is started from.
+    clean["PYTHONPATH"] = os.pathsep.join([str(ROOT), clean.get("PYTHONPATH", "")])
+    if data_dir is not None:
+        clean["GATEWAY_DATA_DIR"] = str(data_dir)
+    clean |= env or {}
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--port", str(port), *args],
-        cwd=ROOT,
+        cwd=cwd or ROOT,
         env=clean,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -132,9 +132,12 @@ async def test_exceeded_names_the_budget_spend_and_reset(ledger: BudgetLedger) -
         await ledger.reserve([budget], 0.001)
     error = caught.value
     assert error.message == (
-        "budget exhausted for key:abc: $0.0100 of $0.0100 spent (1d budget); "
-        "resets at 2096-11-28T00:00:00Z"
+        "budget exhausted for key:abc: $0.01 of $0.01 spent; this call needs up to $0.001 and "
+        "$0 is left. The 1d budget resets at 2096-11-28T00:00:00Z: retry then, or ask the "
+        "gateway's admin to raise it."
     )
+    # No retry can fix it before the reset: the OpenAI SDK is told not to try.
+    assert error.headers == {"x-should-retry": "false"}
     assert (error.status, error.type, error.code) == (
         429,
         "insufficient_quota",
@@ -149,8 +152,21 @@ async def test_exceeded_counts_calls_in_flight(ledger: BudgetLedger) -> None:
     with pytest.raises(BudgetExceeded) as caught:
         await ledger.reserve([budget], 0.5)
     assert caught.value.message == (
-        "budget exhausted for team:t: $0.0000 of $1.0000 spent, $0.6000 held by calls in "
-        "flight, this call may cost up to $0.5000 (total budget, never resets)"
+        "budget exhausted for team:t: $0 of $1.00 spent, $0.60 held by calls in flight; this "
+        "call needs up to $0.50 and $0.40 is left. It is a total budget that never resets: "
+        "ask the gateway's admin to raise it."
+    )
+    assert caught.value.room_nano == 400_000_000
+
+
+async def test_exceeded_shows_small_amounts_to_the_nano_dollar(ledger: BudgetLedger) -> None:
+    budget = Budget("key:tiny", max_usd=0.00002)
+    await ledger.settle(await ledger.reserve([budget], 0.00002), 0.0000123456)
+    with pytest.raises(BudgetExceeded) as caught:
+        await ledger.reserve([budget], 0.00001)
+    assert caught.value.message.startswith(
+        "budget exhausted for key:tiny: $0.000012346 of $0.00002 spent; this call needs up "
+        "to $0.00001 and $0.000007654 is left."
     )
 
 

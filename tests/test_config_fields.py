@@ -501,6 +501,26 @@ def default_max_tokens(h: Harness) -> None:
         client.chat.completions.create(model="cf-default", messages=USER)  # type: ignore[arg-type]
 
 
+def cap_max_tokens_to_budget(h: Harness) -> None:
+    # $0.01 cannot cover the default 4,096 completion tokens at $10 a million: on (the
+    # default) the call is capped to fit, off it is refused.
+    prices = {"input_cost_per_token": 1e-6, "output_cost_per_token": 1e-5}
+    clients = []
+    for on in (True, False):
+        config = {
+            "model_list": [h.model("cf-cap", h.tag("gpt-4o-mini,fill"), prices)],
+            "gateway": {"cap_max_tokens_to_budget": on},
+        }
+        base = h.gateway(config)
+        created = httpx.post(f"{base}/v1/keys", json={"max_budget": 0.01}, headers=ADMIN)
+        clients.append(sdk(base, key=created.json()["key"]))
+    capping, refusing = clients
+    raw = capping.chat.completions.with_raw_response.create(model="cf-cap", messages=USER)  # type: ignore[arg-type]
+    assert int(raw.headers["x-gateway-max-tokens-capped"]) < 1000
+    with pytest.raises(openai.RateLimitError, match="Set max_tokens to"):
+        refusing.chat.completions.create(model="cf-cap", messages=USER)  # type: ignore[arg-type]
+
+
 def log_bodies(h: Harness) -> None:
     config = {
         "model_list": [h.model("cf-bodies", h.tag("gpt-4o-mini"))],
@@ -561,6 +581,7 @@ CHECKS: dict[str, Check] = {
     "router_settings.max_retry_wait": max_retry_wait,
     "gateway.max_body_bytes": max_body_bytes,
     "gateway.default_max_tokens": default_max_tokens,
+    "gateway.cap_max_tokens_to_budget": cap_max_tokens_to_budget,
     "gateway.log_bodies": log_bodies,
     "gateway.max_response_bytes": max_response_bytes,
 }

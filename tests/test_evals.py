@@ -4,6 +4,9 @@ the run, caches answers, and gates promotion."""
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -14,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import MASTER_KEY, GatewayFactory, Project
+from tests.conftest import MASTER_KEY, GatewayFactory, Project, fake_model
 from tests.fakes.upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +68,10 @@ def test_worse_version_exits_1_and_names_regressed_cases(project: Project) -> No
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAILED: pass rate 0.0% is below the threshold 100.0%" in result.stdout
+    # Progress, on stderr: each run names itself, then one line per finished case.
+    assert "prompt:greet@latest: 3 cases" in result.stderr
+    assert "baseline prompt:greet@production: 3 cases" in result.stderr
+    assert len(PROGRESS.findall(result.stderr)) == 6
     markdown = (reports / "greet.md").read_text()
     assert "Regressed cases" in markdown
     for name in NAMES:
@@ -147,6 +154,83 @@ def test_judge_failure_is_an_error_not_a_failure(project: Project) -> None:
     report = json.loads((project.root / "r.json").read_text())
     assert report["candidate"]["errors"] == 3
     assert report["candidate"]["failed"] == 0
+
+
+PROGRESS = re.compile(r"^\[(\d+)/(\d+)\] (\S+) (passed|failed|error)\b.*$", re.MULTILINE)
+
+
+def test_progress_lines_appear_as_cases_finish(project: Project, upstream: FakeUpstream) -> None:
+    """Off a terminal (CI), each finished case is one plain line on stderr, written when it
+    finishes: the run is not silent until the report."""
+    config = yaml.safe_load((project.root / "gateway.yaml").read_text())
+    slow = f"id=slow-{project.root.name},latency=600"  # each call takes a while
+    config["model_list"].append(fake_model(upstream, "slow", slow))
+    (project.root / "gateway.yaml").write_text(yaml.safe_dump(config))
+    cases = [{"id": f"case-{i}", "vars": {"input": f"hello {i}"}} for i in (1, 2, 3)]
+    suite = project.suite(
+        "slow",
+        target="model:slow",
+        concurrency=1,
+        defaults={"assert": [{"type": "contains", "value": "hello"}]},
+        cases=cases,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "eval", "run", str(suite), "--no-cache"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=project.env(),
+    )
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if PROGRESS.match(line):
+            break
+    # The first case's line arrived while two slow cases were still to run.
+    still_running = process.poll() is None
+    _, rest = process.communicate(timeout=120)
+    assert still_running, "".join(seen) + rest
+    assert process.returncode == 0, "".join(seen) + rest
+    lines = PROGRESS.findall("".join(seen) + rest)
+    assert [(done, total) for done, total, _, _ in lines] == [("1", "3"), ("2", "3"), ("3", "3")]
+    assert sorted(case for _, _, case, _ in lines) == ["case-1", "case-2", "case-3"]
+    assert {status for *_, status in lines} == {"passed"}
+    assert "model:slow: 3 cases" in "".join(seen)
+
+
+def test_a_terminal_gets_a_progress_bar(project: Project) -> None:
+    project.prompt(GOOD.format(model="local/echo"))
+    assert project.gateway("prompts", "sync").returncode == 0
+    suite = greet_suite(project, baseline=None)
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "eval", "run", str(suite)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        cwd=ROOT,
+        env=project.env() | {"TERM": "xterm-256color", "COLUMNS": "120"},
+    )
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal's other end is closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    stdout, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, shown.decode(errors="replace")
+    text = shown.decode(errors="replace")
+    assert "━" in text  # rich's bar
+    assert "3/3" in text
+    assert not PROGRESS.search(text)  # no plain lines on a terminal
+    assert b"3/3 passed" in stdout  # the report itself is unchanged, on stdout
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Fuzzing the HTTP surface: schemathesis against the gateway's own OpenAPI document, and
 hypothesis against the request-body parser and the proxied routes' body checks. Any input
-gets an answer or a clear 4xx in the OpenAI error shape, never a 5xx or a crash.
+gets an answer that matches its declared schema or a clear 4xx in the OpenAI error shape,
+never a 5xx or a crash.
 
 Budgets are fixed and generation is derandomized, so a run is repeatable and CI stays short
 (FUZZ_EXAMPLES scales them, e.g. FUZZ_EXAMPLES=10 for a long local run).
@@ -24,6 +25,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.core.failures import FailureGroup
+from schemathesis.specs.openapi.checks import response_schema_conformance
 from starlette.requests import Request
 
 from gateway.api.deps import SERIALIZABLE_DEPTH, check_json, read_json
@@ -81,6 +84,15 @@ def problem(response: httpx.Response | Any, status: int, text: str) -> str | Non
     return None
 
 
+def unlike_its_schema(case: schemathesis.Case, response: Any) -> str | None:
+    """A 2xx answer that does not match the schema /openapi.json declares for it."""
+    try:
+        case.validate_response(response, checks=[response_schema_conformance])
+    except FailureGroup as failures:
+        return f"{response.status_code} unlike its schema: {str(failures)[:500]}"
+    return None
+
+
 @pytest.fixture
 def served(gateway: GatewayFactory, upstream: FakeUpstream, tmp_path: Path) -> str:
     """Models of both kinds of provider (in-process and the loopback upstream), a prompt."""
@@ -111,6 +123,8 @@ def test_schemathesis_finds_no_server_error(served: str) -> None:
                 response = case.call(base_url=served, timeout=30)
                 sent += 1
                 wrong = problem(response, response.status_code, response.text)
+                if wrong is None and response.status_code < 300:
+                    wrong = unlike_its_schema(case, response)
                 if wrong is not None and len(failures) < 30:
                     failures.append(f"{wrong}\n    {case.as_curl_command()}")
 

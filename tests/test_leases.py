@@ -171,6 +171,25 @@ async def test_a_budget_is_never_exceeded_by_two_replicas(replicas: Stores) -> N
     assert await a.ledger.spent(budget) == pytest.approx(1.0)
 
 
+async def test_a_refusal_waits_for_this_replicas_own_lease_to_be_booked(
+    replicas: Stores,
+) -> None:
+    # The first call's lease ends when the second does not fit it; until its record lands,
+    # Redis counts its whole $0.60 as held. The refusal waits for it: it then states the
+    # spend as spent (not "held by calls in flight"), and a call that fits what the lease
+    # gave back is admitted rather than refused.
+    store, _, _ = replicas
+    budget = Budget("key:booked", max_usd=1.0)
+    await settle(store, await store.admit([budget], 0.6, [], 0), 0.5, 0)
+    with pytest.raises(BudgetExceeded) as caught:
+        await store.admit([budget], 0.6, [], 0)
+    assert caught.value.message.startswith(
+        "budget exhausted for key:booked: $0.50 of $1.00 spent; this call needs up to $0.60 "
+        "and $0.50 is left."
+    )
+    await store.admit([budget], 0.45, [], 0)
+
+
 async def test_a_lease_ends_with_its_second_and_when_the_limits_change(replicas: Stores) -> None:
     store, _, clock = replicas
     limit = Limit("key:windows", rpm=1000)

@@ -80,6 +80,9 @@ async def test_rpm_refuses_the_request_over_the_limit(limiter: RateLimiter) -> N
     )
     assert error.retry_after == pytest.approx(60.5)
     assert error.headers["retry-after"] == "61"  # rounded up: coming back at 60 s is too early
+    # The OpenAI SDK prefers the milliseconds, and retries a 429 saying x-should-retry: true.
+    assert error.headers["retry-after-ms"] == "60500"
+    assert error.headers["x-should-retry"] == "true"
     assert error.headers["x-ratelimit-remaining-requests"] == "0"
     assert error.headers["x-ratelimit-reset-requests"] == "1m0.5s"
 
@@ -141,6 +144,18 @@ async def test_a_request_larger_than_tpm_is_told_waiting_will_not_help(
         await limiter.acquire([Limit("key:big", tpm=1000)], tokens=5000)
     assert "request too large for key:big" in caught.value.message
     assert caught.value.retry_after is None
+    # So the OpenAI SDK does not spend its retries on it.
+    assert caught.value.headers["x-should-retry"] == "false"
+    assert "retry-after" not in caught.value.headers
+
+
+async def test_a_limit_of_zero_requests_is_told_waiting_will_not_help(
+    limiter: RateLimiter,
+) -> None:
+    with pytest.raises(RateLimited) as caught:
+        await limiter.acquire([Limit("key:none", rpm=0)], tokens=0)
+    assert caught.value.retry_after is None
+    assert caught.value.headers["x-should-retry"] == "false"
 
 
 async def test_room_frees_when_the_oldest_second_leaves_the_window(

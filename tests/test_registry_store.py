@@ -7,11 +7,13 @@ import threading
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 from sqlalchemy import Engine
 
 from gateway.core.errors import BadRequest, NotFound, PermissionDenied
 from gateway.core.model_refs import ModelRef, parse_ref
 from gateway.evals.store import EvalStore
+from gateway.registry.models import RegistryLabelSet
 from gateway.registry.promotion import promote
 from gateway.registry.spec import VersionSpec
 from gateway.registry.store import RegistryStore
@@ -22,7 +24,14 @@ ALIASES = ["local/echo", "fake"]
 def register(store: RegistryStore, name: str, **fields: Any) -> dict[str, Any]:
     fields.setdefault("alias", "local/echo")
     spec = VersionSpec.model_validate(fields)
-    return store.register(name, spec, aliases=ALIASES, actor="tester")
+    return store.register(name, spec, aliases=ALIASES, actor="tester").model_dump()
+
+
+def shown(answer: BaseModel | list[Any]) -> Any:
+    """An answer as the API shows it (JSON field names)."""
+    if isinstance(answer, list):
+        return [shown(item) for item in answer]
+    return answer.model_dump()
 
 
 def eval_report(suite: str, version: str, passed: bool) -> dict[str, Any]:
@@ -61,13 +70,16 @@ def test_versions_are_numbered_per_model_and_refs_resolve(engine: Engine) -> Non
     register(store, "other")
     third = register(store, "support")
     assert third["version"] == 3
-    assert [v["version"] for v in store.model("support")["versions"]] == [1, 2, 3]
-    assert store.version(ModelRef("support", "2"))["created_by"] == "ana"
-    assert store.version(ModelRef("support", "2"))["kind"] == "classic"
+    assert [v["version"] for v in shown(store.model("support"))["versions"]] == [1, 2, 3]
+    assert shown(store.version(ModelRef("support", "2")))["created_by"] == "ana"
+    assert shown(store.version(ModelRef("support", "2")))["kind"] == "classic"
     assert store.resolve(parse_ref("support")) == 3
     assert store.resolve(parse_ref("support@latest")) == 3
     assert store.resolve(parse_ref("registry:other@1")) == 1
-    assert [(m["name"], m["latest"]) for m in store.models()] == [("other", 1), ("support", 3)]
+    assert [(m["name"], m["latest"]) for m in shown(store.models())] == [
+        ("other", 1),
+        ("support", 3),
+    ]
 
     with pytest.raises(NotFound, match=r"has no version 4 \(latest is 3\)"):
         store.resolve(ModelRef("support", "4"))
@@ -88,17 +100,17 @@ def test_labels_move_and_every_move_is_recorded(engine: Engine) -> None:
     store = RegistryStore(engine)
     for _ in range(3):
         register(store, "support")
-    moved = store.set_label("support", "production", 1, approver="ana", actor="ci")
+    moved = shown(store.set_label("support", "production", 1, approver="ana", actor="ci"))
     assert (moved["from"], moved["to"], moved["moved"]) == (None, 1, True)
     store.set_label("support", "production", 2, approver="bo", actor="ci", reason="better")
-    same = store.set_label("support", "production", 2, approver="bo", actor="ci")
+    same = shown(store.set_label("support", "production", 2, approver="bo", actor="ci"))
     assert not same["moved"]  # nothing moved, nothing recorded
     store.set_label("support", "staging", 3, approver="cy", actor="ci")
     assert store.resolve(ModelRef("support", "production")) == 2
-    assert store.version(ModelRef("support", "staging"))["labels"] == ["staging"]
-    assert store.model("support")["labels"] == {"production": 2, "staging": 3}
+    assert shown(store.version(ModelRef("support", "staging")))["labels"] == ["staging"]
+    assert shown(store.model("support"))["labels"] == {"production": 2, "staging": 3}
 
-    trail = store.history("support")
+    trail = shown(store.history("support"))
     assert [(m["label"], m["from"], m["to"], m["approver"]) for m in trail] == [
         ("production", None, 1, "ana"),
         ("production", 1, 2, "bo"),
@@ -141,12 +153,12 @@ def test_lineage_walks_up_to_the_external_base_and_down_through_fine_tunes(
     }
     assert external["base"] == {"kind": "external", "ref": "hf:meta-llama/Llama-3.1-8B@main"}
 
-    up = store.lineage(ModelRef("support-small"))
+    up = shown(store.lineage(ModelRef("support-small")))
     assert [v["ref"] for v in up["ancestors"]] == ["support@1", "base-ft@1"]
     assert up["ancestors"][-1]["base"]["ref"] == "gpt-4o-mini-2024-07-18"
     assert up["descendants"] == []
 
-    down = store.lineage(ModelRef("base-ft", "1"))
+    down = shown(store.lineage(ModelRef("base-ft", "1")))
     assert down["version"]["ref"] == "base-ft@1"
     assert down["ancestors"] == []
     assert [(v["ref"], v["depth"]) for v in down["descendants"]] == [
@@ -154,7 +166,7 @@ def test_lineage_walks_up_to_the_external_base_and_down_through_fine_tunes(
         ("support@1", 1),
         ("support-small@1", 2),
     ]
-    assert store.lineage(ModelRef("base-ft", "production"))["descendants"] == []
+    assert shown(store.lineage(ModelRef("base-ft", "production")))["descendants"] == []
 
     with pytest.raises(NotFound, match="base 'ghost@1': No registry model named 'ghost'"):
         register(store, "support", base="ghost@1")
@@ -190,7 +202,7 @@ def test_promotion_requires_a_passing_run_of_the_suite(engine: Engine) -> None:
     register(store, "support")
     ref = ModelRef("support", "2")
 
-    def gated() -> dict[str, Any]:
+    def gated() -> RegistryLabelSet:
         return promote(
             store, evals, ref, "production", approver="ana", actor="ci", require_eval="triage"
         )
@@ -214,10 +226,10 @@ def test_promotion_requires_a_passing_run_of_the_suite(engine: Engine) -> None:
         actor="ci",
         require_eval="evals/triage.yaml",
     )
-    assert (moved["to"], moved["eval_run"]) == (2, run_id)
-    entry = store.history("support")[-1]
+    assert (moved.to, moved.eval_run) == (2, run_id)
+    entry = shown(store.history("support"))[-1]
     assert (entry["eval_suite"], entry["eval_run"], entry["approver"]) == ("triage", run_id, "ana")
-    linked = store.version(ref)["evals"]
+    linked = shown(store.version(ref))["evals"]
     assert {(r["suite"], r["passed"]) for r in linked} == {
         ("triage", True),
         ("triage", False),

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import gc
+import json
+import logging
 import os
 import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from gateway.api.app import create_app
 from gateway.core.settings import Settings
-from tests.conftest import ServerThread, gateway_process, sdk
+from tests.conftest import MASTER_KEY, GatewayFactory, ServerThread, gateway_process, sdk
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,3 +114,88 @@ def test_the_server_freezes_what_startup_made_and_tests_do_not(tmp_path: Path) -
         assert gc.get_freeze_count() > 10_000  # modules, classes, routes, config...
     finally:
         gc.unfreeze()
+
+
+def _ready(base: str) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(f"{base}/readyz", timeout=5).json()
+    return body
+
+
+@pytest.mark.slow
+def test_preloaded_embedding_model_and_no_progress_bars_in_the_log(tmp_path: Path) -> None:
+    """GATEWAY_PRELOAD_EMBEDDINGS loads the model at start (readiness waits for it), and
+    embeddings calls write no progress bar into the server's log."""
+    env = {"GATEWAY_PRELOAD_EMBEDDINGS": "true", "GATEWAY_MASTER_KEY": "mk"}
+    with gateway_process(tmp_path / "data", env=env) as (base, process):
+        deadline = time.monotonic() + 120
+        while (embeddings := _ready(base)["checks"].get("embeddings")) != "loaded":
+            assert embeddings == "loading", embeddings
+            assert time.monotonic() < deadline, "the embedding model did not load"
+            time.sleep(0.1)
+        assert httpx.get(f"{base}/readyz").status_code == 200
+        client = sdk(base, key="mk")
+        for texts in (["one"], ["two", "three"]):
+            client.embeddings.create(model="local/all-MiniLM-L6-v2", input=texts)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+        output = process.stdout.read() if process.stdout else ""
+    assert "embedding model local/all-MiniLM-L6-v2 loaded" in output
+    for bar in ("Batches", "it/s", "%|"):
+        assert bar not in output, output
+
+
+def test_readiness_names_a_lazy_embedding_model(gateway: GatewayFactory) -> None:
+    ready = _ready(gateway())
+    assert ready["status"] == "ready"
+    assert ready["checks"]["embeddings"].startswith("not loaded")
+    assert "GATEWAY_PRELOAD_EMBEDDINGS" in ready["checks"]["embeddings"]
+
+
+def _access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "gateway.access"]
+
+
+def test_no_access_log_by_default(
+    gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    base = gateway()
+    sdk(base).chat.completions.create(
+        model="local/echo", messages=[{"role": "user", "content": "hi"}]
+    )
+    httpx.get(f"{base}/healthz")
+    assert _access_lines(caplog) == []
+
+
+def test_access_log_is_one_structured_line_per_request(
+    gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    base = gateway(access_log=True)
+    reply = sdk(base).chat.completions.with_raw_response.create(
+        model="local/echo", messages=[{"role": "user", "content": "a private question"}]
+    )
+    request_id = reply.headers["x-gateway-request-id"]
+    refused = httpx.post(
+        f"{base}/v1/chat/completions",
+        headers={"Authorization": "Bearer sk-not-a-real-key"},
+        json={"model": "local/echo", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert refused.status_code == 401
+    keys = httpx.get(f"{base}/v1/keys", headers={"Authorization": f"Bearer {MASTER_KEY}"})
+    assert keys.status_code == 200
+    assert httpx.get(f"{base}/nowhere").status_code == 404
+    lines = _access_lines(caplog)
+    assert [(x["method"], x["path"], x["status"]) for x in lines] == [
+        ("POST", "/v1/chat/completions", 200),
+        ("POST", "/v1/chat/completions", 401),
+        ("GET", "/v1/keys", 200),
+        ("GET", "/nowhere", 404),
+    ]
+    assert lines[0]["request_id"] == request_id
+    assert lines[0]["key_id"] == lines[2]["key_id"] is not None  # the master key's id
+    assert [lines[1]["key_id"], lines[3]["key_id"]] == [None, None]
+    assert all(isinstance(x["ms"], float) and x["ms"] >= 0 for x in lines)
+    text = caplog.text
+    for secret in ("a private question", "sk-not-a-real-key", MASTER_KEY):
+        assert secret not in text

@@ -90,11 +90,19 @@ def test_request_log_batches_replay_and_reports(engine: Engine, tmp_path: Path) 
     with engine.connect() as connection:
         count = connection.execute(select(func.count()).select_from(request_log)).scalar()
     assert count == 8
-    by_key = {r["key"]: r for r in cost_report(engine, "key", None, None)}
-    assert by_key["k1"]["cost_usd"] == pytest.approx(1.25)
-    assert by_key["k2"]["errors"] == 1
+    by_key = {r.key: r for r in cost_report(engine, "key", None, None)}
+    assert by_key["k1"].cost_usd == pytest.approx(1.25)
+    assert by_key["k2"].errors == 1
     days = cost_report(engine, "day", None, None)
-    assert sorted(d["requests"] for d in days) == [1, 7]
+    assert sorted(d.requests for d in days) == [1, 7]
+    assert set(days[0].model_dump()) == {
+        "day",
+        "requests",
+        "errors",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+    }
     assert spent_since(engine, request_log.c.key_id, "k1", now - timedelta(hours=1)) == 0.75
 
 
@@ -115,7 +123,7 @@ def test_prompt_versions_labels_and_evals(engine: Engine, tmp_path: Path) -> Non
     store.promote("hi", "production", {"weights": {first.version: 1, second.version: 3}}, "a", "ab")
     store.rollback("hi", "production", "b", None)
     assert store.labels("hi")["production"] == {"version": first.version}
-    assert store.versions("hi")[0]["git_commit"] == "abc"
+    assert store.versions("hi")[0].git_commit == "abc"
     evals = EvalStore(engine)
     verdict = {"passed": True, "reasons": [], "regressed": [], "improved": []}
     candidate = {
@@ -131,7 +139,7 @@ def test_prompt_versions_labels_and_evals(engine: Engine, tmp_path: Path) -> Non
     run_id = evals.record({"suite": "hi", "verdict": verdict, "candidate": candidate})
     assert evals.has_passing_run("hi", f"hi@{second.version}")
     assert not evals.has_passing_run("hi", f"hi@{first.version}")
-    assert evals.run(run_id)["report"]["candidate"]["cases"] == 2
+    assert evals.run(run_id).report["candidate"]["cases"] == 2
 
 
 def test_git_info_names_the_commit_of_a_committed_file(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api import admin, evals, health, openai, prompts, proxied, registry
+from gateway.api.docs import install_docs
 from gateway.api.edge import Edge
 from gateway.core.config import load_config
 from gateway.core.errors import BadRequest, GatewayError, NotFound, error_response
@@ -134,12 +135,13 @@ def create_app(settings: Settings | None = None, *, freeze_after_start: bool = F
     app = GatewayApp(
         title="LLMOps Gateway",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # /docs and /redoc come from install_docs, with assets served locally
         redoc_url=None,
         redirect_slashes=False,
     )
     app.state.gateway = state
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(openai.router)
     proxied.document(app)
@@ -154,4 +156,8 @@ def create_app(settings: Settings | None = None, *, freeze_after_start: bool = F
 
 def app_from_env() -> FastAPI:
     """Factory for servers that import the app by name (uvicorn --factory, workers)."""
-    return create_app(Settings(), freeze_after_start=True)
+    from gateway.api.server import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings, freeze_after_start=True)

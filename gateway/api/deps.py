@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Depends, Request
 
+from gateway.api import access_log
 from gateway.core.errors import BadRequest
 from gateway.identity.auth import Caller
 from gateway.state import GatewayState
@@ -24,9 +25,11 @@ async def get_state(request: Request) -> GatewayState:
 
 async def authenticate(request: Request) -> Caller:
     state: GatewayState = request.app.state.gateway
-    return await state.auth.authenticate(
+    caller = await state.auth.authenticate(
         request.headers.get("authorization"), request.scope.get("client")
     )
+    request.scope[access_log.KEY_ID] = caller.key_id  # the edge's access log names it
+    return caller
 
 
 async def master(request: Request, caller: Annotated[Caller, Depends(authenticate)]) -> Caller:

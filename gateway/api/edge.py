@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.api import access_log
 from gateway.api.proxied import ProxiedRoute, by_path
 from gateway.calls.record import CallRecord
 from gateway.core.errors import GatewayError, PayloadTooLarge, error_response
@@ -34,11 +36,13 @@ class Edge:
         self.state = state
         self.routes = by_path()
         self.max_body_bytes = max_body_bytes
+        self.access_log = state.settings.access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter() if self.access_log else 0.0
         request_id = os.urandom(12).hex()
         route = self.routes.get(scope["path"]) if scope["method"] == "POST" else None
         record = None
@@ -70,6 +74,9 @@ class Edge:
         finally:
             if record is not None:
                 self.state.calls.finish(record, status)
+            if self.access_log:
+                key_id = record.key_id if record is not None else None
+                access_log.write(scope, status, started, request_id, key_id)
 
     async def _serve(
         self, route: ProxiedRoute, record: CallRecord, scope: Scope, receive: Receive, send: Send

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from fastapi import APIRouter, Request
 
 from gateway.api.deps import CallerDep, MasterDep, StateDep, ValidInput, read_json
 from gateway.api.visibility import Visibility
 from gateway.core.errors import BadRequest, NotFound
+from gateway.evals.models import RunDetail, RunList, RunStored
 from gateway.identity.auth import Caller
 from gateway.state import GatewayState
 
@@ -23,7 +23,7 @@ def _visibility(state: GatewayState, caller: Caller) -> Visibility:
 
 
 @router.post("/runs")
-async def store_run(request: Request, state: StateDep, caller: MasterDep) -> dict[str, Any]:
+async def store_run(request: Request, state: StateDep, caller: MasterDep) -> RunStored:
     report, _ = await read_json(request)
     missing = REPORT_KEYS - set(report)
     if missing:
@@ -32,7 +32,7 @@ async def store_run(request: Request, state: StateDep, caller: MasterDep) -> dic
         run_id = await asyncio.to_thread(state.evals.record, report)
     except (KeyError, TypeError, ValueError) as exc:
         raise BadRequest(f"malformed eval report: {exc}") from None
-    return {"id": run_id}
+    return RunStored(id=run_id)
 
 
 @router.get("/runs")
@@ -42,21 +42,21 @@ async def list_runs(
     suite: str | None = None,
     version: str | None = None,
     limit: int = 100,
-) -> dict[str, Any]:
+) -> RunList:
     """The latest runs (of what the key may use: a key limited to some prompts or models
     sees the runs of those alone)."""
     seen = _visibility(state, caller)
     visible = None if seen.everything else seen.run
     limit = max(1, min(limit, 1000))
     runs = await asyncio.to_thread(state.evals.runs, suite, version, limit, visible)
-    return {"object": "list", "data": runs}
+    return RunList(data=runs)
 
 
 @router.get("/runs/{run_id}")
-async def get_run(run_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+async def get_run(run_id: str, state: StateDep, caller: CallerDep) -> RunDetail:
     seen = _visibility(state, caller)
 
-    def visible_run() -> dict[str, Any]:
+    def visible_run() -> RunDetail:
         run = state.evals.run(run_id)
         if not seen.run(run):
             raise NotFound(f"No eval run {run_id!r}.", param="id")  # as if it did not exist

@@ -3,44 +3,55 @@ scrapers (no auth: keep the port off the public internet, metrics name keys and 
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 from fastapi import APIRouter
 from fastapi.responses import Response
 
 from gateway.api.deps import StateDep
 from gateway.observability.metrics import CONTENT_TYPE
+from gateway.observability.models import Health, Readiness, RequestLogHealth
 
 router = APIRouter()
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def healthz() -> Health:
+    return Health()
 
 
-@router.get("/readyz")
-async def readyz(state: StateDep) -> Response:
+@router.get("/readyz", responses={503: {"model": Readiness, "description": "Not ready."}})
+async def readyz(state: StateDep, response: Response) -> Readiness:
     """Ready when the database answers (within a short timeout, checked at most once a
-    second); the request log's backlog is reported either way."""
+    second) and, with GATEWAY_PRELOAD_EMBEDDINGS, the embedding model has loaded; the
+    request log's backlog is reported either way."""
     problem = await state.database_probe.problem()
+    checks = {"database": problem or "ok"}
+    providers = state.providers
+    if providers.serves_local_embeddings(state.deployments):
+        checks["embeddings"] = providers.local.embedding_status()
+        # Asked to load at start: not ready until it has (a failure is reported, not held
+        # against readiness: chat still works, and each embeddings call tries again).
+        loading = providers.local.embedding_state in ("not loaded", "loading")
+        if state.settings.preload_embeddings and loading:
+            problem = problem or "the embedding model is loading"
     writer = state.request_log
-    body: dict[str, Any] = {
-        "status": "ready" if problem is None else "not ready",
-        "models": len(state.router.aliases()),
-        "checks": {"database": problem or "ok"},
-        "request_log": {
-            "database": "ok" if writer.healthy else "spooling",
-            "held_in_memory": writer.held,
-            "dropped": writer.dropped,
-            "quarantined": writer.quarantined,
-        },
-    }
-    status = 200 if problem is None else 503
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    if problem is not None:
+        response.status_code = 503
+    return Readiness(
+        status="ready" if problem is None else "not ready",
+        models=len(state.router.aliases()),
+        checks=checks,
+        request_log=RequestLogHealth(
+            database="ok" if writer.healthy else "spooling",
+            held_in_memory=writer.held,
+            dropped=writer.dropped,
+            quarantined=writer.quarantined,
+        ),
+    )
 
 
-@router.get("/metrics")
+PROMETHEUS_TEXT = {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}}
+
+
+@router.get("/metrics", response_class=Response, responses={200: PROMETHEUS_TEXT})
 async def metrics(state: StateDep) -> Response:
     return Response(state.metrics.exposition(), media_type=CONTENT_TYPE)

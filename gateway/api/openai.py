@@ -3,7 +3,7 @@ encode its answer (chat completions as JSON or SSE, embeddings), and the model l
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -13,6 +13,7 @@ from gateway.api.event_stream import EventStreamResponse
 from gateway.calls.pipeline import Call, Pipeline
 from gateway.calls.record import CallRecord
 from gateway.calls.streaming import relay
+from gateway.core.answers import Answer, ObjectList
 from gateway.identity.auth import Caller
 from gateway.prompts.calling import prompt_ref
 from gateway.routing.router import Routed
@@ -74,22 +75,25 @@ def _headers(call: Call, routed: Routed[Any]) -> dict[str, str]:
     return headers
 
 
+class Model(Answer):
+    """A model alias, as OpenAI's `GET /v1/models` describes one."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "gateway"
+
+
 @router.get("/v1/models")
 @router.get("/models", include_in_schema=False)
-async def list_models(state: StateDep, caller: CallerDep) -> dict[str, Any]:
+async def list_models(state: StateDep, caller: CallerDep) -> ObjectList[Model]:
     key = caller.key
     aliases = [a for a in state.router.aliases() if key is None or key.allows_model(a)]
-    return {
-        "object": "list",
-        "data": [
-            {"id": alias, "object": "model", "created": 0, "owned_by": "gateway"}
-            for alias in aliases
-        ],
-    }
+    return ObjectList(data=[Model(id=alias) for alias in aliases])
 
 
 @router.get("/v1/models/{model:path}")
-async def get_model(model: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+async def get_model(model: str, state: StateDep, caller: CallerDep) -> Model:
     state.router.states(model)  # raises the 404 for unknown aliases
     caller.check_model(model)
-    return {"id": model, "object": "model", "created": 0, "owned_by": "gateway"}
+    return Model(id=model)

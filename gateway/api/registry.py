@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import CallerDep, MasterDep, StateDep, ValidInput
 from gateway.api.visibility import Visibility
-from gateway.core.model_refs import LATEST, check_name, model_ref
+from gateway.core.errors import BadRequest
+from gateway.core.model_refs import LATEST, VERSION, check_name, model_ref
+from gateway.evals.gates import LabelMove
 from gateway.identity.auth import Caller
+from gateway.registry.models import (
+    Lineage,
+    RegistryHistory,
+    RegistryLabelMove,
+    RegistryLabelSet,
+    RegistryModel,
+    RegistryModelList,
+    RegistryModelSummary,
+    RegistryVersion,
+    RegistryVersionDetail,
+)
 from gateway.registry.promotion import promote
 from gateway.registry.spec import VersionSpec
 from gateway.registry.store import no_model
@@ -28,20 +39,20 @@ def _visibility(state: GatewayState, caller: Caller) -> Visibility:
 
 
 @router.get("")
-async def list_models(state: StateDep, caller: CallerDep) -> dict[str, Any]:
+async def list_models(state: StateDep, caller: CallerDep) -> RegistryModelList:
     seen = _visibility(state, caller)
 
-    def visible() -> list[dict[str, Any]]:
+    def visible() -> list[RegistryModelSummary]:
         shown = (seen.model_shown(m) for m in state.registry.models())
         return [m for m in shown if m is not None]
 
-    return {"object": "list", "data": await asyncio.to_thread(visible)}
+    return RegistryModelList(data=await asyncio.to_thread(visible))
 
 
 @router.post("/{name}/versions")
 async def register(
     name: str, spec: VersionSpec, state: StateDep, caller: MasterDep
-) -> dict[str, Any]:
+) -> RegistryVersionDetail:
     aliases = state.config.aliases()
     return await asyncio.to_thread(
         state.registry.register, name, spec, aliases=aliases, actor=ACTOR
@@ -49,10 +60,10 @@ async def register(
 
 
 @router.get("/{name}")
-async def get_model(name: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+async def get_model(name: str, state: StateDep, caller: CallerDep) -> RegistryModel:
     seen = _visibility(state, caller)
 
-    def visible() -> dict[str, Any]:
+    def visible() -> RegistryModel:
         shown = seen.model_shown(state.registry.model(name))
         if shown is None:
             raise no_model(name)
@@ -62,38 +73,45 @@ async def get_model(name: str, state: StateDep, caller: CallerDep) -> dict[str, 
 
 
 @router.get("/{name}/versions/{ref}")
-async def get_version(name: str, ref: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+async def get_version(
+    name: str, ref: str, state: StateDep, caller: CallerDep
+) -> RegistryVersionDetail:
     seen = _visibility(state, caller)
 
-    def visible() -> dict[str, Any]:
+    def visible() -> RegistryVersionDetail:
         version = state.registry.version(model_ref(name, ref))
-        seen.require_version(name, version["version"])
+        seen.require_version(name, version.version)
         return version
 
     return await asyncio.to_thread(visible)
 
 
-class LabelMove(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    version: int = Field(ge=1, le=999_999_999)
-    approver: str = Field(min_length=1, max_length=200)
-    # A suite that must have passed.
-    require_eval: str | None = Field(default=None, min_length=1, max_length=200)
-    reason: str | None = Field(default=None, max_length=2000)
+def _version_number(move: LabelMove) -> int:
+    version = move.version
+    if isinstance(version, str) and VERSION.fullmatch(version):
+        return int(version)
+    if isinstance(version, int) and 1 <= version <= 999_999_999:
+        return version
+    raise BadRequest(
+        f"version: a registry label points at a version number from 1 to 999999999, "
+        f"not {version!r}.",
+        param="version",
+    )
 
 
 @router.put("/{name}/labels/{label}")
 async def move_label(
     name: str, label: str, move: LabelMove, state: StateDep, caller: MasterDep
-) -> dict[str, Any]:
+) -> RegistryLabelSet:
+    move.takes_only("registry", "version", "approver", "reason", "require_eval")
+    number = _version_number(move)
     return await asyncio.to_thread(
         promote,
         state.registry,
         state.evals,
-        model_ref(name, str(move.version)),
+        model_ref(name, str(number)),
         label,
-        approver=move.approver,
+        approver=move.approver or "",
         actor=ACTOR,
         require_eval=move.require_eval,
         reason=move.reason,
@@ -103,11 +121,11 @@ async def move_label(
 @router.get("/{name}/history")
 async def label_history(
     name: str, state: StateDep, caller: CallerDep, label: str | None = None
-) -> dict[str, Any]:
+) -> RegistryHistory:
     check_name(name)
     seen = _visibility(state, caller)
 
-    def visible() -> list[dict[str, Any]]:
+    def visible() -> list[RegistryLabelMove]:
         moves = state.registry.history(name, label)
         versions = seen.versions(name)
         if versions is None:
@@ -115,33 +133,32 @@ async def label_history(
         if not versions:
             raise no_model(name)
         return [
-            {**m, "from": m["from"] if m["from"] in versions else None}
+            m.model_copy(update={"since": m.since if m.since in versions else None})
             for m in moves
-            if m["to"] in versions
+            if m.to in versions
         ]
 
-    return {"object": "list", "data": await asyncio.to_thread(visible)}
+    return RegistryHistory(data=await asyncio.to_thread(visible))
 
 
 @router.get("/{name}/lineage")
-async def get_lineage(
-    name: str, state: StateDep, caller: CallerDep, ref: str = LATEST
-) -> dict[str, Any]:
+async def get_lineage(name: str, state: StateDep, caller: CallerDep, ref: str = LATEST) -> Lineage:
     seen = _visibility(state, caller)
 
-    def visible() -> dict[str, Any]:
+    def visible() -> Lineage:
         found = state.registry.lineage(model_ref(name, ref))
-        seen.require_version(name, found["version"]["version"])
+        seen.require_version(name, found.version.version)
         if seen.everything:
             return found
 
-        def shown(version: dict[str, Any]) -> bool:
-            return seen.registry_version(version["name"], version["version"])
+        def shown(version: RegistryVersion) -> bool:
+            return seen.registry_version(version.name, version.version)
 
-        return {
-            **found,
-            "ancestors": [v for v in found["ancestors"] if shown(v)],
-            "descendants": [v for v in found["descendants"] if shown(v)],
-        }
+        return found.model_copy(
+            update={
+                "ancestors": [v for v in found.ancestors if shown(v)],
+                "descendants": [v for v in found.descendants if shown(v)],
+            }
+        )
 
     return await asyncio.to_thread(visible)

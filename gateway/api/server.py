@@ -231,6 +231,13 @@ def fit_open_files(max_connections: int) -> int:
     return fitted
 
 
+def configure_logging(level: str) -> None:
+    """The gateway's own log lines (warnings, the access log) on stderr at `level`. Called
+    by `gateway serve` and again in each worker process, which starts with no handler (its
+    INFO lines were lost); a no-op where logging is already set up (tests, embedders)."""
+    logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
+
+
 def uvicorn_options(settings: Settings | None = None) -> dict[str, Any]:
     """How the gateway runs under uvicorn; tests start their servers with the same options."""
     settings = settings or Settings()

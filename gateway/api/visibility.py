@@ -7,13 +7,17 @@ leave it out. The master key and unrestricted keys see everything, without any l
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.core.errors import NotFound
 from gateway.core.model_refs import EVAL_PREFIX, VERSION
+from gateway.evals.models import RunSummary
 from gateway.identity.auth import Caller
 from gateway.identity.keys import KeyRecord
+from gateway.registry.models import RegistryModel, RegistryModelSummary
 from gateway.registry.store import RegistryStore, no_model
+
+Shown = TypeVar("Shown", RegistryModel, RegistryModelSummary)
 
 
 class Visibility:
@@ -57,9 +61,9 @@ class Visibility:
             return self.model(version)
         return self.prompt(version.partition("@")[0])  # prompt names have no '@'
 
-    def run(self, summary: dict[str, Any]) -> bool:
-        baseline = summary.get("baseline_version")
-        return self.tested(summary["version"]) and (baseline is None or self.tested(baseline))
+    def run(self, summary: RunSummary) -> bool:
+        baseline = summary.baseline_version
+        return self.tested(summary.version) and (baseline is None or self.tested(baseline))
 
     # --- the registry ----------------------------------------------------------------------
     def versions(self, name: str) -> set[int] | None:
@@ -74,21 +78,20 @@ class Visibility:
             if model == name and self.model(alias)
         }
 
-    def model_shown(self, model: dict[str, Any]) -> dict[str, Any] | None:
+    def model_shown(self, model: Shown) -> Shown | None:
         """A model as GET /v1/registry/models[/{name}] shows it, cut to what the key may see."""
-        seen = self.versions(model["name"])
+        seen = self.versions(model.name)
         if seen is None:
             return model
         if not seen:
             return None
-        out = {
-            **model,
+        cut: dict[str, Any] = {
             "latest": max(seen),
-            "labels": {k: v for k, v in model["labels"].items() if v in seen},
+            "labels": {k: v for k, v in model.labels.items() if v in seen},
         }
-        if "versions" in model:
-            out["versions"] = [v for v in model["versions"] if v["version"] in seen]
-        return out
+        if isinstance(model, RegistryModel):
+            cut["versions"] = [v for v in model.versions if v.version in seen]
+        return model.model_copy(update=cut)
 
     def require_version(self, name: str, number: int) -> None:
         seen = self.versions(name)

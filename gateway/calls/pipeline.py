@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from gateway.calls.checks import CHECKS, require_model
 from gateway.calls.record import CallRecord
+from gateway.calls.token_cap import cap_callers_fields, cap_for_deployment
 from gateway.calls.usage import reply_usage
 from gateway.core.errors import GatewayError
 from gateway.identity.auth import Caller
@@ -44,6 +45,9 @@ class Call:
     chain: list[str] = field(default_factory=list)  # the alias and its allowed fallbacks
     admission: Admission | None = None
     logs_bodies: bool = False
+    # Completion tokens per choice each attempt must set in the field its deployment takes:
+    # the budget's cap, when the caller set no limit of its own.
+    cap_per_attempt: int | None = None
 
 
 async def _chat(provider: Provider, deployment: Deployment, call: Call) -> Reply:
@@ -97,9 +101,14 @@ class Pipeline:
         call.logs_bodies = self.log_bodies or (key is not None and key.log_bodies)
         if call.logs_bodies:
             record.request_body = redacted_json(body)
-        call.admission = await self.meter.admit(
+        call.admission = admission = await self.meter.admit(
             caller, call.chain, body, call.size, completion=call.kind == "chat"
         )
+        if admission.cap is not None:
+            # The reservation covers this many tokens only: the upstream must stop there.
+            call.body = body = dict(body)
+            if not cap_callers_fields(body, admission.cap.tokens):
+                call.cap_per_attempt = admission.cap.tokens
 
     async def _apply_prompt(self, call: Call) -> None:
         ref = call.prompt
@@ -120,6 +129,8 @@ class Pipeline:
         record.attempts += 1
         assert call.admission is not None
         await self.meter.admit_deployment(call.admission, deployment)
+        if call.cap_per_attempt is not None:
+            cap_for_deployment(call.body, call.cap_per_attempt, deployment)
 
     def attempted(
         self,

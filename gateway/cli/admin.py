@@ -6,27 +6,39 @@ import csv
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from gateway.cli.common import engine, fail, run
 
+if TYPE_CHECKING:
+    from gateway.identity.models import KeyInfo
+
 keys_app = typer.Typer(no_args_is_help=True, help="Create, inspect, revoke and rotate keys.")
 costs_app = typer.Typer(no_args_is_help=True, help="Spend reports from the request log.")
 
 
-def _store() -> Any:
+def _store(writes: bool = False) -> Any:
     from gateway.identity.keys import KeyStore
 
-    return KeyStore(engine())
+    return KeyStore(engine(writes))
 
 
-def _print_key(public: dict[str, Any], key: str | None = None) -> None:
+# Where a field of the key's model comes from on the command line.
+OPTIONS = {
+    "models": "--model",
+    "rpm_limit": "--rpm",
+    "tpm_limit": "--tpm",
+    "expires_at": "--expires",
+}
+
+
+def _print_key(info: KeyInfo, key: str | None = None) -> None:
     if key:
         typer.echo(f"key: {key}")
         typer.echo("(shown only this once: store it now)")
-    for name, value in public.items():
+    for name, value in info.model_dump().items():
         typer.echo(f"{name}: {json.dumps(value) if isinstance(value, list | dict) else value}")
 
 
@@ -42,16 +54,15 @@ def create(
     expires: Annotated[str | None, typer.Option(help="ISO date/time of expiry.")] = None,
 ) -> None:
     """Create a virtual key and print it (once)."""
-    from gateway.metering.budgets import parse_duration
+    from pydantic import ValidationError
+
+    from gateway.identity.models import KeyCreate
 
     try:
-        parse_duration(budget_duration)
         expires_at = datetime.fromisoformat(expires) if expires else None
     except ValueError as exc:
-        fail(str(exc))
-    if expires_at is not None and expires_at.tzinfo is None:
-        expires_at = expires_at.replace(tzinfo=UTC)
-    fields = {
+        fail(f"--expires: {exc}")
+    given = {
         "name": name,
         "team": team,
         "models": models or [],
@@ -61,7 +72,14 @@ def create(
         "tpm_limit": tpm,
         "expires_at": expires_at,
     }
-    record, key = run(lambda: _store().create(fields))
+    try:
+        fields = KeyCreate.model_validate({k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = str(first["loc"][0])
+        option = OPTIONS.get(field, "--" + field.replace("_", "-"))
+        fail(f"{option} ({field}): {first['msg']}")
+    record, key = run(lambda: _store(writes=True).create(fields.model_dump(exclude_unset=True)))
     _print_key(record.public(), key)
 
 
@@ -120,7 +138,8 @@ def report(
         fail(f"--from/--to: {exc}")
     start = start.replace(tzinfo=UTC) if start and start.tzinfo is None else start
     end = end.replace(tzinfo=UTC) if end and end.tzinfo is None else end
-    rows = cost_report(_store().engine, group_by, start, end)  # type: ignore[arg-type]
+    found = cost_report(_store().engine, group_by, start, end)  # type: ignore[arg-type]
+    rows = [row.model_dump() for row in found]  # the group's own column, then the totals
     columns = [group_by, "requests", "errors", "input_tokens", "output_tokens", "cost_usd"]
     if as_csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=columns)

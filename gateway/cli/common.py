@@ -1,13 +1,17 @@
-"""What the CLI's command groups share: one-line errors and the gateway's database."""
+"""What the CLI's command groups share: one-line errors, the project's settings and the
+gateway's database."""
 
 from __future__ import annotations
 
 import getpass
 import subprocess
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from gateway.core.project import Project
 
 T = TypeVar("T")
 
@@ -17,27 +21,55 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def settings() -> Any:
+def project() -> Project:
+    """The settings, with their relative defaults anchored at the project found from the
+    current folder up (gateway/core/project.py)."""
     from pydantic import ValidationError
 
+    from gateway.core.project import discover
     from gateway.core.settings import Settings
 
     try:
-        return Settings()
+        return discover(Settings())
     except ValidationError as exc:
         first = exc.errors()[0]
         fail(f"GATEWAY_{str(first['loc'][0]).upper()}: {first['msg']}")
 
 
-def engine() -> Any:
-    """The database the gateway uses, migrated to the current schema."""
+def settings() -> Any:
+    return project().settings
+
+
+def _database_url(found: Project, writes: bool) -> str:
+    """Where the data is. Only a command that records something may make a data folder, and
+    only in a project (or where GATEWAY_DATA_DIR says): a stray `.gateway/` elsewhere would
+    hold nothing and then pass for a project itself."""
+    from gateway.store.db import database_url
+
+    current = found.settings
+    if current.database_url or current.data_dir.is_dir():
+        return str(database_url(current.database_url, current.data_dir))
+    if found.stray:
+        fail(found.no_project(writes))
+    if writes:
+        return str(database_url(None, current.data_dir))
+    if "data_dir" in found.explicit:
+        fail(f"GATEWAY_DATA_DIR {current.data_dir}: no such folder (nothing recorded there yet)")
+    # A project with nothing recorded yet (a fresh clone): read an empty database, make nothing.
+    return "sqlite://"
+
+
+def engine(writes: bool = False) -> Any:
+    """The database the gateway uses, migrated to the current schema. `writes`: the command
+    records something, so it may make the project's data folder."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from gateway.store.db import database_url, make_engine, migrate
+    from gateway.store.db import make_engine, migrate
 
-    current = settings()
+    found = project()
+    current = found.settings
+    url = _database_url(found, writes)
     try:
-        url = database_url(current.database_url, current.data_dir)
         db = make_engine(url, current.database_timeout)
         migrate(db)
     except SQLAlchemyError as exc:
@@ -64,3 +96,15 @@ def actor() -> str:
     except (OSError, subprocess.TimeoutExpired):
         name = ""
     return name or getpass.getuser()
+
+
+def run_gated(action: Callable[[], T]) -> T:
+    """Runs a label move: a refusal by the eval gate fails as a failed suite does (exit 1),
+    any other gateway error as bad input (exit 2)."""
+    from gateway.core.errors import GatewayError
+    from gateway.evals.gates import EVAL_REQUIRED
+
+    try:
+        return action()
+    except GatewayError as exc:
+        fail(exc.message, code=1 if exc.code == EVAL_REQUIRED else 2)

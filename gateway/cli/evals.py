@@ -14,13 +14,13 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli.common import fail, settings
+from gateway.cli.common import fail, project
 
 eval_app = typer.Typer(no_args_is_help=True, help="Eval suites: run them, gate on them.")
 
 
 @contextlib.asynccontextmanager
-async def _client(url: str | None, key: str | None) -> AsyncIterator[Any]:
+async def _client(url: str | None, key: str | None, current: Any) -> AsyncIterator[Any]:
     import httpx
 
     from gateway.evals.runner import GatewayClient
@@ -32,12 +32,13 @@ async def _client(url: str | None, key: str | None) -> AsyncIterator[Any]:
             yield GatewayClient(http, key)
         return
     # In process: the same app `gateway serve` runs, so calls are priced and logged as usual.
+    typer.echo(f"starting the gateway in process ({current.config})", err=True)
     from gateway.api.app import create_app
     from gateway.core.errors import ConfigError
-    from gateway.identity.auth import resolve_master_key
+    from gateway.identity.auth import new_master_key
 
-    current = settings()
-    key = key or resolve_master_key(current)
+    # A key for this process's app only: a run must not mint and save the project's key.
+    key = key or new_master_key()
     try:
         app = create_app(current.model_copy(update={"master_key": key}))
     except ConfigError as exc:
@@ -50,9 +51,10 @@ async def _client(url: str | None, key: str | None) -> AsyncIterator[Any]:
 
 async def _run(options: dict[str, Any]) -> tuple[int, dict[str, str]]:
     """The exit code, and the reports to write (by option name)."""
+    from gateway.cli.progress import case_progress
     from gateway.core.errors import ConfigError
     from gateway.evals import reports
-    from gateway.evals.runner import AnswerCache, TargetError, run_suite
+    from gateway.evals.runner import AnswerCache, TargetError, case_count, run_suite
     from gateway.evals.suite import Target, load_suite
 
     try:
@@ -69,12 +71,22 @@ async def _run(options: dict[str, Any]) -> tuple[int, dict[str, str]]:
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 2, {}
-    cache_dir = None if options["no_cache"] else settings().data_dir / "eval-cache"
+    found = project()
+    in_process = options["url"] is None
+    cache_dir = None if options["no_cache"] else found.settings.data_dir / "eval-cache"
+    notice = found.notice(serving=in_process) if in_process or cache_dir else None
+    if notice:  # where this run falls back on defaults (say, outside any project)
+        typer.echo(f"gateway: {notice}", err=True)
     cache = AnswerCache(cache_dir)
-    async with _client(options["url"], options["key"]) as client:
+    total = case_count(suite)
+    async with _client(options["url"], options["key"], found.settings) as client:
         try:
-            candidate = await run_suite(suite, client, target, cache)
-            before = await run_suite(suite, client, baseline, cache) if baseline else None
+            with case_progress(str(target), total) as on_case:
+                candidate = await run_suite(suite, client, target, cache, on_case)
+            before = None
+            if baseline is not None:
+                with case_progress(f"baseline {baseline}", total) as on_case:
+                    before = await run_suite(suite, client, baseline, cache, on_case)
         except TargetError as exc:
             typer.echo(f"error: {exc}", err=True)
             return 2, {}

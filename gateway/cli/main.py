@@ -52,30 +52,31 @@ def serve(
     for name, value in (("CONFIG", config), ("HOST", host), ("PORT", port), ("WORKERS", workers)):
         if value is not None:
             os.environ[f"GATEWAY_{name}"] = str(value)
-    from pydantic import ValidationError
-
+    from gateway.cli.common import project
     from gateway.core.config import load_config
-    from gateway.core.settings import Settings
     from gateway.identity.auth import resolve_master_key
 
+    found = project()
+    settings = found.settings
     try:
-        settings = Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        fail(f"GATEWAY_{str(first['loc'][0]).upper()}: {first['msg']}")
-    try:
-        load_config(settings.config)
+        models = load_config(settings.config).aliases()
     except ConfigError as exc:
         fail(str(exc))
+    # Workers build their settings from the environment: give them the paths found here.
+    for name in ("config", "data_dir", "prompts_dir"):
+        os.environ[f"GATEWAY_{name.upper()}"] = str(getattr(settings, name))
     if server not in ("uvicorn", "granian"):
         fail(f"--server must be uvicorn or granian, not {server!r}")
     # Resolved here, once, so several workers share one key instead of racing to make one.
     os.environ["GATEWAY_MASTER_KEY"] = resolve_master_key(settings)
     if settings.workers > 1:
         share_metrics(settings.data_dir / "metrics")
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
+    from gateway.api.server import configure_logging
+
+    configure_logging(settings.log_level)
+    notice = found.notice(models=models)
+    if notice:  # outside a project: serving on defaults is fine, but never silently
+        logging.getLogger("gateway.project").warning(notice)
     run_server(settings, server)
 
 

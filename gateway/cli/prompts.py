@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli.common import actor, engine, fail, run, settings
+from gateway.cli.common import actor, engine, fail, run, run_gated, settings
 
 prompts_app = typer.Typer(no_args_is_help=True, help="Prompt files, versions and labels.")
 
@@ -22,10 +22,11 @@ ConfigOption = Annotated[
 ]
 
 
-def _store(served: Any = None) -> Any:
+def _store(writes: bool = False, served: Any = None) -> Any:
+    """`served`: the models prompts may name, checked at sync and promote (None: not checked)."""
     from gateway.prompts.store import PromptStore
 
-    return PromptStore(engine(), served)
+    return PromptStore(engine(writes), served)
 
 
 def _served(config: Path | None) -> Any:
@@ -41,7 +42,7 @@ def _load_served(config: Path | None) -> Any:
     """ServedModels, or why the config cannot be read (never a silently skipped check)."""
     from gateway.core.config import load_config
     from gateway.core.errors import ConfigError
-    from gateway.prompts.models import ServedModels
+    from gateway.prompts.served import ServedModels
 
     path = config or settings().config
     try:
@@ -107,7 +108,7 @@ def sync(
     point `latest` at each file's version as it is now."""
     from gateway.prompts.store import REVERTED
 
-    store = _store(_served(config))
+    store = _store(writes=True, served=_served(config))
     report = store.sync(directory or settings().prompts_dir, actor=actor())
     for name, version in report.registered:
         typer.echo(f"registered {name}@{version}")
@@ -129,21 +130,16 @@ def sync(
 def list_prompts() -> None:
     """Prompts with their labels; `(file removed)` when the prompts folder has no file for it."""
     from gateway.prompts.files import prompt_name, prompt_paths
+    from gateway.prompts.models import as_target
 
     store = _store()
     folder = settings().prompts_dir
     on_disk = {prompt_name(p) for p in prompt_paths(folder)}
     for name in store.names():
         labels = store.labels(name)
-        shown = ", ".join(f"{label}={_target(t)}" for label, t in sorted(labels.items()))
+        shown = ", ".join(f"{label}={as_target(t)}" for label, t in sorted(labels.items()))
         gone = "  (file removed)" if folder.is_dir() and name not in on_disk else ""
         typer.echo(f"{name:30} {shown}{gone}")
-
-
-def _target(target: dict[str, Any]) -> str:
-    if "version" in target:
-        return str(target["version"])
-    return "+".join(f"{v}:{w:g}" for v, w in target["weights"].items())
 
 
 def _resolve_version(store: Any, name: str, ref: str) -> str:
@@ -163,9 +159,9 @@ def show(
     """Print one version's file (by version id or label)."""
     store = _store()
     version = run(lambda: store.version(name, _resolve_version(store, name, ref)))
-    meta = {k: v for k, v in version.items() if k != "content" and v is not None}
+    meta = version.model_dump(exclude={"content"}, exclude_none=True)
     typer.echo(json.dumps(meta, indent=2))
-    typer.echo(version["content"])
+    typer.echo(version.content)
 
 
 @prompts_app.command("diff")
@@ -173,8 +169,8 @@ def diff(name: str, old: str, new: Annotated[str, typer.Argument()] = "latest") 
     """Unified diff between two versions or labels."""
     store = _store()
     old_v, new_v = _resolve_version(store, name, old), _resolve_version(store, name, new)
-    a = run(lambda: store.version(name, old_v))["content"]
-    b = run(lambda: store.version(name, new_v))["content"]
+    a = run(lambda: store.version(name, old_v)).content
+    b = run(lambda: store.version(name, new_v)).content
     for line in difflib.unified_diff(
         a.splitlines(keepends=True),
         b.splitlines(keepends=True),
@@ -194,6 +190,7 @@ def render(
 ) -> None:
     """Print the messages a call would send (no model call)."""
     from gateway.prompts.catalog import PromptCatalog
+    from gateway.prompts.models import RenderedPrompt
     from gateway.prompts.render import PromptRenderer
 
     try:
@@ -206,8 +203,14 @@ def render(
     catalog.refresh()
     prompt = run(lambda: catalog.resolve(name, label, version, user))
     messages = run(lambda: asyncio.run(PromptRenderer().render(prompt, values)))
-    out = {"name": name, "version": prompt.version, "model": prompt.model}
-    typer.echo(json.dumps({**out, "config": prompt.config, "messages": messages}, indent=2))
+    shown = RenderedPrompt(
+        name=name,
+        version=prompt.version,
+        model=prompt.model,
+        config=prompt.config,
+        messages=messages,
+    )
+    typer.echo(json.dumps(shown.model_dump(), indent=2))
 
 
 @prompts_app.command("promote")
@@ -236,20 +239,23 @@ def promote(
         target = {"version": version}
     else:
         fail("give a VERSION or --weights")
-    store = _store(_served(config))
-    if require_eval:
-        from gateway.evals.store import EvalStore
-        from gateway.prompts.gates import missing_evals
+    from gateway.evals.store import EvalStore
+    from gateway.prompts.promotion import promote as move
 
-        missing = missing_evals(EvalStore(store.engine), require_eval, name, target)
-        if missing:
-            fail(missing, code=1)
-    result = run(lambda: store.promote(name, label, target, actor(), reason))
-    typer.echo(f"{name}: {label} {_fmt(result['from'])} -> {_fmt(result['to'])}")
+    store = _store(served=_served(config))
+    evals = EvalStore(store.engine)
+    who = actor()
+    result = run_gated(
+        lambda: move(
+            store, evals, name, label, target, actor=who, reason=reason, require_eval=require_eval
+        )
+    )
+    typer.echo(f"{name}: {label} {_fmt(result.since)} -> {_fmt(result.to)}")
 
 
-def _fmt(target: dict[str, Any] | None) -> str:
-    return _target(target) if target else "(none)"
+def _fmt(target: object | None) -> str:
+    """A label target (prompts.models.LabelTarget) as `list` and `history` show it."""
+    return str(target) if target else "(none)"
 
 
 @prompts_app.command("rollback")
@@ -261,7 +267,7 @@ def rollback(
     """Move a label back to where it pointed before its last move."""
     store = _store()
     result = run(lambda: store.rollback(name, label, actor(), reason))
-    typer.echo(f"{name}: {label} {_fmt(result['from'])} -> {_fmt(result['to'])}")
+    typer.echo(f"{name}: {label} {_fmt(result.since)} -> {_fmt(result.to)}")
 
 
 @prompts_app.command("history")
@@ -271,6 +277,6 @@ def history(
     """Every label move: when, who, from, to, why."""
     for move in run(lambda: _store().history(name, label)):
         typer.echo(
-            f"{move['at']}  {move['label']:12} {_fmt(move['from']):>14} -> "
-            f"{_fmt(move['to']):14} {move['actor']}: {move['reason'] or ''}"
+            f"{move.at}  {move.label:12} {_fmt(move.since):>14} -> "
+            f"{_fmt(move.to):14} {move.actor}: {move.reason or ''}"
         )

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gateway.cli.common import actor, engine, fail, run, settings
+from gateway.cli.common import actor, engine, fail, run, run_gated, settings
+
+if TYPE_CHECKING:
+    from gateway.registry.models import RegistryVersion
 
 registry_app = typer.Typer(
     no_args_is_help=True, help="Model registry: versions, lineage, labels and their approvals."
 )
 
 
-def _store() -> Any:
+def _store(writes: bool = False) -> Any:
     from gateway.registry.store import RegistryStore
 
-    return RegistryStore(engine())
+    return RegistryStore(engine(writes))
 
 
 def _ref(text: str) -> Any:
@@ -114,25 +117,25 @@ def register(
     if computed and spec.dataset_hash != computed:
         fail(f"--dataset-hash {dataset_hash} does not match the file ({computed})")
     aliases = _aliases()
-    store = _store()
+    store = _store(writes=True)
     version = run(lambda: store.register(name, spec, aliases=aliases, actor=actor()))
-    typer.echo(f"registered {version['ref']} (alias {version['alias']})")
+    typer.echo(f"registered {version.ref} (alias {version.alias})")
 
 
 @registry_app.command("list")
 def list_models() -> None:
     """Registered models: latest version and labels."""
     for model in _store().models():
-        labels = ", ".join(f"{k}={v}" for k, v in sorted(model["labels"].items()))
-        typer.echo(f"{model['name']:30} latest={model['latest']:<5} {labels}")
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(model.labels.items()))
+        typer.echo(f"{model.name:30} latest={model.latest:<5} {labels}")
 
 
-def _line(version: dict[str, Any]) -> str:
-    line = f"{version['ref']:30} alias={version['alias']}"
-    base = version["base"]
+def _line(version: RegistryVersion) -> str:
+    line = f"{version.ref:30} alias={version.alias}"
+    base = version.base
     if base:
-        line += f"  base={base['ref']}" + (" (external)" if base["kind"] == "external" else "")
-    return line + f"  {version['created_at'][:19]} by {version['created_by']}"
+        line += f"  base={base.ref}" + (" (external)" if base.kind == "external" else "")
+    return line + f"  {version.created_at[:19]} by {version.created_by}"
 
 
 @registry_app.command("show")
@@ -141,12 +144,12 @@ def show(ref: Annotated[str, typer.Argument(help="NAME (all versions) or NAME@RE
     target = _ref(ref)
     store = _store()
     if "@" in ref:
-        typer.echo(json.dumps(run(lambda: store.version(target)), indent=2))
+        typer.echo(json.dumps(run(lambda: store.version(target)).model_dump(), indent=2))
         return
     model = run(lambda: store.model(target.name))
-    labels = ", ".join(f"{k}={v}" for k, v in sorted(model["labels"].items())) or "no labels"
-    typer.echo(f"{model['name']}: latest {model['latest']}; {labels}")
-    for version in model["versions"]:
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(model.labels.items())) or "no labels"
+    typer.echo(f"{model.name}: latest {model.latest}; {labels}")
+    for version in model.versions:
         typer.echo("  " + _line(version))
 
 
@@ -161,32 +164,28 @@ def promote(
     reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
 ) -> None:
     """Point LABEL at a version; the move is recorded with its approver."""
-    from gateway.core.errors import GatewayError, PermissionDenied
-    from gateway.registry.promotion import EVAL_REQUIRED
     from gateway.registry.promotion import promote as move
 
     if "@" not in ref:
         fail(f"name the version to promote: {ref}@VERSION (or {ref}@LABEL)")
     target = _ref(ref)
     store = _store()
-    try:
-        result = move(
+    who = actor()
+    result = run_gated(
+        lambda: move(
             store,
             store.evals,
             target,
             label,
             approver=approver,
-            actor=actor(),
+            actor=who,
             require_eval=require_eval,
             reason=reason,
         )
-    except PermissionDenied as exc:  # a refusal by the eval gate fails like a failed suite
-        fail(exc.message, code=1 if exc.code == EVAL_REQUIRED else 2)
-    except GatewayError as exc:
-        fail(exc.message)
-    moved = f"{result['from'] or '(none)'} -> {result['to']}"
-    gate = f"; eval run {result['eval_run']}" if result["eval_run"] else ""
-    typer.echo(f"{target.name}: {label} {moved} (approved by {result['approver']}{gate})")
+    )
+    moved = f"{result.since or '(none)'} -> {result.to}"
+    gate = f"; eval run {result.eval_run}" if result.eval_run else ""
+    typer.echo(f"{target.name}: {label} {moved} (approved by {result.approver}{gate})")
 
 
 @registry_app.command("history")
@@ -195,11 +194,11 @@ def history(
 ) -> None:
     """Every label move: when, label, from, to, approver, who made it, eval run, why."""
     for move in run(lambda: _store().history(name, label)):
-        gate = f" [{move['eval_suite']}: {move['eval_run']}]" if move["eval_run"] else ""
+        gate = f" [{move.eval_suite}: {move.eval_run}]" if move.eval_run else ""
         typer.echo(
-            f"{move['at'][:19]}  {move['label']:12} {move['from'] or '(none)'!s:>6} -> "
-            f"{move['to']!s:6} approved by {move['approver']} (by {move['actor']}){gate}"
-            + (f": {move['reason']}" if move["reason"] else "")
+            f"{move.at[:19]}  {move.label:12} {move.since or '(none)'!s:>6} -> "
+            f"{move.to!s:6} approved by {move.approver} (by {move.actor}){gate}"
+            + (f": {move.reason}" if move.reason else "")
         )
 
 
@@ -208,17 +207,17 @@ def lineage(ref: Annotated[str, typer.Argument(help="NAME[@REF] (default: latest
     """What a version was built on (up to its external base) and what was built on it."""
     target = _ref(ref)
     tree = run(lambda: _store().lineage(target))
-    typer.echo(_line(tree["version"]))
+    typer.echo(_line(tree.version))
     typer.echo("built on:")
-    for version in tree["ancestors"]:
+    for version in tree.ancestors:
         typer.echo("  " + _line(version))
-    root = (tree["ancestors"] or [tree["version"]])[-1]["base"]
-    if root and root["kind"] == "external":
-        typer.echo(f"  {root['ref']} (external)")
-    elif not tree["ancestors"]:
+    root = (tree.ancestors or [tree.version])[-1].base
+    if root and root.kind == "external":
+        typer.echo(f"  {root.ref} (external)")
+    elif not tree.ancestors:
         typer.echo("  (nothing recorded)")
     typer.echo("built on it:")
-    for version in tree["descendants"]:
-        typer.echo("  " * version["depth"] + _line(version))
-    if not tree["descendants"]:
+    for version in tree.descendants:
+        typer.echo("  " * version.depth + _line(version))
+    if not tree.descendants:
         typer.echo("  (nothing yet)")

@@ -126,6 +126,10 @@ class GatewaySection(BaseModel):
     # Completion tokens reserved against budgets and TPM limits when a request sets no
     # max_tokens; the reservation is settled to the real count after the call.
     default_max_tokens: int = Field(default=4096, ge=1)
+    # A chat call whose worst case does not fit what its budget has left is sent with a lower
+    # max_tokens that fits (said in x-gateway-max-tokens-capped) instead of being refused;
+    # only a call that cannot have even 16 completion tokens is refused.
+    cap_max_tokens_to_budget: bool = True
     # Store request and response bodies in the request log (secrets redacted); a key's
     # log_bodies flag turns it on for that key alone.
     log_bodies: bool = False

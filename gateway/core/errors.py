@@ -36,7 +36,7 @@ class GatewayError(Exception):
         self.param = param
         if code is not None:
             self.code = code
-        self.headers = headers or {}
+        self.headers = dict(headers) if headers else {}
 
     def body(self) -> dict[str, Any]:
         return {
@@ -84,19 +84,45 @@ class PayloadTooLarge(GatewayError):
     code = "request_too_large"
 
 
+def retry_headers(retryable: bool | None, retry_after: float | None = None) -> dict[str, str]:
+    """What tells the official OpenAI SDK whether to retry and when: it obeys
+    `x-should-retry` over its own rule (retry every 429 and 5xx, twice by default), and waits
+    `retry-after-ms`, else `retry-after`, when given (up to two minutes)."""
+    headers: dict[str, str] = {}
+    if retryable is not None:
+        headers["x-should-retry"] = "true" if retryable else "false"
+    if retry_after is not None and retryable is not False:
+        # Rounded up: a client coming back a fraction early would be refused again.
+        headers["retry-after"] = str(max(1, math.ceil(retry_after)))
+        headers["retry-after-ms"] = str(max(1, math.ceil(retry_after * 1000)))
+    return headers
+
+
 class RateLimited(GatewayError):
-    """The upstream (or a limit of ours) said 429; retry_after is in seconds when known."""
+    """The upstream (or a limit of ours) said 429; retry_after is in seconds when known.
+
+    retryable: whether a retry can succeed; None when unknown (the client decides). A known
+    retry_after makes it True: the room will be there by then.
+    """
 
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        retryable: bool | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(message, **kw)
         self.retry_after = retry_after
-        if retry_after is not None:
-            # Rounded up: a client coming back a fraction early would be refused again.
-            self.headers.setdefault("retry-after", str(max(1, math.ceil(retry_after))))
+        if retry_after is not None and retryable is None:
+            retryable = True
+        for name, value in retry_headers(retryable, retry_after).items():
+            self.headers.setdefault(name, value)
 
 
 class DeploymentBusy(RateLimited):

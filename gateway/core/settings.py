@@ -43,3 +43,9 @@ class Settings(BaseSettings):
     header_timeout: float = Field(default=5.0, gt=0, le=300)
     # Open connections one worker serves at once; beyond it, new ones get 503 and are closed.
     max_connections: int = Field(default=4096, ge=1)
+    # Load the local embedding model while starting (in a worker thread; /readyz answers 503
+    # until it is loaded) instead of on the first embeddings call, which then waits seconds.
+    preload_embeddings: bool = False
+    # One structured line per HTTP request on the `gateway.access` logger (method, path,
+    # status, ms, request id, key id; never bodies, queries or keys).
+    access_log: bool = False

@@ -12,6 +12,7 @@ import json
 import re
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -299,9 +300,21 @@ def _assertion_row(spec: AssertionSpec, outcome: Outcome) -> dict[str, Any]:
     }
 
 
+def case_count(suite: Suite) -> int:
+    """How many results a run of the suite has: each case, `repeat` times."""
+    return len(suite.cases) * suite.spec.repeat
+
+
 async def run_suite(
-    suite: Suite, client: GatewayClient, target: Target, cache: AnswerCache
+    suite: Suite,
+    client: GatewayClient,
+    target: Target,
+    cache: AnswerCache,
+    on_case: Callable[[CaseResult, float], None] | None = None,
 ) -> RunResult:
+    """Runs every case; `on_case` hears of each one as it finishes (in finishing order, with
+    the seconds it took, assertions included), so a caller can show progress while the
+    results keep the suite's order."""
     started = datetime.now(UTC).isoformat()
     resolved = await client.resolve(target)
     options = suite.spec.options
@@ -317,6 +330,13 @@ async def run_suite(
         return await client.embed(embed_alias, texts)
 
     async def one(case: CaseSpec, repeat: int) -> CaseResult:
+        began = time.perf_counter()
+        result = await judged(case, repeat)
+        if on_case is not None:
+            on_case(result, time.perf_counter() - began)
+        return result
+
+    async def judged(case: CaseSpec, repeat: int) -> CaseResult:
         case_id = str(case.id) + (f"#{repeat + 1}" if suite.spec.repeat > 1 else "")
         key = cache.key(resolved.version, case, options, repeat)
         async with gate:

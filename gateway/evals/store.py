@@ -11,23 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from sqlalchemy import Engine, select
 
 from gateway.core.errors import BadRequest, NotFound
+from gateway.evals.models import RunDetail, RunSummary
 from gateway.store.tables import eval_runs
 
-SUMMARY_COLUMNS = (
-    "id",
-    "suite",
-    "target",
-    "version",
-    "baseline_version",
-    "passed",
-    "pass_rate",
-    "mean_score",
-    "cases",
-    "failures",
-    "errors",
-    "cost_usd",
-    "created_at",
-)
+SUMMARY_COLUMNS = tuple(RunSummary.model_fields)
 
 
 Count = Annotated[int, Field(ge=0, le=2**31 - 1)]  # stored as 32-bit integers
@@ -115,8 +102,8 @@ class EvalStore:
         suite: str | None = None,
         version: str | None = None,
         limit: int = 100,
-        visible: Callable[[dict[str, Any]], bool] | None = None,
-    ) -> list[dict[str, Any]]:
+        visible: Callable[[RunSummary], bool] | None = None,
+    ) -> list[RunSummary]:
         """The latest runs, newest first; with `visible`, the latest `limit` that it allows."""
         columns = [eval_runs.c[name] for name in SUMMARY_COLUMNS]
         query = select(*columns).order_by(eval_runs.c.created_at.desc(), eval_runs.c.id)
@@ -126,7 +113,7 @@ class EvalStore:
             query = query.where(eval_runs.c.version == version)
         if visible is None:
             query = query.limit(limit)
-        found: list[dict[str, Any]] = []
+        found: list[RunSummary] = []
         with self.engine.connect() as connection:
             rows = connection.execution_options(yield_per=500).execute(query)
             for row in rows:
@@ -138,13 +125,13 @@ class EvalStore:
             rows.close()
         return found
 
-    def run(self, run_id: str) -> dict[str, Any]:
+    def run(self, run_id: str) -> RunDetail:
         with self.engine.connect() as connection:
             row = connection.execute(select(eval_runs).where(eval_runs.c.id == run_id)).first()
         if row is None:
             raise NotFound(f"No eval run {run_id!r}.", param="id")
         data = dict(row._mapping)
-        return {**_summary(data), "report": data["report"]}
+        return RunDetail(**dict(_summary(data)), report=data["report"])
 
     def passing_run(self, suite: str, version: str) -> str | None:
         """The id of the latest passing run of `suite` on `version`, if there is one."""
@@ -163,10 +150,10 @@ class EvalStore:
         return self.passing_run(suite, version) is not None
 
 
-def _summary(row: dict[str, Any]) -> dict[str, Any]:
+def _summary(row: dict[str, Any]) -> RunSummary:
     out = {name: row[name] for name in SUMMARY_COLUMNS}
     created = out["created_at"]
     if isinstance(created, datetime):
         out["created_at"] = (created if created.tzinfo else created.replace(tzinfo=UTC)).isoformat()
     out["passed"] = bool(out["passed"])
-    return out
+    return RunSummary(**out)

@@ -47,6 +47,10 @@ class Caller:
             )
 
 
+def new_master_key() -> str:
+    return "gw-master-" + secrets.token_urlsafe(32)
+
+
 def resolve_master_key(settings: Settings) -> str:
     """GATEWAY_MASTER_KEY, else the key saved under the data dir, else a new one saved there.
 
@@ -61,7 +65,7 @@ def resolve_master_key(settings: Settings) -> str:
             log.info("master key read from %s", path)
             return key
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = "gw-master-" + secrets.token_urlsafe(32)
+    key = new_master_key()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(key + "\n")

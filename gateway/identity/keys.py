@@ -23,6 +23,15 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.core.errors import BadRequest, NotFound
+from gateway.identity.models import (
+    KEY_FIELDS,
+    MAX_BUDGET_USD,
+    TEAM_FIELDS,
+    TEAM_ID_MAX,
+    KeyCreated,
+    KeyInfo,
+    TeamInfo,
+)
 from gateway.store.polling import POLL_SECONDS, Poller
 from gateway.store.tables import api_keys, teams
 
@@ -94,8 +103,15 @@ class KeyRecord:
     def allows_prompt(self, name: str) -> bool:
         return not self.prompts or any(fnmatch.fnmatchcase(name, g) for g in self.prompts)
 
-    def public(self) -> dict[str, Any]:
-        """What the API shows: everything but the hash."""
+    def public(self) -> KeyInfo:
+        """What the API and the CLI show: everything but the hash."""
+        return KeyInfo(**self._shown())
+
+    def with_secret(self, key: str) -> KeyCreated:
+        """The answer to minting or rotating it, the only one that carries the key itself."""
+        return KeyCreated(key=key, **self._shown())
+
+    def _shown(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "key_prefix": self.prefix,
@@ -138,20 +154,15 @@ class TeamRecord:
             updated_at=_aware(row.get("updated_at")),
         )
 
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "max_budget": self.max_budget,
-            "budget_duration": self.budget_duration,
-            "rpm_limit": self.rpm_limit,
-            "tpm_limit": self.tpm_limit,
-            "metadata": dict(self.metadata),
-        }
-
-
-# Budgets become integer nano-USD, in Redis as 64-bit integers: a billion dollars fits.
-MAX_BUDGET_USD = 1e9
-TEAM_ID_MAX = 64  # the column's width
+    def public(self) -> TeamInfo:
+        return TeamInfo(
+            id=self.id,
+            max_budget=self.max_budget,
+            budget_duration=self.budget_duration,
+            rpm_limit=self.rpm_limit,
+            tpm_limit=self.tpm_limit,
+            metadata=dict(self.metadata),
+        )
 
 
 def check_team_id(team: str, param: str = "team") -> str:
@@ -165,8 +176,8 @@ def check_team_id(team: str, param: str = "team") -> str:
 
 
 def _check_budget(value: Any) -> None:
-    # What the API's models refuse, refused here too for the CLI: an infinite budget would be
-    # stored as null (no budget) or break every later call of the key or team.
+    # What identity.models refuses, refused here too for callers that skip the models: an
+    # infinite budget would be stored as null (no budget) or break every later call.
     if value is not None and not (
         isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= MAX_BUDGET_USD
     ):
@@ -187,22 +198,6 @@ def _clean(fields: Mapping[str, Any], allowed: set[str]) -> dict[str, Any]:
     if isinstance(values.get("team"), str):
         check_team_id(values["team"])
     return values
-
-
-KEY_FIELDS = {
-    "name",
-    "team",
-    "models",
-    "prompts",
-    "max_budget",
-    "budget_duration",
-    "rpm_limit",
-    "tpm_limit",
-    "expires_at",
-    "log_bodies",
-    "metadata",
-}
-TEAM_FIELDS = {"max_budget", "budget_duration", "rpm_limit", "tpm_limit", "metadata"}
 
 
 class KeyStore:

@@ -8,8 +8,8 @@ its hold is released after `hold_ttl_s` instead of shrinking the budget for good
 from __future__ import annotations
 
 import functools
+import math
 import os
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +18,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from gateway.core.durations import UNIT_S, parse_duration
 from gateway.core.errors import GatewayError
 from gateway.metering.limits import Clock, RedisGuard
 
@@ -27,32 +28,11 @@ HOLD_TTL_S = 900.0
 # A finished period's counters stay a day for inspection, then Redis drops them.
 KEEP_AFTER_END_S = 86_400
 
-_DURATION = re.compile(r"([0-9]+)(s|m|h|d|mo)")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-_MAX_MONTHS = 100 * 12
-
-
-def parse_duration(duration: str | None) -> None:
-    _parse(duration)
-
-
-def _parse(duration: str | None) -> tuple[int, str] | None:
-    if duration is None:
-        return None
-    match = _DURATION.fullmatch(duration) if isinstance(duration, str) else None
-    if match is None or int(match[1]) == 0:
-        raise ValueError(f"budget_duration must look like 30s, 5m, 1h, 1d or 1mo, not {duration!r}")
-    count, unit = int(match[1]), match[2]
-    months = count if unit == "mo" else count * _UNIT_S[unit] / (30 * 86_400)
-    if months > _MAX_MONTHS:
-        raise ValueError(f"budget_duration {duration!r} is longer than 100 years; omit it instead")
-    return count, unit
-
 
 def period_bounds(
     duration: str | None, now: datetime
 ) -> tuple[str, datetime | None, datetime | None]:
-    parsed = _parse(duration)
+    parsed = parse_duration(duration)
     if parsed is None:
         return "total", None, None
     count, unit = parsed
@@ -63,7 +43,7 @@ def period_bounds(
         first = months - months % count
         start, end = _month_start(first), _month_start(first + count)
     else:
-        size = count * _UNIT_S[unit]
+        size = count * UNIT_S[unit]
         start = datetime.fromtimestamp(now.timestamp() // size * size, UTC)
         end = start + timedelta(seconds=size)
     return f"{duration}@{_iso(start)}", start, end
@@ -103,10 +83,78 @@ class BudgetHold:
     settled: bool = False
 
 
+# Amounts in messages: to the nano-dollar budgets are counted in, at most this many digits.
+SIGNIFICANT_DIGITS = 6
+
+
+def format_usd(usd: float) -> str:
+    """ "$0.000012", not "$0.0000": enough decimals for SIGNIFICANT_DIGITS digits (at least
+    cents, at most nano-dollars), trailing zeros past the cents dropped."""
+    nano = round(usd * NANO)
+    if nano == 0:
+        return "$0"
+    value = nano / NANO
+    decimals = min(9, max(2, SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(abs(value)))))
+    whole, _, fraction = f"{value:.{decimals}f}".partition(".")
+    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
+
+
 class BudgetExceeded(GatewayError):
+    """No room in a budget: which one, its figures in nano-USD, and what to do. A retry cannot
+    help before the period resets, so the OpenAI SDK is told not to try (x-should-retry)."""
+
     status = 429
     type = "insufficient_quota"
     code = "insufficient_quota"
+
+    def __init__(
+        self,
+        budget: Budget,
+        period: Period,
+        spent_nano: int,
+        reserved_nano: int,
+        amount_nano: int,
+        *,
+        needs: str | None = None,
+        advice: str = "",
+    ) -> None:
+        self.budget, self.period = budget, period
+        self.spent_nano, self.reserved_nano = spent_nano, reserved_nano
+        self.amount_nano = amount_nano
+        limit = to_nano(budget.max_usd)
+        # What another call could still reserve (as the ledger checks it, exactly).
+        self.room_nano = max(0, limit - spent_nano - reserved_nano)
+        text = f"budget exhausted for {budget.scope}: {_usd(spent_nano)} of {_usd(limit)} spent"
+        if reserved_nano:
+            text += f", {_usd(reserved_nano)} held by calls in flight"
+        needs = needs or f"needs up to {_usd(amount_nano)}"
+        text += f"; this call {needs} and {_usd(self.room_nano)} is left."
+        if advice:
+            text += f" {advice}"
+        if period.end is None:
+            text += " It is a total budget that never resets: ask the gateway's admin to raise it."
+        else:
+            text += (
+                f" The {budget.duration} budget resets at {_iso(period.end)}: retry then, or "
+                f"ask the gateway's admin to raise it."
+            )
+        super().__init__(text, headers={"x-should-retry": "false"})
+
+    def explained(self, amount_nano: int, needs: str, advice: str = "") -> BudgetExceeded:
+        """The same refusal, saying what the call needs in the caller's terms (tokens)."""
+        return BudgetExceeded(
+            self.budget,
+            self.period,
+            self.spent_nano,
+            self.reserved_nano,
+            amount_nano,
+            needs=needs,
+            advice=advice,
+        )
+
+
+def _usd(nano: int) -> str:
+    return format_usd(nano / NANO)
 
 
 class BudgetLedger(Protocol):
@@ -148,17 +196,7 @@ def current_periods(budgets: Sequence[Budget], now: float) -> list[tuple[Budget,
 def _exceeded(
     budget: Budget, period: Period, spent: int, reserved: int, amount: int
 ) -> BudgetExceeded:
-    def usd(nano: int) -> str:
-        return f"${nano / NANO:.4f}"
-
-    text = f"budget exhausted for {budget.scope}: {usd(spent)} of ${budget.max_usd:.4f} spent"
-    if reserved:
-        text += f", {usd(reserved)} held by calls in flight"
-    if spent + reserved < to_nano(budget.max_usd):
-        text += f", this call may cost up to {usd(amount)}"
-    if period.end is None:
-        return BudgetExceeded(f"{text} (total budget, never resets)")
-    return BudgetExceeded(f"{text} ({budget.duration} budget); resets at {_iso(period.end)}")
+    return BudgetExceeded(budget, period, spent, reserved, amount)
 
 
 @dataclass(slots=True)

@@ -172,11 +172,12 @@ def _refusal(
             return RateLimited(
                 f"request too large for {limit.scope}: it may use {wanted} tokens but the "
                 f"limit is {limit.tpm} tokens per minute; lower max_tokens or the input",
+                retryable=False,
                 headers=state.headers(),
             )
         message = f"{limit.tpm} tokens per minute ({tokens} used, {wanted} requested)"
     if retry is None:  # a limit of 0 requests: no amount of waiting helps either
-        return RateLimited(f"rate limit reached for {limit.scope}: {message}")
+        return RateLimited(f"rate limit reached for {limit.scope}: {message}", retryable=False)
     return RateLimited(
         f"rate limit reached for {limit.scope}: {message}; retry in {retry:.1f} s",
         retry_after=retry,

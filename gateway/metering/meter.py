@@ -5,6 +5,12 @@ concurrent calls can never spend past a budget by more than the estimate's error
 are deliberately pessimistic: prompt tokens from the request's byte size plus a fixed count
 per image, audio or file part, completion tokens from n x max_tokens (or a configured
 default), prices from the dearest deployment that may serve.
+
+A chat call whose worst case does not fit what a budget has left is not refused outright
+(gateway.cap_max_tokens_to_budget, on by default): its completion limit is lowered until the
+reservation fits, and the pipeline sends the lower limit upstream, so the call still cannot
+spend more than was left. The room comes from the refusal itself, so a call that fits costs
+nothing more, and one that does not costs one more admission.
 """
 
 from __future__ import annotations
@@ -14,11 +20,26 @@ from typing import Any
 
 from gateway.core.errors import DeploymentBusy, RateLimited
 from gateway.identity.auth import Caller
-from gateway.metering.budgets import Budget, BudgetHold
+from gateway.metering.budgets import NANO, Budget, BudgetExceeded, BudgetHold, format_usd, to_nano
 from gateway.metering.limits import Limit, RateState, Reservation
 from gateway.metering.prices import PriceTable
 from gateway.metering.stores import MeterStore
 from gateway.providers import Deployment, Usage
+
+# The fewest completion tokens (per choice) a call is capped to: a shorter answer is of no
+# use to anyone, so below it the call is refused instead.
+MIN_CAPPED_TOKENS = 16
+# Admissions one call may make while being capped: each refusal reports the room left and
+# the next attempt fits it; a key's budget, then its team's, then a race with another call.
+CAP_ATTEMPTS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCap:
+    """A call's completion limit (per choice), lowered to what its budget had left."""
+
+    tokens: int
+    original: int  # the caller's max_tokens or max_completion_tokens, or the default
 
 
 @dataclass(slots=True)
@@ -29,9 +50,14 @@ class Admission:
     state: RateState | None = None
     settled: bool = False
     deployment_reservations: list[Reservation] = field(default_factory=list)
+    cap: TokenCap | None = None
 
     def headers(self) -> dict[str, str]:
-        return self.state.headers() if self.state is not None else {}
+        headers = self.state.headers() if self.state is not None else {}
+        if self.cap is not None:
+            headers["x-gateway-max-tokens-capped"] = str(self.cap.tokens)
+            headers["x-gateway-max-tokens-original"] = str(self.cap.original)
+        return headers
 
 
 # Prompt tokens reserved per non-text content part (image_url, input_audio, file) beyond its
@@ -51,12 +77,24 @@ def estimate_tokens(
     body: dict[str, Any], body_bytes: int, default_max_tokens: int
 ) -> tuple[int, int]:
     """Worst-case (prompt, completion) tokens of a request."""
+    limit, n = completion_limit(body, default_max_tokens)
+    return prompt_estimate(body, body_bytes), limit * n
+
+
+def prompt_estimate(body: dict[str, Any], body_bytes: int) -> int:
+    """Worst-case prompt tokens of a request."""
     # JSON bytes / 2 over-counts real tokens for every tokenizer we know of (English runs
     # about 4 bytes per token); over-reserving only delays the last calls before a limit.
     prompt = body_bytes // 2 + 16
     messages = body.get("messages")
     if messages:
         prompt += PART_TOKENS_RESERVED * _non_text_parts(messages)
+    return prompt
+
+
+def completion_limit(body: dict[str, Any], default_max_tokens: int) -> tuple[int, int]:
+    """The completion tokens each choice may run to (the request's limit, else the default),
+    and how many choices: the upstream bills n x max_tokens."""
     limit = 0  # the larger of the two limits: upstreams differ in which one they honour
     for name in ("max_completion_tokens", "max_tokens"):
         value = body.get(name)
@@ -65,10 +103,7 @@ def estimate_tokens(
     if not limit:
         limit = default_max_tokens
     n = body.get("n")
-    # Every choice may run to the limit: the upstream bills n x max_tokens.
-    if type(n) is int and n > 1:
-        limit *= n
-    return prompt, limit
+    return limit, n if type(n) is int and n > 1 else 1
 
 
 def prompt_tokens_sent(body: dict[str, Any]) -> int:
@@ -110,6 +145,20 @@ def _non_text_parts(messages: Any) -> int:
     return count
 
 
+def _fits(room_nano: int, prompt: int, n: int, prices: tuple[float, float]) -> int:
+    """The most completion tokens per choice whose worst case fits in room_nano, as the
+    ledger rounds it; -1 when not even the prompt fits (or completion is free, so the refusal
+    was the prompt's)."""
+    input_price, output_price = prices
+    left = room_nano / NANO - prompt * input_price
+    if output_price <= 0 or left < 0:
+        return -1
+    fit = int(left / (n * output_price))
+    while fit >= 0 and to_nano(prompt * input_price + fit * n * output_price) > room_nano:
+        fit -= 1
+    return fit
+
+
 def _busy(deployment: Deployment, refused: RateLimited) -> DeploymentBusy:
     # The limiter names the deployment's id; the caller learns the alias, the log the rest.
     model = repr(deployment.alias)
@@ -129,10 +178,13 @@ class Meter:
         prices: PriceTable,
         alias_deployments: dict[str, list[Deployment]],
         default_max_tokens: int,
+        *,
+        cap_max_tokens_to_budget: bool = True,
     ) -> None:
         self.store = store
         self.prices = prices
         self.default_max_tokens = default_max_tokens
+        self.caps = cap_max_tokens_to_budget
         self._worst_price: dict[str, tuple[float, float]] = {}
         for alias, deployments in alias_deployments.items():
             found = [p for p in map(prices.price, deployments) if p is not None]
@@ -162,10 +214,13 @@ class Meter:
             budgets.append(Budget(f"team:{team.id}", team.max_budget, team.budget_duration))
         return budgets
 
-    def worst_cost(self, aliases: list[str], prompt_tokens: int, completion_tokens: int) -> float:
+    def _price_of(self, aliases: list[str]) -> tuple[float, float]:
+        """The dearest (input, output) price per token any of the aliases may be served at."""
         prices = [self._worst_price.get(a, (0.0, 0.0)) for a in aliases]
-        input_price = max((p[0] for p in prices), default=0.0)
-        output_price = max((p[1] for p in prices), default=0.0)
+        return max((p[0] for p in prices), default=0.0), max((p[1] for p in prices), default=0.0)
+
+    def worst_cost(self, aliases: list[str], prompt_tokens: int, completion_tokens: int) -> float:
+        input_price, output_price = self._price_of(aliases)
         return prompt_tokens * input_price + completion_tokens * output_price
 
     async def admit(
@@ -176,13 +231,60 @@ class Meter:
         body_bytes: int,
         completion: bool = True,
     ) -> Admission:
-        default = self.default_max_tokens if completion else 0
-        prompt, completion_tokens = estimate_tokens(body, body_bytes, default)
-        tokens = prompt + completion_tokens
-        budgets = self._budgets(caller)
-        cost = self.worst_cost(aliases, prompt, completion_tokens) if budgets else 0.0
-        admitted = await self.store.admit(budgets, cost, self._limits(caller), tokens)
-        return Admission(tokens, admitted.hold, admitted.reservation, admitted.state)
+        prompt = prompt_estimate(body, body_bytes)
+        limit, n = completion_limit(body, self.default_max_tokens) if completion else (0, 1)
+        budgets, limits = self._budgets(caller), self._limits(caller)
+        if not budgets:
+            tokens = prompt + limit * n
+            admitted = await self.store.admit(budgets, 0.0, limits, tokens)
+            return Admission(tokens, admitted.hold, admitted.reservation, admitted.state)
+        prices = self._price_of(aliases)
+        each = limit  # the completion tokens per choice reserved for
+        for attempt in range(CAP_ATTEMPTS):
+            cost = prompt * prices[0] + each * n * prices[1]
+            try:
+                admitted = await self.store.admit(budgets, cost, limits, prompt + each * n)
+            except BudgetExceeded as refused:
+                fit = _fits(refused.room_nano, prompt, n, prices)
+                capping = self.caps and completion and attempt + 1 < CAP_ATTEMPTS
+                if not capping or fit < MIN_CAPPED_TOKENS or fit >= each:
+                    raise self._refusal(refused, body, prompt, limit, n, prices, fit) from None
+                each = fit
+                continue
+            cap = TokenCap(each, limit) if each < limit else None
+            tokens = prompt + each * n
+            return Admission(tokens, admitted.hold, admitted.reservation, admitted.state, cap=cap)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _refusal(
+        self,
+        refused: BudgetExceeded,
+        body: dict[str, Any],
+        prompt: int,
+        limit: int,
+        n: int,
+        prices: tuple[float, float],
+        fit: int,
+    ) -> BudgetExceeded:
+        """The ledger's refusal, saying in tokens what the call needed and what would fit."""
+        if not limit:  # embeddings: no completion
+            amount = to_nano(prompt * prices[0])
+            needs = f"needs up to {format_usd(amount / NANO)} (its input, estimated at up to "
+            return refused.explained(amount, f"{needs}{prompt} tokens)")
+        # With capping on, the least the call could have been admitted with.
+        least = min(limit, MIN_CAPPED_TOKENS) if self.caps else limit
+        amount = to_nano(prompt * prices[0] + least * n * prices[1])
+        bound = "at least" if least < limit else "up to"
+        completion = f"{n} x {least}" if n > 1 else str(least)
+        needs = (
+            f"needs {bound} {format_usd(amount / NANO)} (its prompt, estimated at up to "
+            f"{prompt} tokens, and {completion} completion tokens)"
+        )
+        advice = ""
+        if 1 <= fit < limit:
+            name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+            advice = f"Set {name} to {fit} or less to fit."
+        return refused.explained(amount, needs, advice)
 
     async def admit_deployment(self, admission: Admission, deployment: Deployment) -> None:
         if deployment.rpm is None and deployment.tpm is None:

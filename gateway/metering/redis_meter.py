@@ -23,6 +23,7 @@ from gateway.metering.budgets import (
     BUDGETS_LUA,
     NANO,
     Budget,
+    BudgetExceeded,
     BudgetHold,
     RedisBudgetLedger,
     current_periods,
@@ -178,6 +179,16 @@ class RedisMeterStore:
             await granting
         done = self._granting[signature] = asyncio.get_running_loop().create_future()
         try:
+            try:
+                return await self._grant(signature, budgets, cost_usd, limits, tokens)
+            except BudgetExceeded:
+                if self._flushing is None:
+                    raise
+            # Redis may still count as held what this replica's finished leases gave back
+            # (queued, being sent): once that has landed the refusal may not stand, and if it
+            # does, its figures are true.
+            while self._flushing is not None:
+                await asyncio.shield(self._flushing)
             return await self._grant(signature, budgets, cost_usd, limits, tokens)
         finally:
             del self._granting[signature]

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Engine, case, func, select
 
 from gateway.identity.keys import KeyCache
 from gateway.metering.budgets import Budget, BudgetLedger, period_bounds
+from gateway.observability.models import CostRow, GroupBy
 from gateway.store.tables import request_log
 
-GroupBy = Literal["key", "team", "model", "prompt", "day"]
 GROUP_COLUMNS = {
     "key": request_log.c.key_id,
     "team": request_log.c.team,
@@ -50,7 +50,7 @@ async def seed_budgets(engine: Engine, keys: KeyCache, ledger: BudgetLedger) -> 
 
 def cost_report(
     engine: Engine, group_by: GroupBy, start: datetime | None, end: datetime | None
-) -> list[dict[str, Any]]:
+) -> list[CostRow]:
     if group_by == "day":
         group: Any = func.date(request_log.c.created_at)
     else:
@@ -74,13 +74,15 @@ def cost_report(
     with engine.connect() as connection:
         rows = connection.execute(query).all()
     return [
-        {
-            group_by: str(row.group) if row.group is not None else None,
-            "requests": int(row.requests),
-            "errors": int(row.errors or 0),
-            "input_tokens": int(row.input_tokens),
-            "output_tokens": int(row.output_tokens),
-            "cost_usd": round(float(row.cost_usd), 10),
-        }
+        CostRow.model_validate(
+            {
+                group_by: str(row.group) if row.group is not None else None,
+                "requests": int(row.requests),
+                "errors": int(row.errors or 0),
+                "input_tokens": int(row.input_tokens),
+                "output_tokens": int(row.output_tokens),
+                "cost_usd": round(float(row.cost_usd), 10),
+            }
+        )
         for row in rows
     ]

@@ -73,6 +73,10 @@ class PromptCatalog:
     async def aclose(self) -> None:
         await self._poller.aclose()
 
+    def label_target(self, name: str, label: str) -> dict[str, Any] | None:
+        """Where `label` of prompt `name` points, or None."""
+        return self.labels.get(name, {}).get(label)
+
     def resolve(
         self,
         name: str,

@@ -1,86 +1,153 @@
-"""Which models a prompt may name: the chat aliases of the gateway's config.
-
-A prompt's `model:` becomes the model of every call made with it, so a name the gateway does
-not serve would validate, sync and be promoted, and then fail every call with a 404. It is
-checked where a prompt enters the gateway instead: `prompts validate`, sync (the CLI's and
-the server's) and promotion.
-"""
+"""Prompts, their versions and label moves, as the API takes and returns them and the CLI
+prints them. The store builds these; the routes return them as they are."""
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import Any
 
-from gateway.core.config import GatewayConfig
-from gateway.prompts.calling import MODEL_PREFIX as PROMPT_PREFIX
-from gateway.prompts.files import PromptError, PromptFile
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-REGISTRY_PREFIX = "registry/"
-_SHOWN = 12  # aliases listed in a message before "and N more"
+from gateway.core.answers import Answer, ObjectList
 
 
-@dataclass(frozen=True, slots=True)
-class ServedModels:
-    chat: frozenset[str]
-    embedding: frozenset[str]
-    source: str  # the config as messages name it
+class VersionTarget(Answer):
+    """A label on one version."""
 
-    @classmethod
-    def from_config(cls, config: GatewayConfig, source: str) -> ServedModels:
-        embedding = {m.model_name for m in config.model_list if m.model_info.mode == "embedding"}
-        # An alias with one chat deployment and one embedding deployment still serves chat.
-        chat = {m.model_name for m in config.model_list if m.model_info.mode != "embedding"}
-        return cls(frozenset(chat), frozenset(embedding - chat), source)
+    version: str
 
-    def problem(self, model: str) -> str | None:
-        """Why a prompt cannot name this model, or None when it can."""
-        if model in self.chat:
-            return None
-        served = self._served()
-        if model == "prompt" or model.startswith(PROMPT_PREFIX):
-            return (
-                f"model {model!r} names a prompt; a prompt's model is a chat model alias "
-                f"from the model_list of {self.source} ({served})"
-            )
-        if model.startswith(REGISTRY_PREFIX):
-            return (
-                f"model {model!r} is a registry ref, which chat calls do not route yet; name "
-                f"the alias that serves the version ({served})"
-            )
-        if model in self.embedding:
-            return (
-                f"model {model!r} is an embedding model (model_info.mode: embedding in "
-                f"{self.source}) and a prompt is called as a chat completion ({served})"
-            )
-        close = difflib.get_close_matches(model, sorted(self.chat), n=1, cutoff=0.6)
-        unknown = f"model {model!r} is not served by this gateway (no model_name in {self.source})"
-        if close:
-            return f"{unknown}: did you mean {close[0]!r}?"
-        return f"{unknown}; {served}"
+    def __str__(self) -> str:
+        return self.version
 
-    def _served(self) -> str:
-        if not self.chat:
-            return "it serves no chat model: add one to model_list"
-        names = sorted(self.chat)
-        more = f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else ""
-        return f"served: {', '.join(names[:_SHOWN])}{more}"
 
-    def check(self, prompt: PromptFile) -> PromptError | None:
-        """The file's problem with its model, as `path:line: message`, or None."""
-        problem = self.problem(prompt.model) if prompt.model else None
-        if problem is None:
-            return None
-        return PromptError(prompt.path, [f"{prompt.path}:{prompt.model_line or 1}: {problem}"])
+class WeightedTarget(Answer):
+    """A label that splits traffic across versions by relative weight."""
 
-    def split(self, files: Iterable[PromptFile]) -> tuple[list[PromptFile], list[PromptError]]:
-        """The files whose model is served, and the problems of the others."""
-        good: list[PromptFile] = []
-        errors: list[PromptError] = []
-        for prompt in files:
-            error = self.check(prompt)
-            if error is None:
-                good.append(prompt)
-            else:
-                errors.append(error)
-        return good, errors
+    weights: dict[str, float]
+
+    def __str__(self) -> str:
+        return "+".join(f"{v}:{w:g}" for v, w in self.weights.items())
+
+
+LabelTarget = VersionTarget | WeightedTarget
+
+
+class PromptSummary(Answer):
+    name: str
+    labels: dict[str, LabelTarget]
+    versions: int = Field(description="How many versions are registered.")
+    latest: str | None
+    description: str | None
+    model: str | None
+    file_removed: bool = Field(
+        default=False,
+        description="The last sync found no file for this prompt; latest stays on its last "
+        "version and labels keep serving until moved.",
+    )
+
+
+class PromptList(ObjectList[PromptSummary]):
+    errors: list[str] = Field(description="Files that failed validation at the last sync.")
+
+
+class ProductionVersion(Answer):
+    version: str
+    front_matter: dict[str, Any]
+    template: str
+
+
+class PromptDetail(PromptSummary):
+    production: ProductionVersion
+
+
+class SyncResult(Answer):
+    registered: list[str] = Field(description="NAME@VERSION of each new version.")
+    unchanged: list[str]
+    latest_moved: list[str] = Field(
+        default_factory=list,
+        description="NAME@VERSION where latest moved back to a version registered before "
+        "(the file on disk is that version again).",
+    )
+    removed: list[str] = Field(
+        default_factory=list,
+        description="Prompts registered before whose file is gone; latest stays where it was.",
+    )
+    errors: list[str]
+
+
+class PromptVersion(Answer):
+    name: str
+    version: str
+    path: str | None = Field(description="Relative to the prompts folder.")
+    git_commit: str | None
+    git_author: str | None
+    git_message: str | None
+    created_at: str
+
+
+class PromptVersionText(PromptVersion):
+    content: str
+
+
+class PromptVersionList(ObjectList[PromptVersion]):
+    pass
+
+
+class PromptDiff(Answer):
+    since: str = Field(alias="from")
+    to: str
+    diff: str = Field(description="Unified diff.")
+
+
+class RenderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    label: str | None = None
+    version: str | None = None
+    variables: dict[str, Any] = Field(default_factory=dict)
+    user: str | None = None
+
+
+class RenderedPrompt(Answer):
+    name: str
+    version: str
+    model: str | None
+    config: dict[str, Any]
+    messages: list[dict[str, Any]]
+
+
+class Rollback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=2000)
+    actor: str | None = Field(default=None, max_length=200)
+
+
+class PromptLabelMoved(Answer):
+    name: str
+    label: str
+    since: LabelTarget | None = Field(alias="from")
+    to: LabelTarget
+
+
+class PromptLabelMove(Answer):
+    """One entry of a prompt's label history."""
+
+    label: str
+    since: LabelTarget | None = Field(alias="from")
+    to: LabelTarget
+    actor: str
+    reason: str | None
+    at: str
+
+
+class PromptHistory(ObjectList[PromptLabelMove]):
+    pass
+
+
+_TARGET: TypeAdapter[LabelTarget] = TypeAdapter(LabelTarget)
+
+
+def as_target(stored: Mapping[str, Any]) -> LabelTarget:
+    """A label's target as the store keeps it ({"version": ...} or {"weights": ...})."""
+    return _TARGET.validate_python(stored)

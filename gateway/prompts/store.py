@@ -29,7 +29,13 @@ from gateway.prompts.files import (
     prompt_name,
     scan,
 )
-from gateway.prompts.models import ServedModels
+from gateway.prompts.models import (
+    PromptLabelMove,
+    PromptLabelMoved,
+    PromptVersion,
+    PromptVersionText,
+)
+from gateway.prompts.served import ServedModels
 from gateway.store.rows import put_row
 from gateway.store.tables import prompt_label_history, prompt_labels, prompt_versions
 
@@ -213,7 +219,7 @@ class PromptStore:
                 self._move(connection, prompt.name, PRODUCTION, None, target, actor, reason)
         return True
 
-    def versions(self, name: str) -> list[dict[str, Any]]:
+    def versions(self, name: str) -> list[PromptVersion]:
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(prompt_versions)
@@ -222,9 +228,9 @@ class PromptStore:
             ).all()
         if not rows:
             raise NotFound(f"No prompt named {name!r}.", param="name")
-        return [_version_row(r) for r in rows]
+        return [PromptVersion(**_version_row(r)) for r in rows]
 
-    def version(self, name: str, version: str) -> dict[str, Any]:
+    def version(self, name: str, version: str) -> PromptVersionText:
         with self.engine.connect() as connection:
             row = connection.execute(
                 select(prompt_versions).where(
@@ -233,7 +239,7 @@ class PromptStore:
             ).first()
         if row is None:
             raise NotFound(f"Prompt {name!r} has no version {version!r}.", param="version")
-        return {**_version_row(row), "content": row.content}
+        return PromptVersionText(**_version_row(row), content=row.content)
 
     def names(self) -> list[str]:
         with self.engine.connect() as connection:
@@ -287,7 +293,7 @@ class PromptStore:
 
     def promote(
         self, name: str, label: str, target: Mapping[str, Any], actor: str, reason: str | None
-    ) -> dict[str, Any]:
+    ) -> PromptLabelMoved:
         if label == LATEST:
             raise BadRequest(
                 "'latest' is managed by sync: it is always the version of the prompt's file as "
@@ -297,7 +303,7 @@ class PromptStore:
                 param="label",
             )
         new = normalize_target(target)
-        known = {v["version"] for v in self.versions(name)}
+        known = {v.version for v in self.versions(name)}
         missing = [v for v in target_versions(new) if v not in known]
         if missing:
             raise NotFound(
@@ -311,14 +317,16 @@ class PromptStore:
             old = self._labels(connection, name).get(label)
             if old != new:
                 self._move(connection, name, label, old, new, actor, reason)
-        return {"name": name, "label": label, "from": old, "to": new}
+        return PromptLabelMoved.model_validate(
+            {"name": name, "label": label, "from": old, "to": new}
+        )
 
     def _check_model(self, name: str, version: str, served: ServedModels) -> None:
         """A label must not point at a version whose every call would fail: its model must be
         one the gateway serves."""
         row = self.version(name, version)
         try:
-            prompt = parse_prompt(Path(row["path"] or f"{name}{SUFFIX}"), row["content"])
+            prompt = parse_prompt(Path(row.path or f"{name}{SUFFIX}"), row.content)
         except PromptError as exc:
             raise BadRequest(
                 f"Prompt {name}@{version} no longer passes validation: {exc.problems[0]}",
@@ -332,7 +340,7 @@ class PromptStore:
                 param="version",
             )
 
-    def rollback(self, name: str, label: str, actor: str, reason: str | None) -> dict[str, Any]:
+    def rollback(self, name: str, label: str, actor: str, reason: str | None) -> PromptLabelMoved:
         """Moves the label back to where it pointed before its last move."""
         with self.engine.connect() as connection:
             last = connection.execute(
@@ -345,21 +353,23 @@ class PromptStore:
             raise BadRequest(f"Label {label!r} of prompt {name!r} has no earlier target.")
         return self.promote(name, label, last.from_target, actor, reason or "rollback")
 
-    def history(self, name: str, label: str | None = None) -> list[dict[str, Any]]:
+    def history(self, name: str, label: str | None = None) -> list[PromptLabelMove]:
         query = select(prompt_label_history).where(prompt_label_history.c.name == name)
         if label is not None:
             query = query.where(prompt_label_history.c.label == label)
         with self.engine.connect() as connection:
             rows = connection.execute(query.order_by(prompt_label_history.c.id)).all()
         return [
-            {
-                "label": r.label,
-                "from": r.from_target,
-                "to": r.to_target,
-                "actor": r.actor,
-                "reason": r.reason,
-                "at": _iso(r.at),
-            }
+            PromptLabelMove.model_validate(
+                {
+                    "label": r.label,
+                    "from": r.from_target,
+                    "to": r.to_target,
+                    "actor": r.actor,
+                    "reason": r.reason,
+                    "at": _iso(r.at),
+                }
+            )
             for r in rows
         ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from gateway.core.config import GatewayConfig, ModelEntry
 from gateway.providers.base import Deployment, Provider, Reply, Stream, Usage
 from gateway.providers.litellm_provider import LiteLLMProvider, warm_in_background
-from gateway.providers.local import LocalProvider
+from gateway.providers.local import EMBEDDING_MODELS, LocalProvider
 from gateway.providers.openai_compat import OPENAI_COMPATIBLE_BASES, OpenAICompatibleProvider
 
 __all__ = [
@@ -81,9 +81,17 @@ class Providers:
             return self.fast
         return self.litellm
 
-    def warm(self, deployments: list[Deployment]) -> None:
+    def warm(self, deployments: list[Deployment], preload_embeddings: bool = False) -> None:
+        """Starts, in the background, what the first calls would otherwise wait for."""
         if any(self.for_deployment(d) is self.litellm for d in deployments):
             warm_in_background()
+        if preload_embeddings and self.serves_local_embeddings(deployments):
+            self.local.preload()
+
+    def serves_local_embeddings(self, deployments: list[Deployment]) -> bool:
+        return any(
+            d.provider == "local" and d.upstream_model in EMBEDDING_MODELS for d in deployments
+        )
 
     async def aclose(self) -> None:
         for provider in (self.fast, self.local, self.litellm):

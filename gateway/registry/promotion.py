@@ -1,17 +1,14 @@
 """Moving a label: the approver is required, and `require_eval` gates the move on a passing
-eval run of the version (the same gate prompts use)."""
+eval run of the version (the gate prompts use too: gateway.evals.gates)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from gateway.core.errors import BadRequest, PermissionDenied
-from gateway.core.model_refs import ModelRef, check_label, eval_version
-from gateway.evals.gates import refusal, suite_name
+from gateway.core.errors import BadRequest
+from gateway.core.model_refs import ModelRef, check_label
+from gateway.evals.gates import PromotedVersion, require_passing_runs
 from gateway.evals.store import EvalStore
+from gateway.registry.models import RegistryLabelSet
 from gateway.registry.store import RegistryStore
-
-EVAL_REQUIRED = "eval_required"
 
 
 def promote(
@@ -24,7 +21,7 @@ def promote(
     actor: str,
     require_eval: str | None = None,
     reason: str | None = None,
-) -> dict[str, Any]:
+) -> RegistryLabelSet:
     """Points `label` at the version `ref` names now (a label ref is resolved once, here)."""
     check_label(label)
     if not approver.strip():
@@ -32,11 +29,10 @@ def promote(
     number = store.resolve(ref)
     suite = run_id = None
     if require_eval:
-        suite = suite_name(require_eval)
-        tested = eval_version(ref.name, number)
-        run_id = evals.passing_run(suite, tested)
-        if run_id is None:
-            raise PermissionDenied(refusal(suite, tested, tested), code=EVAL_REQUIRED)
+        passed = require_passing_runs(
+            evals, require_eval, [PromotedVersion.registry(ref.name, number)]
+        )
+        suite, run_id = passed.suite, passed.runs[0]
     return store.set_label(
         ref.name,
         label,

@@ -27,6 +27,17 @@ from gateway.core.model_refs import (
 )
 from gateway.evals.store import EvalStore
 from gateway.registry import lineage
+from gateway.registry.models import (
+    Descendant,
+    EvalLink,
+    Lineage,
+    RegistryLabelMove,
+    RegistryLabelSet,
+    RegistryModel,
+    RegistryModelSummary,
+    RegistryVersion,
+    RegistryVersionDetail,
+)
 from gateway.registry.spec import VersionSpec, check_alias
 from gateway.store.rows import put_row
 from gateway.store.tables import (
@@ -63,7 +74,7 @@ class RegistryStore:
     # --- versions -------------------------------------------------------------------------
     def register(
         self, name: str, spec: VersionSpec, *, aliases: Collection[str], actor: str
-    ) -> dict[str, Any]:
+    ) -> RegistryVersionDetail:
         """Stores the next version of `name`; `aliases` are the config's model names."""
         check_name(name)
         check_alias(spec.alias, aliases)
@@ -177,21 +188,27 @@ class RegistryStore:
             )
         return pointers[ref.ref]
 
-    def version(self, ref: ModelRef) -> dict[str, Any]:
+    def version(self, ref: ModelRef) -> RegistryVersionDetail:
         """One version with the labels on it and the eval runs that tested it."""
         number = self.resolve(ref)
         with self.engine.connect() as connection:
             row = self._row(connection, ref.name, number)
             pointers = self._labels(connection, ref.name)
         runs = self.evals.runs(version=eval_version(ref.name, number), limit=LINKED_EVALS)
-        return {
-            **record(row),
-            "labels": sorted(label for label, v in pointers.items() if v == number),
-            "evals": [
-                {k: run[k] for k in ("id", "suite", "passed", "pass_rate", "created_at")}
+        return RegistryVersionDetail(
+            **_fields(row),
+            labels=sorted(label for label, v in pointers.items() if v == number),
+            evals=[
+                EvalLink(
+                    id=run.id,
+                    suite=run.suite,
+                    passed=run.passed,
+                    pass_rate=run.pass_rate,
+                    created_at=run.created_at,
+                )
                 for run in runs
             ],
-        }
+        )
 
     @staticmethod
     def _row(connection: Connection, name: str, number: int) -> Row[Any]:
@@ -204,7 +221,7 @@ class RegistryStore:
             raise NotFound(f"Registry model {name!r} has no version {number}.", param="ref")
         return row
 
-    def model(self, name: str) -> dict[str, Any]:
+    def model(self, name: str) -> RegistryModel:
         check_name(name)
         with self.engine.connect() as connection:
             head = connection.execute(
@@ -218,17 +235,17 @@ class RegistryStore:
             pointers = self._labels(connection, name)
         if head is None or not rows:
             raise no_model(name)
-        return {
-            "name": name,
-            "latest": rows[-1].version,
-            "labels": pointers,
-            "created_at": iso(head.created_at),
-            "created_by": head.created_by,
-            "updated_at": iso(head.updated_at),
-            "versions": [record(r) for r in rows],
-        }
+        return RegistryModel(
+            name=name,
+            latest=rows[-1].version,
+            labels=pointers,
+            created_at=iso(head.created_at),
+            created_by=head.created_by,
+            updated_at=iso(head.updated_at),
+            versions=[record(r) for r in rows],
+        )
 
-    def models(self) -> list[dict[str, Any]]:
+    def models(self) -> list[RegistryModelSummary]:
         with self.engine.connect() as connection:
             heads = connection.execute(
                 select(registry_models).order_by(registry_models.c.name)
@@ -244,12 +261,12 @@ class RegistryStore:
             for row in connection.execute(select(registry_labels)):
                 every_label.setdefault(row.name, {})[row.label] = row.version
         return [
-            {
-                "name": head.name,
-                "latest": counts[head.name],
-                "labels": every_label.get(head.name, {}),
-                "updated_at": iso(head.updated_at),
-            }
+            RegistryModelSummary(
+                name=head.name,
+                latest=counts[head.name],
+                labels=every_label.get(head.name, {}),
+                updated_at=iso(head.updated_at),
+            )
             for head in heads
             if head.name in counts  # a model row whose first registration failed
         ]
@@ -265,17 +282,17 @@ class RegistryStore:
         with self.engine.connect() as connection:
             return {(r.name, r.version): r.alias for r in connection.execute(query)}
 
-    def lineage(self, ref: ModelRef) -> dict[str, Any]:
+    def lineage(self, ref: ModelRef) -> Lineage:
         number = self.resolve(ref)
         with self.engine.connect() as connection:
             row = self._row(connection, ref.name, number)
             up = lineage.ancestors(connection, row)
             down = lineage.descendants(connection, row)
-        return {
-            "version": record(row),
-            "ancestors": [record(r) for r in up],
-            "descendants": [{**record(r), "depth": depth} for r, depth in down],
-        }
+        return Lineage(
+            version=record(row),
+            ancestors=[record(r) for r in up],
+            descendants=[Descendant(**_fields(r), depth=depth) for r, depth in down],
+        )
 
     # --- labels ---------------------------------------------------------------------------
     @staticmethod
@@ -294,7 +311,7 @@ class RegistryStore:
         reason: str | None = None,
         eval_suite: str | None = None,
         eval_run: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> RegistryLabelSet:
         """Points a label at a version and records the move (no record when nothing moves)."""
         check_label(label)
         self.resolve(ModelRef(name, str(number)))
@@ -318,17 +335,17 @@ class RegistryStore:
                         at=stamp,
                     )
                 )
-        return {
-            "name": name,
-            "label": label,
-            "from": old,
-            "to": number,
-            "moved": old != number,
-            "approver": approver,
-            "eval_run": eval_run,
-        }
+        return RegistryLabelSet(
+            name=name,
+            label=label,
+            since=old,
+            to=number,
+            moved=old != number,
+            approver=approver,
+            eval_run=eval_run,
+        )
 
-    def history(self, name: str, label: str | None = None) -> list[dict[str, Any]]:
+    def history(self, name: str, label: str | None = None) -> list[RegistryLabelMove]:
         self.resolve(ModelRef(name))  # an unknown model is a 404, not an empty trail
         query = select(registry_label_history).where(registry_label_history.c.name == name)
         if label is not None:
@@ -336,23 +353,27 @@ class RegistryStore:
         with self.engine.connect() as connection:
             rows = connection.execute(query.order_by(registry_label_history.c.id)).all()
         return [
-            {
-                "label": r.label,
-                "from": r.from_version,
-                "to": r.to_version,
-                "approver": r.approver,
-                "actor": r.actor,
-                "reason": r.reason,
-                "eval_suite": r.eval_suite,
-                "eval_run": r.eval_run,
-                "at": iso(r.at),
-            }
+            RegistryLabelMove(
+                label=r.label,
+                since=r.from_version,
+                to=r.to_version,
+                approver=r.approver,
+                actor=r.actor,
+                reason=r.reason,
+                eval_suite=r.eval_suite,
+                eval_run=r.eval_run,
+                at=iso(r.at),
+            )
             for r in rows
         ]
 
 
-def record(row: Row[Any]) -> dict[str, Any]:
+def record(row: Row[Any]) -> RegistryVersion:
     """A version as the API and CLI show it."""
+    return RegistryVersion(**_fields(row))
+
+
+def _fields(row: Row[Any]) -> dict[str, Any]:
     values = row._mapping
     base: dict[str, Any] | None = None
     if values["base_name"] is not None:

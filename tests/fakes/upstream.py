@@ -72,6 +72,8 @@ with a 400 naming it. The whole string is always echoed back as ``model``.
 ``fill``            answer each choice with exactly ``max_completion_tokens`` (else
                     ``max_tokens``) words ``"tok"``, finish_reason ``length``: the longest
                     answer the request allows (without a limit: the normal answer)
+``reasoning``       refuse ``max_tokens`` with a 400 naming it, as OpenAI's reasoning models
+                    (o-series, gpt-5) do: they take ``max_completion_tokens`` only
 ==================  ===========================================================================
 
 Like OpenAI, chat honours ``n`` (that many choices, each with the same answer; completion
@@ -168,6 +170,7 @@ class Directives:
     no_usage: bool = False
     pad: int = 0
     fill: bool = False
+    reasoning: bool = False
 
 
 def _flag(value: str | None) -> bool:
@@ -230,6 +233,7 @@ _DIRECTIVES: Final[dict[str, tuple[str, Callable[[str | None], object]]]] = {
     "no_usage": ("no_usage", _flag),
     "pad": ("pad", _int_between(0, 1 << 30)),
     "fill": ("fill", _flag),
+    "reasoning": ("reasoning", _flag),
 }
 
 
@@ -574,6 +578,12 @@ class FakeUpstream:
         refused = _request_error(body)
         if refused is not None:
             return refused
+        if directives.reasoning and body.get("max_tokens") is not None:
+            message = (
+                "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead."
+            )
+            return _error_response(400, message, param="max_tokens", code="unsupported_parameter")
         n = body.get("n") or 1
         content, prompt_tokens = _echo(messages)
         finish = "stop"
