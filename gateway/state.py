@@ -28,7 +28,8 @@ from gateway.observability.spend import seed_budgets
 from gateway.observability.traces import Tracing
 from gateway.prompts.catalog import PromptCatalog
 from gateway.prompts.render import PromptRenderer
-from gateway.prompts.store import PromptStore
+from gateway.prompts.served import ServedModels
+from gateway.prompts.store import REVERTED, PromptStore
 from gateway.providers import Deployment, Providers, build_deployments
 from gateway.registry.store import RegistryStore
 from gateway.routing.router import Router
@@ -108,7 +109,8 @@ class GatewayState:
             config.gateway.default_max_tokens,
             cap_max_tokens_to_budget=config.gateway.cap_max_tokens_to_budget,
         )
-        prompt_store = PromptStore(engine)
+        # Messages name the config file alone: any key may read the problems of a sync.
+        prompt_store = PromptStore(engine, ServedModels.from_config(config, settings.config.name))
         prompts = PromptCatalog(prompt_store)
         renderer = PromptRenderer()
         request_log = RequestLogWriter(engine, settings.data_dir / "spool")
@@ -170,8 +172,11 @@ class GatewayState:
             return
         report = await asyncio.to_thread(self.prompt_store.sync, self.settings.prompts_dir)
         self.prompts.errors = report.problems()
+        self.prompts.removed = {name for name, _ in report.removed}
         for problem in self.prompts.errors:
             log.error("prompt file invalid: %s", problem)
+        for name, version, old in report.latest_moved:
+            log.info("prompt %s: latest %s -> %s (%s)", name, old, version, REVERTED)
 
     async def stop(self) -> None:
         await self.prompts.aclose()

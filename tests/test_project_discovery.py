@@ -116,9 +116,12 @@ def test_commands_find_the_project_from_a_subfolder(tmp_path: Path) -> None:
     assert "greet" in gateway(project / "src", "prompts", "list").stdout
     listed = gateway(project, "keys", "list")
     assert "from-deep" in listed.stdout, listed.stderr
-    # `prompts validate` with no argument checks the project's prompts/, not ./prompts.
+    # `prompts validate` with no argument checks the project's prompts/, not ./prompts, and
+    # their models against the project's config.
     validated = gateway(deep, "prompts", "validate")
-    assert validated.stdout.strip() == "1 prompt files valid", validated.stderr
+    config = project / "config" / "gateway.yaml"
+    expected = f"1 prompt files valid (models checked against {config})"
+    assert validated.stdout.strip() == expected, validated.stderr
 
 
 def test_a_data_folder_alone_marks_a_project(tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ def _summary(state: GatewayState, name: str) -> PromptSummary:
         latest=latest,
         description=prompt.front.get("description") if prompt else None,
         model=prompt.model if prompt else None,
+        file_removed=name in catalog.removed,  # latest stays on the file's last version
     )
 
 
@@ -79,10 +80,13 @@ async def sync_prompts(state: StateDep, caller: MasterDep) -> SyncResult:
         state.prompt_store.sync, state.settings.prompts_dir, "api:master"
     )
     state.prompts.errors = report.problems()
+    state.prompts.removed = {name for name, _ in report.removed}
     await asyncio.to_thread(state.prompts.refresh)
     return SyncResult(
         registered=[f"{n}@{v}" for n, v in report.registered],
         unchanged=[f"{n}@{v}" for n, v in report.unchanged],
+        latest_moved=[f"{n}@{v}" for n, v, _ in report.latest_moved],
+        removed=[name for name, _ in report.removed],
         errors=_problems(state, caller),
     )
 

@@ -14,52 +14,111 @@ from gateway.cli.common import actor, engine, fail, run, run_gated, settings
 
 prompts_app = typer.Typer(no_args_is_help=True, help="Prompt files, versions and labels.")
 
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="The gateway's config: prompts may name its models (GATEWAY_CONFIG)."
+    ),
+]
 
-def _store(writes: bool = False) -> Any:
+
+def _store(writes: bool = False, served: Any = None) -> Any:
+    """`served`: the models prompts may name, checked at sync and promote (None: not checked)."""
     from gateway.prompts.store import PromptStore
 
-    return PromptStore(engine(writes))
+    return PromptStore(engine(writes), served)
+
+
+def _served(config: Path | None) -> Any:
+    """The models prompts may name, from the config `gateway serve` would load. Secrets are
+    not resolved: checking prompts in CI needs no API keys."""
+    served = _load_served(config)
+    if isinstance(served, str):
+        fail(served)
+    return served
+
+
+def _load_served(config: Path | None) -> Any:
+    """ServedModels, or why the config cannot be read (never a silently skipped check)."""
+    from gateway.core.config import load_config
+    from gateway.core.errors import ConfigError
+    from gateway.prompts.served import ServedModels
+
+    path = config or settings().config
+    try:
+        loaded = load_config(path, secrets=False)
+    except ConfigError as exc:
+        return (
+            f"cannot check the prompts' models against the gateway's config: {exc} "
+            f"(set GATEWAY_CONFIG or pass --config)"
+        )
+    return ServedModels.from_config(loaded, str(path))
 
 
 @prompts_app.command("validate")
 def validate(
     paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders.")] = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Check prompt files; prints `file:line: message` and exits 2 on any problem."""
+    """Check prompt files, and that their models are served; prints `file:line: message` and
+    exits 2 on any problem."""
     from gateway.prompts.files import PromptError, parse_prompt, scan
 
     targets = paths or [settings().prompts_dir]
-    problems: list[str] = []
-    count = 0
+    missing: list[str] = []
+    files: list[Any] = []
+    errors: list[PromptError] = []
     for target in targets:
         if target.is_dir():
-            files, errors = scan(target)
-            count += len(files)
-            problems += [line for error in errors for line in error.problems]
+            found, failed = scan(target)
+            files, errors = files + found, errors + failed
         elif target.exists():
             try:
-                parse_prompt(target)
-                count += 1
+                files.append(parse_prompt(target))
             except PromptError as error:
-                problems += error.problems
+                errors.append(error)
         else:
-            problems.append(f"{target}: no such file or folder")
+            missing.append(f"{target}: no such file or folder")
+    # The config is read only when a valid file names a model: a file that fails on its own
+    # is reported without one.
+    served = _load_served(config) if any(prompt.model for prompt in files) else None
+    if served is not None and not isinstance(served, str):
+        files, unserved = served.split(files)
+        errors += unserved
+    problems = [
+        line for error in sorted(errors, key=lambda e: str(e.path)) for line in error.problems
+    ]
+    problems += missing
+    if isinstance(served, str):
+        problems.append(f"error: {served}")
     for line in problems:
         typer.echo(line, err=True)
     if problems:
         raise typer.Exit(2)  # bad input, as `config check` and `eval validate` say it
-    typer.echo(f"{count} prompt files valid")
+    checked = f" (models checked against {served.source})" if served is not None else ""
+    typer.echo(f"{len(files)} prompt files valid{checked}")
 
 
 @prompts_app.command("sync")
 def sync(
     directory: Annotated[Path | None, typer.Option("--dir", help="Prompts folder.")] = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Register new versions from the working tree (with the Git commit when committed)."""
-    store = _store(writes=True)
+    """Register new versions from the working tree (with the Git commit when committed) and
+    point `latest` at each file's version as it is now."""
+    from gateway.prompts.store import REVERTED
+
+    store = _store(writes=True, served=_served(config))
     report = store.sync(directory or settings().prompts_dir, actor=actor())
     for name, version in report.registered:
         typer.echo(f"registered {name}@{version}")
+    for name, version, old in report.latest_moved:
+        typer.echo(f"latest {name}@{version} (was {old or 'none'}): {REVERTED}")
+    for name, latest in report.removed:
+        typer.echo(
+            f"{name}: file removed; latest stays at {latest or 'none'} "
+            f"(labels keep serving until you move them)"
+        )
     typer.echo(f"{len(report.registered)} new, {len(report.unchanged)} unchanged")
     for line in report.problems():
         typer.echo(line, err=True)
@@ -69,14 +128,18 @@ def sync(
 
 @prompts_app.command("list")
 def list_prompts() -> None:
-    """Prompts with their labels."""
+    """Prompts with their labels; `(file removed)` when the prompts folder has no file for it."""
+    from gateway.prompts.files import prompt_name, prompt_paths
     from gateway.prompts.models import as_target
 
     store = _store()
+    folder = settings().prompts_dir
+    on_disk = {prompt_name(p) for p in prompt_paths(folder)}
     for name in store.names():
         labels = store.labels(name)
         shown = ", ".join(f"{label}={as_target(t)}" for label, t in sorted(labels.items()))
-        typer.echo(f"{name:30} {shown}")
+        gone = "  (file removed)" if folder.is_dir() and name not in on_disk else ""
+        typer.echo(f"{name:30} {shown}{gone}")
 
 
 def _resolve_version(store: Any, name: str, ref: str) -> str:
@@ -162,6 +225,7 @@ def promote(
     require_eval: Annotated[
         str | None, typer.Option(help="Refuse unless this suite has a passing run of it.")
     ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Move a label to a version (or split it across versions by weight)."""
     target: dict[str, Any]
@@ -178,7 +242,7 @@ def promote(
     from gateway.evals.store import EvalStore
     from gateway.prompts.promotion import promote as move
 
-    store = _store()
+    store = _store(served=_served(config))
     evals = EvalStore(store.engine)
     who = actor()
     result = run_gated(

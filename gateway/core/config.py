@@ -185,7 +185,9 @@ def _resolve_env(value: Any, loc: tuple[str | int, ...], doc: YamlDocument) -> A
     return value
 
 
-def parse_config(doc: YamlDocument) -> GatewayConfig:
+def parse_config(doc: YamlDocument, secrets: bool = True) -> GatewayConfig:
+    """The validated config; with secrets=False, `os.environ/NAME` values stay unresolved, for
+    tools that need the model names and not the keys (`prompts validate` in CI)."""
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):
         raise ConfigError(f"{doc.where(())}: the top level must be a mapping of sections")
@@ -193,6 +195,8 @@ def parse_config(doc: YamlDocument) -> GatewayConfig:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(validation_problems(doc, exc)) from None
+    if not secrets:
+        return config
     # Secrets are resolved after validation so an error never echoes a secret's value.
     for index, entry in enumerate(config.model_list):
         loc = ("model_list", index, "litellm_params")
@@ -223,8 +227,8 @@ def parse_config(doc: YamlDocument) -> GatewayConfig:
     return config
 
 
-def load_config(path: Path) -> GatewayConfig:
-    return parse_config(YamlDocument.read(path))
+def load_config(path: Path, secrets: bool = True) -> GatewayConfig:
+    return parse_config(YamlDocument.read(path), secrets)
 
 
 def config_json_schema() -> str:

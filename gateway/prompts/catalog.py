@@ -47,6 +47,7 @@ class PromptCatalog:
         self.versions: dict[str, dict[str, PromptFile]] = {}
         self.labels: dict[str, dict[str, dict[str, Any]]] = {}
         self.errors: list[str] = []  # problems of the last sync of the working tree
+        self.removed: set[str] = set()  # prompts whose file the last sync did not find
         self._poller = Poller("prompt-catalog", self._load)
 
     def _load(self, since: datetime) -> None:

@@ -59,6 +59,7 @@ class PromptFile:
     input_schema: dict[str, Any] | None  # JSON Schema; keys with an input.default not required
     output_format: str
     output_schema: dict[str, Any] | None
+    model_line: int | None = None  # where `model:` is written, for messages about the model
 
 
 def normalize(text: str) -> str:
@@ -108,16 +109,9 @@ def scan(directory: Path) -> tuple[list[PromptFile], list[PromptError]]:
     Folders only organize files: the name comes from the file name, so two files with the
     same name in different folders are an error and neither is served.
     """
-    if not directory.is_dir():
-        return [], []
-    paths = sorted(
-        p
-        for p in directory.rglob(f"*{SUFFIX}")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
-    )
     by_name: dict[str, list[Path]] = {}
-    for path in paths:
-        by_name.setdefault(path.name.removesuffix(SUFFIX), []).append(path)
+    for path in prompt_paths(directory):
+        by_name.setdefault(prompt_name(path), []).append(path)
     files: list[PromptFile] = []
     errors: list[PromptError] = []
     for name, same in sorted(by_name.items()):
@@ -131,6 +125,22 @@ def scan(directory: Path) -> tuple[list[PromptFile], list[PromptError]]:
         except PromptError as exc:
             errors.append(exc)
     return files, errors
+
+
+def prompt_paths(directory: Path) -> list[Path]:
+    """Every *.prompt file under directory, hidden folders skipped, sorted; none when the
+    folder does not exist."""
+    if not directory.is_dir():
+        return []
+    return sorted(
+        p
+        for p in directory.rglob(f"*{SUFFIX}")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    )
+
+
+def prompt_name(path: Path) -> str:
+    return path.name.removesuffix(SUFFIX)
 
 
 class _Parser:
@@ -183,6 +193,7 @@ class _Parser:
             input_schema=input_schema,
             output_format=fmt,
             output_schema=output_schema,
+            model_line=self.doc.line_of(("model",)) if front.model else None,
         )
 
     def _names(self) -> tuple[str, str | None]:

@@ -39,6 +39,11 @@ class PromptSummary(Answer):
     latest: str | None
     description: str | None
     model: str | None
+    file_removed: bool = Field(
+        default=False,
+        description="The last sync found no file for this prompt; latest stays on its last "
+        "version and labels keep serving until moved.",
+    )
 
 
 class PromptList(ObjectList[PromptSummary]):
@@ -58,6 +63,15 @@ class PromptDetail(PromptSummary):
 class SyncResult(Answer):
     registered: list[str] = Field(description="NAME@VERSION of each new version.")
     unchanged: list[str]
+    latest_moved: list[str] = Field(
+        default_factory=list,
+        description="NAME@VERSION where latest moved back to a version registered before "
+        "(the file on disk is that version again).",
+    )
+    removed: list[str] = Field(
+        default_factory=list,
+        description="Prompts registered before whose file is gone; latest stays where it was.",
+    )
     errors: list[str]
 
 

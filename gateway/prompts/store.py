@@ -1,8 +1,10 @@
 """Prompt versions, labels and their history in the database.
 
 Versions are immutable and keyed by content hash. Labels move, and every move is recorded
-with who, when, from, to and why. `latest` moves by itself on sync; the first version of a
-prompt also becomes `production`, so a new prompt is callable without a ceremony.
+with who, when, from, to and why. `latest` is managed by sync: it is the version of the file
+as it is on disk, also when that content was registered before (a revert moves it back), and
+it stays where it was when the file is removed or broken. The first version of a prompt also
+becomes `production`, so a new prompt is callable without a ceremony.
 """
 
 from __future__ import annotations
@@ -19,13 +21,21 @@ from sqlalchemy import Engine, Row, select
 from sqlalchemy.exc import IntegrityError
 
 from gateway.core.errors import BadRequest, NotFound
-from gateway.prompts.files import PromptError, PromptFile, scan
+from gateway.prompts.files import (
+    SUFFIX,
+    PromptError,
+    PromptFile,
+    parse_prompt,
+    prompt_name,
+    scan,
+)
 from gateway.prompts.models import (
     PromptLabelMove,
     PromptLabelMoved,
     PromptVersion,
     PromptVersionText,
 )
+from gateway.prompts.served import ServedModels
 from gateway.store.rows import put_row
 from gateway.store.tables import prompt_label_history, prompt_labels, prompt_versions
 
@@ -34,6 +44,7 @@ PRODUCTION = "production"
 # Weights are relative shares; a bound keeps them finite (an infinite weight would take all
 # the traffic on SQLite and be stored as null on PostgreSQL).
 MAX_WEIGHT = 1_000_000
+REVERTED = "the file on disk is this version again"
 
 
 def now_utc() -> datetime:
@@ -45,6 +56,10 @@ class SyncReport:
     registered: list[tuple[str, str]] = field(default_factory=list)  # (name, version)
     unchanged: list[tuple[str, str]] = field(default_factory=list)
     errors: list[PromptError] = field(default_factory=list)
+    # `latest` moved back to a version registered before: (name, version, from version)
+    latest_moved: list[tuple[str, str, str | None]] = field(default_factory=list)
+    # Prompts registered before whose file is gone: (name, the version `latest` stays at)
+    removed: list[tuple[str, str | None]] = field(default_factory=list)
 
     def problems(self) -> list[str]:
         return [line for error in self.errors for line in error.problems]
@@ -124,23 +139,50 @@ def target_versions(target: Mapping[str, Any]) -> list[str]:
 class PromptStore:
     """Synchronous database access (call from a worker thread on the server)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, served: ServedModels | None = None) -> None:
         self.engine = engine
+        # The models prompts may name; None: not checked (commands that only read).
+        self.served = served
 
     # --- versions -------------------------------------------------------------------------
     def sync(self, directory: Path, actor: str = "sync") -> SyncReport:
         files, errors = scan(directory)
+        on_disk = {p.name for p in files} | {prompt_name(e.path) for e in errors}
+        if self.served is not None:
+            files, unserved = self.served.split(files)
+            errors = sorted([*errors, *unserved], key=lambda e: str(e.path))
         report = SyncReport(errors=errors)
         for prompt in files:
             try:
                 new = self.register(prompt, git_info(prompt.path), actor, root=directory)
+                moved_from = None if new else self.follow_latest(prompt, actor)
             except IntegrityError:
-                new = False  # another replica registered the same version at the same moment
+                # Another replica registered the same version or moved `latest` at the same
+                # moment, to the same place.
+                new, moved_from = False, None
             if new:
                 report.registered.append((prompt.name, prompt.version))
             else:
                 report.unchanged.append((prompt.name, prompt.version))
+            if moved_from is not None:
+                report.latest_moved.append((prompt.name, prompt.version, moved_from or None))
+        if directory.is_dir():  # a missing folder says nothing about which files were removed
+            for name in self.names():
+                if name not in on_disk:
+                    latest = self.labels(name).get(LATEST)
+                    report.removed.append((name, target_versions(latest)[0] if latest else None))
         return report
+
+    def follow_latest(self, prompt: PromptFile, actor: str) -> str | None:
+        """Moves `latest` to this registered version when it points elsewhere (a revert).
+        Returns the version it pointed at ("" when it had none), or None when it stayed."""
+        target = {"version": prompt.version}
+        with self.engine.begin() as connection:
+            old = self._labels(connection, prompt.name).get(LATEST)
+            if old == target:
+                return None
+            self._move(connection, prompt.name, LATEST, old, target, actor, REVERTED)
+        return target_versions(old)[0] if old else ""
 
     def register(
         self, prompt: PromptFile, git: GitInfo, actor: str, root: Path | None = None
@@ -253,7 +295,13 @@ class PromptStore:
         self, name: str, label: str, target: Mapping[str, Any], actor: str, reason: str | None
     ) -> PromptLabelMoved:
         if label == LATEST:
-            raise BadRequest("'latest' moves by itself on sync; promote to another label")
+            raise BadRequest(
+                "'latest' is managed by sync: it is always the version of the prompt's file as "
+                "it is on disk. To make latest an older version, restore the file (git checkout) "
+                "and run `gateway prompts sync`; to pin a version, promote another label "
+                "(production, staging, ...).",
+                param="label",
+            )
         new = normalize_target(target)
         known = {v.version for v in self.versions(name)}
         missing = [v for v in target_versions(new) if v not in known]
@@ -262,6 +310,9 @@ class PromptStore:
                 f"Prompt {name!r} has no version {missing[0]!r} (run `gateway prompts sync`).",
                 param="version",
             )
+        if self.served is not None:
+            for version in target_versions(new):
+                self._check_model(name, version, self.served)
         with self.engine.begin() as connection:
             old = self._labels(connection, name).get(label)
             if old != new:
@@ -269,6 +320,25 @@ class PromptStore:
         return PromptLabelMoved.model_validate(
             {"name": name, "label": label, "from": old, "to": new}
         )
+
+    def _check_model(self, name: str, version: str, served: ServedModels) -> None:
+        """A label must not point at a version whose every call would fail: its model must be
+        one the gateway serves."""
+        row = self.version(name, version)
+        try:
+            prompt = parse_prompt(Path(row.path or f"{name}{SUFFIX}"), row.content)
+        except PromptError as exc:
+            raise BadRequest(
+                f"Prompt {name}@{version} no longer passes validation: {exc.problems[0]}",
+                param="version",
+            ) from None
+        problem = served.problem(prompt.model) if prompt.model else None
+        if problem is not None:
+            raise BadRequest(
+                f"Prompt {name}@{version} cannot be promoted, its {problem} (fix `model:` in "
+                f"the file and sync the new version, or serve the model in the config)",
+                param="version",
+            )
 
     def rollback(self, name: str, label: str, actor: str, reason: str | None) -> PromptLabelMoved:
         """Moves the label back to where it pointed before its last move."""
