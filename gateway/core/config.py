@@ -188,7 +188,7 @@ def parse_config(doc: YamlDocument) -> GatewayConfig:
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(validation_problems(doc, exc)) from None
+        raise ConfigError(validation_problems(doc, exc, GatewayConfig)) from None
     # Secrets are resolved after validation so an error never echoes a secret's value.
     for index, entry in enumerate(config.model_list):
         loc = ("model_list", index, "litellm_params")
