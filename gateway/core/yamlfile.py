@@ -402,7 +402,9 @@ def validation_problems(
         loc = tuple(err["loc"])
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            lines.append(one_line(f"{doc.where(loc)}: {format_loc(loc)}: {unknown_key(model, loc)}"))
+            lines.append(
+                one_line(f"{doc.where(loc)}: {format_loc(loc)}: {unknown_key(model, loc)}")
+            )
             continue
         typo = _TYPO.match(message)
         if typo:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.core.errors import ConfigError, GatewayError
 from gateway.core.model_refs import parse_ref
 from gateway.core.typos import unknown_key
+from gateway.core.wording import plural
 from gateway.core.yamlfile import (
     MIB,
     YamlDocument,
@@ -203,8 +204,8 @@ def _csv_rows(path: Path, text: str) -> list[tuple[int, Any]]:
                 continue  # a blank line
             if len(values) != len(header):
                 raise ConfigError(
-                    f"{path}:{number}: {len(values)} values but the header names "
-                    f"{len(header)} columns (quote values that contain commas)"
+                    f"{path}:{number}: {plural(len(values), 'value')} but the header names "
+                    f"{plural(len(header), 'column')} (quote values that contain commas)"
                 )
             problem = data_problem(values)
             if problem is not None:
