@@ -107,7 +107,7 @@ def config_check(
     path: Annotated[
         Path | None,
         typer.Argument(
-            help="The gateway.yaml to check (default: GATEWAY_CONFIG's, as serve reads)."
+            help="The gateway.yaml to check (default: GATEWAY_CONFIG, which serve reads)."
         ),
     ] = None,
 ) -> None:
