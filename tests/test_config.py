@@ -76,9 +76,13 @@ general_settings:
         ),
         (
             "model_list:\n  - model_name: a\n    litelm_params:\n      model: openai/x\n",
-            "gateway.yaml:3: model_list[0].litelm_params: unknown key 'litelm_params'",
+            "gateway.yaml:3: model_list[0].litelm_params: unknown key 'litelm_params': "
+            "did you mean 'litellm_params'?",
         ),
-        ("modle_list: []\n", "gateway.yaml:1: modle_list: unknown key 'modle_list'"),
+        (
+            "modle_list: []\n",
+            "gateway.yaml:1: modle_list: unknown key 'modle_list': did you mean 'model_list'?",
+        ),
         (
             "router_settings:\n  routing_strategy: fastest\n",
             "gateway.yaml:2: router_settings.routing_strategy: Input should be",

@@ -178,7 +178,7 @@ def validation_error(**fields: Any) -> str:
         ({"type": "python", "value": "tests/eval_checks.py"}, "'module.path:function'"),
         ({"type": "similar", "value": ["a"]}, "similar assertion: value must be a non-empty"),
         ({"type": "llm-rubric"}, "llm-rubric assertion: value must be a non-empty string"),
-        ({"type": "rouge-n", "value": "one", "n": 2}, "needs at least 2 word(s)"),
+        ({"type": "rouge-n", "value": "one", "n": 2}, "needs at least 2 words"),
         ({"type": "similar", "value": "a", "threshold": 1.5}, "between 0 and 1"),
         ({"type": "contains", "value": "a", "threshold": 0.5}, "`threshold` does not apply"),
         ({"type": "contains", "value": "a", "n": 2}, "`n` applies only to rouge-n"),

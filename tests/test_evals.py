@@ -237,7 +237,20 @@ def test_a_terminal_gets_a_progress_bar(project: Project) -> None:
     ("spec", "message"),
     [
         ({"target": "prompt greet", "cases": [{"assert": [{"type": "contains"}]}]}, "target"),
-        ({"target": "prompt:greet", "casez": []}, "unknown key 'casez'"),
+        ({"target": "prompt:greet", "casez": []}, "unknown key 'casez': did you mean 'cases'?"),
+        (
+            {"target": "prompt:greet", "cases": [{"vars": {}, "asert": []}]},
+            "cases[0].asert: unknown key 'asert': did you mean 'assert'?",
+        ),
+        (
+            {"target": "prompt:greet", "cases": [{"assert": [{"type": "contains", "valeu": 1}]}]},
+            "unknown key 'valeu': did you mean 'value'?",
+        ),
+        ({"target": "prompt:greet", "defualts": {}}, "did you mean 'defaults'?"),
+        (
+            {"target": "prompt:greet", "zzz": 1},
+            "unknown key 'zzz' (allowed: baseline, cases, concurrency,",
+        ),
         ({"target": "prompt:greet"}, "no cases"),
         ({"target": "prompt:greet", "dataset": "missing.jsonl"}, "dataset file not found"),
         (
@@ -253,6 +266,14 @@ def test_invalid_suites_exit_2(project: Project, spec: dict[str, Any], message: 
         assert result.returncode == 2, result.stdout
         assert message in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_misspelt_key_in_a_dataset_row_gets_a_suggestion(project: Project) -> None:
+    (project.root / "rows.jsonl").write_text('{"vars": {"input": "hi"}, "asert": []}\n')
+    suite = project.suite("rows", target="model:local/echo", dataset="rows.jsonl")
+    result = project.gateway("eval", "validate", str(suite))
+    assert result.returncode == 2
+    assert "rows.jsonl:1: asert: unknown key 'asert': did you mean 'assert'?" in result.stderr
 
 
 def test_unknown_target_exits_2(project: Project) -> None:

@@ -348,7 +348,7 @@ def test_csv_row_shorter_than_its_header_is_an_error(tmp_path: Path) -> None:
         tmp_path, SUITE_HEAD + "dataset: data.csv\n", data_csv="question,__expected\nhi\n"
     )
     assert message == (
-        f"{tmp_path / 'data.csv'}:2: 1 values but the header names 2 columns "
+        f"{tmp_path / 'data.csv'}:2: 1 value but the header names 2 columns "
         f"(quote values that contain commas)"
     )
 
@@ -356,7 +356,7 @@ def test_csv_row_shorter_than_its_header_is_an_error(tmp_path: Path) -> None:
 def test_csv_row_longer_than_its_header_is_an_error(tmp_path: Path) -> None:
     # was "vars.None.[key]: Input should be a valid string" (the extra values' key is None)
     message = suite_error(tmp_path, SUITE_HEAD + "dataset: data.csv\n", data_csv="q\na,b\n")
-    assert "data.csv:2: 2 values but the header names 1 columns" in message
+    assert "data.csv:2: 2 values but the header names 1 column" in message
 
 
 def test_csv_field_over_the_csv_limit_is_an_error(tmp_path: Path) -> None:
@@ -529,7 +529,7 @@ def test_cli_eval_run_with_a_broken_dataset_exits_2(tmp_path: Path) -> None:
     write(tmp_path / "data.csv", "question,__expected\nhi\n")
     suite = write(tmp_path / "suite.yaml", SUITE_HEAD + "dataset: data.csv\n")
     result = gateway_cli("eval", "run", str(suite), "--no-store", cwd=tmp_path)
-    assert_one_line_exit_2(result, "data.csv:2: 1 values but the header names 2 columns")
+    assert_one_line_exit_2(result, "data.csv:2: 1 value but the header names 2 columns")
 
 
 def test_cli_eval_validate_with_invalid_utf8_exits_2(tmp_path: Path) -> None:

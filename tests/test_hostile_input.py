@@ -247,3 +247,50 @@ def test_proxied_routes_want_json(gateway: GatewayFactory, path: str) -> None:
         headers = auth if content_type is None else {**auth, "Content-Type": content_type}
         response = httpx.post(f"{base}{path}", content=body, headers=headers)
         assert response.status_code == 200, (content_type, response.text)
+
+
+# (path, a body the route accepts): the admin routes take JSON as chat does.
+WRITES = [
+    ("/v1/keys", {"name": "ci"}),
+    ("/v1/teams", {"id": "platform"}),
+    ("/v1/registry/models/ft/versions", {"alias": "local/echo"}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), WRITES)
+def test_admin_routes_take_what_chat_takes(
+    gateway: GatewayFactory, path: str, body: dict[str, Any]
+) -> None:
+    """A form post (curl -d without -H) gets chat's clear 415, not a 400 about a dictionary;
+    a JSON body without a Content-Type is read as JSON, as chat reads it."""
+    base = gateway()
+    auth = {"Authorization": f"Bearer {MASTER_KEY}"}
+    for content_type in (
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "multipart/form-data; boundary=x",
+        "application/json; charset=latin-1",
+    ):
+        response = httpx.post(
+            f"{base}{path}", content=raw(body), headers={**auth, "Content-Type": content_type}
+        )
+        assert response.status_code == 415, (content_type, response.text)
+        error = response.json()["error"]
+        assert set(error) == ERROR_FIELDS
+        assert error["param"] == "content-type"
+        assert "Content-Type: application/json" in error["message"]
+        assert content_type in error["message"]
+    for content_type in (
+        "application/json",
+        "Application/JSON;charset=UTF-8",
+        "text/json",
+        None,
+    ):
+        headers = auth if content_type is None else {**auth, "Content-Type": content_type}
+        response = httpx.post(f"{base}{path}", content=raw(body), headers=headers)
+        assert response.status_code == 200, (content_type, response.text)
+    # Strangers learn nothing about the body: authentication comes first.
+    stranger = httpx.post(
+        f"{base}{path}", content=b"name=ci", headers={"Content-Type": "text/plain"}
+    )
+    assert stranger.status_code == 401

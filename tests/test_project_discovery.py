@@ -120,7 +120,7 @@ def test_commands_find_the_project_from_a_subfolder(tmp_path: Path) -> None:
     # their models against the project's config.
     validated = gateway(deep, "prompts", "validate")
     config = project / "config" / "gateway.yaml"
-    expected = f"1 prompt files valid (models checked against {config})"
+    expected = f"1 prompt file valid (models checked against {config})"
     assert validated.stdout.strip() == expected, validated.stderr
 
 

@@ -32,7 +32,7 @@ def test_validate_exit_codes_and_file_line_messages(tmp_path: Path) -> None:
     (tmp_path / "prompts" / "greet.prompt").write_text(GREET_V1)
     ok = cli(tmp_path, "validate")
     assert ok.returncode == 0, ok.stderr
-    assert "1 prompt files valid" in ok.stdout
+    assert "1 prompt file valid" in ok.stdout
     (tmp_path / "prompts" / "greet.prompt").write_text(BROKEN)
     bad = cli(tmp_path, "validate")
     assert bad.returncode == 2

@@ -109,7 +109,19 @@ class GatewayApp(FastAPI):
             await super().__call__(scope, receive, send)
 
     async def serve_with_fastapi(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await super().__call__(scope, receive, send)
+        await super().__call__(_text_json_named_as_fastapi_knows_it(scope), receive, send)
+
+
+def _text_json_named_as_fastapi_knows_it(scope: Scope) -> Scope:
+    """Chat reads a `text/json` body as JSON (api/deps.py read_json); FastAPI reads only
+    application/json and +json, and would hand the other routes bytes. Renamed, they agree."""
+    headers = scope.get("headers", [])
+    for index, (name, value) in enumerate(headers):
+        media, semicolon, params = value.partition(b";")
+        if name == b"content-type" and media.strip().lower() == b"text/json":
+            renamed = (name, b"application/json" + semicolon + params)
+            return {**scope, "headers": [*headers[:index], renamed, *headers[index + 1 :]]}
+    return scope
 
 
 def create_app(settings: Settings | None = None, *, freeze_after_start: bool = False) -> FastAPI:
@@ -138,6 +150,10 @@ def create_app(settings: Settings | None = None, *, freeze_after_start: bool = F
         docs_url=None,  # /docs and /redoc come from install_docs, with assets served locally
         redoc_url=None,
         redirect_slashes=False,
+        # A body without a Content-Type is read as JSON, as chat reads it. FastAPI's strict
+        # default guards cookie sessions against cross-site posts; every route here wants a
+        # bearer key, which a cross-site form cannot send.
+        strict_content_type=False,
     )
     app.state.gateway = state
     install_error_handlers(app)

@@ -28,6 +28,7 @@ def _store(writes: bool = False) -> Any:
 # Where a field of the key's model comes from on the command line.
 OPTIONS = {
     "models": "--model",
+    "prompts": "--prompt",
     "rpm_limit": "--rpm",
     "tpm_limit": "--tpm",
     "expires_at": "--expires",
@@ -46,7 +47,15 @@ def _print_key(info: KeyInfo, key: str | None = None) -> None:
 def create(
     name: Annotated[str | None, typer.Option(help="A label for people.")] = None,
     team: Annotated[str | None, typer.Option(help="Team id (created if new).")] = None,
-    models: Annotated[list[str] | None, typer.Option("--model", help="Allowed alias glob.")] = None,
+    models: Annotated[
+        list[str] | None, typer.Option("--model", help="Allowed alias glob (repeat).")
+    ] = None,
+    prompts: Annotated[
+        list[str] | None, typer.Option("--prompt", help="Allowed prompt name glob (repeat).")
+    ] = None,
+    log_bodies: Annotated[
+        bool, typer.Option("--log-bodies", help="Keep its calls' bodies in the request log.")
+    ] = False,
     max_budget: Annotated[float | None, typer.Option(help="USD.")] = None,
     budget_duration: Annotated[str | None, typer.Option(help="1d, 30d, 1mo...")] = None,
     rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
@@ -66,6 +75,8 @@ def create(
         "name": name,
         "team": team,
         "models": models or [],
+        "prompts": prompts or [],
+        "log_bodies": log_bodies,
         "max_budget": max_budget,
         "budget_duration": budget_duration,
         "rpm_limit": rpm,
@@ -119,14 +130,14 @@ def show(key_id: str) -> None:
 @keys_app.command("revoke")
 def revoke(key_id: str) -> None:
     """Revoke a key; every replica refuses it within a second."""
-    record = run(lambda: _store().revoke(key_id))
+    record = run(lambda: _store(writes=True).revoke(key_id))
     typer.echo(f"revoked {record.id}")
 
 
 @keys_app.command("rotate")
 def rotate(key_id: str) -> None:
     """Issue a new secret for a key; the old one stops working."""
-    record, key = run(lambda: _store().rotate(key_id))
+    record, key = run(lambda: _store(writes=True).rotate(key_id))
     _print_key(record.public(), key)
 
 

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -15,6 +15,7 @@ from gateway.cli.evals import eval_app
 from gateway.cli.logs import logs_app
 from gateway.cli.prompts import prompts_app
 from gateway.cli.registry import registry_app
+from gateway.cli.teams import teams_app
 from gateway.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ app = typer.Typer(
 config_app = typer.Typer(no_args_is_help=True, help="Validate gateway configuration files.")
 app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys")
+app.add_typer(teams_app, name="teams")
 app.add_typer(costs_app, name="costs")
 app.add_typer(logs_app, name="logs")
 app.add_typer(prompts_app, name="prompts")
@@ -105,16 +107,27 @@ def run_server(settings: Settings, server: Literal["uvicorn", "granian"] | str) 
 
 
 @config_app.command("check")
-def config_check(path: Annotated[Path, typer.Argument(help="The gateway.yaml to check.")]) -> None:
+def config_check(
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The gateway.yaml to check (default: GATEWAY_CONFIG, which serve reads)."
+        ),
+    ] = None,
+) -> None:
     """Validate a config file; exit 0 when valid, 2 with file:line errors when not."""
+    from gateway.cli.common import settings
     from gateway.core.config import load_config
+    from gateway.core.wording import plural
 
+    path = path or settings().config
     try:
         config = load_config(path)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"{path}: ok ({len(config.model_list)} deployments, {len(config.aliases())} models)")
+    deployments = plural(len(config.model_list), "deployment")
+    typer.echo(f"{path}: ok ({deployments}, {plural(len(config.aliases()), 'model')})")
 
 
 @config_app.command("schema")
@@ -125,8 +138,15 @@ def config_schema() -> None:
     sys.stdout.write(config_json_schema())
 
 
+def command() -> Any:
+    """The `gateway` command tree as it runs, help screens tidied (cli/help.py)."""
+    from gateway.cli.help import tidy
+
+    return tidy(typer.main.get_command(app))
+
+
 def main() -> None:
     try:
-        app()
+        command()()
     except KeyboardInterrupt:
         sys.exit(130)

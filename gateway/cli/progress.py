@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TextIO
 
+from gateway.core.wording import plural
+
 if TYPE_CHECKING:
     from gateway.evals.runner import CaseResult
 
@@ -34,7 +36,7 @@ def case_progress(
         with _bar(label, total, stream) as report:
             yield report
         return
-    print(f"{label}: {total} cases", file=stream, flush=True)
+    print(f"{label}: {plural(total, 'case')}", file=stream, flush=True)
     done = 0
 
     def line(result: CaseResult, seconds: float) -> None:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from gateway.cli.common import actor, engine, fail, run, run_gated, settings
+from gateway.core.wording import plural
 
 prompts_app = typer.Typer(no_args_is_help=True, help="Prompt files, versions and labels.")
 
@@ -96,7 +97,7 @@ def validate(
     if problems:
         raise typer.Exit(2)  # bad input, as `config check` and `eval validate` say it
     checked = f" (models checked against {served.source})" if served is not None else ""
-    typer.echo(f"{len(files)} prompt files valid{checked}")
+    typer.echo(f"{plural(len(files), 'prompt file')} valid{checked}")
 
 
 @prompts_app.command("sync")
@@ -171,13 +172,19 @@ def diff(name: str, old: str, new: Annotated[str, typer.Argument()] = "latest") 
     old_v, new_v = _resolve_version(store, name, old), _resolve_version(store, name, new)
     a = run(lambda: store.version(name, old_v)).content
     b = run(lambda: store.version(name, new_v)).content
-    for line in difflib.unified_diff(
-        a.splitlines(keepends=True),
-        b.splitlines(keepends=True),
-        f"{name}@{old_v}",
-        f"{name}@{new_v}",
-    ):
+    lines = list(
+        difflib.unified_diff(
+            a.splitlines(keepends=True),
+            b.splitlines(keepends=True),
+            f"{name}@{old_v}",
+            f"{name}@{new_v}",
+        )
+    )
+    for line in lines:
         typer.echo(line, nl=False)
+    if not lines:  # on stderr: stdout stays a patch (an empty one)
+        same = f"are both version {old_v}" if old_v == new_v else "have the same content"
+        typer.echo(f"no difference: {name}@{old} and {name}@{new} {same}", err=True)
 
 
 @prompts_app.command("render")
@@ -278,5 +285,5 @@ def history(
     for move in run(lambda: _store().history(name, label)):
         typer.echo(
             f"{move.at}  {move.label:12} {_fmt(move.since):>14} -> "
-            f"{_fmt(move.to):14} {move.actor}: {move.reason or ''}"
+            f"{_fmt(move.to):14} {move.actor}" + (f": {move.reason}" if move.reason else "")
         )

@@ -194,7 +194,7 @@ def parse_config(doc: YamlDocument, secrets: bool = True) -> GatewayConfig:
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(validation_problems(doc, exc)) from None
+        raise ConfigError(validation_problems(doc, exc, GatewayConfig)) from None
     if not secrets:
         return config
     # Secrets are resolved after validation so an error never echoes a secret's value.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from yaml.composer import Composer, ComposerError
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, SequenceNode
@@ -24,6 +24,7 @@ from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
 from gateway.core.errors import ConfigError
+from gateway.core.typos import unknown_key
 
 MIB = 1024 * 1024
 # Far above any real config, suite or prompt; far below what would take minutes to parse.
@@ -391,14 +392,20 @@ def format_loc(loc: Sequence[Any]) -> str:
     return out or "(top level)"
 
 
-def validation_problems(doc: YamlDocument, exc: ValidationError) -> str:
-    """pydantic's errors as `file:line: key.path: message` lines."""
+def validation_problems(
+    doc: YamlDocument, exc: ValidationError, model: type[BaseModel] | None = None
+) -> str:
+    """pydantic's errors as `file:line: key.path: message` lines; given the model the document
+    was validated against, an unknown key names the key it was probably meant to be."""
     lines = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            message = f"unknown key {loc[-1]!r}"
+            lines.append(
+                one_line(f"{doc.where(loc)}: {format_loc(loc)}: {unknown_key(model, loc)}")
+            )
+            continue
         typo = _TYPO.match(message)
         if typo:
             loc = (*loc, typo.group(1))

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from gateway.core.schemacheck import schema_problem
+from gateway.core.wording import plural
 from gateway.evals.checks import (
     DEFAULT_THRESHOLDS,
     DETERMINISTIC_CHECKS,
@@ -184,7 +185,7 @@ def _needs_reference(spec: AssertionSpec) -> None:
     _needs_string(spec)
     n = spec.n or 1
     if len(word_tokens(spec.value)) < n:
-        raise ValueError(f"rouge-n assertion: the reference needs at least {n} word(s)")
+        raise ValueError(f"rouge-n assertion: the reference needs at least {plural(n, 'word')}")
 
 
 def _needs_maximum(spec: AssertionSpec) -> None:

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.core.wording import plural
 from gateway.evals.runner import CaseResult, RunResult
 from gateway.evals.suite import SuiteSpec
 
@@ -84,7 +85,7 @@ def terminal(candidate: RunResult, baseline: RunResult | None, verdict: Verdict)
         s = run.summary()
         lines.append(
             f"{run.target}: {s['passed']}/{s['cases']} passed ({run.pass_rate:.1%}), "
-            f"{s['errors']} errors, mean score {run.mean_score:.3f}, "
+            f"{plural(s['errors'], 'error')}, mean score {run.mean_score:.3f}, "
             f"cost ${run.cost_usd:.6f}, p50 {_fmt_ms(run.p50_latency_ms)}"
         )
     if verdict.regressed:
@@ -95,7 +96,8 @@ def terminal(candidate: RunResult, baseline: RunResult | None, verdict: Verdict)
     return "\n".join(lines) + "\n"
 
 
-def junit(candidate: RunResult) -> str:
+def junit_suite(candidate: RunResult) -> ET.Element:
+    """One run as a JUnit <testsuite>; `junit` puts one or several in a file."""
     suite = ET.Element(
         "testsuite",
         name=candidate.suite,
@@ -124,8 +126,21 @@ def junit(candidate: RunResult) -> str:
             ).text = text
         if case.output is not None:
             ET.SubElement(element, "system-out").text = case.output
+    return suite
+
+
+def junit_not_run(suite: str, problem: str) -> ET.Element:
+    """A suite that could not run (invalid, unknown target) as one errored test, so a CI
+    report shows it rather than nothing."""
+    element = ET.Element("testsuite", name=suite, tests="1", failures="0", errors="1", time="0")
+    case = ET.SubElement(element, "testcase", classname=suite, name="(suite)", time="0")
+    ET.SubElement(case, "error", message=problem.splitlines()[0]).text = problem
+    return element
+
+
+def junit(suites: list[ET.Element]) -> str:
     root = ET.Element("testsuites")
-    root.append(suite)
+    root.extend(suites)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
@@ -188,4 +203,9 @@ def markdown(candidate: RunResult, baseline: RunResult | None, verdict: Verdict)
         for case in failing:
             lines.append(f"| `{case.id}` | {case.status} | {_cell(_failure(case), 120)} |")
         lines += ["", "</details>", ""]
+    return "\n".join(lines)
+
+
+def markdown_not_run(suite: str, problem: str) -> str:
+    lines = [f"### ⚠️ Eval `{suite}`: could not run", "", "```", problem, "```", ""]
     return "\n".join(lines)

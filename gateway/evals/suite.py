@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gateway.core.errors import ConfigError, GatewayError
 from gateway.core.model_refs import parse_ref
+from gateway.core.typos import unknown_key
+from gateway.core.wording import plural
 from gateway.core.yamlfile import (
     MIB,
     YamlDocument,
@@ -161,8 +163,10 @@ def _dataset(path: Path) -> list[CaseSpec]:
             cases.append(CaseSpec.model_validate(row))
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
+            loc = tuple(first["loc"])
+            message = unknown_key(CaseSpec, loc) if first["type"] == "extra_forbidden" else None
             raise ConfigError(
-                one_line(f"{path}:{number}: {format_loc(tuple(first['loc']))}: {first['msg']}")
+                one_line(f"{path}:{number}: {format_loc(loc)}: {message or first['msg']}")
             ) from None
     return cases
 
@@ -200,8 +204,8 @@ def _csv_rows(path: Path, text: str) -> list[tuple[int, Any]]:
                 continue  # a blank line
             if len(values) != len(header):
                 raise ConfigError(
-                    f"{path}:{number}: {len(values)} values but the header names "
-                    f"{len(header)} columns (quote values that contain commas)"
+                    f"{path}:{number}: {plural(len(values), 'value')} but the header names "
+                    f"{plural(len(header), 'column')} (quote values that contain commas)"
                 )
             problem = data_problem(values)
             if problem is not None:
@@ -227,7 +231,7 @@ def load_suite(path: Path) -> Suite:
     try:
         spec = SuiteSpec.model_validate(doc.data)
     except ValidationError as exc:
-        raise ConfigError(validation_problems(doc, exc)) from None
+        raise ConfigError(validation_problems(doc, exc, SuiteSpec)) from None
     cases = list(spec.cases)
     if spec.dataset:
         cases += _dataset(path.parent / spec.dataset)
