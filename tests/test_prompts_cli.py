@@ -95,3 +95,30 @@ def test_sync_promote_rollback_history_render_diff(tmp_path: Path) -> None:
     assert "no version 'deadbeef0000'" in unknown.stderr
     bad_vars = cli(tmp_path, "render", "greet", "--vars", "[1]")
     assert bad_vars.returncode == 2
+
+
+def test_promote_takes_labels_for_versions(tmp_path: Path) -> None:
+    """Labels stand for the versions they point at now, so an example can be pasted: no
+    version id to copy from `gateway prompts list`."""
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    (prompts / "greet.prompt").write_text(GREET_V1)
+    v1 = cli(tmp_path, "sync").stdout.split("greet@")[1].split()[0]
+    (prompts / "greet.prompt").write_text(GREET_V2)
+    v2 = cli(tmp_path, "sync").stdout.split("greet@")[1].split()[0]
+
+    staged = cli(tmp_path, "promote", "greet", "latest", "--label", "staging")
+    assert staged.returncode == 0, staged.stderr
+    assert f"staging (none) -> {v2}" in staged.stdout
+    canary = cli(
+        tmp_path, "promote", "greet", "--label", "canary", "--weights", "production=90,latest=10"
+    )
+    assert canary.returncode == 0, canary.stderr
+    assert f"canary={v1}:90+{v2}:10" in cli(tmp_path, "list").stdout
+    # Two labels on one version: their weights add up (one version collapses to it).
+    same = cli(tmp_path, "promote", "greet", "--label", "ab", "--weights", "staging=1,latest=1")
+    assert same.returncode == 0, same.stderr
+    assert f"ab (none) -> {v2}" in same.stdout
+    split = cli(tmp_path, "promote", "greet", "canary", "--label", "other")
+    assert split.returncode == 2
+    assert "label 'canary' splits traffic; name a version instead" in split.stderr

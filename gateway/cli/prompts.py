@@ -223,33 +223,46 @@ def render(
 @prompts_app.command("promote")
 def promote(
     name: str,
-    version: Annotated[str | None, typer.Argument(help="Version to point the label at.")] = None,
+    version: Annotated[
+        str | None,
+        typer.Argument(help="Version to point the label at, or a label: the version it names."),
+    ] = None,
     label: Annotated[str, typer.Option(help="Label to move.")] = "production",
     reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
     weights: Annotated[
-        str | None, typer.Option(help="Split traffic: VERSION=WEIGHT,VERSION=WEIGHT.")
+        str | None,
+        typer.Option(help="Split traffic: VERSION=WEIGHT,... (a label stands for its version)."),
     ] = None,
     require_eval: Annotated[
         str | None, typer.Option(help="Refuse unless this suite has a passing run of it.")
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Move a label to a version (or split it across versions by weight)."""
-    target: dict[str, Any]
+    """Move a label to a version (or split it across versions by weight). Labels given for
+    versions (`latest`, `production=90,latest=10`) name the versions they point at now."""
+    pairs: list[tuple[str, float]] = []
     if weights:
         try:
-            pairs = [item.split("=", 1) for item in weights.split(",")]
-            target = {"weights": {v.strip(): float(w) for v, w in pairs}}
+            pairs = [
+                (ref.strip(), float(w)) for ref, w in (i.split("=", 1) for i in weights.split(","))
+            ]
         except ValueError:
-            fail("--weights looks like abc123=90,def456=10")
-    elif version:
-        target = {"version": version}
+            fail("--weights looks like abc123=90,def456=10 (or production=90,latest=10)")
+    elif not version:
+        fail("give a VERSION (or a label) or --weights")
+    store = _store(served=_served(config))
+    target: dict[str, Any]
+    if pairs:
+        split: dict[str, float] = {}
+        for ref, weight in pairs:  # two labels on one version: one share, their sum
+            resolved = _resolve_version(store, name, ref)
+            split[resolved] = split.get(resolved, 0.0) + weight
+        target = {"weights": split}
     else:
-        fail("give a VERSION or --weights")
+        target = {"version": _resolve_version(store, name, version or "")}
     from gateway.evals.store import EvalStore
     from gateway.prompts.promotion import promote as move
 
-    store = _store(served=_served(config))
     evals = EvalStore(store.engine)
     who = actor()
     result = run_gated(
