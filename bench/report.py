@@ -58,6 +58,11 @@ def _line(label: str, conc: int, d: dict[str, Any], g: dict[str, Any], prefix: s
 
 def print_configuration(result: dict[str, Any]) -> None:
     title = f"== {result['name']} ({result['workers']} worker{'s' * (result['workers'] > 1)})"
+    if result.get("gateway_cpus"):
+        title += (
+            f", confined: the gateway on CPU {result['gateway_cpus']}, the upstream and the "
+            f"load on CPU {result['other_cpus']}"
+        )
     print(f"\n{title}")
     if result.get("error"):
         print(f"FAILED: {result['error'].splitlines()[0]} (details above and in the JSON)")
@@ -206,6 +211,15 @@ def summary(report: dict[str, Any], name: str) -> dict[str, Any]:
         }
     if report.get("soak"):
         out["soak_rss_drift_pct"] = report["soak"]["rss_drift_pct"]
+    confined = report.get("confined") or {}
+    json1, stream1 = _row(confined, "json", 1), _row(confined, "stream", 1)
+    if json1 or stream1:
+        out["confined"] = {
+            "added_p50_ms_json_1": json1 and json1["added_ms"]["p50"],
+            "added_p99_ms_json_1": json1 and json1["added_ms"]["p99"],
+            "added_p50_ms_stream_ttfb_1": stream1 and stream1["added_ttfb_ms"]["p50"],
+            "added_p99_ms_stream_ttfb_1": stream1 and stream1["added_ttfb_ms"]["p99"],
+        }
     return out
 
 
@@ -234,6 +248,16 @@ def print_summary(s: dict[str, Any]) -> None:
         ("cold start", s["cold_start_s"], t["cold_start_s"], "s", False, 2),
         ("idle RSS", s["idle_rss_mib"], t["idle_rss_mib"], "MiB", False, 0),
     ]
+    confined = s.get("confined") or {}
+    if confined:
+        lines += [
+            ("1 CPU: added p50, json, 1", confined["added_p50_ms_json_1"], 0.5, "ms", False, 2),
+            ("1 CPU: added p99, json, 1", confined["added_p99_ms_json_1"], 1.5, "ms", False, 2),
+            ("1 CPU: p50, stream TTFB, 1", confined["added_p50_ms_stream_ttfb_1"], 0.5, "ms",
+             False, 2),
+            ("1 CPU: p99, stream TTFB, 1", confined["added_p99_ms_stream_ttfb_1"], 1.5, "ms",
+             False, 2),
+        ]  # fmt: skip
     if "soak_rss_drift_pct" in s:
         drift = s["soak_rss_drift_pct"]
         lines.append(("soak RSS drift", drift, t["soak_rss_drift_pct"], "%", False, 1))

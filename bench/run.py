@@ -27,6 +27,7 @@ import redis
 
 from bench import report
 from bench.configs import CONFIGS, KEY_REQUESTS, MODES, Features, write_gateway_files
+from bench.confined import CONFINED_LEVELS, CONFINED_MODES, Confinement, split_cpus
 from bench.cpu_quota import QuotaError, cpu_quota
 from bench.drive import drive
 from bench.phases import run_soak, scaling_table
@@ -74,6 +75,18 @@ def parse_args() -> argparse.Namespace:
         "cores per worker (a cgroup; needs root), for machines with too few cores to show "
         "scaling unconstrained",
     )
+    parser.add_argument(
+        "--confined",
+        action="store_true",
+        help="also run the summary configuration with the gateway pinned to one CPU and the "
+        "upstream and load on the others (taskset, as in a 1-vCPU container), 1 client",
+    )
+    parser.add_argument(
+        "--confined-duration",
+        type=float,
+        default=10.0,
+        help="seconds per confined run (a p99 at one client needs the samples)",
+    )
     parser.add_argument("--soak", type=int, default=0, help="send N requests, sampling RSS")
     parser.add_argument("--soak-concurrency", type=int, default=32)
     parser.add_argument("--soak-max-s", type=float, default=4 * 3600, help="soak time cap")
@@ -101,11 +114,14 @@ class Bench:
         upstream_url: str,
         workdir: Path,
         summary_name: str,
+        cpus: Confinement | None = None,
     ) -> None:
         self.args = args
         self.upstream, self.upstream_url = upstream, upstream_url
         self.workdir = workdir
         self.summary_name = summary_name
+        self.cpus = cpus  # None: nothing pinned
+        self.duration: float = args.confined_duration if cpus else args.duration
         self.config, self.prompts = write_gateway_files(workdir, upstream_url)
         self.direct: dict[tuple[str, int], dict[str, Any]] = {}
         self.soak: dict[str, Any] | None = None
@@ -118,14 +134,15 @@ class Bench:
     def generators(self, concurrency: int) -> int:
         return self.args.generators if concurrency >= 32 else 1
 
-    def run_direct(self, modes: list[str]) -> None:
+    def run_direct(self, modes: list[str], levels: list[int]) -> None:
         for name in modes:
             mode = MODES[name]
-            for conc in self.args.concurrency:
+            for conc in levels:
                 url = self.upstream_url.removesuffix("/v1") + mode.path
                 stats = drive(
-                    url, mode.body(mode.upstream_model), "bench", conc, self.args.duration,
+                    url, mode.body(mode.upstream_model), "bench", conc, self.duration,
                     self.generators(conc), watch={"upstream": self.upstream.pid},
+                    cpus=self.cpus and self.cpus.others,
                 )  # fmt: skip
                 self.check_upstream()
                 self.direct[name, conc] = stats
@@ -145,6 +162,8 @@ class Bench:
             "features": features.describe(),
             "cpu_quota_cores": quota_cores,
         }
+        if self.cpus:
+            result["gateway_cpus"], result["other_cpus"] = self.cpus.gateway, self.cpus.others
         data_dir = Path(tempfile.mkdtemp(prefix=f"{features.name}-", dir=self.workdir))
         settings = {
             "GATEWAY_CONFIG": str(self.config),
@@ -152,9 +171,12 @@ class Bench:
             "GATEWAY_PROMPTS_DIR": str(self.prompts),
         }
         with contextlib.ExitStack() as stack:
-            settings |= feature_settings(features, stack)
+            settings |= feature_settings(features, stack, self.cpus and self.cpus.others)
             cgroup = stack.enter_context(cpu_quota(quota_cores)) if quota_cores else None
-            gateway = start_gateway(settings, workers, data_dir / "gateway.log", cgroup=cgroup)
+            gateway = start_gateway(
+                settings, workers, data_dir / "gateway.log", cgroup=cgroup,
+                cpus=self.cpus and self.cpus.gateway,
+            )  # fmt: skip
             stack.callback(stop, gateway.process)
             key = MASTER_KEY
             if features.key != "master":
@@ -170,6 +192,7 @@ class Bench:
                 and features.name == self.summary_name
                 and workers == self.args.workers[0]
                 and quota_cores is None  # the soak is the unconstrained worker's
+                and self.cpus is None
             ):
                 self.soak = run_soak(gateway, key, self.args)
             if any(row["gateway"]["errors"] for row in result["rows"]):
@@ -180,8 +203,9 @@ class Bench:
         mode = MODES[name]
         stats = drive(
             gateway.base + mode.path, mode.body(mode.alias), key, conc,
-            self.args.duration, self.generators(conc),
+            self.duration, self.generators(conc),
             watch={"gateway": gateway.process.pid, "upstream": self.upstream.pid},
+            cpus=self.cpus and self.cpus.others,
         )  # fmt: skip
         self.check_upstream()
         if gateway.process.poll() is not None:
@@ -219,7 +243,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             key=list(MODES).index,
         )
         print(f"direct against the fake upstream ({', '.join(direct_modes)})", flush=True)
-        bench.run_direct(direct_modes)
+        bench.run_direct(direct_modes, args.concurrency)
         results = []
         for features in selected:
             print(f"{features.name}, {args.workers[0]} worker(s)", flush=True)
@@ -239,6 +263,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     workers * cores if cores else None,
                 )
             )  # fmt: skip
+        confined = run_confined(args, workdir, summary_name) if args.confined else None
     out: dict[str, Any] = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {
@@ -256,11 +281,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "configurations": results,
         "scaling": scaling_table(scaled, scaling_levels) if len(args.workers) > 1 else [],
         "scaling_runs": scaled if args.cores_per_worker else scaled[1:],
+        "confined": confined,
         "soak": bench.soak,
     }
     out["notes"] = report.notes(out)
     out["summary"] = report.summary(out, summary_name)
     return out
+
+
+def run_confined(args: argparse.Namespace, workdir: Path, summary_name: str) -> dict[str, Any]:
+    """The summary configuration with its gateway pinned to one CPU, against an upstream and
+    load generators pinned to the others: direct and through the gateway, one client.
+    Unconfined, a stall of the gateway's event loop can hide behind the second core; on one
+    CPU (a 1-vCPU container) everything the process does in the background is on the path."""
+    cpus = split_cpus()
+    if cpus is None:
+        return {"name": summary_name, "workers": 1, "error": "needs at least two CPUs"}
+    print(
+        f"{summary_name}, 1 worker confined to CPU {cpus.gateway} "
+        f"(upstream and load on CPU {cpus.others})",
+        flush=True,
+    )
+    confined_dir = workdir / "confined"
+    confined_dir.mkdir()
+    with contextlib.ExitStack() as stack:
+        port = free_port()
+        upstream = start_upstream(port, confined_dir / "upstream.log", cpus=cpus.others)
+        stack.callback(stop, upstream)
+        url = f"http://127.0.0.1:{port}/v1"
+        bench = Bench(args, upstream, url, confined_dir, summary_name, cpus)
+        bench.run_direct(list(CONFINED_MODES), CONFINED_LEVELS)
+        return guarded(bench, CONFIGS[summary_name], 1, CONFINED_MODES, CONFINED_LEVELS)
 
 
 def guarded(
@@ -294,6 +345,8 @@ def main() -> None:
         sys.exit(f"benchmark failed: {exc}")
     for result in out["configurations"]:
         report.print_configuration(result)
+    if out["confined"]:
+        report.print_configuration(out["confined"])
     report.print_scaling(out["scaling"])
     report.print_soak(out["soak"])
     print("\nnotes:\n" + "\n".join(f"  - {note}" for note in out["notes"]))
@@ -301,7 +354,8 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     print(f"\nwritten to {args.json}")
-    if any(r.get("error") for r in out["configurations"] + out["scaling"]):
+    confined = [out["confined"]] if out["confined"] else []
+    if any(r.get("error") for r in out["configurations"] + out["scaling"] + confined):
         sys.exit(1)
 
 

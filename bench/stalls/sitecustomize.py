@@ -8,7 +8,9 @@ Python imports `sitecustomize` at start-up in every process; this one acts only 
 running `gateway serve` with BENCH_STALLS set. It swaps uvloop for asyncio's own loop (whose
 callbacks can be wrapped; the callbacks are the same ones) and every 5 s writes a table to
 `$BENCH_STALLS.<pid>`: count, mean duration, and what ran (the task's coroutine for a task
-step). A measurement tool, never on in the benchmark's figures.
+step). A callback that used less than half its wall time on CPU is marked "waited": it was
+held off the CPU or the GIL (another process on its core, a thread of its own process), not
+slow by its own work. A measurement tool, never on in the benchmark's figures.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import sys
 
 OUT = os.environ.get("BENCH_STALLS")
 
-if OUT and "serve" in sys.argv and any("gateway" in arg for arg in sys.argv[:2]):
+# `python -m gateway serve` (bench.ab's way) shows "-m" here: runpy sets argv[0] later.
+if OUT and "serve" in sys.argv[1:2] and ("gateway" in sys.argv[0] or sys.argv[0] == "-m"):
     import asyncio
     import asyncio.events
     import collections
@@ -35,15 +38,17 @@ if OUT and "serve" in sys.argv and any("gateway" in arg for arg in sys.argv[:2])
     seconds: collections.defaultdict[tuple[str, str], float] = collections.defaultdict(float)
     started = time.perf_counter()
 
-    def note(what: str, took: float) -> None:
+    def note(what: str, took: float, cpu: float | None = None) -> None:
         key = (what, "over 1 ms" if took > 0.001 else "over 0.3 ms")
+        if cpu is not None and cpu < took / 2:
+            key = (what, key[1] + ", waited")
         counts[key] += 1
         seconds[key] += took
 
     original = asyncio.events.Handle._run
 
     def timed(handle: Any) -> None:
-        begun = time.perf_counter()
+        begun, begun_cpu = time.perf_counter(), time.thread_time()
         original(handle)
         took = time.perf_counter() - begun
         if took > 0.0003:
@@ -52,7 +57,7 @@ if OUT and "serve" in sys.argv and any("gateway" in arg for arg in sys.argv[:2])
             task: Any = getattr(callback, "__self__", None)
             if hasattr(task, "get_coro"):
                 what = getattr(task.get_coro(), "__qualname__", what)
-            note(what, took)
+            note(what, took, time.thread_time() - begun_cpu)
 
     asyncio.events.Handle._run = timed  # type: ignore[method-assign,assignment]
     collecting = [0.0]
