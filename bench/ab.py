@@ -8,7 +8,10 @@ window by window; each window reports requests/s and the gateway's CPU per reque
 medians over the rounds are what a before/after claim should quote. `WORKTREE` (the current
 checkout, uncommitted changes included) may stand for either revision. `--confined` pins both
 gateways to one CPU and the upstream and load to the others (bench/confined.py), for the
-tail latency of a 1-vCPU container: `--confined --concurrency 1 --duration 10`.
+tail latency of a 1-vCPU container: `--confined --concurrency 1 --duration 10`. Each window
+also says how much CPU processes outside the benchmark used in it ("other", % of one core);
+with `--quiet-below PCT` the medians are also given over the windows below it, since a
+neighbour's burst on the gateway's CPU moves a one-client p99 by more than most changes do.
 """
 
 from __future__ import annotations
@@ -53,6 +56,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per window")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--generators", type=int, default=1)
+    parser.add_argument(
+        "--quiet-below",
+        type=float,
+        help="also give medians over the windows where other processes used less than this "
+        "share of one core (%%)",
+    )
     parser.add_argument(
         "--confined",
         action="store_true",
@@ -114,7 +123,7 @@ def main() -> None:
                 f"{label}: {revision}, {configs[label]} (cold start {gateway.cold_start_s:.2f} s)",
                 flush=True,
             )
-        samples: dict[str, list[tuple[float, float, float, float]]] = {"before": [], "after": []}
+        samples: dict[str, list[tuple[float, ...]]] = {"before": [], "after": []}
         where = f", gateways on CPU {gateway_cpus}, the rest on {other_cpus}" if cpus else ""
         print(f"{args.mode}@{args.concurrency}, {args.duration:g} s windows{where}")
         for round_no in range(args.rounds):
@@ -124,25 +133,40 @@ def main() -> None:
                 gateway, key = gateways[label]
                 stats = drive(
                     gateway.base + mode.path, mode.body(mode.alias), key, args.concurrency,
-                    args.duration, args.generators, watch={"gateway": gateway.process.pid},
-                    cpus=other_cpus,
+                    args.duration, args.generators, cpus=other_cpus,
+                    watch={"gateway": gateway.process.pid, "upstream": upstream.pid},
                 )  # fmt: skip
                 cpu_ms = stats["gateway_cpu_pct"] * 10 / stats["rps"] if stats["rps"] else 0.0
-                samples[label].append((stats["rps"], cpu_ms, stats["p50_ms"], stats["p99_ms"]))
+                other = stats["other_cpu_pct"]
+                row = (stats["rps"], cpu_ms, stats["p50_ms"], stats["p99_ms"], other)
+                samples[label].append(row)
                 print(
                     f"  round {round_no + 1} {label:6} {stats['rps']:8,.0f} req/s  "
                     f"{cpu_ms:.3f} ms CPU/request  p50 {stats['p50_ms']:.2f} ms  "
-                    f"p99 {stats['p99_ms']:.2f} ms  "
-                    f"errors {stats['errors']}",
+                    f"p99 {stats['p99_ms']:.2f} ms  errors {stats['errors']}  other {other:.0f}%",
                     flush=True,
                 )
-        print("medians:")
-        for label, rows in samples.items():
-            rps, cpu, p50, p99 = (statistics.median(column) for column in zip(*rows, strict=True))
-            print(
-                f"  {label:6} {rps:8,.0f} req/s  {cpu:.3f} ms CPU/request  p50 {p50:.2f} ms  "
-                f"p99 {p99:.2f} ms"
-            )
+        print_medians("medians:", samples)
+        if args.quiet_below is not None:
+            quiet = {
+                label: [row for row in rows if row[4] < args.quiet_below]
+                for label, rows in samples.items()
+            }
+            print_medians(f"medians over the windows with other < {args.quiet_below:g}%:", quiet)
+
+
+def print_medians(title: str, samples: dict[str, list[tuple[float, ...]]]) -> None:
+    print(title)
+    for label, rows in samples.items():
+        if not rows:
+            print(f"  {label:6} no such window")
+            continue
+        columns = zip(*rows, strict=True)
+        rps, cpu, p50, p99, other = (statistics.median(column) for column in columns)
+        print(
+            f"  {label:6} {rps:8,.0f} req/s  {cpu:.3f} ms CPU/request  p50 {p50:.2f} ms  "
+            f"p99 {p99:.2f} ms  ({len(rows)} windows, other {other:.0f}%)"
+        )
 
 
 if __name__ == "__main__":
