@@ -127,6 +127,22 @@ def print_soak(soak: dict[str, Any] | None) -> None:
     )
 
 
+def print_confined(confined: dict[str, Any] | None) -> None:
+    if not confined:
+        return
+    if confined.get("error"):
+        print(f"\n== confined: FAILED: {confined['error']}")
+        return
+    floor = confined["floor"]
+    print(
+        f"\n== confined to one CPU; the floor, a direct call across the CPUs (json, 1 client): "
+        f"p50 {floor['p50_ms']:.2f} ms, p99 {floor['p99_ms']:.2f} ms, other processes "
+        f"{floor.get('other_cpu_pct', 0):.0f}% of a core"
+    )
+    for result in confined["configurations"]:
+        print_configuration(result)
+
+
 def notes(report: dict[str, Any]) -> list[str]:
     out = [
         "request log: always on (it cannot be disabled); SQLite unless the row says postgresql",
@@ -142,10 +158,13 @@ def notes(report: dict[str, Any]) -> list[str]:
             f"{report['machine']['cpus']} cores): other work competes for the cores, so "
             "figures are lower and noisier than on an idle machine"
         )
+    confined = report.get("confined") or {}
     other = max(
         (
             row[side].get("other_cpu_pct", 0.0)
-            for result in report["configurations"] + report["scaling_runs"]
+            for result in report["configurations"]
+            + report["scaling_runs"]
+            + confined.get("configurations", [])
             for row in result.get("rows", [])
             for side in ("direct", "gateway")
         ),
@@ -155,6 +174,14 @@ def notes(report: dict[str, Any]) -> list[str]:
         out.append(
             f"processes outside the benchmark used up to {other:.0f}% of a core during the "
             "runs (see other_cpu_pct in the JSON): the figures are depressed by that much work"
+        )
+    floor = confined.get("floor")
+    if floor and floor["p99_ms"] > 0.5:
+        out.append(
+            f"confined runs: a direct call across the CPUs had a p99 of {floor['p99_ms']:.1f} "
+            "ms (the machine's own wake-up latency, with "
+            f"{floor.get('other_cpu_pct', 0):.0f}% of a core used by other processes): the "
+            "confined p99 cannot be lower than that, whatever the gateway does"
         )
     for result in report["configurations"]:
         for row in result.get("rows", []):
@@ -211,10 +238,13 @@ def summary(report: dict[str, Any], name: str) -> dict[str, Any]:
         }
     if report.get("soak"):
         out["soak_rss_drift_pct"] = report["soak"]["rss_drift_pct"]
-    confined = report.get("confined") or {}
+    runs = (report.get("confined") or {}).get("configurations", [])
+    confined = next((r for r in runs if r["name"] == name), runs[0] if runs else {})
     json1, stream1 = _row(confined, "json", 1), _row(confined, "stream", 1)
     if json1 or stream1:
         out["confined"] = {
+            "configuration": confined["name"],
+            "floor_p99_ms": report["confined"]["floor"]["p99_ms"],
             "added_p50_ms_json_1": json1 and json1["added_ms"]["p50"],
             "added_p99_ms_json_1": json1 and json1["added_ms"]["p99"],
             "added_p50_ms_stream_ttfb_1": stream1 and stream1["added_ttfb_ms"]["p50"],
@@ -249,7 +279,7 @@ def print_summary(s: dict[str, Any]) -> None:
         ("idle RSS", s["idle_rss_mib"], t["idle_rss_mib"], "MiB", False, 0),
     ]
     confined = s.get("confined") or {}
-    if confined:
+    if confined:  # "1 CPU": the confined run of the same configuration (bench/confined.py)
         lines += [
             ("1 CPU: added p50, json, 1", confined["added_p50_ms_json_1"], 0.5, "ms", False, 2),
             ("1 CPU: added p99, json, 1", confined["added_p99_ms_json_1"], 1.5, "ms", False, 2),
@@ -266,6 +296,11 @@ def print_summary(s: dict[str, Any]) -> None:
         print(
             f"  {label:<27}{_n(value, 9, digits)} {unit:<4}target {sign} {target:,.4g} {unit:<4}"
             f"{_verdict(value, target, higher)}"
+        )
+    if confined:
+        print(
+            f"  1 CPU: {confined['configuration']}, gateway on one CPU; a direct call across "
+            f"the CPUs had p99 {confined['floor_p99_ms']:.2f} ms meanwhile (the machine's floor)"
         )
     scaling = s.get("workers_scaling")
     if scaling:

@@ -82,6 +82,12 @@ def parse_args() -> argparse.Namespace:
         "upstream and load on the others (taskset, as in a 1-vCPU container), 1 client",
     )
     parser.add_argument(
+        "--confined-features",
+        default="all-on,limits",
+        help="the configurations of the confined run (default: all-on, and limits: the "
+        "embedded database and in-process counters, as a single container runs)",
+    )
+    parser.add_argument(
         "--confined-duration",
         type=float,
         default=10.0,
@@ -103,6 +109,10 @@ def parse_args() -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown feature configuration(s) {unknown}; choose from {list(CONFIGS)}")
     args.features = names
+    args.confined_features = args.confined_features.split(",")
+    unknown = [n for n in args.confined_features if n not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown --confined-features {unknown}; choose from {list(CONFIGS)}")
     return args
 
 
@@ -263,7 +273,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     workers * cores if cores else None,
                 )
             )  # fmt: skip
-        confined = run_confined(args, workdir, summary_name) if args.confined else None
+        confined = run_confined(args, workdir) if args.confined else None
     out: dict[str, Any] = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {
@@ -289,29 +299,57 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def run_confined(args: argparse.Namespace, workdir: Path, summary_name: str) -> dict[str, Any]:
-    """The summary configuration with its gateway pinned to one CPU, against an upstream and
-    load generators pinned to the others: direct and through the gateway, one client.
-    Unconfined, a stall of the gateway's event loop can hide behind the second core; on one
-    CPU (a 1-vCPU container) everything the process does in the background is on the path."""
+def run_confined(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Configurations with the gateway pinned to one CPU, against an upstream and a load
+    generator pinned to the others: direct and through the gateway, one client. Unconfined,
+    the gateway's background work (the request-log writer, the pollers) runs beside the event
+    loop on the second core; on one CPU (a 1-vCPU container) every wake-up of the loop waits
+    for whatever else holds that CPU. First, the floor: a direct call across the two CPUs (the
+    upstream where the gateway will be), the wake-up latency of the machine itself."""
     cpus = split_cpus()
     if cpus is None:
-        return {"name": summary_name, "workers": 1, "error": "needs at least two CPUs"}
-    print(
-        f"{summary_name}, 1 worker confined to CPU {cpus.gateway} "
-        f"(upstream and load on CPU {cpus.others})",
-        flush=True,
-    )
+        return {"error": "needs at least two CPUs", "configurations": []}
+    print(f"confined: the gateway on CPU {cpus.gateway}, upstream and load on {cpus.others}")
     confined_dir = workdir / "confined"
     confined_dir.mkdir()
+    out: dict[str, Any] = {"gateway_cpus": cpus.gateway, "other_cpus": cpus.others}
     with contextlib.ExitStack() as stack:
+        out["floor"] = cross_cpu_floor(args, confined_dir, cpus)
         port = free_port()
         upstream = start_upstream(port, confined_dir / "upstream.log", cpus=cpus.others)
         stack.callback(stop, upstream)
         url = f"http://127.0.0.1:{port}/v1"
-        bench = Bench(args, upstream, url, confined_dir, summary_name, cpus)
+        bench = Bench(args, upstream, url, confined_dir, "", cpus)
         bench.run_direct(list(CONFINED_MODES), CONFINED_LEVELS)
-        return guarded(bench, CONFIGS[summary_name], 1, CONFINED_MODES, CONFINED_LEVELS)
+        out["configurations"] = []
+        for name in args.confined_features:
+            print(f"{name}, 1 worker confined to CPU {cpus.gateway}", flush=True)
+            result = guarded(bench, CONFIGS[name], 1, CONFINED_MODES, CONFINED_LEVELS)
+            out["configurations"].append(result)
+    return out
+
+
+def cross_cpu_floor(args: argparse.Namespace, workdir: Path, cpus: Confinement) -> dict[str, Any]:
+    """Direct JSON calls, one client, with the upstream on the gateway's CPU and the load on
+    the others: what crossing between the CPUs costs on this machine at this moment (under a
+    neighbour's load, a wake-up on a busy CPU can wait a scheduler tick, 4 ms at HZ=250)."""
+    port = free_port()
+    upstream = start_upstream(port, workdir / "floor-upstream.log", cpus=cpus.gateway)
+    try:
+        mode = MODES["json"]
+        url = f"http://127.0.0.1:{port}" + mode.path
+        stats = drive(
+            url, mode.body(mode.upstream_model), "bench", 1, args.confined_duration,
+            watch={"upstream": upstream.pid}, cpus=cpus.others,
+        )  # fmt: skip
+    finally:
+        stop(upstream)
+    print(
+        f"  direct across CPUs (json@1): p50 {stats['p50_ms']:.2f} ms, "
+        f"p99 {stats['p99_ms']:.2f} ms",
+        flush=True,
+    )
+    return stats
 
 
 def guarded(
@@ -345,8 +383,7 @@ def main() -> None:
         sys.exit(f"benchmark failed: {exc}")
     for result in out["configurations"]:
         report.print_configuration(result)
-    if out["confined"]:
-        report.print_configuration(out["confined"])
+    report.print_confined(out["confined"])
     report.print_scaling(out["scaling"])
     report.print_soak(out["soak"])
     print("\nnotes:\n" + "\n".join(f"  - {note}" for note in out["notes"]))
@@ -354,7 +391,7 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     print(f"\nwritten to {args.json}")
-    confined = [out["confined"]] if out["confined"] else []
+    confined = (out["confined"] or {}).get("configurations", [])
     if any(r.get("error") for r in out["configurations"] + out["scaling"] + confined):
         sys.exit(1)
 
