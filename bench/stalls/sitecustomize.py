@@ -2,20 +2,21 @@
 collection, timed inside the gateway process.
 
     PYTHONPATH=bench/stalls BENCH_STALLS=/tmp/stalls python -m bench.run --features all-on \
-        --concurrency 1 --duration 10
+        --concurrency 1 --duration 10 [--confined]
 
 Python imports `sitecustomize` at start-up in every process; this one acts only in a process
 running `gateway serve` with BENCH_STALLS set. It swaps uvloop for asyncio's own loop (whose
 callbacks can be wrapped; the callbacks are the same ones) and every 5 s writes a table to
-`$BENCH_STALLS.<pid>`: count, mean duration, and what ran (the task's coroutine for a task
-step). A callback that used less than half its wall time on CPU is marked "waited": it was
-held off the CPU or the GIL, not slow by its own work; "waited for own threads" when the
-process's other threads used at least a third of that wall time meanwhile (the request-log
-writer, the pollers' worker threads), else another process had the core. Jobs of worker
-threads (asyncio.to_thread, executors) that used over 0.3 ms of CPU are listed too, by their
-CPU time: a thread that runs Python holds the GIL, for up to the switch interval at a time,
-while the event loop waits, without any callback of the loop being slow. A measurement tool,
-never on in the benchmark's figures.
+`$BENCH_STALLS.<pid>`: count, mean and longest duration, and what ran (the task's coroutine
+for a task step). A callback that used less than half its wall time on CPU is marked
+"waited": it was held off the CPU or the GIL, not slow by its own work; "waited for own
+threads" when the process's other threads used at least a third of that wall time meanwhile
+(the request-log writer, the pollers' worker threads), else another process had the core.
+Jobs of worker threads (asyncio.to_thread, executors) that used over 0.3 ms of CPU are
+listed too, by their CPU time: on one CPU the event loop waits behind them without any of
+its callbacks being slow (for the CPU, or for the GIL while they run Python). Collections
+are counted whatever they took ("every one"), those before the server froze its heap apart.
+A measurement tool, never on in the benchmark's figures.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ if OUT and "serve" in sys.argv[1:2] and ("gateway" in sys.argv[0] or sys.argv[0]
     uvloop.EventLoopPolicy = asyncio.DefaultEventLoopPolicy
     counts: collections.Counter[tuple[str, str]] = collections.Counter()
     seconds: collections.defaultdict[tuple[str, str], float] = collections.defaultdict(float)
+    longest: collections.defaultdict[tuple[str, str], float] = collections.defaultdict(float)
     started = time.perf_counter()
 
     def note(what: str, took: float, cpu: float | None = None, others: float = 0.0) -> None:
@@ -51,6 +53,7 @@ if OUT and "serve" in sys.argv[1:2] and ("gateway" in sys.argv[0] or sys.argv[0]
             key = (what, f"{key[1]}, waited{whom}")
         counts[key] += 1
         seconds[key] += took
+        longest[key] = max(longest[key], took)
 
     original = asyncio.events.Handle._run
 
@@ -97,6 +100,7 @@ if OUT and "serve" in sys.argv[1:2] and ("gateway" in sys.argv[0] or sys.argv[0]
             what += " while starting"
         counts[what, "every one"] += 1  # how often, whatever it took
         seconds[what, "every one"] += took
+        longest[what, "every one"] = max(longest[what, "every one"], took)
         if took > 0.0003:
             note(what, took, cpu)
         if info["generation"] == 2:
@@ -109,7 +113,8 @@ if OUT and "serve" in sys.argv[1:2] and ("gateway" in sys.argv[0] or sys.argv[0]
             time.sleep(5)
             with open(f"{OUT}.{os.getpid()}", "w") as out:
                 for key, count in counts.most_common(60):
-                    mean_ms = seconds[key] * 1000 / count
-                    out.write(f"{count:7d} {mean_ms:8.2f} ms  {key[0]} ({key[1]})\n")
+                    mean_ms, max_ms = seconds[key] * 1e3 / count, longest[key] * 1e3
+                    what, kind = key
+                    out.write(f"{count:7d} {mean_ms:8.2f} ms (max {max_ms:6.2f}) {what} ({kind})\n")
 
     threading.Thread(target=write, name="bench-stalls", daemon=True).start()
