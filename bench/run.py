@@ -4,6 +4,7 @@ Starts the loopback fake upstream and the gateway (`gateway serve`, as the READM
 drives closed-loop load for a fixed time at each concurrency: direct against the upstream and
 through the gateway, for JSON chat, streaming chat, embeddings and (all-on) a prompt called by
 name. Prints a table per configuration and writes everything as JSON. Figures, not assertions.
+`--confined` adds one client with the gateway pinned to one CPU (bench/confined.py).
 """
 
 from __future__ import annotations
