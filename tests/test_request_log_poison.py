@@ -252,3 +252,22 @@ def test_a_value_no_column_takes_is_quarantined_not_taken_for_an_outage(
     [kept] = _quarantined(spool)  # a set has no JSON: the row is kept as its repr
     assert list(kept) == ["unencodable"]
     assert "'unbindable'" in kept["unencodable"]
+
+
+def test_a_spool_file_of_nothing_but_bad_lines_replays_and_goes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """No row left to write is no database call (an empty batch is not an outage)."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "1000-a.jsonl").write_bytes(b'{"id": "cut off\n')
+
+    async def scenario() -> RequestLogWriter:
+        writer = RequestLogWriter(engine, spool)
+        writer.start()
+        await writer.close()
+        return writer
+
+    writer = asyncio.run(scenario())
+    assert (writer.quarantined, writer.healthy) == (1, True)
+    assert not list(spool.glob("*.jsonl"))

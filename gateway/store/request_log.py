@@ -316,6 +316,8 @@ class RequestLogWriter:
         self._spool_or_hold(rows)
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:  # executemany of no rows is an error in sqlite3, not a no-op
+            return
         # exec_driver_sql (not the raw driver's cursor) so that failures stay SQLAlchemyErrors.
         if self.engine.dialect.name == "postgresql":
             # orjson writes datetimes as ISO 8601 with their offset, as the spool does.
