@@ -14,7 +14,6 @@ import functools
 import logging
 import math
 import operator
-import os
 import threading
 import time
 from collections import deque
@@ -38,14 +37,6 @@ from gateway.store.tables import price_versions, request_log
 log = logging.getLogger("gateway.request_log")
 
 T = TypeVar("T")
-# SQLite inserts in this thread, in the gateway's process: on one CPU (a 1-vCPU container) the
-# event loop waits behind them for the CPU, and a loop woken meanwhile may wait out this
-# thread's scheduler slice (~1.4 ms, noticed at a tick: up to 4 ms at HZ=250). So a batch is
-# written in chunks of ~0.5 ms of CPU (32 rows at ~16 us), yielding the CPU between them; the
-# GIL is released while yielding, so a waiting loop takes both. Nothing waits when nothing is
-# runnable; on two CPUs the loop runs on the other one anyway.
-SQLITE_CHUNK_ROWS = 32
-yield_cpu: Callable[[], None] = getattr(os, "sched_yield", lambda: time.sleep(0))
 COMPLAINT_INTERVAL_S = 10.0
 # SQLSTATE classes meaning "these rows", not "this database": data exception, integrity
 # constraint violation, program limit exceeded (a batch too large is split like a bad one).
@@ -336,11 +327,7 @@ class RequestLogWriter:
             return
         parameters = sqlite_parameters(rows)
         with self.engine.begin() as connection:
-            for start in range(0, len(parameters), SQLITE_CHUNK_ROWS):
-                if start:
-                    yield_cpu()
-                chunk = parameters[start : start + SQLITE_CHUNK_ROWS]
-                connection.exec_driver_sql(sqlite_batch_insert(), chunk)
+            connection.exec_driver_sql(sqlite_batch_insert(), parameters)
 
     def _write(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Writes the rows, quarantining any the database refuses for what they hold (found
