@@ -13,13 +13,11 @@ import contextlib
 import functools
 import logging
 import math
-import operator
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,7 +25,7 @@ from typing import Any, TypeVar
 import orjson
 from sqlalchemy import Column, ColumnDefault, Engine
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from gateway.store.errors import cause
 from gateway.store.log_rows import storable
@@ -74,22 +72,18 @@ def postgres_batch_insert() -> str:
 
 @functools.cache
 def sqlite_batch_insert() -> str:
-    """The statement for SQLite: one INSERT run for each row of the batch (executemany).
+    """The same for SQLite: one statement over the batch as a JSON array (`json_each`).
 
-    Measured per 250 rows (one flush at one client): the `INSERT ... SELECT FROM json_each(?)`
-    it replaces took ~10 ms of CPU, ~30 us a row in the 34 `json_extract` calls that each
-    re-parsed the row's JSON object; this takes ~2.5 ms. SQLite runs with the GIL released
-    either way, but on one CPU (a 1-vCPU container) those milliseconds are CPU time the event
-    loop waits behind whenever a call arrives during a flush, four flushes a second. Values
-    reach SQLite as they did through json_extract: timestamps as orjson's ISO 8601 text,
-    normalized to UTC by the same expression, defaults by the same coalesce. (SQLAlchemy's own
-    executemany, before json_each, held the GIL ~22 ms per 1,000 rows in bind processors;
-    sqlite3 binds the values here without them.)"""
-    plan = _sqlite_plan()
-    marks = {name: f"?{number}" for number, name in enumerate(plan.order, start=1)}
+    SQLAlchemy's executemany held the GIL for ~22 ms of CPU per 1,000 rows (a bind processor
+    per value); under load the event loop waited for it, and the one-client p99 just after a
+    burst showed it. Here SQLite reads the rows in C with the GIL released. Timestamps are
+    stored as SQLAlchemy stores them in SQLite (`YYYY-MM-DD HH:MM:SS.ffffff`, UTC): orjson's
+    ISO 8601 with offset goes through strftime, which normalizes it to UTC, and keeps its
+    microseconds. Booleans arrive as JSON true/false, which SQLite reads as 1/0 as before.
+    """
 
     def value(column: Column[Any]) -> str:
-        field = marks[column.name]
+        field = f"json_extract(value, '$.{column.name}')"
         if column.name in DATETIME_COLUMNS:
             return (
                 f"strftime('%Y-%m-%d %H:%M:%S', {field}) || CASE WHEN substr({field}, 20, 1) "
@@ -99,40 +93,10 @@ def sqlite_batch_insert() -> str:
 
     names = ", ".join(column.name for column in request_log.columns)
     values = ", ".join(value(column) for column in request_log.columns)
-    return f"INSERT INTO {request_log.name} ({names}) VALUES ({values}) ON CONFLICT (id) DO NOTHING"
-
-
-@dataclass(frozen=True, slots=True)
-class SqlitePlan:
-    order: tuple[str, ...]  # the columns in parameter order: the timestamps last
-    values: Callable[[dict[str, Any]], tuple[Any, ...]]  # a row's other columns, in order
-    times: Callable[[dict[str, Any]], tuple[Any, ...]]  # a row's timestamps, in order
-
-
-@functools.cache
-def _sqlite_plan() -> SqlitePlan:
-    others = tuple(c.name for c in request_log.columns if c.name not in DATETIME_COLUMNS)
-    return SqlitePlan(
-        order=others + DATETIME_COLUMNS,
-        values=operator.itemgetter(*others),
-        times=operator.itemgetter(*DATETIME_COLUMNS),
+    return (
+        f"INSERT INTO {request_log.name} ({names}) SELECT {values} FROM json_each(?) "
+        "WHERE true ON CONFLICT (id) DO NOTHING"  # WHERE: SQLite's parser needs it here
     )
-
-
-def sqlite_parameters(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """Each row's values in `sqlite_batch_insert`'s parameter order, absent columns as NULL.
-    The timestamps of the whole batch become ISO 8601 text in one orjson round trip (what
-    json_extract gave the statement before); the rest is taken as it is, by C-level calls."""
-    plan = _sqlite_plan()
-    try:
-        values = list(map(plan.values, rows))
-        times = list(map(plan.times, rows))
-    except KeyError:  # a row without every column (an old spool file)
-        others = plan.order[: -len(DATETIME_COLUMNS)]
-        values = [tuple(map(row.get, others)) for row in rows]
-        times = [tuple(map(row.get, DATETIME_COLUMNS)) for row in rows]
-    texts = orjson.loads(orjson.dumps(times))  # TypeError for a value JSON cannot hold
-    return [value + tuple(text) for value, text in zip(values, texts, strict=True)]
 
 
 def _with_default(column: Column[Any], field: str) -> str:
@@ -316,18 +280,16 @@ class RequestLogWriter:
         self._spool_or_hold(rows)
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:  # executemany of no rows is an error in sqlite3, not a no-op
-            return
+        # orjson writes datetimes as ISO 8601 with their offset, as the spool does.
         # exec_driver_sql (not the raw driver's cursor) so that failures stay SQLAlchemyErrors.
-        if self.engine.dialect.name == "postgresql":
-            # orjson writes datetimes as ISO 8601 with their offset, as the spool does.
-            document = orjson.dumps(rows).decode()
-            with self.engine.begin() as connection:
-                connection.exec_driver_sql(postgres_batch_insert(), (document,))
-            return
-        parameters = sqlite_parameters(rows)
+        document = orjson.dumps(rows).decode()
+        statement = (
+            postgres_batch_insert()
+            if self.engine.dialect.name == "postgresql"
+            else sqlite_batch_insert()
+        )
         with self.engine.begin() as connection:
-            connection.exec_driver_sql(sqlite_batch_insert(), parameters)
+            connection.exec_driver_sql(statement, (document,))
 
     def _write(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Writes the rows, quarantining any the database refuses for what they hold (found
@@ -489,12 +451,10 @@ class RequestLogWriter:
 def refuses_data(exc: BaseException) -> bool:
     """Whether the database refused the rows for what they hold (a value out of range, too
     long, NUL, NULL where required, a batch too large) rather than being unavailable."""
-    if isinstance(exc, TypeError | ValueError | OverflowError):  # a value no encoder takes
+    if isinstance(exc, TypeError | ValueError):  # orjson could not encode a value
         return True
     if isinstance(exc, DataError | IntegrityError):
         return True
-    if isinstance(exc, DBAPIError) and "binding parameter" in str(exc.orig):
-        return True  # sqlite3: "Error binding parameter N: type 'dict' is not supported"
     sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
     return sqlstate[:2] in DATA_SQLSTATE_CLASSES
 
