@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench import services
 from bench.configs import CONFIGS, KEY_REQUESTS, MODES, write_gateway_files
 from bench.confined import split_cpus
 from bench.drive import drive
@@ -67,6 +68,11 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="both gateways on one CPU, the upstream and the load on the others (taskset)",
     )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="with --confined: those processes at real-time priority (chrt -f 1; needs root)",
+    )
     return parser.parse_args()
 
 
@@ -93,6 +99,7 @@ def main() -> None:
     if args.confined and cpus is None:
         raise SystemExit("--confined needs at least two CPUs")
     gateway_cpus, other_cpus = (cpus.gateway, cpus.others) if cpus else (None, None)
+    services.REALTIME_PRIORITY = 1 if cpus and args.realtime else None
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         port = free_port()

@@ -134,8 +134,10 @@ def print_confined(confined: dict[str, Any] | None) -> None:
         print(f"\n== confined: FAILED: {confined['error']}")
         return
     floor = confined["floor"]
+    realtime = " (real-time priority)" if confined.get("realtime") else ""
     print(
-        f"\n== confined to one CPU; the floor, a direct call across the CPUs (json, 1 client): "
+        f"\n== confined to one CPU{realtime}; the floor, a direct call across the CPUs "
+        f"(json, 1 client): "
         f"p50 {floor['p50_ms']:.2f} ms, p99 {floor['p99_ms']:.2f} ms, other processes "
         f"{floor.get('other_cpu_pct', 0):.0f}% of a core"
     )

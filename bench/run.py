@@ -26,7 +26,7 @@ import orjson
 import psycopg
 import redis
 
-from bench import report
+from bench import report, services
 from bench.configs import CONFIGS, KEY_REQUESTS, MODES, Features, write_gateway_files
 from bench.confined import CONFINED_LEVELS, CONFINED_MODES, Confinement, split_cpus
 from bench.cpu_quota import QuotaError, cpu_quota
@@ -81,6 +81,13 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="also run the summary configuration with the gateway pinned to one CPU and the "
         "upstream and load on the others (taskset, as in a 1-vCPU container), 1 client",
+    )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="run the confined processes at real-time priority (chrt -f 1; needs root), so "
+        "that other work on the machine cannot delay their wake-ups: the gateway's own tail "
+        "on a busy machine (its threads then do not preempt one another)",
     )
     parser.add_argument(
         "--confined-features",
@@ -310,10 +317,15 @@ def run_confined(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     cpus = split_cpus()
     if cpus is None:
         return {"error": "needs at least two CPUs", "configurations": []}
+    services.REALTIME_PRIORITY = 1 if args.realtime else None
     print(f"confined: the gateway on CPU {cpus.gateway}, upstream and load on {cpus.others}")
     confined_dir = workdir / "confined"
     confined_dir.mkdir()
-    out: dict[str, Any] = {"gateway_cpus": cpus.gateway, "other_cpus": cpus.others}
+    out: dict[str, Any] = {
+        "gateway_cpus": cpus.gateway,
+        "other_cpus": cpus.others,
+        "realtime": args.realtime,
+    }
     with contextlib.ExitStack() as stack:
         out["floor"] = cross_cpu_floor(args, confined_dir, cpus)
         port = free_port()

@@ -45,10 +45,21 @@ def reachable(port: int) -> bool:
     return False
 
 
+# Set by `--realtime` (bench.run, bench.ab): the pinned processes also run at this SCHED_FIFO
+# priority, so that other work on the machine cannot delay their wake-ups (needs root).
+REALTIME_PRIORITY: int | None = None
+
+
 def pinned(command: list[str], cpus: str | None) -> list[str]:
     """`command` confined to `cpus` (taskset's list syntax, e.g. "1" or "0-2"); its threads
-    and the processes it starts inherit the mask. None: unconfined."""
-    return command if cpus is None else ["taskset", "-c", cpus, *command]
+    and the processes it starts inherit the mask (and the real-time priority, if set).
+    None: unconfined."""
+    if cpus is None:
+        return command
+    command = ["taskset", "-c", cpus, *command]
+    if REALTIME_PRIORITY is not None:
+        command = ["chrt", "-f", str(REALTIME_PRIORITY), *command]
+    return command
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
