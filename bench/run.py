@@ -327,7 +327,11 @@ def run_confined(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "realtime": args.realtime,
     }
     with contextlib.ExitStack() as stack:
-        out["floor"] = cross_cpu_floor(args, confined_dir, cpus)
+        try:
+            out["floor"] = cross_cpu_floor(args, confined_dir, cpus)
+        except (BenchError, OSError) as exc:  # e.g. --realtime without the right to use it
+            print(f"  FAILED: {exc}", file=sys.stderr, flush=True)
+            return {**out, "error": str(exc).splitlines()[0], "configurations": []}
         port = free_port()
         upstream = start_upstream(port, confined_dir / "upstream.log", cpus=cpus.others)
         stack.callback(stop, upstream)
