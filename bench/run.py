@@ -79,8 +79,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--confined",
         action="store_true",
-        help="also run the summary configuration with the gateway pinned to one CPU and the "
-        "upstream and load on the others (taskset, as in a 1-vCPU container), 1 client",
+        help="then, one client with the gateway pinned to one CPU and the upstream and load "
+        "on the others (taskset, as in a 1-vCPU container), for --confined-features",
     )
     parser.add_argument(
         "--realtime",
