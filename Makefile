@@ -47,14 +47,18 @@ evals: install
 	$(BIN)/gateway eval run evals/ --junit .gateway/reports/evals.junit.xml
 
 # `make bench`: all features on, one worker, then 1 vs 2 workers under a CPU quota of half a core
-# each (this machine has two cores for everything), ~4-5 minutes. `make bench-full` adds each
-# feature's own configuration (~12 minutes). Options: python -m bench.run -h.
+# each (this machine has two cores for everything), then one client with the gateway confined to
+# one CPU (all-on and the embedded limits configuration; bench/confined.py), ~6 minutes. The
+# confined processes run at real-time priority (needs root): on a machine other work keeps
+# busy, a normal-priority wake-up waits milliseconds for the CPU, whatever the gateway does.
+# `make bench-full` adds each feature's own configuration (~14 minutes). Options: bench.run -h.
 SCALING := --workers 1,2 --cores-per-worker 0.5
+CONFINED := --confined --realtime
 bench: install
-	$(BIN)/python -m bench.run $(SCALING) $(BENCH_ARGS)
+	$(BIN)/python -m bench.run $(SCALING) $(CONFINED) $(BENCH_ARGS)
 
 bench-full: install
-	$(BIN)/python -m bench.run --features all $(SCALING) $(BENCH_ARGS)
+	$(BIN)/python -m bench.run --features all $(SCALING) $(CONFINED) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .gateway .pytest_cache .mypy_cache .ruff_cache

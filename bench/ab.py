@@ -6,7 +6,12 @@ This machine's neighbours come and go, so two runs minutes apart differ by more 
 optimizations gain. Both gateways run side by side against one fake upstream and take turns,
 window by window; each window reports requests/s and the gateway's CPU per request, and the
 medians over the rounds are what a before/after claim should quote. `WORKTREE` (the current
-checkout, uncommitted changes included) may stand for either revision.
+checkout, uncommitted changes included) may stand for either revision. `--confined` pins both
+gateways to one CPU and the upstream and load to the others (bench/confined.py), for the
+tail latency of a 1-vCPU container: `--confined --concurrency 1 --duration 10`. Each window
+also says how much CPU processes outside the benchmark used in it ("other", % of one core);
+with `--quiet-below PCT` the medians are also given over the windows below it, since a
+neighbour's burst on the gateway's CPU moves a one-client p99 by more than most changes do.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench import services
 from bench.configs import CONFIGS, KEY_REQUESTS, MODES, write_gateway_files
+from bench.confined import split_cpus
 from bench.drive import drive
 from bench.services import (
     MASTER_KEY,
@@ -50,6 +57,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per window")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--generators", type=int, default=1)
+    parser.add_argument(
+        "--quiet-below",
+        type=float,
+        help="also give medians over the windows where other processes used less than this "
+        "share of one core (%%)",
+    )
+    parser.add_argument(
+        "--confined",
+        action="store_true",
+        help="both gateways on one CPU, the upstream and the load on the others (taskset)",
+    )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="with --confined: those processes at real-time priority (chrt -f 1; needs root)",
+    )
     return parser.parse_args()
 
 
@@ -72,10 +95,15 @@ def main() -> None:
     args = parse_args()
     mode = MODES[args.mode]
     configs = {"before": args.features, "after": args.features_after or args.features}
+    cpus = split_cpus() if args.confined else None
+    if args.confined and cpus is None:
+        raise SystemExit("--confined needs at least two CPUs")
+    gateway_cpus, other_cpus = (cpus.gateway, cpus.others) if cpus else (None, None)
+    services.REALTIME_PRIORITY = 1 if cpus and args.realtime else None
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         port = free_port()
-        upstream = start_upstream(port, workdir / "upstream.log")
+        upstream = start_upstream(port, workdir / "upstream.log", cpus=other_cpus)
         stack.callback(stop, upstream)
         config, prompts = write_gateway_files(workdir, f"http://127.0.0.1:{port}/v1")
         gateways: dict[str, tuple[Any, str]] = {}
@@ -87,10 +115,12 @@ def main() -> None:
                 "GATEWAY_PROMPTS_DIR": str(prompts),
             }
             features = CONFIGS[configs[label]]
-            settings |= feature_settings(features, stack)
+            settings |= feature_settings(features, stack, other_cpus)
             data_dir.mkdir()
             root = checkout(revision, stack)
-            gateway = start_gateway(settings, 1, data_dir / "gateway.log", root=root)
+            gateway = start_gateway(
+                settings, 1, data_dir / "gateway.log", root=root, cpus=gateway_cpus
+            )
             stack.callback(stop, gateway.process)
             key = MASTER_KEY
             if features.key != "master":
@@ -100,8 +130,9 @@ def main() -> None:
                 f"{label}: {revision}, {configs[label]} (cold start {gateway.cold_start_s:.2f} s)",
                 flush=True,
             )
-        samples: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
-        print(f"{args.mode}@{args.concurrency}, {args.duration:g} s windows")
+        samples: dict[str, list[tuple[float, ...]]] = {"before": [], "after": []}
+        where = f", gateways on CPU {gateway_cpus}, the rest on {other_cpus}" if cpus else ""
+        print(f"{args.mode}@{args.concurrency}, {args.duration:g} s windows{where}")
         for round_no in range(args.rounds):
             # Alternate who goes first, so a trend in the machine's load favours neither.
             order = ("before", "after") if round_no % 2 == 0 else ("after", "before")
@@ -109,22 +140,40 @@ def main() -> None:
                 gateway, key = gateways[label]
                 stats = drive(
                     gateway.base + mode.path, mode.body(mode.alias), key, args.concurrency,
-                    args.duration, args.generators, watch={"gateway": gateway.process.pid},
+                    args.duration, args.generators, cpus=other_cpus,
+                    watch={"gateway": gateway.process.pid, "upstream": upstream.pid},
                 )  # fmt: skip
                 cpu_ms = stats["gateway_cpu_pct"] * 10 / stats["rps"] if stats["rps"] else 0.0
-                samples[label].append((stats["rps"], cpu_ms))
+                other = stats["other_cpu_pct"]
+                row = (stats["rps"], cpu_ms, stats["p50_ms"], stats["p99_ms"], other)
+                samples[label].append(row)
                 print(
                     f"  round {round_no + 1} {label:6} {stats['rps']:8,.0f} req/s  "
                     f"{cpu_ms:.3f} ms CPU/request  p50 {stats['p50_ms']:.2f} ms  "
-                    f"p99 {stats['p99_ms']:.2f} ms  "
-                    f"errors {stats['errors']}",
+                    f"p99 {stats['p99_ms']:.2f} ms  errors {stats['errors']}  other {other:.0f}%",
                     flush=True,
                 )
-        print("medians:")
-        for label, rows in samples.items():
-            rps = statistics.median(r for r, _ in rows)
-            cpu = statistics.median(c for _, c in rows)
-            print(f"  {label:6} {rps:8,.0f} req/s  {cpu:.3f} ms CPU/request")
+        print_medians("medians:", samples)
+        if args.quiet_below is not None:
+            quiet = {
+                label: [row for row in rows if row[4] < args.quiet_below]
+                for label, rows in samples.items()
+            }
+            print_medians(f"medians over the windows with other < {args.quiet_below:g}%:", quiet)
+
+
+def print_medians(title: str, samples: dict[str, list[tuple[float, ...]]]) -> None:
+    print(title)
+    for label, rows in samples.items():
+        if not rows:
+            print(f"  {label:6} no such window")
+            continue
+        columns = zip(*rows, strict=True)
+        rps, cpu, p50, p99, other = (statistics.median(column) for column in columns)
+        print(
+            f"  {label:6} {rps:8,.0f} req/s  {cpu:.3f} ms CPU/request  p50 {p50:.2f} ms  "
+            f"p99 {p99:.2f} ms  ({len(rows)} windows, other {other:.0f}%)"
+        )
 
 
 if __name__ == "__main__":

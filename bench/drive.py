@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from bench.services import ROOT, BenchError, machine_busy_s, named_cpu_s, tree_cpu_s
+from bench.services import ROOT, BenchError, machine_busy_s, named_cpu_s, pinned, tree_cpu_s
 
 SPAWN_ALLOWANCE_S = 0.8  # interpreter start and connecting, before the window opens
 GRACE_S = 10.0
@@ -43,17 +43,19 @@ def drive(
     processes: int = 1,
     requests: int = 0,
     watch: dict[str, int] | None = None,
+    cpus: str | None = None,
 ) -> dict[str, Any]:
     """Closed-loop load for `duration` seconds (or `requests` requests, then `duration` is
     only a cap), from `processes` generator processes sharing the connections and one window.
-    `watch` names process trees whose CPU use in the window is reported (`NAME_cpu_pct`)."""
+    `watch` names process trees whose CPU use in the window is reported (`NAME_cpu_pct`);
+    `cpus` pins the generators to those CPUs (taskset)."""
     start_at = time.time() + SPAWN_ALLOWANCE_S
     shares = split(concurrency, processes) if not requests else [concurrency]
-    command = [
+    command = pinned([
         sys.executable, "-m", "bench.load", "--url", url, "--body", body, "--key", key,
         "--duration", str(duration), "--start-at", str(start_at), "--timeout", str(GRACE_S),
         "--requests", str(requests),
-    ]  # fmt: skip
+    ], cpus)  # fmt: skip
     procs: list[subprocess.Popen[bytes]] = []
     with contextlib.ExitStack() as stack:
         stack.callback(_reap, procs)

@@ -58,6 +58,11 @@ def _line(label: str, conc: int, d: dict[str, Any], g: dict[str, Any], prefix: s
 
 def print_configuration(result: dict[str, Any]) -> None:
     title = f"== {result['name']} ({result['workers']} worker{'s' * (result['workers'] > 1)})"
+    if result.get("gateway_cpus"):
+        title += (
+            f", confined: the gateway on CPU {result['gateway_cpus']}, the upstream and the "
+            f"load on CPU {result['other_cpus']}"
+        )
     print(f"\n{title}")
     if result.get("error"):
         print(f"FAILED: {result['error'].splitlines()[0]} (details above and in the JSON)")
@@ -122,6 +127,24 @@ def print_soak(soak: dict[str, Any] | None) -> None:
     )
 
 
+def print_confined(confined: dict[str, Any] | None) -> None:
+    if not confined:
+        return
+    if confined.get("error"):
+        print(f"\n== confined: FAILED: {confined['error']}")
+        return
+    floor = confined["floor"]
+    realtime = " (real-time priority)" if confined.get("realtime") else ""
+    print(
+        f"\n== confined to one CPU{realtime}; the floor, a direct call across the CPUs "
+        f"(json, 1 client): "
+        f"p50 {floor['p50_ms']:.2f} ms, p99 {floor['p99_ms']:.2f} ms, other processes "
+        f"{floor.get('other_cpu_pct', 0):.0f}% of a core"
+    )
+    for result in confined["configurations"]:
+        print_configuration(result)
+
+
 def notes(report: dict[str, Any]) -> list[str]:
     out = [
         "request log: always on (it cannot be disabled); SQLite unless the row says postgresql",
@@ -137,10 +160,13 @@ def notes(report: dict[str, Any]) -> list[str]:
             f"{report['machine']['cpus']} cores): other work competes for the cores, so "
             "figures are lower and noisier than on an idle machine"
         )
+    confined = report.get("confined") or {}
     other = max(
         (
             row[side].get("other_cpu_pct", 0.0)
-            for result in report["configurations"] + report["scaling_runs"]
+            for result in report["configurations"]
+            + report["scaling_runs"]
+            + confined.get("configurations", [])
             for row in result.get("rows", [])
             for side in ("direct", "gateway")
         ),
@@ -150,6 +176,14 @@ def notes(report: dict[str, Any]) -> list[str]:
         out.append(
             f"processes outside the benchmark used up to {other:.0f}% of a core during the "
             "runs (see other_cpu_pct in the JSON): the figures are depressed by that much work"
+        )
+    floor = confined.get("floor")
+    if floor and floor["p99_ms"] > 0.5:
+        out.append(
+            f"confined runs: a direct call across the CPUs had a p99 of {floor['p99_ms']:.1f} "
+            "ms (the machine's own wake-up latency, with "
+            f"{floor.get('other_cpu_pct', 0):.0f}% of a core used by other processes): the "
+            "confined p99 cannot be lower than that, whatever the gateway does"
         )
     for result in report["configurations"]:
         for row in result.get("rows", []):
@@ -206,6 +240,18 @@ def summary(report: dict[str, Any], name: str) -> dict[str, Any]:
         }
     if report.get("soak"):
         out["soak_rss_drift_pct"] = report["soak"]["rss_drift_pct"]
+    runs = (report.get("confined") or {}).get("configurations", [])
+    confined = next((r for r in runs if r["name"] == name), runs[0] if runs else {})
+    json1, stream1 = _row(confined, "json", 1), _row(confined, "stream", 1)
+    if json1 or stream1:
+        out["confined"] = {
+            "configuration": confined["name"],
+            "floor_p99_ms": report["confined"]["floor"]["p99_ms"],
+            "added_p50_ms_json_1": json1 and json1["added_ms"]["p50"],
+            "added_p99_ms_json_1": json1 and json1["added_ms"]["p99"],
+            "added_p50_ms_stream_ttfb_1": stream1 and stream1["added_ttfb_ms"]["p50"],
+            "added_p99_ms_stream_ttfb_1": stream1 and stream1["added_ttfb_ms"]["p99"],
+        }
     return out
 
 
@@ -234,6 +280,16 @@ def print_summary(s: dict[str, Any]) -> None:
         ("cold start", s["cold_start_s"], t["cold_start_s"], "s", False, 2),
         ("idle RSS", s["idle_rss_mib"], t["idle_rss_mib"], "MiB", False, 0),
     ]
+    confined = s.get("confined") or {}
+    if confined:  # "1 CPU": the confined run of the same configuration (bench/confined.py)
+        lines += [
+            ("1 CPU: added p50, json, 1", confined["added_p50_ms_json_1"], 0.5, "ms", False, 2),
+            ("1 CPU: added p99, json, 1", confined["added_p99_ms_json_1"], 1.5, "ms", False, 2),
+            ("1 CPU: p50, stream TTFB, 1", confined["added_p50_ms_stream_ttfb_1"], 0.5, "ms",
+             False, 2),
+            ("1 CPU: p99, stream TTFB, 1", confined["added_p99_ms_stream_ttfb_1"], 1.5, "ms",
+             False, 2),
+        ]  # fmt: skip
     if "soak_rss_drift_pct" in s:
         drift = s["soak_rss_drift_pct"]
         lines.append(("soak RSS drift", drift, t["soak_rss_drift_pct"], "%", False, 1))
@@ -242,6 +298,11 @@ def print_summary(s: dict[str, Any]) -> None:
         print(
             f"  {label:<27}{_n(value, 9, digits)} {unit:<4}target {sign} {target:,.4g} {unit:<4}"
             f"{_verdict(value, target, higher)}"
+        )
+    if confined:
+        print(
+            f"  1 CPU: {confined['configuration']}, gateway on one CPU; a direct call across "
+            f"the CPUs had p99 {confined['floor_p99_ms']:.2f} ms meanwhile (the machine's floor)"
         )
     scaling = s.get("workers_scaling")
     if scaling:

@@ -4,6 +4,7 @@ Starts the loopback fake upstream and the gateway (`gateway serve`, as the READM
 drives closed-loop load for a fixed time at each concurrency: direct against the upstream and
 through the gateway, for JSON chat, streaming chat, embeddings and (all-on) a prompt called by
 name. Prints a table per configuration and writes everything as JSON. Figures, not assertions.
+`--confined` adds one client with the gateway pinned to one CPU (bench/confined.py).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import orjson
 import psycopg
 import redis
 
-from bench import report
+from bench import report, services
 from bench.configs import CONFIGS, KEY_REQUESTS, MODES, Features, write_gateway_files
+from bench.confined import CONFINED_LEVELS, CONFINED_MODES, Confinement, split_cpus
 from bench.cpu_quota import QuotaError, cpu_quota
 from bench.drive import drive
 from bench.phases import run_soak, scaling_table
@@ -74,6 +76,31 @@ def parse_args() -> argparse.Namespace:
         "cores per worker (a cgroup; needs root), for machines with too few cores to show "
         "scaling unconstrained",
     )
+    parser.add_argument(
+        "--confined",
+        action="store_true",
+        help="then, one client with the gateway pinned to one CPU and the upstream and load "
+        "on the others (taskset, as in a 1-vCPU container), for --confined-features",
+    )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="run the confined processes at real-time priority (chrt -f 1; needs root), so "
+        "that other work on the machine cannot delay their wake-ups: the gateway's own tail "
+        "on a busy machine (its threads then do not preempt one another)",
+    )
+    parser.add_argument(
+        "--confined-features",
+        default="all-on,limits",
+        help="the configurations of the confined run (default: all-on, and limits: the "
+        "embedded database and in-process counters, as a single container runs)",
+    )
+    parser.add_argument(
+        "--confined-duration",
+        type=float,
+        default=10.0,
+        help="seconds per confined run (a p99 at one client needs the samples)",
+    )
     parser.add_argument("--soak", type=int, default=0, help="send N requests, sampling RSS")
     parser.add_argument("--soak-concurrency", type=int, default=32)
     parser.add_argument("--soak-max-s", type=float, default=4 * 3600, help="soak time cap")
@@ -90,6 +117,10 @@ def parse_args() -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown feature configuration(s) {unknown}; choose from {list(CONFIGS)}")
     args.features = names
+    args.confined_features = args.confined_features.split(",")
+    unknown = [n for n in args.confined_features if n not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown --confined-features {unknown}; choose from {list(CONFIGS)}")
     return args
 
 
@@ -101,11 +132,14 @@ class Bench:
         upstream_url: str,
         workdir: Path,
         summary_name: str,
+        cpus: Confinement | None = None,
     ) -> None:
         self.args = args
         self.upstream, self.upstream_url = upstream, upstream_url
         self.workdir = workdir
         self.summary_name = summary_name
+        self.cpus = cpus  # None: nothing pinned
+        self.duration: float = args.confined_duration if cpus else args.duration
         self.config, self.prompts = write_gateway_files(workdir, upstream_url)
         self.direct: dict[tuple[str, int], dict[str, Any]] = {}
         self.soak: dict[str, Any] | None = None
@@ -118,14 +152,15 @@ class Bench:
     def generators(self, concurrency: int) -> int:
         return self.args.generators if concurrency >= 32 else 1
 
-    def run_direct(self, modes: list[str]) -> None:
+    def run_direct(self, modes: list[str], levels: list[int]) -> None:
         for name in modes:
             mode = MODES[name]
-            for conc in self.args.concurrency:
+            for conc in levels:
                 url = self.upstream_url.removesuffix("/v1") + mode.path
                 stats = drive(
-                    url, mode.body(mode.upstream_model), "bench", conc, self.args.duration,
+                    url, mode.body(mode.upstream_model), "bench", conc, self.duration,
                     self.generators(conc), watch={"upstream": self.upstream.pid},
+                    cpus=self.cpus and self.cpus.others,
                 )  # fmt: skip
                 self.check_upstream()
                 self.direct[name, conc] = stats
@@ -145,6 +180,8 @@ class Bench:
             "features": features.describe(),
             "cpu_quota_cores": quota_cores,
         }
+        if self.cpus:
+            result["gateway_cpus"], result["other_cpus"] = self.cpus.gateway, self.cpus.others
         data_dir = Path(tempfile.mkdtemp(prefix=f"{features.name}-", dir=self.workdir))
         settings = {
             "GATEWAY_CONFIG": str(self.config),
@@ -152,9 +189,12 @@ class Bench:
             "GATEWAY_PROMPTS_DIR": str(self.prompts),
         }
         with contextlib.ExitStack() as stack:
-            settings |= feature_settings(features, stack)
+            settings |= feature_settings(features, stack, self.cpus and self.cpus.others)
             cgroup = stack.enter_context(cpu_quota(quota_cores)) if quota_cores else None
-            gateway = start_gateway(settings, workers, data_dir / "gateway.log", cgroup=cgroup)
+            gateway = start_gateway(
+                settings, workers, data_dir / "gateway.log", cgroup=cgroup,
+                cpus=self.cpus and self.cpus.gateway,
+            )  # fmt: skip
             stack.callback(stop, gateway.process)
             key = MASTER_KEY
             if features.key != "master":
@@ -170,6 +210,7 @@ class Bench:
                 and features.name == self.summary_name
                 and workers == self.args.workers[0]
                 and quota_cores is None  # the soak is the unconstrained worker's
+                and self.cpus is None
             ):
                 self.soak = run_soak(gateway, key, self.args)
             if any(row["gateway"]["errors"] for row in result["rows"]):
@@ -180,8 +221,9 @@ class Bench:
         mode = MODES[name]
         stats = drive(
             gateway.base + mode.path, mode.body(mode.alias), key, conc,
-            self.args.duration, self.generators(conc),
+            self.duration, self.generators(conc),
             watch={"gateway": gateway.process.pid, "upstream": self.upstream.pid},
+            cpus=self.cpus and self.cpus.others,
         )  # fmt: skip
         self.check_upstream()
         if gateway.process.poll() is not None:
@@ -219,7 +261,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             key=list(MODES).index,
         )
         print(f"direct against the fake upstream ({', '.join(direct_modes)})", flush=True)
-        bench.run_direct(direct_modes)
+        bench.run_direct(direct_modes, args.concurrency)
         results = []
         for features in selected:
             print(f"{features.name}, {args.workers[0]} worker(s)", flush=True)
@@ -239,6 +281,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     workers * cores if cores else None,
                 )
             )  # fmt: skip
+        confined = run_confined(args, workdir) if args.confined else None
     out: dict[str, Any] = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {
@@ -256,11 +299,74 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "configurations": results,
         "scaling": scaling_table(scaled, scaling_levels) if len(args.workers) > 1 else [],
         "scaling_runs": scaled if args.cores_per_worker else scaled[1:],
+        "confined": confined,
         "soak": bench.soak,
     }
     out["notes"] = report.notes(out)
     out["summary"] = report.summary(out, summary_name)
     return out
+
+
+def run_confined(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Configurations with the gateway pinned to one CPU, against an upstream and a load
+    generator pinned to the others: direct and through the gateway, one client. Unconfined,
+    the gateway's background work (the request-log writer, the pollers) runs beside the event
+    loop on the second core; on one CPU (a 1-vCPU container) every wake-up of the loop waits
+    for whatever else holds that CPU. First, the floor: a direct call across the two CPUs (the
+    upstream where the gateway will be), the wake-up latency of the machine itself."""
+    cpus = split_cpus()
+    if cpus is None:
+        return {"error": "needs at least two CPUs", "configurations": []}
+    services.REALTIME_PRIORITY = 1 if args.realtime else None
+    print(f"confined: the gateway on CPU {cpus.gateway}, upstream and load on {cpus.others}")
+    confined_dir = workdir / "confined"
+    confined_dir.mkdir()
+    out: dict[str, Any] = {
+        "gateway_cpus": cpus.gateway,
+        "other_cpus": cpus.others,
+        "realtime": args.realtime,
+    }
+    with contextlib.ExitStack() as stack:
+        try:
+            out["floor"] = cross_cpu_floor(args, confined_dir, cpus)
+        except (BenchError, OSError) as exc:  # e.g. --realtime without the right to use it
+            print(f"  FAILED: {exc}", file=sys.stderr, flush=True)
+            return {**out, "error": str(exc).splitlines()[0], "configurations": []}
+        port = free_port()
+        upstream = start_upstream(port, confined_dir / "upstream.log", cpus=cpus.others)
+        stack.callback(stop, upstream)
+        url = f"http://127.0.0.1:{port}/v1"
+        bench = Bench(args, upstream, url, confined_dir, "", cpus)
+        bench.run_direct(list(CONFINED_MODES), CONFINED_LEVELS)
+        out["configurations"] = []
+        for name in args.confined_features:
+            print(f"{name}, 1 worker confined to CPU {cpus.gateway}", flush=True)
+            result = guarded(bench, CONFIGS[name], 1, CONFINED_MODES, CONFINED_LEVELS)
+            out["configurations"].append(result)
+    return out
+
+
+def cross_cpu_floor(args: argparse.Namespace, workdir: Path, cpus: Confinement) -> dict[str, Any]:
+    """Direct JSON calls, one client, with the upstream on the gateway's CPU and the load on
+    the others: what crossing between the CPUs costs on this machine at this moment (under a
+    neighbour's load, a wake-up on a busy CPU can wait a scheduler tick, 4 ms at HZ=250)."""
+    port = free_port()
+    upstream = start_upstream(port, workdir / "floor-upstream.log", cpus=cpus.gateway)
+    try:
+        mode = MODES["json"]
+        url = f"http://127.0.0.1:{port}" + mode.path
+        stats = drive(
+            url, mode.body(mode.upstream_model), "bench", 1, args.confined_duration,
+            watch={"upstream": upstream.pid}, cpus=cpus.others,
+        )  # fmt: skip
+    finally:
+        stop(upstream)
+    print(
+        f"  direct across CPUs (json@1): p50 {stats['p50_ms']:.2f} ms, "
+        f"p99 {stats['p99_ms']:.2f} ms",
+        flush=True,
+    )
+    return stats
 
 
 def guarded(
@@ -294,6 +400,7 @@ def main() -> None:
         sys.exit(f"benchmark failed: {exc}")
     for result in out["configurations"]:
         report.print_configuration(result)
+    report.print_confined(out["confined"])
     report.print_scaling(out["scaling"])
     report.print_soak(out["soak"])
     print("\nnotes:\n" + "\n".join(f"  - {note}" for note in out["notes"]))
@@ -301,7 +408,8 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     print(f"\nwritten to {args.json}")
-    if any(r.get("error") for r in out["configurations"] + out["scaling"]):
+    confined = (out["confined"] or {}).get("configurations", [])
+    if any(r.get("error") for r in out["configurations"] + out["scaling"] + confined):
         sys.exit(1)
 
 

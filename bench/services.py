@@ -45,6 +45,23 @@ def reachable(port: int) -> bool:
     return False
 
 
+# Set by `--realtime` (bench.run, bench.ab): the pinned processes also run at this SCHED_FIFO
+# priority, so that other work on the machine cannot delay their wake-ups (needs root).
+REALTIME_PRIORITY: int | None = None
+
+
+def pinned(command: list[str], cpus: str | None) -> list[str]:
+    """`command` confined to `cpus` (taskset's list syntax, e.g. "1" or "0-2"); its threads
+    and the processes it starts inherit the mask (and the real-time priority, if set).
+    None: unconfined."""
+    if cpus is None:
+        return command
+    command = ["taskset", "-c", cpus, *command]
+    if REALTIME_PRIORITY is not None:
+        command = ["chrt", "-f", str(REALTIME_PRIORITY), *command]
+    return command
+
+
 def log_tail(path: Path, lines: int = 30) -> str:
     if not path.exists():
         return "(no log)"
@@ -154,8 +171,10 @@ def _answers(method: str, url: str, **kwargs: object) -> Callable[[], bool]:
     return check
 
 
-def start_upstream(port: int, log: Path = Path(os.devnull)) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "tests.fakes.upstream", "--port", str(port)]
+def start_upstream(
+    port: int, log: Path = Path(os.devnull), cpus: str | None = None
+) -> subprocess.Popen[bytes]:
+    command = pinned([sys.executable, "-m", "tests.fakes.upstream", "--port", str(port)], cpus)
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -196,15 +215,18 @@ def start_gateway(
     log: Path,
     root: Path = ROOT,
     cgroup: Path | None = None,
+    cpus: str | None = None,
 ) -> Gateway:
     """`gateway serve` as the README runs it; cold start ends at the first proxied answer.
     `root` other than this checkout (a worktree of another revision) runs that tree's code;
-    `cgroup` (a `cgroup.procs` file) puts the gateway and its workers under a CPU quota."""
+    `cgroup` (a `cgroup.procs` file) puts the gateway and its workers under a CPU quota;
+    `cpus` pins them to those CPUs (taskset)."""
     port = free_port()
     base = f"http://{HOST}:{port}"
     command = [str(Path(sys.executable).parent / "gateway"), "serve", "--workers", str(workers)]
     if root != ROOT:  # `python -m` from the tree's root imports its package, not ours
         command = [sys.executable, "-m", "gateway", *command[1:]]
+    command = pinned(command, cpus)
     if cgroup is not None:
         command = joining(cgroup, command)
     first_call = _answers(
@@ -243,10 +265,10 @@ def make_key(gateway: Gateway, request: dict[str, object]) -> str:
 
 
 @contextlib.contextmanager
-def otlp_receiver(log: Path = Path(os.devnull)) -> Iterator[str]:
+def otlp_receiver(log: Path = Path(os.devnull), cpus: str | None = None) -> Iterator[str]:
     """A loopback OTLP/HTTP trace receiver process for the gateway to export spans to."""
     port = free_port()
-    command = [sys.executable, "-m", "tests.fakes.otlp", "--port", str(port)]
+    command = pinned([sys.executable, "-m", "tests.fakes.otlp", "--port", str(port)], cpus)
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -256,8 +278,11 @@ def otlp_receiver(log: Path = Path(os.devnull)) -> Iterator[str]:
         stop(process)
 
 
-def feature_settings(features: Features, stack: contextlib.ExitStack) -> dict[str, str]:
-    """The gateway settings a configuration needs, starting what stands behind them."""
+def feature_settings(
+    features: Features, stack: contextlib.ExitStack, cpus: str | None = None
+) -> dict[str, str]:
+    """The gateway settings a configuration needs, starting what stands behind them (the
+    processes it starts pinned to `cpus`, if given)."""
     settings: dict[str, str] = {}
     if features.redis:
         settings["GATEWAY_REDIS_URL"] = REDIS_URL
@@ -265,7 +290,7 @@ def feature_settings(features: Features, stack: contextlib.ExitStack) -> dict[st
     if features.postgres:
         settings["GATEWAY_DATABASE_URL"] = stack.enter_context(postgres_database())
     if features.tracing:
-        settings["GATEWAY_OTLP_ENDPOINT"] = stack.enter_context(otlp_receiver())
+        settings["GATEWAY_OTLP_ENDPOINT"] = stack.enter_context(otlp_receiver(cpus=cpus))
     return settings
 
 

@@ -235,3 +235,39 @@ def test_a_quarantine_file_can_be_moved_back_once_fixed(engine: Engine, tmp_path
     (spool / path.name).write_bytes(fixed)  # an operator fixed the row and moved it back
     asyncio.run(scenario([]))
     assert sorted(_stored(engine)) == ["later", "ok"]
+
+
+def test_a_value_no_column_takes_is_quarantined_not_taken_for_an_outage(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A value no driver can bind (a set) is the row's fault: the row is quarantined and the
+    rest written, and the database is not marked unavailable (nothing goes to the spool)."""
+    spool = tmp_path / "spool"
+    writer = RequestLogWriter(engine, spool)
+    spool.mkdir()
+    writer._persist([_row("a"), _row("unbindable", alias={"a", "b"}), _row("b")])
+    assert (writer.written, writer.quarantined, writer.spooled) == (2, 1, 0)
+    assert writer.healthy
+    assert sorted(_stored(engine)) == ["a", "b"]
+    [kept] = _quarantined(spool)  # a set has no JSON: the row is kept as its repr
+    assert list(kept) == ["unencodable"]
+    assert "'unbindable'" in kept["unencodable"]
+
+
+def test_a_spool_file_of_nothing_but_bad_lines_replays_and_goes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """No row left to write is no database call (an empty batch is not an outage)."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "1000-a.jsonl").write_bytes(b'{"id": "cut off\n')
+
+    async def scenario() -> RequestLogWriter:
+        writer = RequestLogWriter(engine, spool)
+        writer.start()
+        await writer.close()
+        return writer
+
+    writer = asyncio.run(scenario())
+    assert (writer.quarantined, writer.healthy) == (1, True)
+    assert not list(spool.glob("*.jsonl"))

@@ -64,6 +64,8 @@ def fields() -> tuple[Field, ...]:
 def storable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows, each with every field its column can hold (the same list when no row needs
     a change, and within it the same dict for each row that needs none)."""
+    if not rows:  # a spool file of nothing but unreadable lines leaves none
+        return rows
     try:
         if _clean(rows):
             return rows
