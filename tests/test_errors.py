@@ -188,3 +188,41 @@ def test_upstream_400_is_passed_as_400(gateway: GatewayFactory, upstream: FakeUp
         sdk(gateway(config)).chat.completions.create(model="picky", messages=USER)
     assert "upstream refused" in caught.value.message
     assert upstream.calls("status=400,id=e400") == 1  # a 400 is never retried
+
+
+def test_an_upstream_out_of_quota_falls_back_and_tells_clients_not_to_retry(
+    gateway: GatewayFactory, upstream: FakeUpstream
+) -> None:
+    """OpenAI's `insufficient_quota` 429 is the operator's account out of credit: another
+    deployment may answer, but the client retrying the same call cannot help."""
+    broke = fake_model(upstream, "broke", "status=429,quota,id=broke")
+    saved = fake_model(upstream, "saved", "status=429,quota,id=saved")
+    backup = fake_model(upstream, "backup", "gpt-4o-mini")
+    router = {**_quick_router(), "fallbacks": [{"saved": ["backup"]}]}
+    base = gateway({"model_list": [broke, saved, backup], "router_settings": router})
+    auth = {"Authorization": f"Bearer {MASTER_KEY}"}
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+
+    refused = httpx.post(
+        f"{base}/v1/chat/completions", headers=auth, json={**body, "model": "broke"}
+    )
+    assert refused.status_code == 429
+    error = _error_shape(refused)
+    assert error["code"] == "insufficient_quota"
+    assert "no quota left" in error["message"]
+    assert refused.headers["x-should-retry"] == "false"
+    assert "retry-after" not in refused.headers
+
+    # The official SDK with its default retries (2) asks the gateway once.
+    sent: list[httpx.Request] = []
+    counted = httpx.Client(event_hooks={"request": [sent.append]})
+    client = sdk(base, max_retries=2, http_client=counted)
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="broke", messages=body["messages"])  # type: ignore[arg-type]
+    assert len(sent) == 1
+
+    answered = httpx.post(
+        f"{base}/v1/chat/completions", headers=auth, json={**body, "model": "saved"}
+    )
+    assert answered.status_code == 200
+    assert answered.headers["x-gateway-model"].startswith("backup")

@@ -54,6 +54,17 @@ def upstream_message(body: bytes) -> tuple[str, str | None]:
     return body[:200].decode("utf-8", "replace"), None
 
 
+def upstream_code(body: bytes) -> str | None:
+    """The `error.code` of an OpenAI-shaped error body, if any."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
+
+
 def where(deployment: Deployment) -> str:
     """The deployment, as the operator's log names it (never the caller's message)."""
     return f"deployment {deployment.id} ({deployment.model})"
@@ -74,6 +85,15 @@ def status_error(
         return UpstreamError(
             f"the upstream of model {model} answered with a redirect; tell the operator",
             detail=f"{detail}; redirected to {location}: set api_base to the final URL",
+        )
+    if status == 429 and upstream_code(body) == "insufficient_quota":
+        # The operator's account is out of credit: another deployment may still answer (the
+        # router moves on), but a client retrying the same call cannot help.
+        return RateLimited(
+            f"the gateway's account for model {model} has no quota left; tell the operator",
+            retryable=False,
+            detail=detail,
+            code="insufficient_quota",
         )
     if status == 429:
         return RateLimited(

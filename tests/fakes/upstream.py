@@ -44,6 +44,8 @@ with a 400 naming it. The whole string is always echoed back as ``model``.
 ``status=CODE``     answer every request with HTTP CODE (400-599) and an OpenAI error body;
                     type ``rate_limit_error`` for 429, ``server_error`` for 5xx, else
                     ``invalid_request_error``
+``quota``           with a 429, the code ``insufficient_quota`` (the account is out of
+                    credit, as OpenAI says it) instead of ``rate_limit_exceeded``
 ``retry_after=S``   with a failure, add ``retry-after: S`` and ``retry-after-ms: S*1000``
                     (S may be fractional)
 ``fail_first=N``    the first N requests for this exact model string fail (with ``status=``,
@@ -171,6 +173,7 @@ class Directives:
     pad: int = 0
     fill: bool = False
     reasoning: bool = False
+    quota: bool = False
 
 
 def _flag(value: str | None) -> bool:
@@ -234,6 +237,7 @@ _DIRECTIVES: Final[dict[str, tuple[str, Callable[[str | None], object]]]] = {
     "pad": ("pad", _int_between(0, 1 << 30)),
     "fill": ("fill", _flag),
     "reasoning": ("reasoning", _flag),
+    "quota": ("quota", _flag),
 }
 
 
@@ -276,8 +280,8 @@ def _error_response(
 
 
 @lru_cache(maxsize=256)
-def _failure_body(status: int) -> bytes:
-    code = "rate_limit_exceeded" if status == 429 else None
+def _failure_body(status: int, quota: bool = False) -> bytes:
+    code = ("insufficient_quota" if quota else "rate_limit_exceeded") if status == 429 else None
     error = {
         "message": f"fake upstream error {status}",
         "type": _error_type(status),
@@ -287,11 +291,11 @@ def _failure_body(status: int) -> bytes:
     return orjson.dumps({"error": error})
 
 
-def _failure(status: int, retry_after: tuple[str, str] | None) -> web.Response:
+def _failure(status: int, retry_after: tuple[str, str] | None, quota: bool = False) -> web.Response:
     headers = _JSON_HEADERS
     if retry_after is not None:
         headers = {**_JSON_HEADERS, "retry-after": retry_after[0], "retry-after-ms": retry_after[1]}
-    return web.Response(body=_failure_body(status), status=status, headers=headers)
+    return web.Response(body=_failure_body(status, quota), status=status, headers=headers)
 
 
 def _json(payload: object) -> web.Response:
@@ -550,9 +554,9 @@ class FakeUpstream:
             await _forever()
         if directives.fail_first is not None:
             if seen <= directives.fail_first:
-                return _failure(directives.status or 500, directives.retry_after)
+                return _failure(directives.status or 500, directives.retry_after, directives.quota)
         elif directives.status is not None:
-            return _failure(directives.status, directives.retry_after)
+            return _failure(directives.status, directives.retry_after, directives.quota)
         return body, model, directives
 
     async def _chat(self, request: web.BaseRequest) -> web.StreamResponse:
