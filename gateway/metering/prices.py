@@ -143,3 +143,34 @@ class PriceTable:
         if price is None or usage is None:
             return 0.0
         return price.cost(usage)
+
+
+def context_windows(
+    deployments: list[Deployment], configured: dict[str, int | None]
+) -> dict[str, int]:
+    """Per deployment id, the most prompt tokens it takes (for the router's pre-call check):
+    its model_info.max_input_tokens (`configured`), else the price map's entry's."""
+    path = price_map_path()
+    catalogue: dict[str, Any] = orjson.loads(path.read_bytes()) if path else {}
+    windows: dict[str, int] = {}
+    for d in deployments:
+        window = configured.get(d.id)
+        if window is None:
+            entries = (catalogue.get(name) for name in _map_names(d))
+            entry = next((e for e in entries if isinstance(e, dict)), None)
+            found = entry.get("max_input_tokens") if entry else None
+            window = found if isinstance(found, int) and found > 0 else None
+        if window is not None:
+            windows[d.id] = window
+    return windows
+
+
+def cost_ranks(prices: PriceTable, deployments: list[Deployment]) -> dict[str, float]:
+    """Per deployment id with a known price, its input and output price per token together,
+    the order cost-based routing tries deployments in (LiteLLM's lowest-cost routing)."""
+    ranks: dict[str, float] = {}
+    for d in deployments:
+        price = prices.price(d)
+        if price is not None:
+            ranks[d.id] = price.input + price.output
+    return ranks

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,8 @@ from typing import Generic, Protocol, TypeVar, cast
 
 from gateway.core.config import RouterSettings
 from gateway.core.errors import (
+    CONTEXT_WINDOW_EXCEEDED,
+    BadRequest,
     DeploymentBusy,
     GatewayError,
     ModelNotFound,
@@ -25,6 +28,10 @@ from gateway.core.errors import (
     is_retryable,
 )
 from gateway.providers import Deployment, Provider, Providers
+from gateway.routing.failures import FailurePolicy
+from gateway.routing.fallbacks import FallbackPlan
+from gateway.routing.health import DeploymentState, detail
+from gateway.routing.strategies import COUNTS_USAGE, choose, current_minute
 
 T = TypeVar("T")
 P = TypeVar("P")
@@ -51,56 +58,6 @@ class AttemptHook(Protocol[P_contra]):
 
 
 log = logging.getLogger("gateway.routing")
-LOG_EVERY_S = 1.0
-
-
-class DeploymentState:
-    """Health and load of one deployment, in this process."""
-
-    __slots__ = (
-        "consecutive_fails",
-        "cooldown_until",
-        "deployment",
-        "in_flight",
-        "latency",
-        "logged_at",
-        "unlogged",
-    )
-
-    def __init__(self, deployment: Deployment) -> None:
-        self.deployment = deployment
-        self.consecutive_fails = 0
-        self.cooldown_until = 0.0
-        self.in_flight = 0
-        self.latency = 0.0  # exponentially weighted seconds per successful call
-        self.logged_at = float("-inf")
-        self.unlogged = 0  # failures since the last one logged
-
-    def healthy(self, now: float) -> bool:
-        return now >= self.cooldown_until
-
-    def succeeded(self, seconds: float) -> None:
-        self.consecutive_fails = 0
-        self.latency = seconds if self.latency == 0.0 else 0.8 * self.latency + 0.2 * seconds
-
-    def failed(self, error: GatewayError, settings: RouterSettings, now: float) -> None:
-        """An upstream fault (see is_retryable); a caller's bad request is never one."""
-        self._log(error, now)
-        self.consecutive_fails += 1
-        if self.consecutive_fails >= settings.allowed_fails:
-            self.cooldown_until = max(self.cooldown_until, now + settings.cooldown_time)
-        retry_after = error.retry_after if isinstance(error, RateLimited) else None
-        if retry_after is not None and retry_after > settings.max_retry_wait:
-            self.cooldown_until = max(self.cooldown_until, now + retry_after)
-
-    def _log(self, error: GatewayError, now: float) -> None:
-        # At most one line per deployment per LOG_EVERY_S: an outage must not flood the log.
-        if now - self.logged_at < LOG_EVERY_S:
-            self.unlogged += 1
-            return
-        more = f" ({self.unlogged} more failures since the last report)" if self.unlogged else ""
-        log.warning("model %r failed: %s%s", self.deployment.alias, _detail(error), more)
-        self.logged_at, self.unlogged = now, 0
 
 
 @dataclass(slots=True)
@@ -113,21 +70,51 @@ class Routed(Generic[T]):
 
 class Router:
     def __init__(
-        self, deployments: list[Deployment], settings: RouterSettings, providers: Providers
+        self,
+        deployments: list[Deployment],
+        settings: RouterSettings,
+        providers: Providers,
+        prices: dict[str, float] | None = None,
+        context_windows: dict[str, int] | None = None,
     ) -> None:
+        """`prices` (per deployment id: its input and output price per token together) serve
+        cost-based routing; `context_windows` (the most prompt tokens each takes) serve
+        enable_pre_call_checks."""
         self.settings = settings
         self.providers = providers
+        self.policy = FailurePolicy(settings)
+        prices = prices or {}
+        windows = context_windows if settings.enable_pre_call_checks else None
         self.by_alias: dict[str, list[DeploymentState]] = {}
+        # What fallbacks may name: aliases, and model_info ids (one deployment each).
+        self.targets: dict[str, list[DeploymentState]] = {}
+        self._alias_of: dict[str, str] = {}
+        self._by_id: dict[str, DeploymentState] = {}
         for deployment in deployments:
-            self.by_alias.setdefault(deployment.alias, []).append(DeploymentState(deployment))
-        self.fallbacks: dict[str, list[str]] = {}
-        for rule in settings.fallbacks:
-            for source, targets in rule.items():
-                self.fallbacks.setdefault(source, []).extend(targets)
+            state = DeploymentState(
+                deployment,
+                prices.get(deployment.id, math.inf),
+                windows.get(deployment.id) if windows else None,
+            )
+            self.by_alias.setdefault(deployment.alias, []).append(state)
+            self._by_id[deployment.id] = state
+        self.targets.update(self.by_alias)
+        for deployment_id, state in self._by_id.items():
+            if deployment_id not in self.targets:  # an alias of the same name wins
+                self.targets[deployment_id] = [state]
+                self._alias_of[deployment_id] = state.deployment.alias
+        self.fallbacks = FallbackPlan(settings, list(self.targets))
+        # Per call, the pipeline estimates the prompt's tokens only when these need them.
+        self.counts_usage = settings.routing_strategy in COUNTS_USAGE
+        self.needs_prompt_tokens = self.counts_usage or windows is not None
         self._random = random.Random()
 
     def aliases(self) -> list[str]:
         return list(self.by_alias)
+
+    def deployments_by_target(self) -> dict[str, list[Deployment]]:
+        """The deployments each alias, or deployment id a fallback names, may be served by."""
+        return {name: [s.deployment for s in states] for name, states in self.targets.items()}
 
     def states(self, alias: str) -> list[DeploymentState]:
         states = self.by_alias.get(alias)
@@ -140,16 +127,23 @@ class Router:
         return states
 
     def chain(self, alias: str, allowed: Callable[[str], bool] | None = None) -> list[str]:
-        """The alias and the fallbacks `allowed` lets the caller use, in the order they are
-        tried. The caller must be allowed the alias itself: that is checked apart, so the
-        caller learns why it was refused."""
+        """The alias, then every fallback `allowed` lets the caller use that a call to it may
+        reach (the alias of a deployment id is what is checked). The caller must be allowed
+        the alias itself: that is checked apart, so the caller learns why it was refused."""
         self.states(alias)
-        fallbacks = self.fallbacks.get(alias)
+        fallbacks = self.fallbacks.reachable.get(alias)
         if not fallbacks:
             return [alias]
         if allowed is None:
             return [alias, *fallbacks]
-        return [alias, *(name for name in fallbacks if allowed(name))]
+        return [alias, *(n for n in fallbacks if allowed(self._alias_of.get(n, n)))]
+
+    def used(self, deployment: Deployment, tokens: int) -> None:
+        """An answer's tokens, for usage-based routing (counted in this minute)."""
+        state = self._by_id.get(deployment.id)
+        if state is not None:
+            state.usage(current_minute())
+            state.minute_tokens += tokens
 
     async def call(
         self,
@@ -157,24 +151,39 @@ class Router:
         send: Send[P, T],
         payload: P,
         hook: AttemptHook[P] | None = None,
+        prompt_tokens: int = 0,
     ) -> Routed[T]:
-        """Tries the aliases of `chain` (from chain()) in order until one answers; each attempt
-        is `send(provider, deployment, payload)` between the hook's two calls."""
-        attempts = 0
-        spent = 0.0
-        error: GatewayError | None = None
-        for name in chain:
-            states = self.states(name)
+        """Tries the alias chain[0], then its fallbacks among `chain` (from chain()), until
+        one answers; each attempt is `send(provider, deployment, payload)` between the hook's
+        two calls. `prompt_tokens`, an estimate, serves enable_pre_call_checks and
+        usage-based routing (see needs_prompt_tokens)."""
+        name = chain[0]
+        permitted = set(chain)
+        plan = self.fallbacks.regular.get(name, [])
+        tried = {name}
+        attempts, spent, fallbacks = 0, 0.0, 0
+        while True:
             try:
-                return await self._call_alias(states, send, payload, hook, attempts, spent)
+                return await self._call_alias(
+                    name, send, payload, hook, attempts, spent, prompt_tokens
+                )
             except _AliasFailed as failure:
                 attempts, spent, error = failure.attempts, failure.spent, failure.error
-                if not is_retryable(error):
-                    raise error from None
-        assert error is not None
-        raise error
+            after = self.fallbacks.after(name, error, plan)
+            if after is None:
+                raise error from None
+            plan = after
+            following = next((n for n in plan if n not in tried and n in permitted), None)
+            if following is None or fallbacks >= self.fallbacks.max_fallbacks:
+                raise error from None
+            log.debug("model %r failed (%s): falling back to %r", name, detail(error), following)
+            name = following
+            tried.add(name)
+            fallbacks += 1
 
-    def _pick(self, states: list[DeploymentState], tried: set[int]) -> DeploymentState | None:
+    def _pick(
+        self, states: list[DeploymentState], tried: set[int], prompt_tokens: int
+    ) -> DeploymentState | None:
         now = time.monotonic()
         healthy = [s for s in states if s.healthy(now)]
         fresh = [s for s in healthy if id(s) not in tried] or healthy
@@ -182,16 +191,7 @@ class Router:
             return None
         if len(fresh) == 1:
             return fresh[0]
-        strategy = self.settings.routing_strategy
-        if strategy == "least-busy":
-            return min(fresh, key=lambda s: s.in_flight)
-        if strategy == "latency-based-routing":
-            # Untried deployments have latency 0 and so get explored first.
-            return min(fresh, key=lambda s: s.latency)
-        weights = [s.deployment.weight for s in fresh]
-        if not any(weights):
-            weights = [1.0] * len(fresh)
-        return self._random.choices(fresh, weights=weights)[0]
+        return choose(self.settings.routing_strategy, fresh, self._random, prompt_tokens)
 
     def _wait(self, attempt: int, error: GatewayError) -> float | None:
         """Seconds to wait before the next attempt, or None to stop trying this alias."""
@@ -205,23 +205,26 @@ class Router:
 
     async def _call_alias(
         self,
-        states: list[DeploymentState],
+        name: str,
         send: Send[P, T],
         payload: P,
         hook: AttemptHook[P] | None,
         attempts: int,
         spent: float,
+        prompt_tokens: int,
     ) -> Routed[T]:
-        settings = self.settings
+        states = self._fitting(name, prompt_tokens)
+        if isinstance(states, GatewayError):
+            raise _AliasFailed(states, attempts, spent)
         tried: set[int] = set()
         last_error: GatewayError | None = None
-        for attempt in range(settings.num_retries + 1):
-            state = self._pick(states, tried)
+        attempt = 0
+        while True:
+            state = self._pick(states, tried, prompt_tokens)
             if state is None:
-                alias = states[0].deployment.alias
                 last_error = last_error or UpstreamUnavailable(
-                    f"every deployment of {alias!r} is cooling down after repeated failures; "
-                    f"retry in a few seconds"
+                    f"every deployment of {self._alias_of.get(name, name)!r} is cooling down "
+                    f"after repeated failures; retry in a few seconds"
                 )
                 break
             tried.add(id(state))
@@ -231,19 +234,38 @@ class Router:
             if tries.failure is None:
                 return Routed(cast(T, tries.value), state.deployment, attempts, spent)
             failure = last_error = tries.failure
-            if not is_retryable(failure) or attempt == settings.num_retries:
+            if attempt >= self.policy.retries(failure):
                 break
+            attempt += 1
             now = time.monotonic()
             if any(id(s) not in tried and s.healthy(now) for s in states):
                 wait: float | None = 0.0  # another deployment is ready: switch, don't wait
             else:
-                wait = self._wait(attempt, failure)
+                wait = self._wait(attempt - 1, failure)
             if wait is None:
                 break
             await asyncio.sleep(wait)
             spent += wait
         assert last_error is not None
         raise _AliasFailed(last_error, attempts, spent)
+
+    def _fitting(self, name: str, prompt_tokens: int) -> list[DeploymentState] | GatewayError:
+        """The deployments of `name` whose context window takes the prompt (all of them
+        unless enable_pre_call_checks found some too small). None fitting is a context
+        window error, as LiteLLM's pre-call check raises, so context_window_fallbacks apply."""
+        states = self.targets.get(name) or self.states(name)
+        if not prompt_tokens or all(s.context_window is None for s in states):
+            return states
+        fitting = [s for s in states if (s.context_window or prompt_tokens) >= prompt_tokens]
+        if fitting:
+            return fitting
+        largest = max(s.context_window or 0 for s in states)
+        return BadRequest(
+            f"the prompt (about {prompt_tokens} tokens) is longer than model "
+            f"{self._alias_of.get(name, name)!r} takes ({largest} tokens)",
+            param="messages",
+            code=CONTEXT_WINDOW_EXCEEDED,
+        )
 
     async def _on_deployment(
         self,
@@ -262,6 +284,9 @@ class Router:
             failure: GatewayError | None = None
             started = time.perf_counter()
             state.in_flight += 1
+            if self.counts_usage:
+                state.usage(current_minute())
+                state.minute_requests += 1
             try:
                 if hook is not None:
                     await hook.attempting(deployment, payload)
@@ -282,11 +307,11 @@ class Router:
             if not is_retryable(failure):
                 # The caller's own request was refused: the deployment is fine, and another
                 # would refuse it too.
-                log.debug("model %r refused a request: %s", deployment.alias, _detail(failure))
+                log.debug("model %r refused a request: %s", deployment.alias, detail(failure))
                 return tries
             if isinstance(failure, DeploymentBusy):  # our own limiter said no: healthy
                 return tries
-            state.failed(failure, self.settings, time.monotonic())
+            state.failed(failure, self.settings, self.policy, time.monotonic())
             if tries.calls > deployment.max_retries or not state.healthy(time.monotonic()):
                 return tries
             wait = self._wait(tries.calls - 1, failure)
@@ -304,10 +329,6 @@ class _Tries(Generic[T]):
     failure: GatewayError | None = None
     calls: int = 0
     seconds: float = 0.0  # in calls and waits between them
-
-
-def _detail(error: GatewayError) -> str:
-    return error.detail or error.message
 
 
 class _AliasFailed(Exception):
