@@ -245,16 +245,17 @@ class RouterSettings(BaseModel):
 
     def shared_redis_url(self) -> str | None:
         """The Redis these settings name (after secrets are resolved), as LiteLLM's Router
-        reads them: redis_url, else redis_host with redis_port."""
+        reads them: redis_url, else redis_host with redis_port (6379 when left out; LiteLLM
+        would silently use no Redis)."""
         if self.redis_url:
             return self.redis_url
-        if self.redis_host is None or self.redis_port is None:
+        if self.redis_host is None:
             return None
         password = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
         host = self.redis_host
         if ":" in host and not host.startswith("["):  # an IPv6 address
             host = f"[{host}]"
-        return f"redis://{password}{host}:{self.redis_port}"
+        return f"redis://{password}{host}:{self.redis_port or 6379}"
 
 
 class GatewaySection(BaseModel):

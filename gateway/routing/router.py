@@ -158,10 +158,9 @@ class Router:
         two calls. `prompt_tokens`, an estimate, serves enable_pre_call_checks and
         usage-based routing (see needs_prompt_tokens)."""
         name = chain[0]
-        permitted = set(chain)
         plan = self.fallbacks.regular.get(name, [])
-        tried = {name}
         attempts, spent, fallbacks = 0, 0.0, 0
+        tried: set[str] | None = None  # built on the first fallback: most calls need none
         while True:
             try:
                 return await self._call_alias(
@@ -173,6 +172,8 @@ class Router:
             if after is None:
                 raise error from None
             plan = after
+            if tried is None:
+                tried, permitted = {name}, set(chain)
             following = next((n for n in plan if n not in tried and n in permitted), None)
             if following is None or fallbacks >= self.fallbacks.max_fallbacks:
                 raise error from None
