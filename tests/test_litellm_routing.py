@@ -421,3 +421,38 @@ def test_provider_budget_config_is_refused_with_what_to_do_instead() -> None:
     assert f"{path}:9: router_settings.provider_budget_config:" in message
     assert "LiteLLM's provider budgets are not supported" in message
     assert "max_budget" in message
+
+
+@pytest.mark.slow  # imports litellm
+def test_context_window_fallbacks_through_litellm(
+    gateway: GatewayFactory, upstream: FakeUpstream
+) -> None:
+    """litellm's ContextWindowExceededError is the same failure as the fast path's 400."""
+    config = yaml.safe_load((CONFIGS / "routing_context_window_unset.yaml").read_text())
+    for entry in config["model_list"]:
+        entry["litellm_params"]["api_base"] = upstream.url
+        entry["litellm_params"]["api_key"] = "sk-test"
+        entry["model_info"] = {"transport": "litellm"}
+    config["router_settings"] = {"context_window_fallbacks": [{"small": ["large"]}]}
+    base = gateway(config)
+    assert answered_by(chat(base, "small", LONG)) == "large#1"
+    assert calls(upstream, "routing-cwu-small", "context=8") >= 1
+
+
+def test_a_key_left_empty_is_unset(tmp_path: Path) -> None:
+    """`fallbacks:` with its entries commented out, as LiteLLM files often have it."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "model_list:\n"
+        "  - model_name: a\n"
+        "    litellm_params: {model: openai/a}\n"
+        "router_settings:\n"
+        "  fallbacks:\n"
+        "  #  - a: [b]\n"
+        "  num_retries:\n"
+        "litellm_settings:\n"
+        "  num_retries: 4\n"
+        "  context_window_fallbacks:\n"
+    )
+    router = load_config(path).router_settings
+    assert (router.fallbacks, router.context_window_fallbacks, router.num_retries) == ([], [], 4)

@@ -222,6 +222,14 @@ class RouterSettings(BaseModel):
     redis_password: str | None = None
     provider_budget_config: Any = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any) -> Any:
+        # `fallbacks:` with its entries commented out: LiteLLM's Router reads None as unset.
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
+
     @field_validator("provider_budget_config")
     @classmethod
     def _no_provider_budgets(cls, value: Any) -> Any:
@@ -346,7 +354,7 @@ def apply_litellm_router_keys(router: RouterSettings, litellm: dict[str, Any]) -
     origins = {key: "router_settings" for key in (*FALLBACK_KEYS, "default_fallbacks")}
     problems: list[tuple[Loc, str]] = []
     for key, field in LITELLM_ROUTER_KEYS.items():
-        if key not in litellm:
+        if litellm.get(key) is None:
             continue
         try:
             value = getattr(RouterSettings.model_validate({field: litellm[key]}), field)
