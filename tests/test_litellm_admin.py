@@ -546,3 +546,31 @@ def test_openapi_describes_the_litellm_routes(gateway: GatewayFactory) -> None:
     ):
         assert method in paths[path], path
         assert "LiteLLM" in paths[path][method]["tags"]
+
+
+def test_field_names_are_litellms() -> None:
+    """What the gateway declares in LiteLLM's shapes uses LiteLLM's names; the few fields it
+    adds are named here."""
+    from litellm.types.router import ModelGroupInfo
+
+    from gateway.api.litellm_admin import models as ours
+
+    types = litellm_types()
+    assert set(ours.KeyRequest.model_fields) <= set(types.GenerateKeyRequest.model_fields)
+    only_generate = set(ours.KeyRequest.model_fields) - set(types.UpdateKeyRequest.model_fields)
+    assert only_generate == {"key_type", "send_invite_email"}
+    assert set(ours.TeamRequest.model_fields) <= set(types.NewTeamRequest.model_fields)
+    assert set(ours.KeyDeleteRequest.model_fields) == set(types.KeyRequest.model_fields)
+    token = set(types.LiteLLM_VerificationToken.model_fields)
+    assert set(ours.LiteLLMKey.model_fields) - token == {"key_id", "status", "prompts"}
+    assert set(ours.KeyGenerated.model_fields) - set(types.GenerateKeyResponse.model_fields) == {
+        "key_id",
+        "status",
+        "budget_reset_at",
+        "model_spend",
+        "soft_budget_cooldown",
+    }
+    assert set(ours.LiteLLMTeam.model_fields) <= set(types.LiteLLM_TeamTable.model_fields)
+    logged = set(types.SpendLogsPayload.__annotations__) | set(types.LiteLLM_SpendLogs.model_fields)
+    assert set(ours.SpendLog.model_fields) <= logged
+    assert set(ours.ModelGroup.model_fields) <= set(ModelGroupInfo.model_fields)
