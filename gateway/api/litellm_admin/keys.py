@@ -104,8 +104,14 @@ async def update(state: GatewayState, request: KeyRequest) -> KeyUpdated:
             raise no_key(request.key)
     elif request.key_alias is not None:
         found = await asyncio.to_thread(_by_alias, state, request.key_alias)
-        if len(found) != 1:
+        if not found:
             raise NotFound(f"No live key with alias {request.key_alias!r}.", param="key_alias")
+        if len(found) > 1:  # keys minted by POST /v1/keys, whose names need not be unique
+            raise BadRequest(
+                f"{len(found)} live keys have the alias {request.key_alias!r}: name the key "
+                f"itself (key: the key or its SHA-256).",
+                param="key_alias",
+            )
         record = found[0]
     else:
         raise BadRequest("Give the key to update: key (or its SHA-256), or key_alias.", param="key")
