@@ -48,7 +48,15 @@ def _context_windows(config: GatewayConfig, deployments: list[Deployment]) -> di
         d.id: entry.model_info.max_input_tokens
         for entry, d in zip(config.model_list, deployments, strict=True)
     }
-    return context_windows(deployments, configured)
+    windows = context_windows(deployments, configured)
+    unknown = [d.id for d in deployments if d.id not in windows]
+    if unknown:
+        log.warning(
+            "enable_pre_call_checks: no context window known for %s (set "
+            "model_info.max_input_tokens); the check never skips them",
+            ", ".join(unknown),
+        )
+    return windows
 
 
 @dataclass

@@ -376,35 +376,23 @@ def fallback_problems(config: GatewayConfig, origins: dict[str, str]) -> list[tu
     """Fallbacks that name something the gateway does not serve, at their own line."""
     sources, targets = config.fallback_names()
     router = config.router_settings
-    known = ", ".join(sorted(sources - {"*"}))
+    known = f"(known: {', '.join(sorted(sources - {'*'}))})"
     problems: list[tuple[Loc, str]] = []
+
+    def check_targets(at: Loc, names: list[str]) -> None:
+        for position, name in enumerate(names):
+            if name not in targets:
+                text = f"{name!r} is not a model_name or model_info.id in model_list {known}"
+                problems.append(((*at, position), text))
+
     for field in FALLBACK_KEYS:
-        section = origins[field]
         for index, rule in enumerate(getattr(router, field)):
             for source, names in rule.items():
-                at: Loc = (section, field, index, source)
+                at: Loc = (origins[field], field, index, source)
                 if source not in sources:
-                    problems.append(
-                        (at, f"{source!r} is not a model_name in model_list (known: {known})")
-                    )
-                for position, name in enumerate(names):
-                    if name not in targets:
-                        problems.append(
-                            (
-                                (*at, position),
-                                f"{name!r} is not a model_name or model_info.id in model_list "
-                                f"(known: {known})",
-                            )
-                        )
-    section = origins["default_fallbacks"]
-    for position, name in enumerate(router.default_fallbacks):
-        if name not in targets:
-            problems.append(
-                (
-                    (section, "default_fallbacks", position),
-                    f"{name!r} is not a model_name or model_info.id in model_list (known: {known})",
-                )
-            )
+                    problems.append((at, f"{source!r} is not a model_name in model_list {known}"))
+                check_targets(at, names)
+    check_targets((origins["default_fallbacks"], "default_fallbacks"), router.default_fallbacks)
     return problems
 
 
