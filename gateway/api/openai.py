@@ -13,6 +13,7 @@ from gateway.api.event_stream import EventStreamResponse
 from gateway.calls.pipeline import Call, Pipeline
 from gateway.calls.record import CallRecord
 from gateway.calls.streaming import relay
+from gateway.calls.tags import HEADER as TAGS_HEADER
 from gateway.core.answers import Answer, ObjectList
 from gateway.identity.auth import Caller
 from gateway.prompts.calling import prompt_ref
@@ -28,6 +29,8 @@ async def chat_completions(
     body, size = await read_json(request)
     call = Call("chat", body, size, caller, record, prompt=prompt_ref(body, request.headers))
     pipeline = state.calls
+    if pipeline.reads_tags:
+        call.tags_header = request.headers.get(TAGS_HEADER)
     await pipeline.admit(call)
     if call.body.get("stream"):
         options = call.body.get("stream_options") or {}
@@ -49,6 +52,8 @@ async def embeddings(
 ) -> Response:
     body, size = await read_json(request)
     call = Call("embeddings", body, size, caller, record)
+    if state.calls.reads_tags:
+        call.tags_header = request.headers.get(TAGS_HEADER)
     await state.calls.admit(call)
     routed = await state.calls.complete(call)
     return Response(
@@ -87,13 +92,17 @@ class Model(Answer):
 @router.get("/v1/models")
 @router.get("/models", include_in_schema=False)
 async def list_models(state: StateDep, caller: CallerDep) -> ObjectList[Model]:
-    key = caller.key
-    aliases = [a for a in state.router.aliases() if key is None or key.allows_model(a)]
-    return ObjectList(data=[Model(id=alias) for alias in aliases])
+    key, routes = caller.key, state.router
+    names = routes.listed()
+    if key is not None and key.models:
+        names = [name for name in names if routes.permits(name, key.allows_model)]
+    return ObjectList(data=[Model(id=name) for name in names])
 
 
 @router.get("/v1/models/{model:path}")
 async def get_model(model: str, state: StateDep, caller: CallerDep) -> Model:
-    state.router.states(model)  # raises the 404 for unknown aliases
-    caller.check_model(model)
+    state.router.states(model)  # raises the 404 for names no deployment serves
+    key = caller.key
+    if key is not None and key.models and not state.router.permits(model, key.allows_model):
+        caller.check_model(model)  # raises the refusal
     return Model(id=model)
