@@ -14,12 +14,14 @@ import orjson
 import pytest
 import yaml
 
-from gateway.core.config import parse_config
+from gateway.core.config import GatewayConfig, parse_config
 from gateway.core.errors import ConfigError
 from gateway.core.wildcards import WildcardName, most_specific_first, upstream_model
 from gateway.core.yamlfile import YamlDocument
-from gateway.metering.prices import price_map_path
+from gateway.metering.prices import PriceTable, price_map_path
 from gateway.prompts.served import ServedModels
+from gateway.providers import Providers, build_deployments
+from gateway.routing.router import Router
 from tests.conftest import MASTER_KEY, GatewayFactory, fake_model, sdk
 from tests.fakes.upstream import FakeUpstream
 
@@ -299,3 +301,31 @@ def test_a_prompt_may_name_any_model_a_wildcard_or_an_alias_serves(
         problem = served.problem(model)
         assert problem is not None
         assert problem.startswith(f"model {model!r} is not served by this gateway")
+
+
+# --- a pass-through catch-all --------------------------------------------------------------------
+
+
+def test_a_pass_through_catch_all_infers_the_provider_of_a_known_bare_name() -> None:
+    config = GatewayConfig.model_validate(
+        {"model_list": [{"model_name": "*", "litellm_params": {"model": "*"}}]}
+    )
+    deployments = build_deployments(config)
+    prices = PriceTable.for_deployments(deployments)
+    router = Router(deployments, config.router_settings, Providers(config), prices.catalogue)
+
+    def reached(name: str) -> tuple[str, str, str]:
+        deployment = router.deployments(name)[0]
+        return deployment.model, deployment.provider, deployment.upstream_model
+
+    # As litellm.completion(model=name) would: its price map says whose model it is.
+    assert reached("gpt-4o-mini") == ("openai/gpt-4o-mini", "openai", "gpt-4o-mini")
+    assert reached("claude-sonnet-4-5") == (
+        "anthropic/claude-sonnet-4-5",
+        "anthropic",
+        "claude-sonnet-4-5",
+    )
+    assert reached("gemini-2.5-flash")[1] == "vertex_ai"
+    assert reached("groq/llama-x") == ("groq/llama-x", "groq", "llama-x")
+    assert reached("my-own-model") == ("my-own-model", "openai", "my-own-model")
+    assert router.listed() == []  # no provider to list the models of

@@ -6,9 +6,21 @@ config has a wildcard model_name; nothing here reads a file.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+_PROVIDER = re.compile(r"[a-z0-9_-]+")
+
+
+def _provider(listed: Any) -> str | None:
+    """The provider prefix LiteLLM routes a map entry by: the map files some under a kind
+    ("vertex_ai-language-models", "fireworks_ai-embedding-models") LiteLLM reads as the
+    provider before the dash."""
+    if not isinstance(listed, str) or not _PROVIDER.fullmatch(listed):
+        return None
+    return listed.partition("-")[0] if listed.endswith("-models") else listed
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +36,8 @@ class ModelCatalogue:
         for name, entry in price_map.items():
             if not isinstance(entry, dict):
                 continue
-            provider = entry.get("litellm_provider")
-            if not isinstance(provider, str):
+            provider = _provider(entry.get("litellm_provider"))
+            if provider is None:
                 continue
             self._provider[name] = provider
             mode = entry.get("mode")

@@ -61,6 +61,7 @@ class ModelNames(Generic[S]):
         self.hidden = frozenset(hidden)
         self.catalogue = catalogue
         self._resolved: dict[str, list[S] | None] = {}
+        self._listed = self._list()
 
     def target(self, name: str) -> str:
         """The model group a name is routed as: its model_group_alias target, or itself."""
@@ -93,14 +94,30 @@ class ModelNames(Generic[S]):
             return None
         pattern, match = found
         return [
-            self._make_state(_copy(template, match, name))
+            self._make_state(self._copy(template, match, name))
             for template in self._templates[pattern.name]
         ]
+
+    def _copy(self, template: Deployment, match: re.Match[str], name: str) -> Deployment:
+        model = upstream_model(match, template.model)
+        if "/" not in model and self.catalogue is not None:
+            # `model: "*"` passes the name on: LiteLLM infers the provider of a name it knows
+            # (claude-sonnet-4-5: anthropic), where a bare name is otherwise OpenAI's.
+            provider = self.catalogue.provider_of(model)
+            if provider is not None:
+                model = f"{provider}/{model}"
+        provider, upstream = split_model(model)
+        return replace(
+            template, alias=name, model=model, provider=provider, upstream_model=upstream
+        )
 
     def listed(self) -> list[str]:
         """What GET /v1/models shows: the model_names, the aliases not hidden, and for each
         provider wildcard (`openai/*`) the names of the provider's models in the price map
         that it serves, as LiteLLM lists them (never the `*` itself)."""
+        return list(self._listed)
+
+    def _list(self) -> list[str]:
         names = dict.fromkeys(self.exact)
         names.update(dict.fromkeys(a for a in self.group_aliases if a not in self.hidden))
         for pattern in self.patterns:
@@ -136,9 +153,3 @@ class ModelNames(Generic[S]):
                 captured = model[len(head) : len(head) + middle]
                 names.append(f"{asked_head}{captured}{asked_tail}")
         return sorted(names)
-
-
-def _copy(template: Deployment, match: re.Match[str], name: str) -> Deployment:
-    model = upstream_model(match, template.model)
-    provider, upstream = split_model(model)
-    return replace(template, alias=name, model=model, provider=provider, upstream_model=upstream)
