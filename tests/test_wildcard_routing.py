@@ -274,7 +274,25 @@ def test_fallbacks_may_name_a_model_only_a_wildcard_serves(
             "fallbacks": [{"gpt-4o": ["anthropic/claude-sonnet-4-5"]}],
         },
     }
-    assert _ask(gateway(config), "gpt-4o") == ("claude-sonnet-4-5", "anthropic-wildcard")
+    config["router_settings"]["model_group_alias"] = {"gpt-4": "gpt-4o"}
+    base = gateway(config)
+    assert _ask(base, "gpt-4o") == ("claude-sonnet-4-5", "anthropic-wildcard")
+    assert _ask(base, "gpt-4") == ("claude-sonnet-4-5", "anthropic-wildcard")  # its target's
+
+
+def test_one_model_failing_does_not_cool_down_the_others_a_wildcard_serves(
+    gateway: GatewayFactory, upstream: FakeUpstream
+) -> None:
+    config = {
+        "model_list": [fake_model(upstream, "openai/*", "*")],
+        "router_settings": {"num_retries": 0, "allowed_fails": 1, "cooldown_time": 60},
+    }
+    base = gateway(config)
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError):
+            _ask(base, "openai/status=500,id=wild-cooldown")
+    assert upstream.calls("status=500,id=wild-cooldown") == 1  # cooling down after one
+    assert _ask(base, "openai/gpt-4o-mini") == ("gpt-4o-mini", "openai/*#0")
 
 
 def test_fallbacks_may_name_an_alias_and_unknown_names_are_still_refused(
