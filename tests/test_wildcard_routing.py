@@ -5,6 +5,7 @@ asked for (so the reply's `model` is what the upstream received)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from gateway.core.yamlfile import YamlDocument
 from gateway.metering.prices import PriceTable, price_map_path
 from gateway.prompts.served import ServedModels
 from gateway.providers import Providers, build_deployments
+from gateway.routing.names import MAX_RESOLVED
 from gateway.routing.router import Router
 from tests.conftest import MASTER_KEY, GatewayFactory, fake_model, sdk
 from tests.fakes.upstream import FakeUpstream
@@ -74,9 +76,9 @@ def test_litellm_order_tries_longer_patterns_first_and_keeps_ties_in_config_orde
 
 def test_captured_text_replaces_the_deployments_stars() -> None:
     def routed(pattern: str, requested: str, model: str) -> str:
-        match = WildcardName.parse(pattern).match(requested)
-        assert match is not None
-        return upstream_model(match, model)
+        captured = WildcardName.parse(pattern).match(requested)
+        assert captured is not None
+        return upstream_model(captured, requested, model)
 
     assert routed("openai/*", "openai/gpt-4o-mini", "openai/*") == "openai/gpt-4o-mini"
     assert routed("llmengine/*", "llmengine/foo", "openai/*") == "openai/foo"
@@ -85,7 +87,23 @@ def test_captured_text_replaces_the_deployments_stars() -> None:
     )
     assert routed("*", "claude-x", "openai/gpt-4o") == "openai/gpt-4o"  # no star: as written
     assert routed("a/*/b/*", "a/x/b/y", "openai/*") == "a/x/b/y"  # more captures than stars
+    assert routed("a*b*c", "abbcbc", "x/*-*") == "x/bbc-"  # greedy, as re's (.*)
+    assert routed("**", "ab", "*|*") == "ab|"
     assert WildcardName.parse("claude-*-latest").match("claude-3-latest-foo") is None
+    assert WildcardName.parse("ab*ba").match("aba") is None
+
+
+def test_matching_agrees_with_litellms_regex_and_never_backtracks() -> None:
+    patterns = ["*", "a*", "*b", "a*b", "a*b*c", "**", "x::*::y::*", "a*a*a*a*b", "-*.*"]
+    names = ["", "a", "ab", "aab", "abbcbc", "x::1::y::2", "aaaaab", "a-b.c", "-.", "ba"]
+    for pattern in patterns:
+        regex = re.compile(re.escape(pattern).replace(r"\*", "(.*)"))
+        for name in names:
+            found = regex.fullmatch(name)
+            expected = None if found is None else found.groups()
+            assert WildcardName.parse(pattern).match(name) == expected, (pattern, name)
+    # Four `*`s over 256 characters take re seconds of backtracking: here, one pass.
+    assert WildcardName.parse("a*a*a*a*b").match("a" * 256) is None
 
 
 # --- routing -------------------------------------------------------------------------------------
@@ -347,3 +365,17 @@ def test_a_pass_through_catch_all_infers_the_provider_of_a_known_bare_name() -> 
     assert reached("groq/llama-x") == ("groq/llama-x", "groq", "llama-x")
     assert reached("my-own-model") == ("my-own-model", "openai", "my-own-model")
     assert router.listed() == []  # no provider to list the models of
+
+
+def test_the_table_of_resolved_names_is_bounded() -> None:
+    config = GatewayConfig.model_validate(
+        {"model_list": [{"model_name": "openai/*", "litellm_params": {"model": "openai/*"}}]}
+    )
+    deployments = build_deployments(config)
+    router = Router(deployments, config.router_settings, Providers(config))
+    first = router.states("openai/model-0")
+    assert router.states("openai/model-0") is first  # matched once, then looked up
+    for n in range(1, MAX_RESOLVED + 100):  # callers may ask for endless distinct names
+        router.states(f"openai/model-{n}")
+    assert len(router.names._resolved) == MAX_RESOLVED
+    assert router.states("openai/model-0") is not first  # the oldest was forgotten

@@ -16,7 +16,6 @@ others a wildcard serves. Nothing here does I/O.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Generic, TypeVar
@@ -85,21 +84,24 @@ class ModelNames(Generic[S]):
     def _by_wildcard(self, name: str) -> list[S] | None:
         if is_wildcard(name):  # a pattern is not a model to call
             return None
+        matched = name
         found = first_match(self.patterns, name)
         if found is None and self.catalogue is not None:
             provider = self.catalogue.provider_of(name)
             if provider is not None and not name.startswith(f"{provider}/"):
-                found = first_match(self.patterns, f"{provider}/{name}")
+                matched = f"{provider}/{name}"
+                found = first_match(self.patterns, matched)
         if found is None:
             return None
-        pattern, match = found
+        pattern, captured = found
         return [
-            self._make_state(self._copy(template, match, name))
+            self._make_state(
+                self._copy(template, upstream_model(captured, matched, template.model), name)
+            )
             for template in self._templates[pattern.name]
         ]
 
-    def _copy(self, template: Deployment, match: re.Match[str], name: str) -> Deployment:
-        model = upstream_model(match, template.model)
+    def _copy(self, template: Deployment, model: str, name: str) -> Deployment:
         if "/" not in model and self.catalogue is not None:
             # `model: "*"` passes the name on: LiteLLM infers the provider of a name it knows
             # (claude-sonnet-4-5: anthropic), where a bare name is otherwise OpenAI's.
