@@ -13,7 +13,6 @@ from gateway.api.event_stream import EventStreamResponse
 from gateway.calls.pipeline import Call, Pipeline
 from gateway.calls.record import CallRecord
 from gateway.calls.streaming import relay
-from gateway.calls.tags import HEADER as TAGS_HEADER
 from gateway.core.answers import Answer, ObjectList
 from gateway.identity.auth import Caller
 from gateway.prompts.calling import prompt_ref
@@ -29,9 +28,7 @@ async def chat_completions(
     body, size = await read_json(request)
     call = Call("chat", body, size, caller, record, prompt=prompt_ref(body, request.headers))
     pipeline = state.calls
-    if pipeline.reads_tags:
-        call.tags_header = request.headers.get(TAGS_HEADER)
-    await pipeline.admit(call)
+    await pipeline.admit(call, request.headers)
     if call.body.get("stream"):
         options = call.body.get("stream_options") or {}
         wants_usage = options.get("include_usage") is True
@@ -52,9 +49,7 @@ async def embeddings(
 ) -> Response:
     body, size = await read_json(request)
     call = Call("embeddings", body, size, caller, record)
-    if state.calls.reads_tags:
-        call.tags_header = request.headers.get(TAGS_HEADER)
-    await state.calls.admit(call)
+    await state.calls.admit(call, request.headers)
     routed = await state.calls.complete(call)
     return Response(
         routed.value.body, media_type="application/json", headers=_headers(call, routed)

@@ -9,11 +9,13 @@ when an answer came, to zero when none did (`settle` in `_route`, the one settle
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.calls.checks import CHECKS, require_model
 from gateway.calls.record import CallRecord
+from gateway.calls.tags import HEADER as TAGS_HEADER
 from gateway.calls.tags import take_tags
 from gateway.calls.token_cap import cap_callers_fields, cap_for_deployment
 from gateway.calls.usage import reply_usage
@@ -49,10 +51,7 @@ class Call:
     # Completion tokens per choice each attempt must set in the field its deployment takes:
     # the budget's cap, when the caller set no limit of its own.
     cap_per_attempt: int | None = None
-    # Tag-based routing: the x-litellm-tags header (read only when it is on), then the tags
-    # found in it and the body.
-    tags_header: str | None = None
-    tags: list[str] | None = None
+    tags: list[str] | None = None  # for tag-based routing, when it is on
 
 
 async def _chat(provider: Provider, deployment: Deployment, call: Call) -> Reply:
@@ -88,9 +87,10 @@ class Pipeline:
         self.traces_attempts = call_log.tracing is not None
         self.reads_tags = router.settings.enable_tag_filtering
 
-    async def admit(self, call: Call) -> None:
+    async def admit(self, call: Call, headers: Mapping[str, str] | None = None) -> None:
         """Checks the call and reserves its worst case against the caller's budgets and rate
-        limits; raises the refusal. Nothing is reserved when it raises."""
+        limits; raises the refusal. Nothing is reserved when it raises. `headers` are the
+        request's, for what callers may say in one (tags for tag-based routing)."""
         record, caller, body = call.record, call.caller, call.body
         record.identify(caller)
         if call.prompt is not None:
@@ -100,7 +100,7 @@ class Pipeline:
         record.alias = alias
         CHECKS[call.kind](body)
         if self.reads_tags:
-            body, call.tags = take_tags(body, call.tags_header)
+            body, call.tags = take_tags(body, headers.get(TAGS_HEADER) if headers else None)
             call.body = body
         key = caller.key
         allowed = key.allows_model if key is not None and key.models else None

@@ -181,11 +181,13 @@ class Router:
         if not fallbacks:
             return [group]
         chain = [group]
+        tagging = self.settings.enable_tag_filtering
         for fallback in fallbacks:
             if allowed is not None and not self.permits(fallback, allowed):
                 continue
-            if self.settings.enable_tag_filtering and not self._tagged(self.states(fallback), tags):
-                continue
+            served = self.names.find(fallback)
+            if served is None or (tagging and not self._tagged(served, tags)):
+                continue  # a pattern named literally serves no call; nor do other tags
             chain.append(self.names.target(fallback))
         return chain
 
