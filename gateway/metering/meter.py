@@ -187,11 +187,12 @@ class Meter:
         self.caps = cap_max_tokens_to_budget
         self._worst_price: dict[str, tuple[float, float]] = {}
         for alias, deployments in alias_deployments.items():
-            found = [p for p in map(prices.price, deployments) if p is not None]
-            # A cache-read or reasoning rate may exceed the plain one: reserve at the dearest.
+            found = [p.dearest() for p in map(prices.price, deployments) if p is not None]
+            # A cache, reasoning or long-context rate may exceed the plain one: reserve at the
+            # dearest. (A price per second cannot be reserved: its calls settle what they cost.)
             self._worst_price[alias] = (
-                max((max(p.input, p.cached_input or 0.0) for p in found), default=0.0),
-                max((max(p.output, p.reasoning_output or 0.0) for p in found), default=0.0),
+                max((p[0] for p in found), default=0.0),
+                max((p[1] for p in found), default=0.0),
             )
 
     @staticmethod
