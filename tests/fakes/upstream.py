@@ -141,6 +141,7 @@ _SHUTDOWN_GRACE: Final = 0.1
 _MAX_DIM: Final = 4096
 _AZURE_PREFIX: Final = "/openai/deployments/"
 _WITH_PREFIX: Final = "/_with/"
+_ADDRESS_DIRECTIVES: Final = web.RequestKey("directives", str)
 
 _JSON_HEADERS: Final = {"Content-Type": "application/json"}
 _SSE_HEADERS: Final = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -554,7 +555,7 @@ class FakeUpstream:
         path = request.path
         if path.startswith(_WITH_PREFIX):  # directives in the address (see the docstring)
             spec, _, rest = path[len(_WITH_PREFIX) :].partition("/")
-            request["directives"] = spec
+            request[_ADDRESS_DIRECTIVES] = spec
             path = "/" + rest
         route = self._routes.get((request.method, path)) or self._azure_route(request.method, path)
         azure = route is not None and path.startswith(_AZURE_PREFIX)
@@ -589,7 +590,7 @@ class FakeUpstream:
         if answering is not None:
             self._in_flight[model] = self._in_flight.get(model, 0) + 1
             answering.append(model)
-        spec = request.get("directives")
+        spec = request.get(_ADDRESS_DIRECTIVES)
         try:
             directives = parse_directives(f"{model},{spec}" if spec else model)
         except DirectiveError as exc:
