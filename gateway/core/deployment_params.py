@@ -184,6 +184,19 @@ class ParamSplit:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+def provider_and_model(model: str, extras: dict[str, Any] | None) -> tuple[str, str]:
+    """The provider and the name the upstream is asked for, as litellm's get_llm_provider
+    reads them: litellm_params.custom_llm_provider, else the prefix before the first "/"."""
+    custom = (extras or {}).get("custom_llm_provider")
+    if isinstance(custom, str) and custom:
+        prefix, _, rest = model.partition("/")
+        return custom, rest if prefix == custom and rest else model
+    provider, _, upstream_model = model.partition("/")
+    if not upstream_model:
+        return "openai", model
+    return provider, upstream_model
+
+
 def split_params(extras: dict[str, Any]) -> ParamSplit:
     split = ParamSplit()
     for key, value in extras.items():

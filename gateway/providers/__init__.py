@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
 
 from gateway.core.config import GatewayConfig, ModelEntry
-from gateway.core.deployment_params import split_params
+from gateway.core.deployment_params import provider_and_model, split_params
 from gateway.core.price_keys import declared_prices
 from gateway.providers.base import Deployment, Provider, Reply, Stream, Usage
 from gateway.providers.litellm_provider import LiteLLMProvider, warm_in_background
 from gateway.providers.local import EMBEDDING_MODELS, LocalProvider
-from gateway.providers.openai_compat import OPENAI_COMPATIBLE_BASES, OpenAICompatibleProvider
+from gateway.providers.openai_compat import OpenAICompatibleProvider, takes_fast_path
+from gateway.providers.unapplied import unapplied_settings
+
+log = logging.getLogger("gateway.providers")
 
 __all__ = [
     "Deployment",
@@ -23,18 +26,6 @@ __all__ = [
 ]
 
 
-def _provider_and_model(model: str, custom_llm_provider: Any) -> tuple[str, str]:
-    """The provider and the name the upstream is asked for, as litellm's get_llm_provider
-    reads them: litellm_params.custom_llm_provider, else the prefix before the first "/"."""
-    if isinstance(custom_llm_provider, str) and custom_llm_provider:
-        prefix, _, rest = model.partition("/")
-        return custom_llm_provider, rest if prefix == custom_llm_provider and rest else model
-    provider, _, upstream_model = model.partition("/")
-    if not upstream_model:
-        return "openai", model
-    return provider, upstream_model
-
-
 def _first(*values: int | None) -> int | None:
     return next((value for value in values if value is not None), None)
 
@@ -42,9 +33,7 @@ def _first(*values: int | None) -> int | None:
 def _deployment(entry: ModelEntry, index: int, config: GatewayConfig) -> Deployment:
     params = entry.litellm_params
     split = split_params(dict(params.model_extra or {}))
-    provider, upstream_model = _provider_and_model(
-        params.model, split.litellm.get("custom_llm_provider")
-    )
+    provider, upstream_model = provider_and_model(params.model, params.model_extra)
     router = config.router_settings
     timeout = params.timeout or router.timeout
     info = entry.model_info
@@ -92,14 +81,14 @@ class Providers:
             for i, entry in enumerate(config.model_list)
             if entry.model_info.transport == "litellm"
         }
+        for line in unapplied_settings(config):
+            log.warning("%s", line)
 
     def for_deployment(self, deployment: Deployment) -> Provider:
         if deployment.provider == "local":
             return self.local
-        if (
-            deployment.provider in OPENAI_COMPATIBLE_BASES
-            and deployment.id not in self._forced_litellm
-        ):
+        transport = "litellm" if deployment.id in self._forced_litellm else "auto"
+        if takes_fast_path(deployment.provider, transport):
             return self.fast
         return self.litellm
 
