@@ -10,11 +10,15 @@ import pytest
 
 from gateway.core.config import GatewayConfig, load_config
 from gateway.core.errors import ConfigError
+from gateway.metering.budgets import MemoryBudgetLedger
+from gateway.metering.limits import MemoryRateLimiter
+from gateway.metering.meter import Meter
 from gateway.metering.prices import (
     PriceTable,
     config_price_warnings,
     unpriced_deployments,
 )
+from gateway.metering.stores import LocalMeterStore
 from gateway.providers import Usage, build_deployments
 
 # Real model_info keys of LiteLLM that an earlier did-you-mean check took for typos.
@@ -122,7 +126,8 @@ def test_a_lone_cache_rate_sets_no_price_as_in_litellm() -> None:
     assert "cache_read_input_token_cost set no per-token or per-second rate" in line
     table = PriceTable.for_deployments(build_deployments(config))
     price = table.price(build_deployments(config)[0])
-    assert price is not None and price.cached_input != 1.0  # the map's rate
+    assert price is not None
+    assert price.cached_input != 1.0  # the map's rate
 
 
 def test_a_price_per_second_bills_the_seconds_upstream() -> None:
@@ -136,3 +141,18 @@ def test_a_price_per_second_bills_the_seconds_upstream() -> None:
     assert table.cost(per_second, usage, seconds=2.0) == pytest.approx(1.0)
     # A per-token price wins: LiteLLM ignores the per-second one then.
     assert table.cost(per_token, usage, seconds=2.0) == pytest.approx(0.1)
+
+
+def test_budgets_reserve_a_long_context_rate_only_for_a_prompt_that_may_reach_it() -> None:
+    prices = {
+        "input_cost_per_token": 1e-6,
+        "output_cost_per_token": 2e-6,
+        "input_cost_per_token_above_128k_tokens": 5e-6,
+        "output_cost_per_token_above_128k_tokens": 8e-6,
+    }
+    deployments = build_deployments(_config({**_entry("openai/long", **prices), "model_name": "r"}))
+    store = LocalMeterStore(MemoryBudgetLedger(), MemoryRateLimiter())
+    meter = Meter(store, PriceTable.for_deployments(deployments), {"r": deployments}, 100)
+    # The prompt estimate is an upper bound: at most 1000 tokens never reach the 128k tier.
+    assert meter.worst_cost(["r"], 1000, 10) == pytest.approx(1000 * 1e-6 + 10 * 2e-6)
+    assert meter.worst_cost(["r"], 200_000, 10) == pytest.approx(200_000 * 5e-6 + 10 * 8e-6)

@@ -112,11 +112,14 @@ class Price:
         text = max(usage.completion_tokens - reasoning, 0)
         return total + text * output_rate + reasoning * _or(self.reasoning_output, output_rate)
 
-    def dearest(self) -> tuple[float, float]:
-        """The dearest rate a prompt token and a completion token may be billed at."""
+    def dearest(self, prompt_tokens: int | None = None) -> tuple[float, float]:
+        """The dearest rate a prompt token and a completion token may be billed at, for a
+        prompt of at most `prompt_tokens` (any size when None)."""
         prompt = [self.input, self.cached_input or 0.0, self.cache_creation or 0.0]
         completion = [self.output, self.reasoning_output or 0.0]
         for tier in self.tiers:
+            if prompt_tokens is not None and prompt_tokens <= tier.above:
+                break
             prompt += [tier.input or 0.0, tier.cached_input or 0.0, tier.cache_creation or 0.0]
             completion.append(tier.output or 0.0)
         return max(prompt), max(completion)
