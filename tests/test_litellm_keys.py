@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import typing
+import warnings
 from importlib.metadata import version
 from pathlib import Path
 
@@ -28,14 +29,16 @@ _MODE = re.compile(r"[a-z_]+")
 def current() -> dict[str, frozenset[str]]:
     """The name sets as the installed litellm defines them."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-    from litellm.types.router import GenericLiteLLMParams
-    from litellm.types.router import ModelInfo as RouterModelInfo
-    from litellm.types.utils import (
-        CustomPricingLiteLLMParams,
-        ModelInfoBase,
-        all_litellm_params,
-    )
+    with warnings.catch_warnings():  # pydantic's notes on litellm's own types
+        warnings.simplefilter("ignore", UserWarning)
+        import litellm
+        from litellm.types.router import GenericLiteLLMParams
+        from litellm.types.router import ModelInfo as RouterModelInfo
+        from litellm.types.utils import (
+            CustomPricingLiteLLMParams,
+            ModelInfoBase,
+            all_litellm_params,
+        )
 
     path = price_map_path()
     assert path is not None
