@@ -393,6 +393,88 @@ async def output_cost_per_reasoning_token(h: Harness) -> None:
     assert cost == pytest.approx(30 * 1e-3 + 20 * 5e-3)  # reasoning is among the completion's
 
 
+async def _cost(h: Harness, usage: Usage, info: dict[str, Any] | None, **params: Any) -> float:
+    """What a deployment with these prices charges for this usage."""
+    async with h.built([h.model("cf-priced", h.tag("gpt-4o-mini"), info=info, **params)]) as b:
+        return b.prices.cost(b.deployment("cf-priced"), usage)
+
+
+async def model_info_cache_creation_input_token_cost(h: Harness) -> None:
+    info = {"input_cost_per_token": 1e-3, "cache_creation_input_token_cost": 2e-3}
+    cost = await _cost(h, Usage(100, 0, cache_creation_tokens=30), info)
+    assert cost == pytest.approx(70 * 1e-3 + 30 * 2e-3)  # cache writes are among the prompt's
+
+
+async def params_input_cost_per_token(h: Harness) -> None:
+    info = {"input_cost_per_token": 0.5}  # litellm_params' price wins, as in LiteLLM
+    cost = await _cost(h, Usage(100, 10), info, input_cost_per_token=1e-3)
+    assert cost == pytest.approx(100 * 1e-3)  # and the unset output rate is 0, as in LiteLLM
+
+
+async def params_output_cost_per_token(h: Harness) -> None:
+    cost = await _cost(h, Usage(100, 10), None, output_cost_per_token=1e-3)
+    assert cost == pytest.approx(10 * 1e-3)
+
+
+async def params_cache_read_input_token_cost(h: Harness) -> None:
+    prices = {"input_cost_per_token": 1e-3, "cache_read_input_token_cost": 1e-4}
+    cost = await _cost(h, Usage(100, 0, cached_tokens=40), None, **prices)
+    assert cost == pytest.approx(60 * 1e-3 + 40 * 1e-4)
+
+
+async def params_cache_creation_input_token_cost(h: Harness) -> None:
+    prices = {"input_cost_per_token": 1e-3, "cache_creation_input_token_cost": 2e-3}
+    cost = await _cost(h, Usage(100, 0, cache_creation_tokens=30), None, **prices)
+    assert cost == pytest.approx(70 * 1e-3 + 30 * 2e-3)
+
+
+async def params_output_cost_per_reasoning_token(h: Harness) -> None:
+    prices = {"output_cost_per_token": 1e-3, "output_cost_per_reasoning_token": 5e-3}
+    cost = await _cost(h, Usage(0, 50, reasoning_tokens=20), None, **prices)
+    assert cost == pytest.approx(30 * 1e-3 + 20 * 5e-3)
+
+
+async def params_base_model(h: Harness) -> None:
+    listed = orjson.loads(price_map_path().read_bytes())["gpt-4o"]  # type: ignore[union-attr]
+    models = [h.model("cf-params-based", h.tag("my-own-name"), base_model="gpt-4o")]
+    async with h.built(models) as b:
+        price = b.prices.price(b.deployment("cf-params-based"))
+    assert price is not None
+    assert (price.input, price.output) == (
+        listed["input_cost_per_token"],
+        listed["output_cost_per_token"],
+    )
+
+
+def _limited(h: Harness, entry: dict[str, Any], rpm: bool) -> None:
+    """One call passes and the next is refused by the deployment's own limit."""
+    upstream_model = entry["litellm_params"]["model"].removeprefix("openai/")
+    client = sdk(h.gateway({"model_list": [entry]}))
+    alias = entry["model_name"]
+    first, second = (10, 10) if rpm else (10, 2000)  # 2000 tokens reserved against 1000/min
+    client.chat.completions.create(model=alias, messages=USER, max_tokens=first)  # type: ignore[arg-type]
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model=alias, messages=USER, max_tokens=second)  # type: ignore[arg-type]
+    assert h.upstream.calls(upstream_model) == 1
+
+
+def entry_rpm(h: Harness) -> None:
+    entry = h.model("cf-entry-rpm", h.tag("gpt-4o-mini"), rpm=1000)
+    _limited(h, {**entry, "rpm": 1}, rpm=True)  # the entry's limit wins over litellm_params'
+
+
+def entry_tpm(h: Harness) -> None:
+    _limited(h, {**h.model("cf-entry-tpm", h.tag("gpt-4o-mini")), "tpm": 1000}, rpm=False)
+
+
+def model_info_rpm(h: Harness) -> None:
+    _limited(h, h.model("cf-info-rpm", h.tag("gpt-4o-mini"), info={"rpm": 1}), rpm=True)
+
+
+def model_info_tpm(h: Harness) -> None:
+    _limited(h, h.model("cf-info-tpm", h.tag("gpt-4o-mini"), info={"tpm": 1000}), rpm=False)
+
+
 async def transport(h: Harness) -> None:
     upstream_model = h.tag("gpt-4o-mini")
     entry = h.model("cf-litellm", upstream_model, info={"transport": "litellm"}, api_key="k")
@@ -614,12 +696,29 @@ CHECKS: dict[str, Check] = {
     "model_list[].litellm_params.max_retries": max_retries,
     "model_list[].litellm_params.extra_headers": extra_headers,
     "model_list[].litellm_params.tags": tags,
+    "model_list[].litellm_params.input_cost_per_token": params_input_cost_per_token,
+    "model_list[].litellm_params.output_cost_per_token": params_output_cost_per_token,
+    "model_list[].litellm_params.cache_read_input_token_cost": params_cache_read_input_token_cost,
+    "model_list[].litellm_params.cache_creation_input_token_cost": (
+        params_cache_creation_input_token_cost
+    ),
+    "model_list[].litellm_params.output_cost_per_reasoning_token": (
+        params_output_cost_per_reasoning_token
+    ),
+    "model_list[].litellm_params.base_model": params_base_model,
+    "model_list[].rpm": entry_rpm,
+    "model_list[].tpm": entry_tpm,
     "model_list[].model_info.id": model_info_id,
     "model_list[].model_info.base_model": base_model,
     "model_list[].model_info.input_cost_per_token": input_cost_per_token,
     "model_list[].model_info.output_cost_per_token": output_cost_per_token,
     "model_list[].model_info.cache_read_input_token_cost": cache_read_input_token_cost,
     "model_list[].model_info.output_cost_per_reasoning_token": output_cost_per_reasoning_token,
+    "model_list[].model_info.cache_creation_input_token_cost": (
+        model_info_cache_creation_input_token_cost
+    ),
+    "model_list[].model_info.rpm": model_info_rpm,
+    "model_list[].model_info.tpm": model_info_tpm,
     "model_list[].model_info.transport": transport,
     "router_settings.routing_strategy": routing_strategy,
     "router_settings.num_retries": num_retries,

@@ -188,7 +188,7 @@ class Pipeline:
             call.record.estimated = True
         if call.logs_bodies:
             call.record.response_body = redacted_body(reply.body)
-        self.price(call, routed.deployment, usage)
+        self.price(call, routed.deployment, usage, routed.upstream_seconds)
         await self.settle(call)
         return routed
 
@@ -198,10 +198,14 @@ class Pipeline:
         routed: Routed[Stream] = await self._route(call, _open_stream)
         return routed
 
-    def price(self, call: Call, deployment: Deployment, usage: Usage | None) -> None:
+    def price(
+        self, call: Call, deployment: Deployment, usage: Usage | None, seconds: float = 0.0
+    ) -> None:
+        """The call's cost from its usage (and its seconds upstream, for a deployment priced
+        per second)."""
         record = call.record
         record.usage = usage
-        record.cost = self.prices.cost(deployment, usage)
+        record.cost = self.prices.cost(deployment, usage, seconds)
 
     async def settle(self, call: Call) -> None:
         """Settles the reservation to what the record says the call cost: zero when no answer

@@ -25,7 +25,14 @@ from pydantic import (
 )
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
+from gateway.core.deployment_params import CREDENTIAL_PREFIXES
 from gateway.core.errors import ConfigError
+from gateway.core.litellm_keys import (
+    LITELLM_ONLY_PARAMS,
+    MODEL_INFO_KEYS,
+    OPENAI_PARAMS,
+)
+from gateway.core.price_keys import check_declared_prices
 from gateway.core.wildcards import first_match, is_wildcard, most_specific_first
 from gateway.core.yamlfile import YamlDocument, format_loc, one_line, validation_problems
 
@@ -34,12 +41,14 @@ log = logging.getLogger("gateway.config")
 ENV_PREFIX = "os.environ/"
 
 
-def _reject_typos(known: set[str], data: Any) -> Any:
+def _reject_typos(known: set[str] | frozenset[str], data: Any) -> Any:
     """LiteLLM passes unknown params through to providers, so we must too; but an unknown
-    key that is one edit away from a known one is almost surely a typo worth failing on."""
+    key that is one edit away from a known one is almost surely a typo worth failing on.
+    `known` holds LiteLLM's own names too, so its real keys are never taken for typos, nor
+    are provider credentials (aws_..., vertex_...: families too large to list)."""
     if isinstance(data, dict):
         for key in data:
-            if key in known or not isinstance(key, str):
+            if key in known or not isinstance(key, str) or key.startswith(CREDENTIAL_PREFIXES):
                 continue
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.85)
             if close:
@@ -66,27 +75,71 @@ class LiteLLMParams(BaseModel):
     extra_headers: dict[str, str] | None = None
     # Tag-based routing (router_settings.enable_tag_filtering): routing metadata, never sent.
     tags: list[str] | None = None
+    # LiteLLM's documented place for a deployment's own prices (they win over model_info's);
+    # every other LiteLLM price key is accepted too (see gateway/metering/prices.py).
+    input_cost_per_token: float | None = Field(default=None, ge=0)
+    output_cost_per_token: float | None = Field(default=None, ge=0)
+    cache_read_input_token_cost: float | None = Field(default=None, ge=0)
+    cache_creation_input_token_cost: float | None = Field(default=None, ge=0)
+    output_cost_per_reasoning_token: float | None = Field(default=None, ge=0)
+    # The price map's name for the model, as model_info.base_model (which wins when both).
+    base_model: str | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _typos(cls, data: Any) -> Any:
-        return _reject_typos(set(cls.model_fields), data)
+        return _reject_typos(set(cls.model_fields) | LITELLM_ONLY_PARAMS | OPENAI_PARAMS, data)
+
+    @model_validator(mode="after")
+    def _prices(self) -> LiteLLMParams:
+        check_declared_prices(self.model_extra)
+        return self
 
     def extra_params(self) -> dict[str, Any]:
-        """Provider parameters LiteLLM would pass through (temperature, drop_params, ...)."""
+        """The extra keys as written, LiteLLM's own and provider parameters alike; which of
+        them reach the provider is decided by core/deployment_params.split_params."""
         return dict(self.model_extra or {})
+
+
+# LiteLLM's model modes (its ModelInfo type and price map; tests/test_litellm_keys.py holds
+# this list to them). The gateway serves chat and embeddings whatever the mode says.
+ModelMode = Literal[
+    "audio_speech",
+    "audio_transcription",
+    "chat",
+    "completion",
+    "decisions",
+    "embedding",
+    "evaluation",
+    "extraction",
+    "guardrail",
+    "image_edit",
+    "image_generation",
+    "moderation",
+    "ocr",
+    "realtime",
+    "rerank",
+    "responses",
+    "search",
+    "vector_store",
+    "video_generation",
+]
 
 
 class ModelInfo(BaseModel):
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     id: str | None = None
-    mode: Literal["chat", "completion", "embedding"] | None = None
+    mode: ModelMode | None = None
     base_model: str | None = None
     input_cost_per_token: float | None = Field(default=None, ge=0)
     output_cost_per_token: float | None = Field(default=None, ge=0)
     cache_read_input_token_cost: float | None = Field(default=None, ge=0)
+    cache_creation_input_token_cost: float | None = Field(default=None, ge=0)
     output_cost_per_reasoning_token: float | None = Field(default=None, ge=0)
+    # LiteLLM's last place for a deployment's limits (after the entry's and litellm_params').
+    rpm: int | None = Field(default=None, ge=0)
+    tpm: int | None = Field(default=None, ge=0)
     # Ours: "auto" sends OpenAI-compatible upstreams through the pooled fast path and the
     # rest through litellm; "litellm" forces litellm (e.g. to compare behaviour).
     transport: Literal["auto", "litellm"] = "auto"
@@ -95,7 +148,12 @@ class ModelInfo(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _typos(cls, data: Any) -> Any:
-        return _reject_typos(set(cls.model_fields), data)
+        return _reject_typos(set(cls.model_fields) | MODEL_INFO_KEYS, data)
+
+    @model_validator(mode="after")
+    def _prices(self) -> ModelInfo:
+        check_declared_prices(self.model_extra)
+        return self
 
 
 class ModelEntry(BaseModel):
@@ -104,6 +162,9 @@ class ModelEntry(BaseModel):
     model_name: str = Field(min_length=1)
     litellm_params: LiteLLMParams
     model_info: ModelInfo = Field(default_factory=ModelInfo)
+    # Some LiteLLM docs write a deployment's limits here, beside litellm_params; these win.
+    rpm: int | None = Field(default=None, ge=0)
+    tpm: int | None = Field(default=None, ge=0)
 
 
 RoutingStrategy = Literal["simple-shuffle", "least-busy", "latency-based-routing"]
