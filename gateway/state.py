@@ -69,7 +69,8 @@ class GatewayState:
     def build(cls, settings: Settings, config: GatewayConfig, master_key: str) -> GatewayState:
         deployments = build_deployments(config)
         providers = Providers(config)
-        router = Router(deployments, config.router_settings, providers)
+        unavailable = config.report.unavailable({d.alias for d in deployments})
+        router = Router(deployments, config.router_settings, providers, unavailable)
         prices = PriceTable.for_deployments(deployments)
         engine = make_engine(
             database_url(settings.database_url, settings.data_dir), settings.database_timeout

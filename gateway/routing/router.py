@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar, cast
 
@@ -19,6 +19,7 @@ from gateway.core.config import RouterSettings
 from gateway.core.errors import (
     DeploymentBusy,
     GatewayError,
+    ModelNotConfigured,
     ModelNotFound,
     RateLimited,
     UpstreamUnavailable,
@@ -113,17 +114,25 @@ class Routed(Generic[T]):
 
 class Router:
     def __init__(
-        self, deployments: list[Deployment], settings: RouterSettings, providers: Providers
+        self,
+        deployments: list[Deployment],
+        settings: RouterSettings,
+        providers: Providers,
+        unavailable: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.providers = providers
+        # Models none of whose deployments loaded (core/load_report.py): alias -> why.
+        self.unavailable = dict(unavailable or {})
         self.by_alias: dict[str, list[DeploymentState]] = {}
         for deployment in deployments:
             self.by_alias.setdefault(deployment.alias, []).append(DeploymentState(deployment))
         self.fallbacks: dict[str, list[str]] = {}
         for rule in settings.fallbacks:
             for source, targets in rule.items():
-                self.fallbacks.setdefault(source, []).extend(targets)
+                # A fallback none of whose deployments loaded is skipped, not tried.
+                served = [name for name in targets if name not in self.unavailable]
+                self.fallbacks.setdefault(source, []).extend(served)
         self._random = random.Random()
 
     def aliases(self) -> list[str]:
@@ -132,6 +141,8 @@ class Router:
     def states(self, alias: str) -> list[DeploymentState]:
         states = self.by_alias.get(alias)
         if states is None:
+            if alias in self.unavailable:
+                raise ModelNotConfigured(self.unavailable[alias], param="model")
             raise ModelNotFound(
                 f"The model {alias!r} does not exist or you do not have access to it. "
                 f"GET /v1/models lists the models this gateway serves.",
