@@ -147,19 +147,19 @@ RULES: dict[str, Rule] = {
         Rule(
             "prompts",
             R,
-            "LiteLLM prompt management is not read from the config: write each prompt as a "
-            "file in prompts/ (see Prompts in the README), then remove this section",
+            "LiteLLM prompt management is not supported: write each prompt as a file in "
+            "prompts/ (see Prompts in the README), then remove this section",
         ),
         Rule(
             "assistant_settings",
             R,
-            "the Assistants API is not served: remove this section",
+            "the Assistants API is not supported: remove this section",
         ),
         Rule(
             "finetune_settings",
             R,
-            "the fine-tuning API is not served: fine-tune with the provider and register the "
-            "result (`gateway registry`), then remove this section",
+            "the fine-tuning API is not supported: fine-tune with the provider and register "
+            "the result (`gateway registry`), then remove this section",
         ),
         Rule("pass_through_endpoints", R, _PASS_THROUGH),
         Rule("default_vertex_config", R, _PASS_THROUGH),
