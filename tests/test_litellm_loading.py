@@ -433,3 +433,51 @@ def test_litellm_database_url_is_the_gateways_database(tmp_path: Path, pg_url: s
     )
     assert listed.returncode == 0, listed.stderr
     assert "in-litellm-db" in listed.stdout
+
+
+# --- include ------------------------------------------------------------------------------------
+
+
+def test_included_files_merge_and_keep_their_own_line_numbers(tmp_path: Path) -> None:
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "models.yaml").write_text(
+        "include: [more.yaml]\n"
+        "model_list:\n  - model_name: b\n    litellm_params: {model: openai/b}\n"
+    )
+    (tmp_path / "parts" / "more.yaml").write_text(
+        "include: [../main.yaml]\n"  # a cycle: read once
+        "model_list:\n  - model_name: c\n    litellm_params: {model: openai/c, api_bse: x}\n"
+    )
+    main = tmp_path / "main.yaml"
+    main.write_text(
+        "include:\n  - parts/models.yaml\n"
+        "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(main)
+    assert str(caught.value) == (
+        f"{tmp_path / 'parts' / 'more.yaml'}:4: model_list[2].litellm_params.api_bse: unknown "
+        f"key 'api_bse': did you mean 'api_base'?"
+    )
+    (tmp_path / "parts" / "more.yaml").write_text(
+        "include: [../main.yaml]\n"
+        "model_list:\n  - model_name: c\n    litellm_params: {model: openai/c}\n"
+        "general_settings:\n  alerting: [slack]\n"
+    )
+    config = load_config(main)
+    assert config.aliases() == ["a", "b", "c"]
+    (note,) = config.report.notes
+    assert note.where == f"{tmp_path / 'parts' / 'more.yaml'}:6"
+
+
+def test_a_missing_included_file_names_the_include_line(tmp_path: Path) -> None:
+    main = tmp_path / "main.yaml"
+    main.write_text("model_list: []\ninclude:\n  - nowhere.yaml\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(main)
+    assert str(caught.value) == (
+        f"{main}:3: include[0]: nowhere.yaml: {tmp_path / 'nowhere.yaml'}: file not found"
+    )
+    main.write_text("include: models.yaml\n")
+    with pytest.raises(ConfigError, match=r"main\.yaml:1: include: must be a list of file paths"):
+        load_config(main)

@@ -24,6 +24,7 @@ from pydantic import (
 
 from gateway.core.errors import ConfigError
 from gateway.core.file_env import ENV_PREFIX, FileEnvironment, referenced
+from gateway.core.includes import read_config
 from gateway.core.litellm_keys import RULES, review
 from gateway.core.load_report import FromFile, LeftOut, LoadReport
 from gateway.core.yamlfile import YamlDocument, format_loc, one_line, validation_problems
@@ -372,7 +373,7 @@ def parse_config(doc: YamlDocument, secrets: bool = True) -> GatewayConfig:
 
 
 def load_config(path: Path, secrets: bool = True) -> GatewayConfig:
-    return parse_config(YamlDocument.read(path), secrets)
+    return parse_config(read_config(path), secrets)
 
 
 def config_json_schema() -> str:

@@ -165,9 +165,9 @@ RULES: dict[str, Rule] = {
         Rule("default_vertex_config", R, _PASS_THROUGH),
         Rule(
             "include",
-            R,
-            "LiteLLM's `include` is not supported yet: copy the included files' sections into "
-            "this file",
+            A,
+            "the files it names (relative to the file naming them) are merged in as LiteLLM "
+            "merges them: lists such as model_list extended, other sections replaced",
         ),
         # --- litellm_settings -----------------------------------------------------------------
         Rule("litellm_settings.fallbacks", A, _ROUTING),
