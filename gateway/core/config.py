@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from gateway.core.errors import ConfigError
-from gateway.core.file_env import ENV_PREFIX, FileEnvironment, referenced
+from gateway.core.file_env import ENV_PREFIX, FileEnvironment, missing_variable, referenced, resolve
 from gateway.core.includes import read_config
 from gateway.core.litellm_keys import RULES, review
 from gateway.core.load_report import FromFile, LeftOut, LoadReport
@@ -209,36 +209,6 @@ class GatewayConfig(BaseModel):
         return self._report
 
 
-def _missing_variable(
-    value: Any, loc: tuple[str | int, ...], env: FileEnvironment
-) -> tuple[tuple[str | int, ...], str] | None:
-    """The first `os.environ/NAME` reference in value whose variable is not set."""
-    name = referenced(value)
-    if name is not None:
-        return (loc, name) if env.get(name) is None else None
-    children: list[tuple[str | int, Any]] = []
-    if isinstance(value, dict):
-        children = list(value.items())
-    elif isinstance(value, list):
-        children = list(enumerate(value))
-    for key, child in children:
-        found = _missing_variable(child, (*loc, key), env)
-        if found is not None:
-            return found
-    return None
-
-
-def _resolve_env(value: Any, env: FileEnvironment) -> Any:
-    name = referenced(value)
-    if name is not None:
-        return env.get(name)
-    if isinstance(value, dict):
-        return {k: _resolve_env(v, env) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve_env(v, env) for v in value]
-    return value
-
-
 def _without_empty_sections(data: dict[Any, Any]) -> dict[Any, Any]:
     """A section holding only comments (`general_settings:`) is YAML null: an empty section,
     as LiteLLM reads it; so is a deployment's empty `model_info:`."""
@@ -337,7 +307,7 @@ def parse_config(doc: YamlDocument, secrets: bool = True) -> GatewayConfig:
         raw, origins = _with_credential(
             doc, config, index, entry.litellm_params.model_dump(exclude_none=True)
         )
-        missing = _missing_variable(raw, loc, env)
+        missing = missing_variable(raw, loc, env)
         if missing is not None:
             at, variable = missing
             origin = origins.get(str(at[3]), at) if len(at) > 3 else at
@@ -346,7 +316,7 @@ def parse_config(doc: YamlDocument, secrets: bool = True) -> GatewayConfig:
                 LeftOut(doc.where(origin), index, entry.model_name, path, variable)
             )
             continue
-        resolved = _resolve_env(raw, env)
+        resolved = resolve(raw, env)
         try:
             entry.litellm_params = LiteLLMParams.model_validate(resolved)
         except ValidationError as exc:  # a variable's value does not fit (model: an empty one)

@@ -107,3 +107,33 @@ class FileEnvironment:
                     name,
                 )
             os.environ[name] = value
+
+
+def missing_variable(
+    value: Any, loc: tuple[str | int, ...], env: FileEnvironment
+) -> tuple[tuple[str | int, ...], str] | None:
+    """The first `os.environ/NAME` reference in value whose variable is not set."""
+    name = referenced(value)
+    if name is not None:
+        return (loc, name) if env.get(name) is None else None
+    children: list[tuple[str | int, Any]] = []
+    if isinstance(value, dict):
+        children = list(value.items())
+    elif isinstance(value, list):
+        children = list(enumerate(value))
+    for key, child in children:
+        found = missing_variable(child, (*loc, key), env)
+        if found is not None:
+            return found
+    return None
+
+
+def resolve(value: Any, env: FileEnvironment) -> Any:
+    name = referenced(value)
+    if name is not None:
+        return env.get(name)
+    if isinstance(value, dict):
+        return {k: resolve(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, env) for v in value]
+    return value
