@@ -22,7 +22,7 @@ from gateway.core.errors import ConfigError
 from gateway.core.general_settings import settings_from_config, sqlalchemy_url
 from gateway.core.litellm_keys import RULES, Status
 from gateway.core.settings import Settings
-from tests.conftest import MASTER_KEY, ROOT, ServerThread, fake_model
+from tests.conftest import MASTER_KEY, ROOT, ServerThread, fake_model, gateway_process
 from tests.fakes.upstream import FakeUpstream
 
 USER = [{"role": "user", "content": "from litellm"}]
@@ -336,6 +336,13 @@ def test_litellm_master_key_keeps_clients_working(tmp_path: Path, upstream: Fake
     finally:
         server.stop()
     assert not (tmp_path / "d" / "master_key").exists()  # no key generated beside it
+
+
+def test_gateway_serve_takes_the_litellm_master_key(tmp_path: Path, upstream: FakeUpstream) -> None:
+    path = _with_master_key(tmp_path, upstream, "sk-litellm-serve-key")
+    with gateway_process(tmp_path / "d", "--config", str(path), "--workers", "2") as (base, _):
+        assert chat(base, "sk-litellm-serve-key", "mk").status_code == 200
+    assert not (tmp_path / "d" / "master_key").exists()  # none generated
 
 
 def test_gateway_master_key_wins_over_the_file(tmp_path: Path, upstream: FakeUpstream) -> None:
