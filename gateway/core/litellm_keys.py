@@ -109,8 +109,8 @@ RULES: dict[str, Rule] = {
         Rule(
             "environment_variables",
             A,
-            "set for the gateway process when the config loads, replacing values already set "
-            "(as LiteLLM does, with a warning); `os.environ/NAME` references in the file see them",
+            "set in the gateway's environment when it serves, replacing values already set (as "
+            "LiteLLM does, with a warning); the file's `os.environ/NAME` references see them first",
         ),
         Rule(
             "credential_list",
