@@ -69,9 +69,11 @@ class GatewayState:
     def build(cls, settings: Settings, config: GatewayConfig, master_key: str) -> GatewayState:
         deployments = build_deployments(config)
         providers = Providers(config)
-        unavailable = config.report.unavailable({d.alias for d in deployments})
-        router = Router(deployments, config.router_settings, providers, unavailable)
         prices = PriceTable.for_deployments(deployments)
+        unavailable = config.report.unavailable({d.alias for d in deployments})
+        router = Router(
+            deployments, config.router_settings, providers, prices.catalogue, unavailable
+        )
         engine = make_engine(
             database_url(settings.database_url, settings.data_dir), settings.database_timeout
         )
@@ -109,13 +111,14 @@ class GatewayState:
             by_alias,
             config.gateway.default_max_tokens,
             cap_max_tokens_to_budget=config.gateway.cap_max_tokens_to_budget,
+            resolve=router.deployments,
         )
         # Messages name the config file alone: any key may read the problems of a sync.
         prompt_store = PromptStore(engine, ServedModels.from_config(config, settings.config.name))
         prompts = PromptCatalog(prompt_store)
         renderer = PromptRenderer()
         request_log = RequestLogWriter(engine, settings.data_dir / "spool")
-        metrics = Metrics(models=router.aliases())
+        metrics = Metrics(models=router.names.known())
         tracing = Tracing(settings.otlp_endpoint) if settings.otlp_endpoint else None
         calls = Pipeline(
             router,

@@ -319,6 +319,19 @@ async def extra_headers(h: Harness) -> None:
     assert h.received(upstream_model).headers["x-cf-check"] == "arrived"
 
 
+def tags(h: Harness) -> None:
+    untagged, paid = h.tag("untagged"), h.tag("paid")
+    models = [h.model("cf-tags", untagged), h.model("cf-tags", paid, tags=["paid"])]
+    base = h.gateway({"model_list": models, "router_settings": {"enable_tag_filtering": True}})
+    for _ in range(4):
+        sdk(base).chat.completions.create(
+            model="cf-tags",
+            messages=USER,  # type: ignore[arg-type]
+            extra_body={"metadata": {"tags": ["paid"]}},
+        )
+    assert (h.upstream.calls(paid), h.upstream.calls(untagged)) == (4, 0)
+
+
 # --- model_info ---------------------------------------------------------------------------------
 
 
@@ -479,6 +492,43 @@ async def max_retry_wait(h: Harness) -> None:
     assert h.upstream.calls(limited) == 1  # the default 2 s would sit out the 1 s and retry
 
 
+async def model_group_alias(h: Harness) -> None:
+    router = {"model_group_alias": {"cf-old-name": {"model": "cf-group", "hidden": True}}}
+    async with h.built([h.model("cf-group", h.tag("gpt-4o-mini"))], router_settings=router) as b:
+        routed = await b.chat("cf-old-name")
+        assert "cf-old-name" not in b.router.listed()
+    assert routed.deployment.alias == "cf-group"
+
+
+def _tagged_call(h: Harness, models: list[dict[str, Any]], router: dict[str, Any]) -> None:
+    base = h.gateway({"model_list": models, "router_settings": router})
+    sdk(base).chat.completions.create(
+        model="cf-tag-setting",
+        messages=USER,  # type: ignore[arg-type]
+        extra_body={"tags": ["paid", "eu"]},
+    )
+
+
+def enable_tag_filtering(h: Harness) -> None:
+    chosen, tagged = h.tag("by-weight"), h.tag("by-tag")
+    models = [
+        h.model("cf-tag-setting", chosen, weight=1),
+        h.model("cf-tag-setting", tagged, weight=0, tags=["paid"]),
+    ]
+    _tagged_call(h, models, {"enable_tag_filtering": True})
+    assert (h.upstream.calls(tagged), h.upstream.calls(chosen)) == (1, 0)  # weight 0 else
+
+
+def tag_filtering_match_any(h: Harness) -> None:
+    some, every = h.tag("some-tags"), h.tag("every-tag")
+    models = [
+        h.model("cf-tag-setting", some, weight=1, tags=["paid"]),
+        h.model("cf-tag-setting", every, weight=0, tags=["paid", "eu"]),
+    ]
+    _tagged_call(h, models, {"enable_tag_filtering": True, "tag_filtering_match_any": False})
+    assert (h.upstream.calls(every), h.upstream.calls(some)) == (1, 0)  # both match any tag
+
+
 # --- gateway ------------------------------------------------------------------------------------
 
 
@@ -599,6 +649,7 @@ CHECKS: dict[str, Check] = {
     "model_list[].litellm_params.stream_timeout": stream_timeout,
     "model_list[].litellm_params.max_retries": max_retries,
     "model_list[].litellm_params.extra_headers": extra_headers,
+    "model_list[].litellm_params.tags": tags,
     "model_list[].model_info.id": model_info_id,
     "model_list[].model_info.base_model": base_model,
     "model_list[].model_info.input_cost_per_token": input_cost_per_token,
@@ -615,6 +666,9 @@ CHECKS: dict[str, Check] = {
     "router_settings.cooldown_time": cooldown_time,
     "router_settings.retry_after": retry_after,
     "router_settings.max_retry_wait": max_retry_wait,
+    "router_settings.model_group_alias": model_group_alias,
+    "router_settings.enable_tag_filtering": enable_tag_filtering,
+    "router_settings.tag_filtering_match_any": tag_filtering_match_any,
     "gateway.max_body_bytes": max_body_bytes,
     "gateway.default_max_tokens": default_max_tokens,
     "gateway.cap_max_tokens_to_budget": cap_max_tokens_to_budget,

@@ -11,22 +11,26 @@ import difflib
 import json
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     model_validator,
 )
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from gateway.core.errors import ConfigError
 from gateway.core.file_env import ENV_PREFIX, FileEnvironment, missing_variable, referenced, resolve
 from gateway.core.includes import read_config
 from gateway.core.litellm_keys import RULES, review
 from gateway.core.load_report import FromFile, LeftOut, LoadReport
+from gateway.core.wildcards import first_match, is_wildcard, most_specific_first
 from gateway.core.yamlfile import YamlDocument, format_loc, one_line, validation_problems
 
 log = logging.getLogger("gateway.config")
@@ -65,6 +69,8 @@ class LiteLLMParams(BaseModel):
     stream_timeout: float | None = Field(default=None, gt=0)
     max_retries: int | None = Field(default=None, ge=0)
     extra_headers: dict[str, str] | None = None
+    # Tag-based routing (router_settings.enable_tag_filtering): routing metadata, never sent.
+    tags: list[str] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -108,6 +114,28 @@ class ModelEntry(BaseModel):
 RoutingStrategy = Literal["simple-shuffle", "least-busy", "latency-based-routing"]
 
 
+class ModelGroupAliasItem(TypedDict):
+    """model_group_alias's long form: the group it routes to, and whether /v1/models hides it."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    model: str
+    hidden: NotRequired[bool]
+
+
+# Either form, told apart by its type, so a mistake in one is reported for that form alone.
+GroupAlias = Annotated[
+    Annotated[str, Tag("name")] | Annotated[ModelGroupAliasItem, Tag("long form")],
+    Discriminator(
+        lambda value: (
+            "name" if isinstance(value, str) else "long form" if isinstance(value, dict) else None
+        ),
+        custom_error_type="model_group_alias",
+        custom_error_message="should be a model group's name, or {model: NAME, hidden: true}",
+    ),
+]
+
+
 class RouterSettings(BaseModel):
     # Infinity and NaN are never a meaningful timeout, wait or weight: a mistake to report.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -126,6 +154,27 @@ class RouterSettings(BaseModel):
     # a longer one cools that deployment down and moves on instead of holding the client.
     retry_after: float = Field(default=0.0, ge=0)
     max_retry_wait: float = Field(default=2.0, ge=0)
+    # Another name for a model group (LiteLLM's): "gpt-4": "gpt-4o", or the long form
+    # {"model": "gpt-4o", "hidden": true} to keep it out of /v1/models.
+    model_group_alias: dict[str, GroupAlias] = Field(default_factory=dict)
+    # Tag-based routing: a request's tags pick the deployments whose litellm_params.tags
+    # match (any one of them, or all of them when tag_filtering_match_any is false).
+    enable_tag_filtering: bool = False
+    tag_filtering_match_any: bool = True
+
+    def group_aliases(self) -> dict[str, str]:
+        """model_group_alias as alias -> the model group it routes to."""
+        return {
+            alias: target if isinstance(target, str) else target["model"]
+            for alias, target in self.model_group_alias.items()
+        }
+
+    def hidden_aliases(self) -> frozenset[str]:
+        return frozenset(
+            alias
+            for alias, target in self.model_group_alias.items()
+            if not isinstance(target, str) and target.get("hidden", False)
+        )
 
 
 class GatewaySection(BaseModel):
@@ -179,7 +228,7 @@ class GatewayConfig(BaseModel):
         for index, rule in enumerate(self.router_settings.fallbacks):
             for source, targets in rule.items():
                 for name in [source, *targets]:
-                    if name not in aliases:
+                    if name not in aliases and not self.routes(name):
                         raise ValueError(
                             f"router_settings.fallbacks[{index}] names {name!r}, which is not a "
                             f"model_name in model_list (known: {', '.join(sorted(aliases))})"
@@ -202,6 +251,22 @@ class GatewayConfig(BaseModel):
 
     def aliases(self) -> list[str]:
         return list(dict.fromkeys(m.model_name for m in self.model_list))
+
+    def routes(self, name: str) -> bool:
+        """Whether a request for `name` reaches a deployment: a model_name, a
+        model_group_alias, or a name a wildcard model_name matches."""
+        if name in self.router_settings.model_group_alias:
+            return True
+        return self.model_group_exists(name)
+
+    def model_group_exists(self, name: str) -> bool:
+        names = self.aliases()
+        if name in names:
+            return not is_wildcard(name)
+        return (
+            not is_wildcard(name)
+            and first_match(most_specific_first(filter(is_wildcard, names)), name) is not None
+        )
 
     @property
     def report(self) -> LoadReport:
@@ -291,6 +356,7 @@ def parse_config(doc: YamlDocument, secrets: bool = True) -> GatewayConfig:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(validation_problems(doc, exc, GatewayConfig)) from None
+    _check_group_aliases(config, doc)
     report = config.report
     report.notes = notes
     if not secrets:
@@ -340,6 +406,31 @@ def parse_config(doc: YamlDocument, secrets: bool = True) -> GatewayConfig:
         kept.append(entry)
     config.model_list = kept
     return config
+
+
+def _check_group_aliases(config: GatewayConfig, doc: YamlDocument) -> None:
+    """A model_group_alias must name a model group (LiteLLM resolves an alias once, so not
+    another alias); one that shadows a model_name wins over it, as in LiteLLM."""
+    names = set(config.aliases())
+    for alias, target in config.router_settings.group_aliases().items():
+        loc = ("router_settings", "model_group_alias", alias)
+        if not config.model_group_exists(target):
+            raise ConfigError(
+                one_line(
+                    f"{doc.where(loc)}: {format_loc(loc)}: routes to {target!r}, which is not a "
+                    f"model_name in model_list nor a name a wildcard model_name matches "
+                    f"(known: {', '.join(sorted(names))})"
+                )
+            )
+        if alias in names:
+            log.warning(
+                "%s: %s: the alias %r hides the model_name %r: requests for it go to %r",
+                doc.where(loc),
+                format_loc(loc),
+                alias,
+                alias,
+                target,
+            )
 
 
 def load_config(path: Path, secrets: bool = True) -> GatewayConfig:

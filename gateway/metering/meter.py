@@ -15,6 +15,7 @@ nothing more, and one that does not costs one more admission.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,19 +181,26 @@ class Meter:
         default_max_tokens: int,
         *,
         cap_max_tokens_to_budget: bool = True,
+        resolve: Callable[[str], list[Deployment]] | None = None,
     ) -> None:
         self.store = store
         self.prices = prices
         self.default_max_tokens = default_max_tokens
         self.caps = cap_max_tokens_to_budget
-        self._worst_price: dict[str, tuple[float, float]] = {}
-        for alias, deployments in alias_deployments.items():
-            found = [p for p in map(prices.price, deployments) if p is not None]
-            # A cache-read or reasoning rate may exceed the plain one: reserve at the dearest.
-            self._worst_price[alias] = (
-                max((max(p.input, p.cached_input or 0.0) for p in found), default=0.0),
-                max((max(p.output, p.reasoning_output or 0.0) for p in found), default=0.0),
-            )
+        # The deployments of a name that is not a configured alias (one a wildcard serves),
+        # priced per call: the router keeps what it resolved, and pricing is a few lookups.
+        self._resolve = resolve
+        self._worst_price: dict[str, tuple[float, float]] = {
+            alias: self._dearest(deployments) for alias, deployments in alias_deployments.items()
+        }
+
+    def _dearest(self, deployments: list[Deployment]) -> tuple[float, float]:
+        found = [p for p in map(self.prices.price, deployments) if p is not None]
+        # A cache-read or reasoning rate may exceed the plain one: reserve at the dearest.
+        return (
+            max((max(p.input, p.cached_input or 0.0) for p in found), default=0.0),
+            max((max(p.output, p.reasoning_output or 0.0) for p in found), default=0.0),
+        )
 
     @staticmethod
     def _limits(caller: Caller) -> list[Limit]:
@@ -214,9 +222,15 @@ class Meter:
             budgets.append(Budget(f"team:{team.id}", team.max_budget, team.budget_duration))
         return budgets
 
+    def _worst_of(self, alias: str) -> tuple[float, float]:
+        worst = self._worst_price.get(alias)
+        if worst is not None:
+            return worst
+        return (0.0, 0.0) if self._resolve is None else self._dearest(self._resolve(alias))
+
     def _price_of(self, aliases: list[str]) -> tuple[float, float]:
         """The dearest (input, output) price per token any of the aliases may be served at."""
-        prices = [self._worst_price.get(a, (0.0, 0.0)) for a in aliases]
+        prices = [self._worst_of(a) for a in aliases]
         return max((p[0] for p in prices), default=0.0), max((p[1] for p in prices), default=0.0)
 
     def worst_cost(self, aliases: list[str], prompt_tokens: int, completion_tokens: int) -> float:

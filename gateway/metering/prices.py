@@ -15,7 +15,9 @@ from typing import Any
 
 import orjson
 
+from gateway.core.wildcards import is_wildcard
 from gateway.providers import Deployment, Usage
+from gateway.providers.catalogue import ModelCatalogue
 
 log = logging.getLogger("gateway.prices")
 
@@ -101,6 +103,11 @@ class PriceTable:
     def __init__(self, prices: dict[str, Price], version: str) -> None:
         self._prices = prices
         self.version = version
+        # With wildcard deployments: the map's prices by model name, for the models they are
+        # asked for (known only per call), and the map's models for the router.
+        self._by_name: dict[str, Price] = {}
+        self._wildcards: dict[str, Price] = {}
+        self.catalogue: ModelCatalogue | None = None
 
     @classmethod
     def for_deployments(cls, deployments: list[Deployment]) -> PriceTable:
@@ -109,10 +116,14 @@ class PriceTable:
         source = "litellm-" + hashlib.sha256(raw).hexdigest()[:12]
         catalogue: dict[str, Any] = orjson.loads(raw)
         prices: dict[str, Price] = {}
+        wildcards: dict[str, Price] = {}
         for d in deployments:
             configured = _from_config(d)
             if configured is not None:
                 prices[d.id] = configured
+            elif is_wildcard(d.model):
+                # Priced per call by the model it is asked for: the version names the map.
+                wildcards[d.id] = Price(source=f"{source} by model name")
             elif d.provider == "local":
                 prices[d.id] = FREE
             else:
@@ -126,20 +137,35 @@ class PriceTable:
                     log.info("no price known for deployment %s (%s): cost 0", d.id, d.model)
         # The version names the prices actually in force (map entries and config overrides),
         # so a request-log row's reference resolves to exactly what priced it.
+        in_force = {**wildcards, **prices}
         entries = orjson.dumps(
-            {k: asdict(v) for k, v in sorted(prices.items())}, option=orjson.OPT_SORT_KEYS
+            {k: asdict(v) for k, v in sorted(in_force.items())}, option=orjson.OPT_SORT_KEYS
         )
-        return cls(prices, "prices-" + hashlib.sha256(entries).hexdigest()[:12])
+        table = cls(prices, "prices-" + hashlib.sha256(entries).hexdigest()[:12])
+        if wildcards or any(is_wildcard(d.alias) for d in deployments):
+            table._by_name = {
+                name: _from_entry(entry, source)
+                for name, entry in catalogue.items()
+                if isinstance(entry, dict)
+            }
+            table._wildcards = wildcards
+            table.catalogue = ModelCatalogue(catalogue)
+        return table
 
     def entries(self) -> dict[str, dict[str, Any]]:
         """Per deployment id, the price in force (what `price_versions` stores)."""
-        return {k: asdict(v) for k, v in self._prices.items()}
+        return {k: asdict(v) for k, v in {**self._wildcards, **self._prices}.items()}
 
     def price(self, deployment: Deployment) -> Price | None:
-        return self._prices.get(deployment.id)
+        price = self._prices.get(deployment.id)
+        if price is None and self._by_name:
+            # A wildcard's copy for one model (or a deployment the map has no price for).
+            by_name = self._by_name
+            price = next((by_name[n] for n in _map_names(deployment) if n in by_name), None)
+        return price
 
     def cost(self, deployment: Deployment, usage: Usage | None) -> float:
-        price = self._prices.get(deployment.id)
+        price = self.price(deployment)
         if price is None or usage is None:
             return 0.0
         return price.cost(usage)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.core.config import GatewayConfig, ModelEntry
-from gateway.providers.base import Deployment, Provider, Reply, Stream, Usage
+from gateway.providers.base import Deployment, Provider, Reply, Stream, Usage, split_model
 from gateway.providers.litellm_provider import LiteLLMProvider, warm_in_background
 from gateway.providers.local import EMBEDDING_MODELS, LocalProvider
 from gateway.providers.openai_compat import OPENAI_COMPATIBLE_BASES, OpenAICompatibleProvider
@@ -16,14 +16,13 @@ __all__ = [
     "Stream",
     "Usage",
     "build_deployments",
+    "split_model",
 ]
 
 
 def _deployment(entry: ModelEntry, index: int, config: GatewayConfig) -> Deployment:
     params = entry.litellm_params
-    provider, _, upstream_model = params.model.partition("/")
-    if not upstream_model:
-        provider, upstream_model = "openai", params.model
+    provider, upstream_model = split_model(params.model)
     router = config.router_settings
     timeout = params.timeout or router.timeout
     info = entry.model_info
@@ -51,6 +50,7 @@ def _deployment(entry: ModelEntry, index: int, config: GatewayConfig) -> Deploym
         output_cost_per_reasoning_token=info.output_cost_per_reasoning_token,
         base_model=info.base_model,
         mode=info.mode or "chat",
+        tags=tuple(params.tags or ()),
     )
 
 

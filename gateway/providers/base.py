@@ -61,6 +61,16 @@ class Deployment:
     output_cost_per_reasoning_token: float | None = None
     base_model: str | None = None  # the price map's name for it, when its own name is not
     mode: str = "chat"
+    tags: tuple[str, ...] = ()  # for tag-based routing; never sent upstream
+
+
+def split_model(model: str) -> tuple[str, str]:
+    """LiteLLM's "provider/model" as (provider, the model the upstream is asked for); a name
+    without a provider prefix is OpenAI's."""
+    provider, _, upstream_model = model.partition("/")
+    if not upstream_model:
+        return "openai", model
+    return provider, upstream_model
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar, cast
 
@@ -21,11 +21,14 @@ from gateway.core.errors import (
     GatewayError,
     ModelNotConfigured,
     ModelNotFound,
+    PermissionDenied,
     RateLimited,
     UpstreamUnavailable,
     is_retryable,
 )
 from gateway.providers import Deployment, Provider, Providers
+from gateway.providers.catalogue import ModelCatalogue
+from gateway.routing.names import ModelNames
 
 T = TypeVar("T")
 P = TypeVar("P")
@@ -118,49 +121,97 @@ class Router:
         deployments: list[Deployment],
         settings: RouterSettings,
         providers: Providers,
+        catalogue: ModelCatalogue | None = None,
         unavailable: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.providers = providers
-        # Models none of whose deployments loaded (core/load_report.py): alias -> why.
+        self.names = ModelNames(
+            deployments,
+            DeploymentState,
+            settings.group_aliases(),
+            settings.hidden_aliases(),
+            catalogue,
+        )
+        # Models none of whose deployments loaded (core/load_report.py): name -> why.
         self.unavailable = dict(unavailable or {})
-        self.by_alias: dict[str, list[DeploymentState]] = {}
-        for deployment in deployments:
-            self.by_alias.setdefault(deployment.alias, []).append(DeploymentState(deployment))
         self.fallbacks: dict[str, list[str]] = {}
         for rule in settings.fallbacks:
             for source, targets in rule.items():
-                # A fallback none of whose deployments loaded is skipped, not tried.
-                served = [name for name in targets if name not in self.unavailable]
-                self.fallbacks.setdefault(source, []).extend(served)
+                self.fallbacks.setdefault(source, []).extend(targets)
         self._random = random.Random()
 
     def aliases(self) -> list[str]:
-        return list(self.by_alias)
+        """The model groups of the config's model_names (wildcards and aliases aside)."""
+        return list(self.names.exact)
 
-    def states(self, alias: str) -> list[DeploymentState]:
-        states = self.by_alias.get(alias)
+    def listed(self) -> list[str]:
+        """The names GET /v1/models shows (see ModelNames.listed)."""
+        return self.names.listed()
+
+    def states(self, name: str) -> list[DeploymentState]:
+        states = self.names.find(name)
         if states is None:
-            if alias in self.unavailable:
-                raise ModelNotConfigured(self.unavailable[alias], param="model")
+            if name in self.unavailable:
+                raise ModelNotConfigured(self.unavailable[name], param="model")
             raise ModelNotFound(
-                f"The model {alias!r} does not exist or you do not have access to it. "
+                f"The model {name!r} does not exist or you do not have access to it. "
                 f"GET /v1/models lists the models this gateway serves.",
                 param="model",
             )
         return states
 
-    def chain(self, alias: str, allowed: Callable[[str], bool] | None = None) -> list[str]:
-        """The alias and the fallbacks `allowed` lets the caller use, in the order they are
-        tried. The caller must be allowed the alias itself: that is checked apart, so the
+    def deployments(self, name: str) -> list[Deployment]:
+        return [state.deployment for state in self.states(name)]
+
+    def permits(self, name: str, allowed: Callable[[str], bool]) -> bool:
+        """A key allowed a model group may use its aliases too, as in LiteLLM."""
+        return allowed(name) or ((target := self.names.target(name)) != name and allowed(target))
+
+    def chain(
+        self,
+        name: str,
+        allowed: Callable[[str], bool] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> list[str]:
+        """The model group a requested name reaches and the fallbacks `allowed` lets the
+        caller use (and the request's tags leave a deployment in), in the order they are
+        tried. The caller must be allowed the name itself: that is checked apart, so the
         caller learns why it was refused."""
-        self.states(alias)
-        fallbacks = self.fallbacks.get(alias)
+        group = self.names.target(name)
+        states = self.states(group)
+        if self.settings.enable_tag_filtering and not self._tagged(states, tags):
+            raise _no_tagged_deployment(name, tags)
+        # Fallbacks are looked up by the requested name first, then by the group it routes to.
+        fallbacks = self.fallbacks.get(name) or self.fallbacks.get(group)
         if not fallbacks:
-            return [alias]
-        if allowed is None:
-            return [alias, *fallbacks]
-        return [alias, *(name for name in fallbacks if allowed(name))]
+            return [group]
+        chain = [group]
+        tagging = self.settings.enable_tag_filtering
+        for fallback in fallbacks:
+            if allowed is not None and not self.permits(fallback, allowed):
+                continue
+            served = self.names.find(fallback)
+            if served is None or (tagging and not self._tagged(served, tags)):
+                continue  # a pattern named literally serves no call; nor do other tags
+            chain.append(self.names.target(fallback))
+        return chain
+
+    def _tagged(
+        self, states: list[DeploymentState], tags: Sequence[str] | None
+    ) -> list[DeploymentState]:
+        """LiteLLM's tag filter: a tagged request goes to the deployments carrying one of its
+        tags (all of them when tag_filtering_match_any is false), else to those tagged
+        `default`; an untagged request to those tagged `default` if any, else to all."""
+        defaults = [s for s in states if "default" in s.deployment.tags]
+        if not tags:
+            return defaults or states
+        wanted = set(tags)
+        if self.settings.tag_filtering_match_any:
+            matched = [s for s in states if not wanted.isdisjoint(s.deployment.tags)]
+        else:
+            matched = [s for s in states if wanted.issubset(s.deployment.tags)]
+        return matched or defaults
 
     async def call(
         self,
@@ -168,14 +219,20 @@ class Router:
         send: Send[P, T],
         payload: P,
         hook: AttemptHook[P] | None = None,
+        tags: Sequence[str] | None = None,
     ) -> Routed[T]:
-        """Tries the aliases of `chain` (from chain()) in order until one answers; each attempt
-        is `send(provider, deployment, payload)` between the hook's two calls."""
+        """Tries the model groups of `chain` (from chain()) in order until one answers; each
+        attempt is `send(provider, deployment, payload)` between the hook's two calls. With
+        tag filtering on, only the deployments the request's tags select are tried."""
         attempts = 0
         spent = 0.0
         error: GatewayError | None = None
         for name in chain:
             states = self.states(name)
+            if self.settings.enable_tag_filtering:
+                states = self._tagged(states, tags)
+                if not states:  # chain() left out such groups: only if its table forgot one
+                    raise _no_tagged_deployment(name, tags)
             try:
                 return await self._call_alias(states, send, payload, hook, attempts, spent)
             except _AliasFailed as failure:
@@ -315,6 +372,16 @@ class _Tries(Generic[T]):
     failure: GatewayError | None = None
     calls: int = 0
     seconds: float = 0.0  # in calls and waits between them
+
+
+def _no_tagged_deployment(name: str, tags: Sequence[str] | None) -> PermissionDenied:
+    # LiteLLM's words (a 401 there), so scripts that look for them still find them.
+    return PermissionDenied(
+        f"Not allowed to access model due to tags configuration: no deployment of {name!r} "
+        f"carries the request's tags {list(tags or [])} and none is tagged 'default'.",
+        param="tags",
+        code="no_deployment_for_tags",
+    )
 
 
 def _detail(error: GatewayError) -> str:

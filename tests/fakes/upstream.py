@@ -15,7 +15,8 @@ Endpoints (each also without the ``/v1`` prefix)::
 
 Azure's layout answers like the others; without ``api-version`` it is a 404, as Azure's is.
 ``FakeUpstream.last_request(model)`` tells what the latest chat or embeddings request for a
-model string carried (path, query, headers), so a test can see a configured value arrive.
+model string carried (path, query, headers), and ``last_body(model)`` its JSON body, so a test
+can see a configured value arrive (or not).
 
 Anything else is a 404 with an OpenAI error body.
 
@@ -446,6 +447,7 @@ class FakeUpstream:
         # Changed on the loop thread only; a dict read from a test thread is atomic.
         self._in_flight: dict[str, int] = {}
         self._last: dict[str, web.BaseRequest] = {}
+        self._last_body: dict[str, dict[str, Any]] = {}  # the parsed body, already at hand
         self._ids = itertools.count(1)
         chat, embeddings = self._chat, self._embeddings
         self._routes: dict[tuple[str, str], _Handler] = {
@@ -500,6 +502,11 @@ class FakeUpstream:
             return None
         return ReceivedRequest(request.path, dict(request.query), _received_headers(request))
 
+    def last_body(self, model: str) -> dict[str, Any] | None:
+        """The JSON body of the latest chat or embeddings request for exactly this model."""
+        with self._lock:
+            return self._last_body.get(model)
+
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
@@ -541,6 +548,7 @@ class FakeUpstream:
             # Kept as aiohttp's request; read into a ReceivedRequest only when asked, so the
             # benchmark's upstream does no extra work per call.
             self._last[model] = request
+            self._last_body[model] = body
         if answering is not None:
             self._in_flight[model] = self._in_flight.get(model, 0) + 1
             answering.append(model)
