@@ -70,7 +70,10 @@ class GatewayState:
         deployments = build_deployments(config)
         providers = Providers(config)
         prices = PriceTable.for_deployments(deployments)
-        router = Router(deployments, config.router_settings, providers, prices.catalogue)
+        unavailable = config.report.unavailable({d.alias for d in deployments})
+        router = Router(
+            deployments, config.router_settings, providers, prices.catalogue, unavailable
+        )
         engine = make_engine(
             database_url(settings.database_url, settings.data_dir), settings.database_timeout
         )

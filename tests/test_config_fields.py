@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import re
 import sqlite3
 import time
@@ -681,6 +682,41 @@ async def max_response_bytes(h: Harness) -> None:
     assert "max_response_bytes" in caught.value.message
 
 
+# --- LiteLLM's sections beside model_list ------------------------------------------------------
+
+
+def environment_variables(h: Harness) -> None:
+    upstream_model = h.tag("gpt-4o-mini")
+    entry = h.model("cf-env", upstream_model, api_key="os.environ/CF_ENV_KEY")
+    config = {"environment_variables": {"CF_ENV_KEY": "sk-from-file"}, "model_list": [entry]}
+    try:
+        sdk(h.gateway(config)).chat.completions.create(model="cf-env", messages=USER)  # type: ignore[arg-type]
+    finally:
+        os.environ.pop("CF_ENV_KEY", None)  # serving set it, as LiteLLM does
+    assert h.received(upstream_model).headers["authorization"] == "Bearer sk-from-file"
+
+
+def credential_list(h: Harness) -> None:
+    upstream_model = h.tag("gpt-4o-mini")
+    entry = h.model("cf-cred", upstream_model, litellm_credential_name="cf-credential")
+    credential = {"credential_name": "cf-credential", "credential_values": {"api_key": "sk-cred"}}
+    config = {"credential_list": [credential], "model_list": [entry]}
+    sdk(h.gateway(config)).chat.completions.create(model="cf-cred", messages=USER)  # type: ignore[arg-type]
+    assert h.received(upstream_model).headers["authorization"] == "Bearer sk-cred"
+
+
+def general_settings(h: Harness) -> None:
+    config = {
+        "model_list": [h.model("cf-general", h.tag("gpt-4o-mini"))],
+        "general_settings": {"master_key": "sk-cf-litellm-master"},
+    }
+    base = h.gateway(config, master_key=None)  # GATEWAY_MASTER_KEY unset: the file's key
+    client = sdk(base, key="sk-cf-litellm-master")
+    client.chat.completions.create(model="cf-general", messages=USER)  # type: ignore[arg-type]
+    with pytest.raises(openai.AuthenticationError):
+        sdk(base).chat.completions.create(model="cf-general", messages=USER)  # type: ignore[arg-type]
+
+
 CHECKS: dict[str, Check] = {
     "model_list[].model_name": model_name,
     "model_list[].litellm_params.model": model,
@@ -737,6 +773,10 @@ CHECKS: dict[str, Check] = {
     "gateway.cap_max_tokens_to_budget": cap_max_tokens_to_budget,
     "gateway.log_bodies": log_bodies,
     "gateway.max_response_bytes": max_response_bytes,
+    "environment_variables": environment_variables,
+    "credential_list[].credential_name": credential_list,
+    "credential_list[].credential_values": credential_list,
+    "general_settings": general_settings,
 }
 
 # These import litellm (about 3 s, once per session).

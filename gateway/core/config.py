@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, NotRequired
 
@@ -19,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     ValidationError,
     model_validator,
@@ -27,18 +27,23 @@ from typing_extensions import TypedDict  # pydantic needs this one before Python
 
 from gateway.core.deployment_params import CREDENTIAL_PREFIXES
 from gateway.core.errors import ConfigError
+from gateway.core.file_env import ENV_PREFIX, FileEnvironment, missing_variable, referenced, resolve
+from gateway.core.includes import read_config
 from gateway.core.litellm_keys import (
     LITELLM_ONLY_PARAMS,
     MODEL_INFO_KEYS,
     OPENAI_PARAMS,
 )
+from gateway.core.litellm_support import RULES, review
+from gateway.core.load_report import FromFile, LeftOut, LoadReport
 from gateway.core.price_keys import check_declared_prices
 from gateway.core.wildcards import first_match, is_wildcard, most_specific_first
 from gateway.core.yamlfile import YamlDocument, format_loc, one_line, validation_problems
 
 log = logging.getLogger("gateway.config")
 
-ENV_PREFIX = "os.environ/"
+# LiteLLM's name for a credential_list entry, in a deployment's litellm_params.
+CREDENTIAL_KEY = "litellm_credential_name"
 
 
 def _reject_typos(known: set[str] | frozenset[str], data: Any) -> Any:
@@ -255,10 +260,23 @@ class GatewaySection(BaseModel):
     max_response_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
 
 
+class Credential(BaseModel):
+    """LiteLLM's credential_list entry: values deployments take by `litellm_credential_name`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    credential_name: str = Field(min_length=1)
+    credential_values: dict[str, Any] = Field(default_factory=dict)
+    credential_info: dict[str, Any] | None = None
+
+
 class GatewayConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_list: list[ModelEntry] = Field(default_factory=list)
+    # LiteLLM's: set for the process when the gateway serves (see core/file_env.py).
+    environment_variables: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    credential_list: list[Credential] = Field(default_factory=list)
     router_settings: RouterSettings = Field(default_factory=RouterSettings)
     # Accepted so LiteLLM files load; the keys we act on are documented in the README.
     litellm_settings: dict[str, Any] = Field(default_factory=dict)
@@ -276,6 +294,20 @@ class GatewayConfig(BaseModel):
                             f"router_settings.fallbacks[{index}] names {name!r}, which is not a "
                             f"model_name in model_list (known: {', '.join(sorted(aliases))})"
                         )
+        return self
+
+    _report: LoadReport = PrivateAttr(default_factory=LoadReport)
+
+    @model_validator(mode="after")
+    def _credential_names_are_unique(self) -> GatewayConfig:
+        seen: dict[str, int] = {}
+        for index, credential in enumerate(self.credential_list):
+            first = seen.setdefault(credential.credential_name, index)
+            if first != index:
+                raise ValueError(
+                    f"credential_list[{index}] is named {credential.credential_name!r}, as "
+                    f"credential_list[{first}] is (give each credential its own name)"
+                )
         return self
 
     def aliases(self) -> list[str]:
@@ -297,44 +329,121 @@ class GatewayConfig(BaseModel):
             and first_match(most_specific_first(filter(is_wildcard, names)), name) is not None
         )
 
+    @property
+    def report(self) -> LoadReport:
+        """What loading found that the gateway does not apply as LiteLLM would."""
+        return self._report
 
-def _resolve_env(value: Any, loc: tuple[str | int, ...], doc: YamlDocument) -> Any:
-    if isinstance(value, str) and value.startswith(ENV_PREFIX):
-        name = value[len(ENV_PREFIX) :]
-        resolved = os.environ.get(name)
-        if resolved is None:
-            raise ConfigError(
-                one_line(
-                    f"{doc.where(loc)}: {format_loc(loc)}: environment variable {name} is not "
-                    f"set (export it, or remove this entry)"
-                )
+
+def _without_empty_sections(data: dict[Any, Any]) -> dict[Any, Any]:
+    """A section holding only comments (`general_settings:`) is YAML null: an empty section,
+    as LiteLLM reads it; so is a deployment's empty `model_info:`."""
+    data = {key: value for key, value in data.items() if value is not None}
+    entries = data.get("model_list")
+    if isinstance(entries, list):
+        data["model_list"] = [
+            {k: v for k, v in entry.items() if not (k == "model_info" and v is None)}
+            if isinstance(entry, dict)
+            else entry
+            for entry in entries
+        ]
+    return data
+
+
+def _with_credential(
+    doc: YamlDocument, config: GatewayConfig, index: int, raw: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, tuple[str | int, ...]]]:
+    """The deployment's params over its named credential's values (LiteLLM's precedence),
+    and where each value taken from the credential was written."""
+    loc: tuple[str | int, ...] = ("model_list", index, "litellm_params", CREDENTIAL_KEY)
+    name = raw.pop(CREDENTIAL_KEY, None)
+    if name is None:
+        return raw, {}
+    names = [c.credential_name for c in config.credential_list]
+    if name not in names:
+        known = ", ".join(names) or "none"
+        raise ConfigError(
+            one_line(
+                f"{doc.where(loc)}: {format_loc(loc)}: names credential {name!r}, which is not "
+                f"in credential_list (known: {known})"
             )
-        return resolved
-    if isinstance(value, dict):
-        return {k: _resolve_env(v, (*loc, k), doc) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve_env(v, (*loc, i), doc) for i, v in enumerate(value)]
-    return value
+        )
+    at = names.index(name)
+    values = config.credential_list[at].credential_values
+    origins: dict[str, tuple[str | int, ...]] = {
+        key: ("credential_list", at, "credential_values", key) for key in values if key not in raw
+    }
+    return {**values, **raw}, origins
+
+
+def _general(
+    doc: YamlDocument, general: dict[str, Any], key: str, env: FileEnvironment, instead: str
+) -> FromFile:
+    """A general_settings value the gateway takes over, its variable resolved; the problem
+    of an unset variable is said only if the value is used."""
+    value = general.get(key)
+    loc = ("general_settings", key)
+    if value is None:
+        return FromFile()
+    if not isinstance(value, str):
+        raise ConfigError(f"{doc.where(loc)}: {format_loc(loc)}: must be a string")
+    name = referenced(value)
+    if name is None:
+        return FromFile(value)
+    resolved = env.get(name)
+    if resolved is None:
+        problem = one_line(
+            f"{doc.where(loc)}: {format_loc(loc)}: environment variable {name} is not set "
+            f"(export it, or set {instead})"
+        )
+        return FromFile(problem=problem)
+    return FromFile(resolved)
 
 
 def parse_config(doc: YamlDocument, secrets: bool = True) -> GatewayConfig:
     """The validated config; with secrets=False, `os.environ/NAME` values stay unresolved, for
-    tools that need the model names and not the keys (`prompts validate` in CI)."""
+    tools that need the model names and not the keys (`prompts validate` in CI).
+
+    LiteLLM's settings the gateway does not apply are noted on `config.report` (a refused
+    feature is a ConfigError), and a deployment naming an unset variable is left out there."""
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):
         raise ConfigError(f"{doc.where(())}: the top level must be a mapping of sections")
+    data = _without_empty_sections(data)
+    notes = review(doc, data)
+    # LiteLLM sections the gateway accepts and reports without acting on (callback_settings).
+    data = {k: v for k, v in data.items() if k in GatewayConfig.model_fields or k not in RULES}
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(validation_problems(doc, exc, GatewayConfig)) from None
     _check_group_aliases(config, doc)
+    report = config.report
+    report.notes = notes
     if not secrets:
         return config
+    env = FileEnvironment.read(doc, config.environment_variables, report.notes)
+    report.environment = env
+    general = config.general_settings
+    report.master_key = _general(doc, general, "master_key", env, "GATEWAY_MASTER_KEY")
+    report.database_url = _general(doc, general, "database_url", env, "GATEWAY_DATABASE_URL")
     # Secrets are resolved after validation so an error never echoes a secret's value.
+    kept: list[ModelEntry] = []
     for index, entry in enumerate(config.model_list):
         loc = ("model_list", index, "litellm_params")
-        raw = entry.litellm_params.model_dump(exclude_none=True)
-        resolved = _resolve_env(raw, loc, doc)
+        raw, origins = _with_credential(
+            doc, config, index, entry.litellm_params.model_dump(exclude_none=True)
+        )
+        missing = missing_variable(raw, loc, env)
+        if missing is not None:
+            at, variable = missing
+            origin = origins.get(str(at[3]), at) if len(at) > 3 else at
+            path = format_loc(at)
+            report.left_out.append(
+                LeftOut(doc.where(origin), index, entry.model_name, path, variable)
+            )
+            continue
+        resolved = resolve(raw, env)
         try:
             entry.litellm_params = LiteLLMParams.model_validate(resolved)
         except ValidationError as exc:  # a variable's value does not fit (model: an empty one)
@@ -351,12 +460,12 @@ def parse_config(doc: YamlDocument, secrets: bool = True) -> GatewayConfig:
                     f"{err['msg']}"
                 )
             ) from None
-    for section in ("litellm_settings", "general_settings"):
-        keys = sorted(getattr(config, section))
-        if keys:
-            log.info(
-                "%s: %s keys accepted and not used by the gateway: %s", doc.path, section, keys
-            )
+        if report.left_out and entry.model_info.id is None:
+            # Deployment ids default to name#position; the kept ones keep the id they have
+            # when every deployment loads (limits, spend and the request log name them).
+            entry.model_info.id = f"{entry.model_name}#{index}"
+        kept.append(entry)
+    config.model_list = kept
     return config
 
 
@@ -386,7 +495,7 @@ def _check_group_aliases(config: GatewayConfig, doc: YamlDocument) -> None:
 
 
 def load_config(path: Path, secrets: bool = True) -> GatewayConfig:
-    return parse_config(YamlDocument.read(path), secrets)
+    return parse_config(read_config(path), secrets)
 
 
 def config_json_schema() -> str:

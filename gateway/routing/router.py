@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar, cast
 
@@ -19,6 +19,7 @@ from gateway.core.config import RouterSettings
 from gateway.core.errors import (
     DeploymentBusy,
     GatewayError,
+    ModelNotConfigured,
     ModelNotFound,
     PermissionDenied,
     RateLimited,
@@ -121,6 +122,7 @@ class Router:
         settings: RouterSettings,
         providers: Providers,
         catalogue: ModelCatalogue | None = None,
+        unavailable: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.providers = providers
@@ -131,6 +133,8 @@ class Router:
             settings.hidden_aliases(),
             catalogue,
         )
+        # Models none of whose deployments loaded (core/load_report.py): name -> why.
+        self.unavailable = dict(unavailable or {})
         self.fallbacks: dict[str, list[str]] = {}
         for rule in settings.fallbacks:
             for source, targets in rule.items():
@@ -148,6 +152,8 @@ class Router:
     def states(self, name: str) -> list[DeploymentState]:
         states = self.names.find(name)
         if states is None:
+            if name in self.unavailable:
+                raise ModelNotConfigured(self.unavailable[name], param="model")
             raise ModelNotFound(
                 f"The model {name!r} does not exist or you do not have access to it. "
                 f"GET /v1/models lists the models this gateway serves.",
