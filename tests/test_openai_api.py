@@ -46,7 +46,8 @@ def test_echo_answers_verbatim_whitespace_included(gateway: GatewayFactory) -> N
         model="local/echo", messages=[{"role": "user", "content": text}]
     )
     assert reply.choices[0].message.content == text
-    assert reply.usage is not None and reply.usage.completion_tokens == 4
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens == 4
     cut = client.chat.completions.create(
         model="local/echo", messages=[{"role": "user", "content": text}], max_tokens=2
     )
