@@ -39,7 +39,14 @@ from gateway.evals.graded import GRADED_CHECKS
 from gateway.evals.js_regex import JsRegexError, compile_js
 from gateway.evals.jsvalues import js_string
 from gateway.evals.schemas import schema_value_problem
-from gateway.evals.scripts import SCRIPT_CHECKS, ScriptProblem, run_transform, script_problem
+from gateway.evals.scripts import (
+    SCRIPT_CHECKS,
+    ScriptProblem,
+    is_script,
+    run_transform,
+    script_problem,
+    script_value,
+)
 from gateway.evals.templating import has_template
 from gateway.evals.text_metrics import comma_separated, word_tokens
 
@@ -367,6 +374,8 @@ async def evaluate(spec: AssertionSpec, ctx: EvalContext) -> Outcome:
     try:
         if spec.transform is not None:
             ctx = ctx.with_output(await run_transform(spec.transform, ctx))
+        if spec.base_type != "python" and isinstance(spec.value, str) and is_script(spec.value):
+            spec = await _with_script_value(spec, ctx)
         result = await _CHECKS[spec.base_type](spec, ctx)
     except (CannotJudge, ScriptProblem) as exc:
         return Outcome(False, 0.0, f"{spec.base_type}: {exc}", error=True)
@@ -380,6 +389,15 @@ async def evaluate(spec: AssertionSpec, ctx: EvalContext) -> Outcome:
         # promptfoo: a zero-weight assertion is a measurement; it never fails its case.
         return Outcome(True, outcome.score, outcome.reason + " (weight 0: not counted)")
     return outcome
+
+
+async def _with_script_value(spec: AssertionSpec, ctx: EvalContext) -> AssertionSpec:
+    """The spec with the expected value its `file://code.py` function gives (promptfoo)."""
+    value = await script_value(spec.value, ctx, spec.config)
+    try:
+        return revalidate(spec, value=value)
+    except ValueError as exc:
+        raise CannotJudge(f"{spec.value} returned {value!r}: {exc}") from None
 
 
 def _outcome(verdict: Verdict, negated: bool) -> Outcome:

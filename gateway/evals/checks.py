@@ -129,10 +129,12 @@ async def check_word_count(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
     if isinstance(spec.value, dict):
         low, high = spec.value.get("min"), spec.value.get("max")
         passed = (low is None or count >= low) and (high is None or count <= high)
-        bounds = [f"at least {low:g}"] * (low is not None) + [f"at most {high:g}"] * (
-            high is not None
-        )
-        return Verdict(passed, f"to have {' and '.join(bounds)} words", finding)
+        bounds = [
+            f"at least {low:g}" if low is not None else "",
+            f"at most {high:g}" if high is not None else "",
+        ]
+        shown = " and ".join(bound for bound in bounds if bound)
+        return Verdict(passed, f"to have {shown} words", finding)
     return Verdict(count == spec.value, f"to have {spec.value:g} words", finding)
 
 

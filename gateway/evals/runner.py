@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import orjson
 
-from gateway.evals.scoring import Status, judge_case
+from gateway.evals.scoring import Judged, Status, judge_case
 from gateway.evals.scripts import ScriptProblem, run_transform
 from gateway.evals.suite import CaseSpec, Suite, Target
 from gateway.evals.verdicts import Embed, EvalContext, Judge
@@ -275,6 +275,14 @@ class AnswerCache:
         tmp.rename(self.directory / f"{key}.json")
 
 
+async def judge_answer(case: CaseSpec, context: EvalContext) -> Judged:
+    """A case's verdict on one answer: its `options.transform` first (ScriptProblem when that
+    fails), then its assertions."""
+    if case.options.transform is not None:
+        context = context.with_output(await run_transform(case.options.transform, context))
+    return await judge_case(case.asserts, context, case.threshold)
+
+
 def _errored(case: CaseSpec, case_id: str, answer: Answer, problem: str) -> CaseResult:
     return CaseResult(
         case_id,
@@ -366,13 +374,9 @@ async def run_suite(
                 embed_with=embed_with,
             )
             try:
-                if case.options.transform is not None:
-                    context = context.with_output(
-                        await run_transform(case.options.transform, context)
-                    )
+                judged = await judge_answer(case, context)
             except ScriptProblem as exc:
                 return _errored(case, case_id, answer, f"options.transform: {exc}")
-            judged = await judge_case(case.asserts, context, case.threshold)
         return CaseResult(
             id=case_id,
             vars=case.vars,

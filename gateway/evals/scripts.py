@@ -32,6 +32,11 @@ MODULE_FUNCTION = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 FILE_FUNCTION = re.compile(r"file://(?P<path>[^:]+?\.py)(?::(?P<function>[A-Za-z_]\w*))?")
 
 
+def is_script(value: str) -> bool:
+    """`file://code.py` or `file://code.py:function`: a function gives the value."""
+    return FILE_FUNCTION.fullmatch(value) is not None
+
+
 class ScriptProblem(Exception):
     """User code that could not run: the case is an ERROR that says why."""
 
