@@ -129,9 +129,17 @@ def test_end_to_end_through_the_runner_on_local_echo(project: Project) -> None:
     suite = project.root / "parity.yaml"
     suite.write_text(yaml.safe_dump(raw, allow_unicode=True))
     report = project.root / "report.json"
-    result = project.gateway("eval", "run", str(suite), "--json", str(report), "--no-store")
+    markdown = project.root / "report.md"
+    result = project.gateway(
+        "eval", "run", str(suite), "--json", str(report), "--markdown", str(markdown), "--no-store"
+    )
     assert result.returncode in (0, 1), result.stderr
-    results = {r["id"]: r for r in json.loads(report.read_text())["candidate"]["results"]}
+    candidate = json.loads(report.read_text())["candidate"]
+    results = {r["id"]: r for r in candidate["results"]}
+    # Named scores are averaged over the run and shown in the report, not only stored.
+    assert candidate["metrics"] == {"coverage": 0.5, "quality": 1.0, "tone": 1.0}
+    assert "metrics: coverage 0.500, quality 1.000, tone 1.000" in result.stdout
+    assert "| metric `coverage` | 0.500 | - |" in markdown.read_text()
     assert len(results) == len(end_to_end_cases()) >= 90
     for case in end_to_end_cases():
         got = results[case.id]
