@@ -94,9 +94,6 @@ ALIASES = {"is-valid-openai-tools-call": "is-valid-tool-call"}
 _UNIT_THRESHOLDS = {"rouge-n", "bleu", "similar", "llm-rubric", "python", SET}
 _MAXIMUM_TYPES = {"cost", "latency"}
 _TEXT_TYPES = {"contains", "icontains", "starts-with", "levenshtein", "rouge-n", "finish-reason"}
-_LIST_TYPES = {"contains-any", "contains-all", "icontains-any", "icontains-all"}
-# Types whose value is a JSON Schema (a mapping, YAML/JSON text, or a file).
-_SCHEMA_TYPES = {"is-json", "contains-json", "json-schema"}
 
 
 def _type_choices() -> list[JsonValue]:
