@@ -89,10 +89,13 @@ class GatewayState:
         deployments = build_deployments(config)
         providers = Providers(config)
         prices = PriceTable.for_deployments(deployments)
+        unavailable = config.report.unavailable({d.alias for d in deployments})
         router = Router(
             deployments,
             config.router_settings,
             providers,
+            prices.catalogue,
+            unavailable,
             prices=cost_ranks(prices, deployments),
             context_windows=_context_windows(config, deployments),
         )
@@ -134,13 +137,14 @@ class GatewayState:
             router.deployments_by_target(),
             config.gateway.default_max_tokens,
             cap_max_tokens_to_budget=config.gateway.cap_max_tokens_to_budget,
+            resolve=router.deployments,
         )
         # Messages name the config file alone: any key may read the problems of a sync.
         prompt_store = PromptStore(engine, ServedModels.from_config(config, settings.config.name))
         prompts = PromptCatalog(prompt_store)
         renderer = PromptRenderer()
         request_log = RequestLogWriter(engine, settings.data_dir / "spool")
-        metrics = Metrics(models=router.aliases())
+        metrics = Metrics(models=router.names.known())
         tracing = Tracing(settings.otlp_endpoint) if settings.otlp_endpoint else None
         calls = Pipeline(
             router,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import re
 import sqlite3
 import time
@@ -319,6 +320,19 @@ async def extra_headers(h: Harness) -> None:
     assert h.received(upstream_model).headers["x-cf-check"] == "arrived"
 
 
+def tags(h: Harness) -> None:
+    untagged, paid = h.tag("untagged"), h.tag("paid")
+    models = [h.model("cf-tags", untagged), h.model("cf-tags", paid, tags=["paid"])]
+    base = h.gateway({"model_list": models, "router_settings": {"enable_tag_filtering": True}})
+    for _ in range(4):
+        sdk(base).chat.completions.create(
+            model="cf-tags",
+            messages=USER,  # type: ignore[arg-type]
+            extra_body={"metadata": {"tags": ["paid"]}},
+        )
+    assert (h.upstream.calls(paid), h.upstream.calls(untagged)) == (4, 0)
+
+
 # --- model_info ---------------------------------------------------------------------------------
 
 
@@ -379,6 +393,88 @@ async def output_cost_per_reasoning_token(h: Harness) -> None:
     async with h.built([h.model("cf-reason", h.tag("gpt-4o-mini"), info=info)]) as b:
         cost = b.prices.cost(b.deployment("cf-reason"), Usage(0, 50, reasoning_tokens=20))
     assert cost == pytest.approx(30 * 1e-3 + 20 * 5e-3)  # reasoning is among the completion's
+
+
+async def _cost(h: Harness, usage: Usage, info: dict[str, Any] | None, **params: Any) -> float:
+    """What a deployment with these prices charges for this usage."""
+    async with h.built([h.model("cf-priced", h.tag("gpt-4o-mini"), info=info, **params)]) as b:
+        return b.prices.cost(b.deployment("cf-priced"), usage)
+
+
+async def model_info_cache_creation_input_token_cost(h: Harness) -> None:
+    info = {"input_cost_per_token": 1e-3, "cache_creation_input_token_cost": 2e-3}
+    cost = await _cost(h, Usage(100, 0, cache_creation_tokens=30), info)
+    assert cost == pytest.approx(70 * 1e-3 + 30 * 2e-3)  # cache writes are among the prompt's
+
+
+async def params_input_cost_per_token(h: Harness) -> None:
+    info = {"input_cost_per_token": 0.5}  # litellm_params' price wins, as in LiteLLM
+    cost = await _cost(h, Usage(100, 10), info, input_cost_per_token=1e-3)
+    assert cost == pytest.approx(100 * 1e-3)  # and the unset output rate is 0, as in LiteLLM
+
+
+async def params_output_cost_per_token(h: Harness) -> None:
+    cost = await _cost(h, Usage(100, 10), None, output_cost_per_token=1e-3)
+    assert cost == pytest.approx(10 * 1e-3)
+
+
+async def params_cache_read_input_token_cost(h: Harness) -> None:
+    prices = {"input_cost_per_token": 1e-3, "cache_read_input_token_cost": 1e-4}
+    cost = await _cost(h, Usage(100, 0, cached_tokens=40), None, **prices)
+    assert cost == pytest.approx(60 * 1e-3 + 40 * 1e-4)
+
+
+async def params_cache_creation_input_token_cost(h: Harness) -> None:
+    prices = {"input_cost_per_token": 1e-3, "cache_creation_input_token_cost": 2e-3}
+    cost = await _cost(h, Usage(100, 0, cache_creation_tokens=30), None, **prices)
+    assert cost == pytest.approx(70 * 1e-3 + 30 * 2e-3)
+
+
+async def params_output_cost_per_reasoning_token(h: Harness) -> None:
+    prices = {"output_cost_per_token": 1e-3, "output_cost_per_reasoning_token": 5e-3}
+    cost = await _cost(h, Usage(0, 50, reasoning_tokens=20), None, **prices)
+    assert cost == pytest.approx(30 * 1e-3 + 20 * 5e-3)
+
+
+async def params_base_model(h: Harness) -> None:
+    listed = orjson.loads(price_map_path().read_bytes())["gpt-4o"]  # type: ignore[union-attr]
+    models = [h.model("cf-params-based", h.tag("my-own-name"), base_model="gpt-4o")]
+    async with h.built(models) as b:
+        price = b.prices.price(b.deployment("cf-params-based"))
+    assert price is not None
+    assert (price.input, price.output) == (
+        listed["input_cost_per_token"],
+        listed["output_cost_per_token"],
+    )
+
+
+def _limited(h: Harness, entry: dict[str, Any], rpm: bool) -> None:
+    """One call passes and the next is refused by the deployment's own limit."""
+    upstream_model = entry["litellm_params"]["model"].removeprefix("openai/")
+    client = sdk(h.gateway({"model_list": [entry]}))
+    alias = entry["model_name"]
+    first, second = (10, 10) if rpm else (10, 2000)  # 2000 tokens reserved against 1000/min
+    client.chat.completions.create(model=alias, messages=USER, max_tokens=first)  # type: ignore[arg-type]
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model=alias, messages=USER, max_tokens=second)  # type: ignore[arg-type]
+    assert h.upstream.calls(upstream_model) == 1
+
+
+def entry_rpm(h: Harness) -> None:
+    entry = h.model("cf-entry-rpm", h.tag("gpt-4o-mini"), rpm=1000)
+    _limited(h, {**entry, "rpm": 1}, rpm=True)  # the entry's limit wins over litellm_params'
+
+
+def entry_tpm(h: Harness) -> None:
+    _limited(h, {**h.model("cf-entry-tpm", h.tag("gpt-4o-mini")), "tpm": 1000}, rpm=False)
+
+
+def model_info_rpm(h: Harness) -> None:
+    _limited(h, h.model("cf-info-rpm", h.tag("gpt-4o-mini"), info={"rpm": 1}), rpm=True)
+
+
+def model_info_tpm(h: Harness) -> None:
+    _limited(h, h.model("cf-info-tpm", h.tag("gpt-4o-mini"), info={"tpm": 1000}), rpm=False)
 
 
 async def transport(h: Harness) -> None:
@@ -701,6 +797,43 @@ POLICY_CHECKS |= {
 }
 
 
+async def model_group_alias(h: Harness) -> None:
+    router = {"model_group_alias": {"cf-old-name": {"model": "cf-group", "hidden": True}}}
+    async with h.built([h.model("cf-group", h.tag("gpt-4o-mini"))], router_settings=router) as b:
+        routed = await b.chat("cf-old-name")
+        assert "cf-old-name" not in b.router.listed()
+    assert routed.deployment.alias == "cf-group"
+
+
+def _tagged_call(h: Harness, models: list[dict[str, Any]], router: dict[str, Any]) -> None:
+    base = h.gateway({"model_list": models, "router_settings": router})
+    sdk(base).chat.completions.create(
+        model="cf-tag-setting",
+        messages=USER,  # type: ignore[arg-type]
+        extra_body={"tags": ["paid", "eu"]},
+    )
+
+
+def enable_tag_filtering(h: Harness) -> None:
+    chosen, tagged = h.tag("by-weight"), h.tag("by-tag")
+    models = [
+        h.model("cf-tag-setting", chosen, weight=1),
+        h.model("cf-tag-setting", tagged, weight=0, tags=["paid"]),
+    ]
+    _tagged_call(h, models, {"enable_tag_filtering": True})
+    assert (h.upstream.calls(tagged), h.upstream.calls(chosen)) == (1, 0)  # weight 0 else
+
+
+def tag_filtering_match_any(h: Harness) -> None:
+    some, every = h.tag("some-tags"), h.tag("every-tag")
+    models = [
+        h.model("cf-tag-setting", some, weight=1, tags=["paid"]),
+        h.model("cf-tag-setting", every, weight=0, tags=["paid", "eu"]),
+    ]
+    _tagged_call(h, models, {"enable_tag_filtering": True, "tag_filtering_match_any": False})
+    assert (h.upstream.calls(every), h.upstream.calls(some)) == (1, 0)  # both match any tag
+
+
 # --- gateway ------------------------------------------------------------------------------------
 
 
@@ -772,6 +905,41 @@ async def max_response_bytes(h: Harness) -> None:
     assert "max_response_bytes" in caught.value.message
 
 
+# --- LiteLLM's sections beside model_list ------------------------------------------------------
+
+
+def environment_variables(h: Harness) -> None:
+    upstream_model = h.tag("gpt-4o-mini")
+    entry = h.model("cf-env", upstream_model, api_key="os.environ/CF_ENV_KEY")
+    config = {"environment_variables": {"CF_ENV_KEY": "sk-from-file"}, "model_list": [entry]}
+    try:
+        sdk(h.gateway(config)).chat.completions.create(model="cf-env", messages=USER)  # type: ignore[arg-type]
+    finally:
+        os.environ.pop("CF_ENV_KEY", None)  # serving set it, as LiteLLM does
+    assert h.received(upstream_model).headers["authorization"] == "Bearer sk-from-file"
+
+
+def credential_list(h: Harness) -> None:
+    upstream_model = h.tag("gpt-4o-mini")
+    entry = h.model("cf-cred", upstream_model, litellm_credential_name="cf-credential")
+    credential = {"credential_name": "cf-credential", "credential_values": {"api_key": "sk-cred"}}
+    config = {"credential_list": [credential], "model_list": [entry]}
+    sdk(h.gateway(config)).chat.completions.create(model="cf-cred", messages=USER)  # type: ignore[arg-type]
+    assert h.received(upstream_model).headers["authorization"] == "Bearer sk-cred"
+
+
+def general_settings(h: Harness) -> None:
+    config = {
+        "model_list": [h.model("cf-general", h.tag("gpt-4o-mini"))],
+        "general_settings": {"master_key": "sk-cf-litellm-master"},
+    }
+    base = h.gateway(config, master_key=None)  # GATEWAY_MASTER_KEY unset: the file's key
+    client = sdk(base, key="sk-cf-litellm-master")
+    client.chat.completions.create(model="cf-general", messages=USER)  # type: ignore[arg-type]
+    with pytest.raises(openai.AuthenticationError):
+        sdk(base).chat.completions.create(model="cf-general", messages=USER)  # type: ignore[arg-type]
+
+
 CHECKS: dict[str, Check] = {
     "model_list[].model_name": model_name,
     "model_list[].litellm_params.model": model,
@@ -786,12 +954,30 @@ CHECKS: dict[str, Check] = {
     "model_list[].litellm_params.stream_timeout": stream_timeout,
     "model_list[].litellm_params.max_retries": max_retries,
     "model_list[].litellm_params.extra_headers": extra_headers,
+    "model_list[].litellm_params.tags": tags,
+    "model_list[].litellm_params.input_cost_per_token": params_input_cost_per_token,
+    "model_list[].litellm_params.output_cost_per_token": params_output_cost_per_token,
+    "model_list[].litellm_params.cache_read_input_token_cost": params_cache_read_input_token_cost,
+    "model_list[].litellm_params.cache_creation_input_token_cost": (
+        params_cache_creation_input_token_cost
+    ),
+    "model_list[].litellm_params.output_cost_per_reasoning_token": (
+        params_output_cost_per_reasoning_token
+    ),
+    "model_list[].litellm_params.base_model": params_base_model,
+    "model_list[].rpm": entry_rpm,
+    "model_list[].tpm": entry_tpm,
     "model_list[].model_info.id": model_info_id,
     "model_list[].model_info.base_model": base_model,
     "model_list[].model_info.input_cost_per_token": input_cost_per_token,
     "model_list[].model_info.output_cost_per_token": output_cost_per_token,
     "model_list[].model_info.cache_read_input_token_cost": cache_read_input_token_cost,
     "model_list[].model_info.output_cost_per_reasoning_token": output_cost_per_reasoning_token,
+    "model_list[].model_info.cache_creation_input_token_cost": (
+        model_info_cache_creation_input_token_cost
+    ),
+    "model_list[].model_info.rpm": model_info_rpm,
+    "model_list[].model_info.tpm": model_info_tpm,
     "model_list[].model_info.transport": transport,
     "router_settings.routing_strategy": routing_strategy,
     "router_settings.num_retries": num_retries,
@@ -815,11 +1001,18 @@ CHECKS: dict[str, Check] = {
     "router_settings.redis_url": redis_url,
     "router_settings.provider_budget_config": provider_budget_config,
     **POLICY_CHECKS,
+    "router_settings.model_group_alias": model_group_alias,
+    "router_settings.enable_tag_filtering": enable_tag_filtering,
+    "router_settings.tag_filtering_match_any": tag_filtering_match_any,
     "gateway.max_body_bytes": max_body_bytes,
     "gateway.default_max_tokens": default_max_tokens,
     "gateway.cap_max_tokens_to_budget": cap_max_tokens_to_budget,
     "gateway.log_bodies": log_bodies,
     "gateway.max_response_bytes": max_response_bytes,
+    "environment_variables": environment_variables,
+    "credential_list[].credential_name": credential_list,
+    "credential_list[].credential_values": credential_list,
+    "general_settings": general_settings,
 }
 
 # These import litellm (about 3 s, once per session).

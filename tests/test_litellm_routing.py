@@ -18,7 +18,7 @@ from gateway.core.config import load_config
 from gateway.core.errors import ConfigError
 from gateway.metering.prices import context_windows
 from gateway.providers import Deployment
-from tests.conftest import MASTER_KEY, REDIS_URL, GatewayFactory
+from tests.conftest import MASTER_KEY, REDIS_URL, GatewayFactory, fake_model
 from tests.fakes.upstream import FakeUpstream
 
 CONFIGS = Path(__file__).resolve().parent / "litellm_configs"
@@ -418,7 +418,7 @@ def test_provider_budget_config_is_refused_with_what_to_do_instead() -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     message = str(caught.value)
-    assert f"{path}:9: router_settings.provider_budget_config:" in message
+    assert f"{path}:10: router_settings.provider_budget_config:" in message
     assert "LiteLLM's provider budgets are not supported" in message
     assert "max_budget" in message
 
@@ -456,3 +456,114 @@ def test_a_key_left_empty_is_unset(tmp_path: Path) -> None:
     )
     router = load_config(path).router_settings
     assert (router.fallbacks, router.context_window_fallbacks, router.num_retries) == ([], [], 4)
+
+
+# --- with model_group_alias, wildcards and tags ---------------------------------------------
+
+
+def test_a_group_alias_takes_its_own_fallbacks_else_its_groups(
+    gateway: GatewayFactory, upstream: FakeUpstream
+) -> None:
+    config = {
+        "model_list": [
+            fake_model(upstream, "primary", "status=500,id=routing-ga-primary"),
+            fake_model(upstream, "backup-a", "id=routing-ga-a"),
+            fake_model(upstream, "backup-b", "id=routing-ga-b"),
+        ],
+        "router_settings": {
+            "num_retries": 0,
+            "model_group_alias": {"old": "primary", "legacy": "primary"},
+            "fallbacks": [{"primary": ["backup-a"]}, {"old": ["backup-b"]}],
+        },
+    }
+    base = gateway(config)
+    assert answered_by(chat(base, "old")) == "backup-b#2"
+    assert answered_by(chat(base, "legacy")) == "backup-a#1"
+    assert answered_by(chat(base, "primary")) == "backup-a#1"
+
+
+def test_a_fallback_to_a_deployment_id_wins_over_a_catch_all_wildcard(
+    gateway: GatewayFactory, upstream: FakeUpstream
+) -> None:
+    backup = fake_model(upstream, "backup", "id=routing-gid-backup")
+    backup["model_info"] = {"id": "backup-eu"}
+    config = {
+        "model_list": [
+            fake_model(upstream, "primary", "status=500,id=routing-gid-primary"),
+            backup,
+            fake_model(upstream, "*", "*"),  # would send "backup-eu" upstream as a model
+        ],
+        "router_settings": {"num_retries": 0, "fallbacks": [{"primary": ["backup-eu"]}]},
+    }
+    base = gateway(config)
+    assert answered_by(chat(base, "primary")) == "backup-eu"
+    assert upstream.calls("backup-eu") == 0
+
+
+def test_names_a_wildcard_serves_take_their_fallbacks(
+    gateway: GatewayFactory, upstream: FakeUpstream
+) -> None:
+    small = "openai/context=8,id=routing-wf-small"
+    config = {
+        "model_list": [
+            fake_model(upstream, "openai/*", "*"),
+            fake_model(upstream, "large", "id=routing-wf-large"),
+        ],
+        "router_settings": {
+            "num_retries": 0,
+            "default_fallbacks": ["large"],  # for every name without fallbacks of its own
+            "context_window_fallbacks": [{small: ["large"]}],
+        },
+    }
+    base = gateway(config)
+    assert answered_by(chat(base, "openai/status=500,id=routing-wf-broken")) == "large#1"
+    assert answered_by(chat(base, small, LONG)) == "large#1"
+    # Once context_window_fallbacks are set, a name without an entry there has none.
+    other = chat(base, "openai/context=8,id=routing-wf-other", LONG)
+    assert other.status_code == 400, other.text[:300]
+    assert calls(upstream, "routing-wf-large") == 2
+
+
+def test_usage_based_routing_counts_what_a_wildcard_serves(
+    gateway: GatewayFactory, upstream: FakeUpstream
+) -> None:
+    deployments = []
+    for name in ("wild-a", "wild-b"):
+        entry = fake_model(upstream, "openai/*", "*", tpm=100000, rpm=1000)
+        entry["model_info"] = {"id": name}
+        deployments.append(entry)
+    config = {
+        "model_list": deployments,
+        "router_settings": {"routing_strategy": "usage-based-routing-v2"},
+    }
+    base = gateway(config)
+    order = [answered_by(chat(base, "openai/id=routing-wu")) for _ in range(40)]
+    # As with exact names: each pair's second call goes to the less used deployment.
+    same = sum(order[i] == order[i + 1] for i in range(0, 40, 2))
+    assert same <= 1, order
+
+
+def test_router_redis_keys_read_the_files_environment_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ROUTING_FILE_REDIS_PASSWORD", raising=False)
+    monkeypatch.delenv("ROUTING_UNSET_REDIS_HOST", raising=False)
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "environment_variables:\n"
+        "  ROUTING_FILE_REDIS_PASSWORD: from-file\n"
+        "router_settings:\n"
+        "  redis_host: cache.internal\n"
+        "  redis_password: os.environ/ROUTING_FILE_REDIS_PASSWORD\n"
+    )
+    router = load_config(path).router_settings
+    assert router.shared_redis_url() == "redis://:from-file@cache.internal:6379"
+    path.write_text(
+        path.read_text().replace("cache.internal", "os.environ/ROUTING_UNSET_REDIS_HOST")
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f"{path}:4: router_settings.redis_host: environment variable ROUTING_UNSET_REDIS_HOST "
+        f"is not set (export it, or remove this key)"
+    )

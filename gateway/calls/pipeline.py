@@ -9,11 +9,14 @@ when an answer came, to zero when none did (`settle` in `_route`, the one settle
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.calls.checks import CHECKS, require_model
 from gateway.calls.record import CallRecord
+from gateway.calls.tags import HEADER as TAGS_HEADER
+from gateway.calls.tags import take_tags
 from gateway.calls.token_cap import cap_callers_fields, cap_for_deployment
 from gateway.calls.usage import reply_usage
 from gateway.core.errors import GatewayError
@@ -48,6 +51,7 @@ class Call:
     # Completion tokens per choice each attempt must set in the field its deployment takes:
     # the budget's cap, when the caller set no limit of its own.
     cap_per_attempt: int | None = None
+    tags: list[str] | None = None  # for tag-based routing, when it is on
 
 
 async def _chat(provider: Provider, deployment: Deployment, call: Call) -> Reply:
@@ -81,10 +85,12 @@ class Pipeline:
         self.call_log = call_log
         self.log_bodies = log_bodies
         self.traces_attempts = call_log.tracing is not None
+        self.reads_tags = router.settings.enable_tag_filtering
 
-    async def admit(self, call: Call) -> None:
+    async def admit(self, call: Call, headers: Mapping[str, str] | None = None) -> None:
         """Checks the call and reserves its worst case against the caller's budgets and rate
-        limits; raises the refusal. Nothing is reserved when it raises."""
+        limits; raises the refusal. Nothing is reserved when it raises. `headers` are the
+        request's, for what callers may say in one (tags for tag-based routing)."""
         record, caller, body = call.record, call.caller, call.body
         record.identify(caller)
         if call.prompt is not None:
@@ -93,11 +99,15 @@ class Pipeline:
         alias = require_model(body)
         record.alias = alias
         CHECKS[call.kind](body)
+        if self.reads_tags:
+            body, call.tags = take_tags(body, headers.get(TAGS_HEADER) if headers else None)
+            call.body = body
         key = caller.key
         allowed = key.allows_model if key is not None and key.models else None
         # 404 for an unknown alias, before anything is reserved.
-        call.chain = self.router.chain(alias, allowed)
-        caller.check_model(alias)
+        call.chain = self.router.chain(alias, allowed, call.tags)
+        if allowed is not None and not self.router.permits(alias, allowed):
+            caller.check_model(alias)  # raises the refusal
         call.logs_bodies = self.log_bodies or (key is not None and key.log_bodies)
         if call.logs_bodies:
             record.request_body = redacted_json(body)
@@ -160,7 +170,7 @@ class Pipeline:
         # An estimate, for the router's pre-call context check and usage-based routing.
         prompt = prompt_tokens_sent(call.body) if router.needs_prompt_tokens else 0
         try:
-            routed = await router.call(call.chain, send, call, self, prompt)
+            routed = await router.call(call.chain, send, call, self, prompt, call.tags)
         except BaseException:
             await self.settle(call)  # nothing was priced: gives the whole reservation back
             raise
@@ -181,7 +191,7 @@ class Pipeline:
             call.record.estimated = True
         if call.logs_bodies:
             call.record.response_body = redacted_body(reply.body)
-        self.price(call, routed.deployment, usage)
+        self.price(call, routed.deployment, usage, routed.upstream_seconds)
         await self.settle(call)
         return routed
 
@@ -191,10 +201,14 @@ class Pipeline:
         routed: Routed[Stream] = await self._route(call, _open_stream)
         return routed
 
-    def price(self, call: Call, deployment: Deployment, usage: Usage | None) -> None:
+    def price(
+        self, call: Call, deployment: Deployment, usage: Usage | None, seconds: float = 0.0
+    ) -> None:
+        """The call's cost from its usage (and its seconds upstream, for a deployment priced
+        per second)."""
         record = call.record
         record.usage = usage
-        record.cost = self.prices.cost(deployment, usage)
+        record.cost = self.prices.cost(deployment, usage, seconds)
         if usage is not None and self.router.counts_usage:
             self.router.used(deployment, usage.prompt_tokens + usage.completion_tokens)
 

@@ -91,6 +91,19 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class ModelNotConfigured(GatewayError):
+    """The config names the model, but none of its deployments loaded (a variable they name
+    is not set): the operator's to fix, so clients are told not to retry."""
+
+    status = 503
+    type = "server_error"
+    code = "model_not_configured"
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.headers.setdefault("x-should-retry", "false")
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"

@@ -131,7 +131,9 @@ def _detail(deployment: Deployment, exc: Exception) -> str:
 
 
 def _call_kwargs(deployment: Deployment, body: dict[str, Any]) -> dict[str, Any]:
-    kwargs = {**deployment.params, **body}
+    # The deployment's request parameters and LiteLLM's provider settings (credentials,
+    # region_name, drop_params), never its router or pricing keys (core/deployment_params).
+    kwargs = {**deployment.litellm_kwargs, **body}
     kwargs["model"] = deployment.model
     # The router owns retries and fallbacks, a deployment's max_retries included (litellm maps
     # num_retries onto the provider client's max_retries).

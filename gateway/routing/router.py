@@ -1,4 +1,4 @@
-"""Aliases to deployments: choice, retries with backoff, cooldowns and fallbacks.
+"""Requested model names to deployments: choice, retries with backoff, cooldowns and fallbacks.
 
 Only gateway errors are seen here; providers have already translated library failures.
 A stream counts as successful once its first event arrived, so a stream may move to another
@@ -12,7 +12,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar, cast
 
@@ -22,15 +22,19 @@ from gateway.core.errors import (
     BadRequest,
     DeploymentBusy,
     GatewayError,
+    ModelNotConfigured,
     ModelNotFound,
+    PermissionDenied,
     RateLimited,
     UpstreamUnavailable,
     is_retryable,
 )
 from gateway.providers import Deployment, Provider, Providers
+from gateway.providers.catalogue import ModelCatalogue
 from gateway.routing.failures import FailurePolicy
 from gateway.routing.fallbacks import FallbackPlan
 from gateway.routing.health import DeploymentState, detail
+from gateway.routing.names import ModelNames
 from gateway.routing.strategies import COUNTS_USAGE, choose, current_minute
 
 T = TypeVar("T")
@@ -74,73 +78,166 @@ class Router:
         deployments: list[Deployment],
         settings: RouterSettings,
         providers: Providers,
+        catalogue: ModelCatalogue | None = None,
+        unavailable: Mapping[str, str] | None = None,
         prices: dict[str, float] | None = None,
         context_windows: dict[str, int] | None = None,
     ) -> None:
-        """`prices` (per deployment id: its input and output price per token together) serve
-        cost-based routing; `context_windows` (the most prompt tokens each takes) serve
+        """`catalogue` (the price map's models) serves wildcard names; `unavailable` names
+        the models none of whose deployments loaded, and why (core/load_report.py); `prices`
+        (per deployment id: its input and output price per token together) serve cost-based
+        routing; `context_windows` (the most prompt tokens each takes) serve
         enable_pre_call_checks."""
         self.settings = settings
         self.providers = providers
         self.policy = FailurePolicy(settings)
-        prices = prices or {}
-        windows = context_windows if settings.enable_pre_call_checks else None
-        self.by_alias: dict[str, list[DeploymentState]] = {}
-        # What fallbacks may name: aliases, and model_info ids (one deployment each).
-        self.targets: dict[str, list[DeploymentState]] = {}
-        self._alias_of: dict[str, str] = {}
+        self._prices = prices or {}
+        self._windows = context_windows if settings.enable_pre_call_checks else None
+        self.names = ModelNames(
+            deployments,
+            self._state,
+            settings.group_aliases(),
+            settings.hidden_aliases(),
+            catalogue,
+        )
+        self.unavailable = dict(unavailable or {})
+        exact, group_aliases = self.names.exact, self.names.group_aliases
+        # Deployment ids a fallback names (one deployment each), unless a model name or
+        # model_group_alias is spelled the same (that wins); they win over wildcards.
+        named = {
+            name
+            for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
+            for rule in getattr(settings, key)
+            for targets in rule.values()
+            for name in targets
+        } | set(settings.default_fallbacks)
         self._by_id: dict[str, DeploymentState] = {}
-        for deployment in deployments:
-            state = DeploymentState(
-                deployment,
-                prices.get(deployment.id, math.inf),
-                windows.get(deployment.id) if windows else None,
-            )
-            self.by_alias.setdefault(deployment.alias, []).append(state)
-            self._by_id[deployment.id] = state
-        self.targets.update(self.by_alias)
-        for deployment_id, state in self._by_id.items():
-            if deployment_id not in self.targets:  # an alias of the same name wins
-                self.targets[deployment_id] = [state]
-                self._alias_of[deployment_id] = state.deployment.alias
-        self.fallbacks = FallbackPlan(settings, list(self.targets))
+        self._ids: dict[str, list[DeploymentState]] = {}
+        self._alias_of: dict[str, str] = {}
+        for states in exact.values():
+            for state in states:
+                deployment_id = state.deployment.id
+                self._by_id[deployment_id] = state
+                if (
+                    deployment_id in named
+                    and deployment_id not in exact
+                    and deployment_id not in group_aliases
+                ):
+                    self._ids[deployment_id] = [state]
+                    self._alias_of[deployment_id] = state.deployment.alias
+        self.fallbacks = FallbackPlan(settings, [*exact, *group_aliases, *self._ids], group_aliases)
         # Per call, the pipeline estimates the prompt's tokens only when these need them.
         self.counts_usage = settings.routing_strategy in COUNTS_USAGE
-        self.needs_prompt_tokens = self.counts_usage or windows is not None
+        self.needs_prompt_tokens = self.counts_usage or self._windows is not None
         self._random = random.Random()
 
+    def _state(self, deployment: Deployment) -> DeploymentState:
+        # A wildcard's copies keep their deployment's id, so its price and window too.
+        windows = self._windows
+        return DeploymentState(
+            deployment,
+            self._prices.get(deployment.id, math.inf),
+            windows.get(deployment.id) if windows else None,
+        )
+
     def aliases(self) -> list[str]:
-        return list(self.by_alias)
+        """The model groups of the config's model_names (wildcards and aliases aside)."""
+        return list(self.names.exact)
+
+    def listed(self) -> list[str]:
+        """The names GET /v1/models shows (see ModelNames.listed)."""
+        return self.names.listed()
 
     def deployments_by_target(self) -> dict[str, list[Deployment]]:
-        """The deployments each alias, or deployment id a fallback names, may be served by."""
-        return {name: [s.deployment for s in states] for name, states in self.targets.items()}
+        """The deployments each model name, model_group_alias, or deployment id a fallback
+        names, may be served by (a wildcard's are known per name: see `deployments`)."""
+        targets = {**self.names.exact, **self._ids}
+        for alias, group in self.names.group_aliases.items():
+            if group in self.names.exact:
+                targets[alias] = self.names.exact[group]
+        return {name: [s.deployment for s in states] for name, states in targets.items()}
 
-    def states(self, alias: str) -> list[DeploymentState]:
-        states = self.by_alias.get(alias)
+    def states(self, name: str) -> list[DeploymentState]:
+        states = self.names.find(name)
         if states is None:
+            if name in self.unavailable:
+                raise ModelNotConfigured(self.unavailable[name], param="model")
             raise ModelNotFound(
-                f"The model {alias!r} does not exist or you do not have access to it. "
+                f"The model {name!r} does not exist or you do not have access to it. "
                 f"GET /v1/models lists the models this gateway serves.",
                 param="model",
             )
         return states
 
-    def chain(self, alias: str, allowed: Callable[[str], bool] | None = None) -> list[str]:
-        """The alias, then every fallback `allowed` lets the caller use that a call to it may
-        reach (the alias of a deployment id is what is checked). The caller must be allowed
-        the alias itself: that is checked apart, so the caller learns why it was refused."""
-        self.states(alias)
-        fallbacks = self.fallbacks.reachable.get(alias)
+    def deployments(self, name: str) -> list[Deployment]:
+        return [state.deployment for state in self.states(name)]
+
+    def _serving(self, name: str) -> list[DeploymentState] | None:
+        """What a name of a chain reaches: a deployment id a fallback names, else what a
+        request for the name reaches (None: nothing)."""
+        if self._ids:
+            states = self._ids.get(name)
+            if states is not None:
+                return states
+        return self.names.find(name)
+
+    def permits(self, name: str, allowed: Callable[[str], bool]) -> bool:
+        """A key allowed a model group may use its aliases too, as in LiteLLM."""
+        return allowed(name) or ((target := self.names.target(name)) != name and allowed(target))
+
+    def chain(
+        self,
+        name: str,
+        allowed: Callable[[str], bool] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> list[str]:
+        """The requested name, then every fallback a call to it may reach that `allowed` lets
+        the caller use (for a deployment id, its model name is what is checked) and whose
+        deployments serve calls (a model left out, or none carrying the request's tags when
+        tag filtering is on, is skipped). The caller must be allowed the name itself: that
+        is checked apart, so the caller learns why it was refused."""
+        states = self.states(self.names.target(name))
+        tagging = self.settings.enable_tag_filtering
+        if tagging and not self._tagged(states, tags):
+            raise _no_tagged_deployment(name, tags)
+        fallbacks = self.fallbacks.reachable_from(name)
         if not fallbacks:
-            return [alias]
-        if allowed is None:
-            return [alias, *fallbacks]
-        return [alias, *(n for n in fallbacks if allowed(self._alias_of.get(n, n)))]
+            return [name]
+        chain = [name]
+        for fallback in fallbacks:
+            if allowed is not None and not self.permits(
+                self._alias_of.get(fallback, fallback), allowed
+            ):
+                continue
+            served = self._serving(fallback)
+            if served is None or (tagging and not self._tagged(served, tags)):
+                continue  # a pattern named literally serves no call; nor do other tags
+            chain.append(fallback)
+        return chain
+
+    def _tagged(
+        self, states: list[DeploymentState], tags: Sequence[str] | None
+    ) -> list[DeploymentState]:
+        """LiteLLM's tag filter: a tagged request goes to the deployments carrying one of its
+        tags (all of them when tag_filtering_match_any is false), else to those tagged
+        `default`; an untagged request to those tagged `default` if any, else to all."""
+        defaults = [s for s in states if "default" in s.deployment.tags]
+        if not tags:
+            return defaults or states
+        wanted = set(tags)
+        if self.settings.tag_filtering_match_any:
+            matched = [s for s in states if not wanted.isdisjoint(s.deployment.tags)]
+        else:
+            matched = [s for s in states if wanted.issubset(s.deployment.tags)]
+        return matched or defaults
 
     def used(self, deployment: Deployment, tokens: int) -> None:
         """An answer's tokens, for usage-based routing (counted in this minute)."""
         state = self._by_id.get(deployment.id)
+        if state is None or state.deployment is not deployment:
+            # A wildcard's copy: its state is among those its name resolved to.
+            resolved = self.names.find(deployment.alias) or []
+            state = next((s for s in resolved if s.deployment is deployment), None)
         if state is not None:
             state.usage(current_minute())
             state.minute_tokens += tokens
@@ -152,19 +249,21 @@ class Router:
         payload: P,
         hook: AttemptHook[P] | None = None,
         prompt_tokens: int = 0,
+        tags: Sequence[str] | None = None,
     ) -> Routed[T]:
-        """Tries the alias chain[0], then its fallbacks among `chain` (from chain()), until
-        one answers; each attempt is `send(provider, deployment, payload)` between the hook's
+        """Tries chain[0], then its fallbacks among `chain` (from chain()), until one
+        answers; each attempt is `send(provider, deployment, payload)` between the hook's
         two calls. `prompt_tokens`, an estimate, serves enable_pre_call_checks and
-        usage-based routing (see needs_prompt_tokens)."""
+        usage-based routing (see needs_prompt_tokens); with tag filtering on, only the
+        deployments the request's `tags` select are tried."""
         name = chain[0]
-        plan = self.fallbacks.regular.get(name, [])
+        plan = self.fallbacks.regular.get(name)
         attempts, spent, fallbacks = 0, 0.0, 0
         tried: set[str] | None = None  # built on the first fallback: most calls need none
         while True:
             try:
                 return await self._call_alias(
-                    name, send, payload, hook, attempts, spent, prompt_tokens
+                    name, send, payload, hook, attempts, spent, prompt_tokens, tags
                 )
             except _AliasFailed as failure:
                 attempts, spent, error = failure.attempts, failure.spent, failure.error
@@ -213,8 +312,9 @@ class Router:
         attempts: int,
         spent: float,
         prompt_tokens: int,
+        tags: Sequence[str] | None,
     ) -> Routed[T]:
-        states = self._fitting(name, prompt_tokens)
+        states = self._fitting(name, prompt_tokens, tags)
         if isinstance(states, GatewayError):
             raise _AliasFailed(states, attempts, spent)
         tried: set[int] = set()
@@ -250,11 +350,20 @@ class Router:
         assert last_error is not None
         raise _AliasFailed(last_error, attempts, spent)
 
-    def _fitting(self, name: str, prompt_tokens: int) -> list[DeploymentState] | GatewayError:
-        """The deployments of `name` whose context window takes the prompt (all of them
-        unless enable_pre_call_checks found some too small). None fitting is a context
-        window error, as LiteLLM's pre-call check raises, so context_window_fallbacks apply."""
-        states = self.targets.get(name) or self.states(name)
+    def _fitting(
+        self, name: str, prompt_tokens: int, tags: Sequence[str] | None
+    ) -> list[DeploymentState] | GatewayError:
+        """The deployments of `name` the request's tags select (with tag filtering on) whose
+        context window takes the prompt (all of them unless enable_pre_call_checks found
+        some too small). None fitting is a context window error, as LiteLLM's pre-call check
+        raises, so context_window_fallbacks apply."""
+        states = self._serving(name)
+        if states is None:
+            states = self.states(name)  # raises why nothing serves it
+        if self.settings.enable_tag_filtering:
+            states = self._tagged(states, tags)
+            if not states:  # chain() left out such names: only if its table forgot one
+                raise _no_tagged_deployment(name, tags)
         if not prompt_tokens or all(s.context_window is None for s in states):
             return states
         fitting = [s for s in states if (s.context_window or prompt_tokens) >= prompt_tokens]
@@ -330,6 +439,16 @@ class _Tries(Generic[T]):
     failure: GatewayError | None = None
     calls: int = 0
     seconds: float = 0.0  # in calls and waits between them
+
+
+def _no_tagged_deployment(name: str, tags: Sequence[str] | None) -> PermissionDenied:
+    # LiteLLM's words (a 401 there), so scripts that look for them still find them.
+    return PermissionDenied(
+        f"Not allowed to access model due to tags configuration: no deployment of {name!r} "
+        f"carries the request's tags {list(tags or [])} and none is tagged 'default'.",
+        param="tags",
+        code="no_deployment_for_tags",
+    )
 
 
 class _AliasFailed(Exception):
