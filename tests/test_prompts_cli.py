@@ -72,7 +72,7 @@ def test_sync_promote_rollback_history_render_diff(tmp_path: Path) -> None:
     assert f"production {v1} -> {v2}" in promoted.stdout
     rendered = json.loads(cli(tmp_path, "render", "greet", "--vars", '{"name": "Di"}').stdout)
     assert rendered["version"] == v2
-    assert rendered["messages"][-1] == {"role": "user", "content": "Good morning Di"}
+    assert rendered["messages"][-1] == {"role": "user", "content": "\nGood morning Di"}
 
     rolled = cli(tmp_path, "rollback", "greet", "--label", "production", "--reason", "oops")
     assert f"production {v2} -> {v1}" in rolled.stdout

@@ -231,18 +231,34 @@ def test_alias_form_variables_header_and_errors(gateway: GatewayFactory, prompts
     assert bad_header.status_code == 400
 
 
-def test_request_messages_follow_and_model_override(
+def test_request_messages_are_history_and_model_override(
     gateway: GatewayFactory, prompts_dir: Path
 ) -> None:
     base = gateway(prompts_dir=prompts_dir)
     client = sdk(base)
-    # The request's own messages come after the rendered ones: echo answers the last user one.
+    # The request's own messages are the conversation so far; the prompt has no {{history}},
+    # so they go before its last user message, as Dotprompt places history: echo answers
+    # the prompt's user message.
+    earlier = [
+        {"role": "user", "content": "and one more thing"},
+        {"role": "assistant", "content": "yes?"},
+    ]
     reply = client.chat.completions.create(
         model="prompt",
-        messages=[{"role": "user", "content": "and one more thing"}],
+        messages=earlier,  # type: ignore[arg-type]
         extra_body={"prompt": {"name": "greet", "variables": {"name": "Ana"}}},
     )
-    assert reply.choices[0].message.content == "and one more thing"
+    assert reply.choices[0].message.content == "Hello Ana"
+    preview = httpx.post(
+        f"{base}/v1/prompts/greet/render",
+        json={"variables": {"name": "Ana"}, "messages": earlier},
+        headers=ADMIN,
+    ).json()
+    assert preview["messages"] == [
+        {"role": "system", "content": "\nYou greet people.\n"},
+        *earlier,
+        {"role": "user", "content": "\nHello Ana"},
+    ]
     with pytest.raises(openai.NotFoundError) as caught:  # an explicit model overrides
         client.chat.completions.create(
             model="no-such-alias",
@@ -293,8 +309,8 @@ def test_inspect_render_and_diff(gateway: GatewayFactory, prompts_dir: Path) -> 
         headers=ADMIN,
     ).json()
     assert preview["messages"] == [
-        {"role": "system", "content": "You greet people."},
-        {"role": "user", "content": "Good morning Cy"},
+        {"role": "system", "content": "\nYou greet people.\n"},
+        {"role": "user", "content": "\nGood morning Cy"},
     ]
     assert preview["config"] == {"temperature": 0.3}
     shown = httpx.get(f"{base}/v1/prompts/greet", headers=ADMIN).json()
