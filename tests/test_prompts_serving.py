@@ -13,7 +13,8 @@ import openai
 import pytest
 from sqlalchemy import create_engine, select
 
-from gateway.prompts.calling import apply_prompt
+from gateway.core.errors import BadRequest
+from gateway.prompts.calling import apply_prompt, prompt_ref
 from gateway.prompts.files import parse_prompt
 from gateway.store.tables import request_log
 from tests.conftest import MASTER_KEY, GatewayFactory, sdk
@@ -315,3 +316,29 @@ def test_inspect_render_and_diff(gateway: GatewayFactory, prompts_dir: Path) -> 
     assert preview["config"] == {"temperature": 0.3}
     shown = httpx.get(f"{base}/v1/prompts/greet", headers=ADMIN).json()
     assert shown["labels"]["latest"] == {"version": v2}
+
+
+def test_a_prompt_reference_carries_variant_and_context() -> None:
+    """Dotprompt's variant is the file <name>.<variant>.prompt; context is the @ data, in
+    the body or, for the model-string form, in a header beside the variables."""
+    body: dict[str, Any] = {
+        "model": "prompt",
+        "prompt": {"name": "greet", "variant": "formal", "context": {"plan": "pro"}},
+    }
+    ref = prompt_ref(body, {})
+    assert ref is not None
+    assert (ref.name, ref.context, ref.variables) == ("greet.formal", {"plan": "pro"}, {})
+    headers = {"x-gateway-prompt-variables": '"one value"', "x-gateway-prompt-context": '{"a": 1}'}
+    by_model = prompt_ref({"model": "prompt/greet.formal@staging"}, headers)
+    assert by_model is not None
+    assert (by_model.name, by_model.label) == ("greet.formal", "staging")
+    assert (by_model.variables, by_model.context) == ("one value", {"a": 1})
+    for bad, param in (
+        ({"name": "greet", "context": []}, "prompt.context"),
+        ({"name": "greet", "variant": 3}, "prompt"),
+    ):
+        with pytest.raises(BadRequest) as caught:
+            prompt_ref({"prompt": bad}, {})
+        assert caught.value.param == param
+    with pytest.raises(BadRequest, match="x-gateway-prompt-context must be a JSON object"):
+        prompt_ref({"model": "prompt/greet"}, {"x-gateway-prompt-context": "[1]"})

@@ -51,8 +51,9 @@ class Call:
     cap_per_attempt: int | None = None
 
 
-def _chars(messages: list[dict[str, Any]]) -> int:
-    return sum(len(str(m.get("content", ""))) for m in messages if isinstance(m, dict))
+def _rendered_chars(messages: list[dict[str, Any]], history: list[dict[str, Any]]) -> int:
+    theirs = {id(m) for m in history}
+    return sum(len(str(m.get("content", ""))) for m in messages if id(m) not in theirs)
 
 
 def caller_auth(caller: Caller) -> dict[str, Any]:
@@ -138,8 +139,9 @@ class Pipeline:
         caller = call.caller
         auth = caller_auth(caller) if "auth" in prompt.data_names else None
         messages = await self.renderer.render(prompt, ref.variables, ref.context, history, auth)
-        # Rendered text counts toward the worst-case token estimate like the caller's own.
-        call.size += _chars(messages) - _chars(history)
+        # Rendered text counts toward the worst-case token estimate like the caller's own
+        # (whose messages, placed among the rendered ones as they came, the body counted).
+        call.size += _rendered_chars(messages, history)
         call.body = apply_prompt(call.body, prompt, messages)
 
     async def attempting(self, deployment: Deployment, call: Call) -> None:

@@ -75,7 +75,8 @@ def prompt_ref(body: dict[str, Any], headers: Mapping[str, str]) -> PromptRef | 
     given_name, label, version = spec.get("name"), spec.get("label"), spec.get("version")
     variant = spec.get("variant")
     variables = spec.get("variables")
-    context = spec.get("context") or {}
+    context = spec.get("context")
+    context = {} if context is None else context
     if not isinstance(given_name, str) or not given_name:
         raise BadRequest("'prompt.name' is required.", param="prompt.name")
     if label is not None and version is not None:

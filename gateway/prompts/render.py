@@ -132,7 +132,8 @@ def _data(
                 f"no {CONTEXT_KEY}); send no prompt.context",
                 param="prompt.context",
             )
-        _check(compiled.context_validator, context, prompt, "context", CONTEXT_KEY)
+    if compiled.context_validator is not None:  # as variables: a required name is required
+        _check(compiled.context_validator, context or {}, prompt, "context", CONTEXT_KEY)
     if prompt.legacy or not prompt.data_names:
         return {}
     data = _defused(dict(context)) if context else {}
