@@ -67,6 +67,8 @@ def _auth_problem(rest: str) -> str | None:
             known = sorted(shape) if isinstance(shape, dict) else []
             close = difflib.get_close_matches(part, known, n=1, cutoff=0.6)
             hint = f"did you mean @{walked}.{close[0]}?" if close else f"it has {', '.join(known)}"
+            if walked == "auth" and not close:  # Genkit's @auth.email: here, key metadata
+                hint += f"; a key's own metadata is @auth.key.metadata.{part}"
             if not known:
                 hint = f"@{walked} is a value"
             return f"template reads {{{{@auth.{rest}}}}}, which the gateway never fills ({hint})"
