@@ -26,8 +26,9 @@ from gateway.metering.prices import PriceTable
 from gateway.observability.call_log import CallLog
 from gateway.observability.redact import redacted_body, redacted_json
 from gateway.observability.traces import AttemptSpan
-from gateway.prompts.calling import PromptRef, apply_prompt
+from gateway.prompts.calling import PromptRef, apply_prompt, history_of
 from gateway.prompts.catalog import PromptCatalog
+from gateway.prompts.context import auth_data
 from gateway.prompts.render import PromptRenderer
 from gateway.providers import Deployment, Provider, Reply, Stream, Usage
 from gateway.routing.router import Routed, Router, Send
@@ -52,6 +53,24 @@ class Call:
     # the budget's cap, when the caller set no limit of its own.
     cap_per_attempt: int | None = None
     tags: list[str] | None = None  # for tag-based routing, when it is on
+
+
+def _rendered_chars(messages: list[dict[str, Any]], history: list[dict[str, Any]]) -> int:
+    theirs = {id(m) for m in history}
+    return sum(len(str(m.get("content", ""))) for m in messages if id(m) not in theirs)
+
+
+def caller_auth(caller: Caller) -> dict[str, Any]:
+    """What a prompt's template reads as `@auth`: the caller's key and team."""
+    key, team = caller.key, caller.team
+    team_id = team.id if team is not None else key.team if key is not None else None
+    return auth_data(
+        caller.key_id,
+        key.name if key is not None else None,
+        key.metadata if key is not None else None,
+        team_id,
+        team.metadata if team is not None else None,
+    )
 
 
 async def _chat(provider: Provider, deployment: Deployment, call: Call) -> Reply:
@@ -126,9 +145,13 @@ class Pipeline:
         call.caller.check_prompt(ref.name)
         prompt = self.prompts.resolve(ref.name, ref.label, ref.version, ref.user)
         call.record.prompt_name, call.record.prompt_version = prompt.name, prompt.version
-        messages = await self.renderer.render(prompt, ref.variables)
-        # Rendered text counts toward the worst-case token estimate like the caller's own.
-        call.size += sum(len(str(m.get("content", ""))) for m in messages)
+        history = history_of(call.body)
+        caller = call.caller
+        auth = caller_auth(caller) if "auth" in prompt.data_names else None
+        messages = await self.renderer.render(prompt, ref.variables, ref.context, history, auth)
+        # Rendered text counts toward the worst-case token estimate like the caller's own
+        # (whose messages, placed among the rendered ones as they came, the body counted).
+        call.size += _rendered_chars(messages, history)
         call.body = apply_prompt(call.body, prompt, messages)
 
     async def attempting(self, deployment: Deployment, call: Call) -> None:
