@@ -337,11 +337,27 @@ def test_usage_based_routing_sends_each_call_to_the_least_used(
 ) -> None:
     base = served(gateway, upstream, "routing_usage_based.yaml")
     order = [answered_by(chat(base, "balanced")) for _ in range(40)]
-    # Equal calls: after each pair both have used the same tokens, so the pair's second
-    # call goes to the other one. (A minute starting mid-pair may break one pair.)
-    same = sum(order[i] == order[i + 1] for i in range(0, 40, 2))
-    assert same <= 1, order
+    assert taken_in_turn(order), order
     assert calls(upstream, "routing-ub-a") + calls(upstream, "routing-ub-b") == 40
+
+
+def taken_in_turn(order: list[str]) -> bool:
+    """Whether two deployments answering equal calls shared them as usage-based routing
+    does: neither ever two calls ahead of the other, in this minute's usage. A new minute
+    starts both afresh, so the order may be split once (a run is far shorter than a minute);
+    random choices would leave that band within a few calls."""
+
+    def even(part: list[str]) -> bool:
+        lead = 0
+        for answered in part:
+            lead += 1 if answered == order[0] else -1
+            if abs(lead) > 1:
+                return False
+        return True
+
+    return len(set(order)) == 2 and any(
+        even(order[:split]) and even(order[split:]) for split in range(len(order) + 1)
+    )
 
 
 def test_cost_based_routing_takes_the_cheapest_healthy_deployment(
@@ -538,9 +554,7 @@ def test_usage_based_routing_counts_what_a_wildcard_serves(
     }
     base = gateway(config)
     order = [answered_by(chat(base, "openai/id=routing-wu")) for _ in range(40)]
-    # As with exact names: each pair's second call goes to the less used deployment.
-    same = sum(order[i] == order[i + 1] for i in range(0, 40, 2))
-    assert same <= 1, order
+    assert taken_in_turn(order), order  # as with exact names
 
 
 def test_router_redis_keys_read_the_files_environment_variables(
