@@ -90,7 +90,7 @@ general_settings:
         (
             "model_list:\n  - model_name: a\n    litellm_params: {model: openai/x}\n"
             "router_settings:\n  fallbacks: [{a: [b]}]\n",
-            "names 'b', which is not a model_name",
+            "gateway.yaml:5: router_settings.fallbacks[0].a[0]: 'b' is not a model_name",
         ),
         ("model_list: [\n", "gateway.yaml:2: invalid YAML"),
         ("- just a list\n", "the top level must be a mapping"),

@@ -29,10 +29,11 @@ import httpx
 import openai
 import orjson
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from gateway.core.config import GatewayConfig
 from gateway.core.errors import (
+    BadRequest,
     GatewayError,
     RateLimited,
     UpstreamError,
@@ -42,7 +43,7 @@ from gateway.core.errors import (
 from gateway.metering.prices import PriceTable, price_map_path
 from gateway.providers import Deployment, Providers, Reply, Usage, build_deployments
 from gateway.routing.router import Routed, Router
-from tests.conftest import MASTER_KEY, GatewayFactory, sdk
+from tests.conftest import MASTER_KEY, REDIS_URL, GatewayFactory, sdk
 from tests.fakes.upstream import FakeUpstream, ReceivedRequest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -539,16 +540,17 @@ async def allowed_fails(h: Harness) -> None:
     broken = h.tag("status=500")
     router = {"allowed_fails": 1, "num_retries": 0}
     async with h.built([h.model("cf-fails", broken)], router_settings=router) as b:
-        with pytest.raises(UpstreamError):
-            await b.chat("cf-fails")
+        for _ in range(2):  # more than one failure cools it down
+            with pytest.raises(UpstreamError):
+                await b.chat("cf-fails")
         with pytest.raises(UpstreamUnavailable, match="cooling down"):
             await b.chat("cf-fails")  # the default of 3 would still try it
-    assert h.upstream.calls(broken) == 1
+    assert h.upstream.calls(broken) == 2
 
 
 async def cooldown_time(h: Harness) -> None:
     broken = h.tag("status=500")
-    router = {"allowed_fails": 1, "cooldown_time": 0, "num_retries": 0}
+    router = {"allowed_fails": 0, "cooldown_time": 0, "num_retries": 0}
     async with h.built([h.model("cf-cooldown", broken)], router_settings=router) as b:
         for _ in range(2):
             with pytest.raises(UpstreamError):
@@ -572,6 +574,227 @@ async def max_retry_wait(h: Harness) -> None:
         with pytest.raises(RateLimited):
             await b.chat("cf-maxwait")
     assert h.upstream.calls(limited) == 1  # the default 2 s would sit out the 1 s and retry
+
+
+def max_input_tokens(h: Harness) -> None:
+    small, large = h.tag("gpt-4o-mini"), h.tag("gpt-4o")
+    config = {
+        "model_list": [
+            h.model("cf-window", small, {"max_input_tokens": 20}),
+            h.model("cf-window", large),
+        ],
+        "router_settings": {"enable_pre_call_checks": True},
+    }
+    client = sdk(h.gateway(config))
+    long = [{"role": "user", "content": "word " * 100}]
+    for _ in range(6):
+        client.chat.completions.create(model="cf-window", messages=long)  # type: ignore[arg-type]
+    assert (h.upstream.calls(small), h.upstream.calls(large)) == (0, 6)
+
+
+async def context_window_fallbacks(h: Harness) -> None:
+    small, regular = h.tag("context=2"), h.tag("gpt-4o-mini")
+    models = [h.model("cf-cw", small), h.model("cf-cw-big", h.tag("gpt-4o"))]
+    models.append(h.model("cf-cw-regular", regular))
+    router = {
+        "context_window_fallbacks": [{"cf-cw": ["cf-cw-big"]}],
+        "fallbacks": [{"cf-cw": ["cf-cw-regular"]}],
+    }
+    async with h.built(models, router_settings=router) as b:
+        routed = await b.chat("cf-cw")  # "config keys": 2 words are not more than 2
+        assert routed.deployment.alias == "cf-cw"
+        routed = await b.chat("cf-cw", messages=[{"role": "user", "content": "a b c"}])
+    assert routed.deployment.alias == "cf-cw-big"  # the regular fallbacks without it
+    assert h.upstream.calls(regular) == 0
+
+
+async def content_policy_fallbacks(h: Harness) -> None:
+    models = [
+        h.model("cf-cp", h.tag("status=400,code=content_filter")),
+        h.model("cf-cp-lenient", h.tag("gpt-4o-mini")),
+    ]
+    router = {"content_policy_fallbacks": [{"cf-cp": ["cf-cp-lenient"]}]}
+    async with h.built(models, router_settings=router) as b:
+        routed = await b.chat("cf-cp")  # a 400 otherwise
+    assert routed.deployment.alias == "cf-cp-lenient"
+
+
+async def default_fallbacks(h: Harness) -> None:
+    models = [h.model("cf-df", h.tag("status=500")), h.model("cf-df-any", h.tag("ok"))]
+    router = {"num_retries": 0, "default_fallbacks": ["cf-df-any"]}
+    async with h.built(models, router_settings=router) as b:
+        routed = await b.chat("cf-df")
+    assert routed.deployment.alias == "cf-df-any"
+
+
+async def max_fallbacks(h: Harness) -> None:
+    second, third = h.tag("status=500,second"), h.tag("third")
+    models = [
+        h.model("cf-mf", h.tag("status=500")),
+        h.model("cf-mf-2", second),
+        h.model("cf-mf-3", third),
+    ]
+    router = {
+        "num_retries": 0,
+        "max_fallbacks": 1,
+        "fallbacks": [{"cf-mf": ["cf-mf-2", "cf-mf-3"]}],
+    }
+    async with h.built(models, router_settings=router) as b:
+        with pytest.raises(UpstreamError):
+            await b.chat("cf-mf")  # the default of 5 would reach cf-mf-3
+    assert (h.upstream.calls(second), h.upstream.calls(third)) == (1, 0)
+
+
+async def disable_cooldowns(h: Harness) -> None:
+    broken = h.tag("status=500")
+    router = {"allowed_fails": 0, "num_retries": 0, "disable_cooldowns": True}
+    async with h.built([h.model("cf-nocool", broken)], router_settings=router) as b:
+        for _ in range(3):
+            with pytest.raises(UpstreamError):  # not UpstreamUnavailable: cooling down
+                await b.chat("cf-nocool")
+    assert h.upstream.calls(broken) == 3
+
+
+def enable_pre_call_checks(h: Harness) -> None:
+    small, large = h.tag("gpt-4o-mini"), h.tag("gpt-4o")
+    info = {"max_input_tokens": 20}
+    config: dict[str, Any] = {
+        "model_list": [h.model("cf-pre", small, info), h.model("cf-pre", large)],
+        "router_settings": {"enable_pre_call_checks": False},
+    }
+    client = sdk(h.gateway(config))
+    long = [{"role": "user", "content": "word " * 100}]
+    for _ in range(30):
+        client.chat.completions.create(model="cf-pre", messages=long)  # type: ignore[arg-type]
+    assert h.upstream.calls(small) > 0  # on, none would reach it (see max_input_tokens)
+
+
+def _metered_call(h: Harness, router: dict[str, Any], **settings: Any) -> int:
+    """The status of a call whose key has a rate limit (so the meter's store decides)."""
+    config = {"model_list": [h.model("cf-redis", h.tag("gpt-4o-mini"))], "router_settings": router}
+    base = h.gateway(config, redis_prefix=f"gwtest:cf-{h.run}:", **settings)
+    created = httpx.post(f"{base}/v1/keys", json={"rpm_limit": 1}, headers=ADMIN)
+    client = sdk(base, key=created.json()["key"])
+    try:
+        client.chat.completions.create(model="cf-redis", messages=USER)  # type: ignore[arg-type]
+    except openai.APIStatusError as exc:
+        return exc.status_code
+    return 200
+
+
+def _redis_address() -> tuple[str, int]:
+    parsed = httpx.URL(REDIS_URL)
+    return parsed.host, parsed.port or 6379
+
+
+def redis_host(h: Harness) -> None:
+    host, port = _redis_address()
+    router = {"redis_host": host, "redis_port": port}
+    assert _metered_call(h, router) == 200
+    # A second replica's call shares that Redis's count: the key's rpm_limit of 1 is spent.
+    config = {"model_list": [h.model("cf-redis", h.tag("gpt-4o-mini"))], "router_settings": router}
+    first = h.gateway(config, redis_prefix=f"gwtest:cf-{h.run}:shared:")
+    second = h.gateway(config, redis_prefix=f"gwtest:cf-{h.run}:shared:")
+    key = httpx.post(f"{first}/v1/keys", json={"rpm_limit": 1}, headers=ADMIN).json()["key"]
+    sdk(first, key=key).chat.completions.create(model="cf-redis", messages=USER)  # type: ignore[arg-type]
+    with pytest.raises(openai.RateLimitError):
+        sdk(second, key=key).chat.completions.create(model="cf-redis", messages=USER)  # type: ignore[arg-type]
+
+
+def redis_port(h: Harness) -> None:
+    host, _ = _redis_address()
+    # Nothing listens on port 1: the meter cannot reach it and refuses (fail closed).
+    assert _metered_call(h, {"redis_host": host, "redis_port": 1}) == 503
+
+
+def redis_password(h: Harness) -> None:
+    host, port = _redis_address()
+    # The test Redis has no password: it refuses the AUTH the password makes the client send,
+    # and the meter's store fails (a Redis that answers with an error is a 500, logged).
+    router = {"redis_host": host, "redis_port": port, "redis_password": "not-this-one"}
+    assert _metered_call(h, router) == 500
+
+
+def redis_url(h: Harness) -> None:
+    assert _metered_call(h, {"redis_url": REDIS_URL}) == 200
+    assert _metered_call(h, {"redis_url": "redis://127.0.0.1:1/0"}) == 503
+
+
+def provider_budget_config(h: Harness) -> None:
+    budgets = {"openai": {"budget_limit": 100, "time_period": "1d"}}
+    with pytest.raises(ValidationError, match="provider budgets are not supported"):
+        GatewayConfig.model_validate({"router_settings": {"provider_budget_config": budgets}})
+
+
+def _retry_policy_check(name: str, directives: str, error: type[GatewayError]) -> Check:
+    async def check(h: Harness) -> None:
+        failing = h.tag(directives)
+        router = {
+            "num_retries": 0,
+            "max_retry_wait": 0.01,
+            "disable_cooldowns": True,
+            "retry_policy": {name: 2},
+        }
+        async with h.built([h.model("cf-retry", failing)], router_settings=router) as b:
+            with pytest.raises(error):
+                await b.chat("cf-retry")
+        assert h.upstream.calls(failing) == 3  # num_retries: 0 alone would make it 1
+
+    return check
+
+
+def _allowed_fails_check(name: str, directives: str, error: type[GatewayError]) -> Check:
+    async def check(h: Harness) -> None:
+        failing = h.tag(directives)
+        router = {
+            "num_retries": 0,
+            "allowed_fails": 0,
+            "cooldown_time": 60,
+            "allowed_fails_policy": {name: 2},
+        }
+        async with h.built([h.model("cf-fails", failing)], router_settings=router) as b:
+            for _ in range(3):
+                with pytest.raises(error) as failed:
+                    await b.chat("cf-fails")
+                assert "cooling down" not in failed.value.message
+            with pytest.raises(UpstreamUnavailable, match="cooling down"):
+                await b.chat("cf-fails")
+        assert h.upstream.calls(failing) == 3  # allowed_fails: 0 alone would make it 1
+
+    return check
+
+
+# Each kind of failure the policies name, as the upstream answers it, and the error it becomes.
+FAILURES: dict[str, tuple[str, type[GatewayError]]] = {
+    "BadRequest": ("status=400", BadRequest),
+    "Authentication": ("status=401", UpstreamError),
+    "Timeout": ("status=408", UpstreamTimeout),
+    "RateLimit": ("status=429", RateLimited),
+    "ContentPolicyViolation": ("status=400,code=content_filter", BadRequest),
+    "InternalServer": ("status=500", UpstreamError),
+    "ServiceUnavailable": ("status=503", UpstreamUnavailable),
+    "BadGateway": ("status=502", UpstreamError),
+    "NotFound": ("status=404", UpstreamError),
+}
+POLICY_CHECKS: dict[str, Check] = {
+    f"router_settings.retry_policy.{kind}ErrorRetries": _retry_policy_check(
+        f"{kind}ErrorRetries", *FAILURES[kind]
+    )
+    for kind in FAILURES
+    if kind != "BadGateway"
+}
+# A 502 is no kind RetryPolicy names: DefaultRetries covers it.
+POLICY_CHECKS["router_settings.retry_policy.DefaultRetries"] = _retry_policy_check(
+    "DefaultRetries", *FAILURES["BadGateway"]
+)
+POLICY_CHECKS |= {
+    f"router_settings.allowed_fails_policy.{kind}ErrorAllowedFails": _allowed_fails_check(
+        f"{kind}ErrorAllowedFails", *FAILURES[kind]
+    )
+    for kind in FAILURES
+    # A caller's bad request never cools a deployment down (README: keys not used).
+    if kind not in ("BadRequest", "ContentPolicyViolation")
+}
 
 
 async def model_group_alias(h: Harness) -> None:
@@ -765,6 +988,19 @@ CHECKS: dict[str, Check] = {
     "router_settings.cooldown_time": cooldown_time,
     "router_settings.retry_after": retry_after,
     "router_settings.max_retry_wait": max_retry_wait,
+    "model_list[].model_info.max_input_tokens": max_input_tokens,
+    "router_settings.context_window_fallbacks": context_window_fallbacks,
+    "router_settings.content_policy_fallbacks": content_policy_fallbacks,
+    "router_settings.default_fallbacks": default_fallbacks,
+    "router_settings.max_fallbacks": max_fallbacks,
+    "router_settings.disable_cooldowns": disable_cooldowns,
+    "router_settings.enable_pre_call_checks": enable_pre_call_checks,
+    "router_settings.redis_host": redis_host,
+    "router_settings.redis_port": redis_port,
+    "router_settings.redis_password": redis_password,
+    "router_settings.redis_url": redis_url,
+    "router_settings.provider_budget_config": provider_budget_config,
+    **POLICY_CHECKS,
     "router_settings.model_group_alias": model_group_alias,
     "router_settings.enable_tag_filtering": enable_tag_filtering,
     "router_settings.tag_filtering_match_any": tag_filtering_match_any,

@@ -21,7 +21,7 @@ from gateway.calls.token_cap import cap_callers_fields, cap_for_deployment
 from gateway.calls.usage import reply_usage
 from gateway.core.errors import GatewayError
 from gateway.identity.auth import Caller
-from gateway.metering.meter import Admission, Meter
+from gateway.metering.meter import Admission, Meter, prompt_tokens_sent
 from gateway.metering.prices import PriceTable
 from gateway.observability.call_log import CallLog
 from gateway.observability.redact import redacted_body, redacted_json
@@ -189,8 +189,11 @@ class Pipeline:
                 record.attempt_log.append(attempt)
 
     async def _route(self, call: Call, send: Send[Call, Any]) -> Routed[Any]:
+        router = self.router
+        # An estimate, for the router's pre-call context check and usage-based routing.
+        prompt = prompt_tokens_sent(call.body) if router.needs_prompt_tokens else 0
         try:
-            routed = await self.router.call(call.chain, send, call, self, call.tags)
+            routed = await router.call(call.chain, send, call, self, prompt, call.tags)
         except BaseException:
             await self.settle(call)  # nothing was priced: gives the whole reservation back
             raise
@@ -229,6 +232,8 @@ class Pipeline:
         record = call.record
         record.usage = usage
         record.cost = self.prices.cost(deployment, usage, seconds)
+        if usage is not None and self.router.counts_usage:
+            self.router.used(deployment, usage.prompt_tokens + usage.completion_tokens)
 
     async def settle(self, call: Call) -> None:
         """Settles the reservation to what the record says the call cost: zero when no answer

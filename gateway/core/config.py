@@ -12,6 +12,7 @@ import json
 import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal, NotRequired
+from urllib.parse import quote
 
 from pydantic import (
     BaseModel,
@@ -21,6 +22,7 @@ from pydantic import (
     PrivateAttr,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
@@ -34,7 +36,7 @@ from gateway.core.litellm_keys import (
     MODEL_INFO_KEYS,
     OPENAI_PARAMS,
 )
-from gateway.core.litellm_support import RULES, review
+from gateway.core.litellm_support import LITELLM_ROUTER_KEYS, RULES, review
 from gateway.core.load_report import FromFile, LeftOut, LoadReport
 from gateway.core.price_keys import check_declared_prices
 from gateway.core.wildcards import first_match, is_wildcard, most_specific_first
@@ -142,6 +144,9 @@ class ModelInfo(BaseModel):
     cache_read_input_token_cost: float | None = Field(default=None, ge=0)
     cache_creation_input_token_cost: float | None = Field(default=None, ge=0)
     output_cost_per_reasoning_token: float | None = Field(default=None, ge=0)
+    # The most prompt tokens it takes, for router_settings.enable_pre_call_checks (else the
+    # price map's max_input_tokens for the model).
+    max_input_tokens: int | None = Field(default=None, ge=1)
     # LiteLLM's last place for a deployment's limits (after the entry's and litellm_params').
     rpm: int | None = Field(default=None, ge=0)
     tpm: int | None = Field(default=None, ge=0)
@@ -172,7 +177,79 @@ class ModelEntry(BaseModel):
     tpm: int | None = Field(default=None, ge=0)
 
 
-RoutingStrategy = Literal["simple-shuffle", "least-busy", "latency-based-routing"]
+RoutingStrategy = Literal[
+    "simple-shuffle",
+    "least-busy",
+    "latency-based-routing",
+    "usage-based-routing",
+    "usage-based-routing-v2",
+    "cost-based-routing",
+]
+# [{alias: [alias or model_info.id, ...]}, ...]; "*" as the alias applies to every alias
+# without an entry of its own (LiteLLM's default_fallbacks are kept that way).
+Fallbacks = list[dict[str, list[str]]]
+# The kinds of failure LiteLLM's retry_policy and allowed_fails_policy name, as the prefix of
+# their keys (`RateLimitErrorRetries`); routing/failures.py says which failure is which.
+FAILURE_KINDS = (
+    "BadRequest",
+    "Authentication",
+    "Timeout",
+    "RateLimit",
+    "ContentPolicyViolation",
+    "InternalServer",
+    "ServiceUnavailable",
+    "BadGateway",
+    "NotFound",
+)
+
+
+class RetryPolicy(BaseModel):
+    """LiteLLM's retry_policy: retries for one kind of failure, in place of num_retries."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    BadRequestErrorRetries: int | None = Field(default=None, ge=0)
+    AuthenticationErrorRetries: int | None = Field(default=None, ge=0)
+    TimeoutErrorRetries: int | None = Field(default=None, ge=0)
+    RateLimitErrorRetries: int | None = Field(default=None, ge=0)
+    ContentPolicyViolationErrorRetries: int | None = Field(default=None, ge=0)
+    InternalServerErrorRetries: int | None = Field(default=None, ge=0)
+    ServiceUnavailableErrorRetries: int | None = Field(default=None, ge=0)
+    NotFoundErrorRetries: int | None = Field(default=None, ge=0)
+    # For the upstream faults none of the keys above names (LiteLLM: any other exception).
+    DefaultRetries: int | None = Field(default=None, ge=0)
+
+    def retries(self) -> tuple[dict[str, int], int | None]:
+        """Retries per failure kind that has a value, and DefaultRetries."""
+        named = {
+            kind: value
+            for kind in FAILURE_KINDS
+            if (value := getattr(self, f"{kind}ErrorRetries", None)) is not None
+        }
+        return named, self.DefaultRetries
+
+
+class AllowedFailsPolicy(BaseModel):
+    """LiteLLM's allowed_fails_policy: allowed_fails for one kind of failure."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    BadRequestErrorAllowedFails: int | None = Field(default=None, ge=0)
+    AuthenticationErrorAllowedFails: int | None = Field(default=None, ge=0)
+    TimeoutErrorAllowedFails: int | None = Field(default=None, ge=0)
+    RateLimitErrorAllowedFails: int | None = Field(default=None, ge=0)
+    ContentPolicyViolationErrorAllowedFails: int | None = Field(default=None, ge=0)
+    InternalServerErrorAllowedFails: int | None = Field(default=None, ge=0)
+    ServiceUnavailableErrorAllowedFails: int | None = Field(default=None, ge=0)
+    BadGatewayErrorAllowedFails: int | None = Field(default=None, ge=0)
+    NotFoundErrorAllowedFails: int | None = Field(default=None, ge=0)
+
+    def allowed(self) -> dict[str, int]:
+        return {
+            kind: value
+            for kind in FAILURE_KINDS
+            if (value := getattr(self, f"{kind}ErrorAllowedFails")) is not None
+        }
 
 
 class ModelGroupAliasItem(TypedDict):
@@ -202,19 +279,42 @@ class RouterSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     routing_strategy: RoutingStrategy = "simple-shuffle"
-    num_retries: int = Field(default=2, ge=0, le=10)
+    # No upper bound, as in LiteLLM: retries also stop once every deployment cools down.
+    num_retries: int = Field(default=2, ge=0)
+    retry_policy: RetryPolicy | None = None
     # Seconds for a whole non-streaming attempt, or until a stream's first event.
     timeout: float = Field(default=60.0, gt=0)
     # Seconds a stream may stay silent between events before it counts as stalled.
     stream_timeout: float | None = Field(default=None, gt=0)
-    fallbacks: list[dict[str, list[str]]] = Field(default_factory=list)
-    # Consecutive failures before a deployment cools down, and for how long (seconds).
-    allowed_fails: int = Field(default=3, ge=1)
+    fallbacks: Fallbacks = Field(default_factory=list)
+    # When the upstream says the prompt is longer than the model takes, or its content
+    # filter refused it: these instead of `fallbacks` (which apply when these are unset).
+    context_window_fallbacks: Fallbacks = Field(default_factory=list)
+    content_policy_fallbacks: Fallbacks = Field(default_factory=list)
+    # Fallbacks for every alias that has no entry in `fallbacks`.
+    default_fallbacks: list[str] = Field(default_factory=list)
+    # The most fallback aliases one call tries (LiteLLM's default).
+    max_fallbacks: int = Field(default=5, ge=0)
+    # A deployment cools down when it fails more than this many times, each failure within
+    # cooldown_time seconds of the one before (0: at its first failure), for cooldown_time s.
+    allowed_fails: int = Field(default=3, ge=0)
+    allowed_fails_policy: AllowedFailsPolicy | None = None
     cooldown_time: float = Field(default=5.0, ge=0)
+    disable_cooldowns: bool = False
+    # Skip deployments whose context window (model_info.max_input_tokens, else the price
+    # map's) is smaller than the prompt, estimated at 4 characters a token.
+    enable_pre_call_checks: bool = False
     # Backoff between retries: min wait, and the longest upstream retry-after we will sit out;
     # a longer one cools that deployment down and moves on instead of holding the client.
     retry_after: float = Field(default=0.0, ge=0)
     max_retry_wait: float = Field(default=2.0, ge=0)
+    # LiteLLM's Redis for sharing router state between replicas: here the Redis that makes
+    # budgets and rate limits exact across replicas, when GATEWAY_REDIS_URL is unset.
+    redis_url: str | None = None
+    redis_host: str | None = None
+    redis_port: int | str | None = None  # a string only as os.environ/NAME
+    redis_password: str | None = None
+    provider_budget_config: Any = None
     # Another name for a model group (LiteLLM's): "gpt-4": "gpt-4o", or the long form
     # {"model": "gpt-4o", "hidden": true} to keep it out of /v1/models.
     model_group_alias: dict[str, GroupAlias] = Field(default_factory=dict)
@@ -222,6 +322,49 @@ class RouterSettings(BaseModel):
     # match (any one of them, or all of them when tag_filtering_match_any is false).
     enable_tag_filtering: bool = False
     tag_filtering_match_any: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any) -> Any:
+        # `fallbacks:` with its entries commented out: LiteLLM's Router reads None as unset.
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
+
+    @field_validator("provider_budget_config")
+    @classmethod
+    def _no_provider_budgets(cls, value: Any) -> Any:
+        if value is not None:
+            raise ValueError(
+                "LiteLLM's provider budgets are not supported; budget spend per key or team "
+                "instead (max_budget and budget_duration: POST /v1/keys, POST /v1/teams, "
+                "gateway teams create --max-budget), and remove provider_budget_config"
+            )
+        return value
+
+    @field_validator("redis_port")
+    @classmethod
+    def _port(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, str) and not value.startswith(ENV_PREFIX):
+            try:
+                return int(value)
+            except ValueError:
+                raise ValueError("must be a port number or os.environ/NAME") from None
+        return value
+
+    def shared_redis_url(self) -> str | None:
+        """The Redis these settings name (after secrets are resolved), as LiteLLM's Router
+        reads them: redis_url, else redis_host with redis_port (6379 when left out; LiteLLM
+        would silently use no Redis)."""
+        if self.redis_url:
+            return self.redis_url
+        if self.redis_host is None:
+            return None
+        password = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
+        host = self.redis_host
+        if ":" in host and not host.startswith("["):  # an IPv6 address
+            host = f"[{host}]"
+        return f"redis://{password}{host}:{self.redis_port or 6379}"
 
     def group_aliases(self) -> dict[str, str]:
         """model_group_alias as alias -> the model group it routes to."""
@@ -284,17 +427,24 @@ class GatewayConfig(BaseModel):
     gateway: GatewaySection = Field(default_factory=GatewaySection)
 
     @model_validator(mode="after")
-    def _fallbacks_name_known_aliases(self) -> GatewayConfig:
-        aliases = {m.model_name for m in self.model_list}
-        for index, rule in enumerate(self.router_settings.fallbacks):
-            for source, targets in rule.items():
-                for name in [source, *targets]:
-                    if name not in aliases and not self.routes(name):
-                        raise ValueError(
-                            f"router_settings.fallbacks[{index}] names {name!r}, which is not a "
-                            f"model_name in model_list (known: {', '.join(sorted(aliases))})"
-                        )
+    def _litellm_reliability(self) -> GatewayConfig:
+        """litellm_settings' router keys, where router_settings leaves them unset, as LiteLLM's
+        Router reads them (`router value or litellm.<key>`)."""
+        origins = apply_litellm_router_keys(self.router_settings, self.litellm_settings)
+        problems = fallback_problems(self, origins)
+        if problems:
+            raise ConfigProblems(problems)
         return self
+
+    def fallback_names(self) -> tuple[set[str], set[str]]:
+        """The names fallbacks may start from (model_names, model_group_alias names, and "*"
+        for all), and the names they may go to (the same, and model_info ids, which name one
+        deployment). A name a wildcard model_name serves may be either too (see `routes`)."""
+        names = {m.model_name for m in self.model_list} | set(
+            self.router_settings.model_group_alias
+        )
+        ids = {m.model_info.id for m in self.model_list if m.model_info.id}
+        return names | {"*"}, names | ids
 
     _report: LoadReport = PrivateAttr(default_factory=LoadReport)
 
@@ -333,6 +483,70 @@ class GatewayConfig(BaseModel):
     def report(self) -> LoadReport:
         """What loading found that the gateway does not apply as LiteLLM would."""
         return self._report
+
+
+Loc = tuple[str | int, ...]
+
+
+class ConfigProblems(ConfigError):
+    """Problems found across sections, each at its key path; parse_config names their lines
+    (a pydantic model validator can only place an error at the top of the file)."""
+
+    def __init__(self, problems: list[tuple[Loc, str]]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(f"{format_loc(loc)}: {text}" for loc, text in problems))
+
+
+FALLBACK_KEYS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
+
+
+def apply_litellm_router_keys(router: RouterSettings, litellm: dict[str, Any]) -> dict[str, str]:
+    """Sets each router key router_settings left unset (a list left empty counts as unset, as
+    LiteLLM's `or` reads it) from litellm_settings; returns the section each fallback list
+    came from. A value of the wrong type is an error at its litellm_settings line."""
+    origins = {key: "router_settings" for key in (*FALLBACK_KEYS, "default_fallbacks")}
+    problems: list[tuple[Loc, str]] = []
+    for key, field in LITELLM_ROUTER_KEYS.items():  # from core/litellm_support.py's RULES
+        if litellm.get(key) is None:
+            continue
+        try:
+            value = getattr(RouterSettings.model_validate({field: litellm[key]}), field)
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                problems.append((("litellm_settings", key, *err["loc"][1:]), err["msg"]))
+            continue
+        mine = getattr(router, field)
+        if field in router.model_fields_set and not (isinstance(mine, list) and not mine):
+            continue
+        setattr(router, field, value)
+        origins[field] = "litellm_settings"
+    if problems:
+        raise ConfigProblems(problems)
+    return origins
+
+
+def fallback_problems(config: GatewayConfig, origins: dict[str, str]) -> list[tuple[Loc, str]]:
+    """Fallbacks that name something the gateway does not serve, at their own line."""
+    sources, targets = config.fallback_names()
+    router = config.router_settings
+    known = f"(known: {', '.join(sorted(sources - {'*'}))})"
+    problems: list[tuple[Loc, str]] = []
+
+    def check_targets(at: Loc, names: list[str]) -> None:
+        for position, name in enumerate(names):
+            if name not in targets and not config.routes(name):
+                text = f"{name!r} is not a model_name or model_info.id in model_list {known}"
+                problems.append(((*at, position), text))
+
+    for field in FALLBACK_KEYS:
+        for index, rule in enumerate(getattr(router, field)):
+            for source, names in rule.items():
+                at: Loc = (origins[field], field, index, source)
+                if source not in sources and not config.routes(source):
+                    problems.append((at, f"{source!r} is not a model_name in model_list {known}"))
+                check_targets(at, names)
+    check_targets((origins["default_fallbacks"], "default_fallbacks"), router.default_fallbacks)
+    return problems
 
 
 def _without_empty_sections(data: dict[Any, Any]) -> dict[Any, Any]:
@@ -417,6 +631,11 @@ def parse_config(doc: YamlDocument, secrets: bool = True) -> GatewayConfig:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(validation_problems(doc, exc, GatewayConfig)) from None
+    except ConfigProblems as exc:
+        lines = [
+            one_line(f"{doc.where(loc)}: {format_loc(loc)}: {text}") for loc, text in exc.problems
+        ]
+        raise ConfigError("\n".join(lines)) from None
     _check_group_aliases(config, doc)
     report = config.report
     report.notes = notes
@@ -427,6 +646,7 @@ def parse_config(doc: YamlDocument, secrets: bool = True) -> GatewayConfig:
     general = config.general_settings
     report.master_key = _general(doc, general, "master_key", env, "GATEWAY_MASTER_KEY")
     report.database_url = _general(doc, general, "database_url", env, "GATEWAY_DATABASE_URL")
+    _resolve_router_secrets(config.router_settings, doc, env)
     # Secrets are resolved after validation so an error never echoes a secret's value.
     kept: list[ModelEntry] = []
     for index, entry in enumerate(config.model_list):
@@ -492,6 +712,36 @@ def _check_group_aliases(config: GatewayConfig, doc: YamlDocument) -> None:
                 alias,
                 target,
             )
+
+
+def _resolve_router_secrets(
+    router: RouterSettings, doc: YamlDocument, env: FileEnvironment
+) -> None:
+    """router_settings' Redis keys may be os.environ/NAME, as LiteLLM allows (the file's
+    environment_variables first). Without them budgets could not be shared: an unset variable
+    fails the file."""
+    for key in ("redis_url", "redis_host", "redis_port", "redis_password"):
+        name = referenced(getattr(router, key))
+        if name is None:
+            continue
+        loc = ("router_settings", key)
+        resolved = env.get(name)
+        if resolved is None:
+            raise ConfigError(
+                one_line(
+                    f"{doc.where(loc)}: {format_loc(loc)}: environment variable {name} is not "
+                    f"set (export it, or remove this key)"
+                )
+            )
+        if key == "redis_port":
+            if not resolved.isdigit():
+                raise ConfigError(
+                    f"{doc.where(loc)}: {format_loc(loc)}: environment variable {name} does not "
+                    f"hold a port number"
+                )
+            setattr(router, key, int(resolved))
+        else:
+            setattr(router, key, resolved)
 
 
 def load_config(path: Path, secrets: bool = True) -> GatewayConfig:

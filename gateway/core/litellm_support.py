@@ -37,6 +37,9 @@ class Rule:
     note: str
     # Values that ask for what the gateway does anyway (`cache: false`): nothing to report.
     inert: tuple[Any, ...] = ()
+    # For a litellm_settings key LiteLLM's Router falls back to when its own argument is unset:
+    # the router_settings key it stands for (core/config.py applies it there).
+    router_key: str | None = None
 
     def is_inert(self, value: Any) -> bool:
         # `type(...) is`: 0 and 1 are not false and true here.
@@ -170,14 +173,30 @@ RULES: dict[str, Rule] = {
             "merges them: lists such as model_list extended, other sections replaced",
         ),
         # --- litellm_settings -----------------------------------------------------------------
-        Rule("litellm_settings.fallbacks", A, _ROUTING),
-        Rule("litellm_settings.num_retries", A, _ROUTING),
-        Rule("litellm_settings.request_timeout", A, _ROUTING),
-        Rule("litellm_settings.allowed_fails", A, _ROUTING),
-        Rule("litellm_settings.cooldown_time", A, _ROUTING),
-        Rule("litellm_settings.context_window_fallbacks", A, _ROUTING),
-        Rule("litellm_settings.content_policy_fallbacks", A, _ROUTING),
-        Rule("litellm_settings.default_fallbacks", A, _ROUTING),
+        Rule("litellm_settings.fallbacks", A, _ROUTING, router_key="fallbacks"),
+        Rule("litellm_settings.num_retries", A, _ROUTING, router_key="num_retries"),
+        Rule(
+            "litellm_settings.request_timeout",
+            A,
+            "applied as LiteLLM applies it: the router's `timeout` (see router_settings)",
+            router_key="timeout",
+        ),
+        Rule("litellm_settings.allowed_fails", A, _ROUTING, router_key="allowed_fails"),
+        Rule("litellm_settings.cooldown_time", A, _ROUTING, router_key="cooldown_time"),
+        Rule(
+            "litellm_settings.context_window_fallbacks",
+            A,
+            _ROUTING,
+            router_key="context_window_fallbacks",
+        ),
+        Rule(
+            "litellm_settings.content_policy_fallbacks",
+            A,
+            _ROUTING,
+            router_key="content_policy_fallbacks",
+        ),
+        Rule("litellm_settings.default_fallbacks", A, _ROUTING, router_key="default_fallbacks"),
+        Rule("litellm_settings.max_fallbacks", A, _ROUTING, router_key="max_fallbacks"),
         Rule(
             "litellm_settings.cache",
             W,
@@ -362,6 +381,14 @@ RULES: dict[str, Rule] = {
         Rule("litellm_settings.*", W, "a LiteLLM setting the gateway has no equivalent for"),
         Rule("general_settings.*", W, "a LiteLLM setting the gateway has no equivalent for"),
     )
+}
+
+# litellm_settings keys LiteLLM's Router reads when router_settings leaves them unset, and the
+# router_settings key each stands for.
+LITELLM_ROUTER_KEYS: dict[str, str] = {
+    rule.path.removeprefix("litellm_settings."): rule.router_key
+    for rule in RULES.values()
+    if rule.router_key is not None
 }
 
 # Sections whose keys are LiteLLM's own settings, reviewed key by key.

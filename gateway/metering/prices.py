@@ -387,3 +387,37 @@ def config_price_warnings(config: GatewayConfig) -> list[str]:
     """Every price warning the config gives (logged at start; for `gateway config check`)."""
     catalogue, source = load_price_map()
     return price_warnings(build_deployments(config), catalogue, source)
+
+
+def context_windows(
+    deployments: list[Deployment], configured: dict[str, int | None]
+) -> dict[str, int]:
+    """Per deployment id, the most prompt tokens it takes (for the router's pre-call check):
+    its model_info.max_input_tokens (`configured`), else the price map's max_input_tokens for
+    its base_model, else for its model."""
+    catalogue, _ = load_price_map()
+    windows: dict[str, int] = {}
+    for d in deployments:
+        window = configured.get(d.id)
+        if window is None:
+            models = [m for m in (d.base_model, d.model) if m]
+            entry = next(
+                (e for m in models if (e := _map_entry(catalogue, m, d.provider)) is not None),
+                None,
+            )
+            found = entry.get("max_input_tokens") if entry else None
+            window = found if isinstance(found, int) and found > 0 else None
+        if window is not None:
+            windows[d.id] = window
+    return windows
+
+
+def cost_ranks(prices: PriceTable, deployments: list[Deployment]) -> dict[str, float]:
+    """Per deployment id with a known price, its input and output price per token together,
+    the order cost-based routing tries deployments in (LiteLLM's lowest-cost routing)."""
+    ranks: dict[str, float] = {}
+    for d in deployments:
+        price = prices.price(d)
+        if price is not None:
+            ranks[d.id] = price.input + price.output
+    return ranks

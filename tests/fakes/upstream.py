@@ -51,6 +51,10 @@ with a 400 naming it. The whole string is always echoed back as ``model``.
                     ``invalid_request_error``
 ``quota``           with a 429, the code ``insufficient_quota`` (the account is out of
                     credit, as OpenAI says it) instead of ``rate_limit_exceeded``
+``code=CODE``       with a failure, the error body's ``code`` (``content_filter`` is Azure's
+                    content filter refusing a prompt, as a 400)
+``context=N``       a context window of N tokens: a chat request whose prompt counts more
+                    words than N is refused with OpenAI's 400 ``context_length_exceeded``
 ``retry_after=S``   with a failure, add ``retry-after: S`` and ``retry-after-ms: S*1000``
                     (S may be fractional)
 ``fail_first=N``    the first N requests for this exact model string fail (with ``status=``,
@@ -187,6 +191,8 @@ class Directives:
     fill: bool = False
     reasoning: bool = False
     quota: bool = False
+    code: str | None = None
+    context: int | None = None
     prompt_tokens: int | None = None
     cached: int = 0
     cache_write: int = 0
@@ -255,6 +261,8 @@ _DIRECTIVES: Final[dict[str, tuple[str, Callable[[str | None], object]]]] = {
     "fill": ("fill", _flag),
     "reasoning": ("reasoning", _flag),
     "quota": ("quota", _flag),
+    "code": ("code", _required),
+    "context": ("context", _int_between(1, _NO_LIMIT)),
     "prompt_tokens": ("prompt_tokens", _int_between(0, _NO_LIMIT)),
     "cached": ("cached", _int_between(0, _NO_LIMIT)),
     "cache_write": ("cache_write", _int_between(0, _NO_LIMIT)),
@@ -301,8 +309,9 @@ def _error_response(
 
 
 @lru_cache(maxsize=256)
-def _failure_body(status: int, quota: bool = False) -> bytes:
-    code = ("insufficient_quota" if quota else "rate_limit_exceeded") if status == 429 else None
+def _failure_body(status: int, quota: bool = False, code: str | None = None) -> bytes:
+    if code is None and status == 429:
+        code = "insufficient_quota" if quota else "rate_limit_exceeded"
     error = {
         "message": f"fake upstream error {status}",
         "type": _error_type(status),
@@ -312,11 +321,13 @@ def _failure_body(status: int, quota: bool = False) -> bytes:
     return orjson.dumps({"error": error})
 
 
-def _failure(status: int, retry_after: tuple[str, str] | None, quota: bool = False) -> web.Response:
+def _failure(directives: Directives, status: int) -> web.Response:
     headers = _JSON_HEADERS
+    retry_after = directives.retry_after
     if retry_after is not None:
         headers = {**_JSON_HEADERS, "retry-after": retry_after[0], "retry-after-ms": retry_after[1]}
-    return web.Response(body=_failure_body(status, quota), status=status, headers=headers)
+    body = _failure_body(status, directives.quota, directives.code)
+    return web.Response(body=body, status=status, headers=headers)
 
 
 def _json(payload: object) -> web.Response:
@@ -608,9 +619,9 @@ class FakeUpstream:
             await _forever()
         if directives.fail_first is not None:
             if seen <= directives.fail_first:
-                return _failure(directives.status or 500, directives.retry_after, directives.quota)
+                return _failure(directives, directives.status or 500)
         elif directives.status is not None:
-            return _failure(directives.status, directives.retry_after, directives.quota)
+            return _failure(directives, directives.status)
         return body, model, directives
 
     async def _chat(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -644,6 +655,13 @@ class FakeUpstream:
             return _error_response(400, message, param="max_tokens", code="unsupported_parameter")
         n = body.get("n") or 1
         content, prompt_tokens = _echo(messages)
+        if directives.context is not None and prompt_tokens > directives.context:
+            message = (
+                f"This model's maximum context length is {directives.context} tokens. However, "
+                f"your messages resulted in {prompt_tokens} tokens. Please reduce the length "
+                f"of the messages."
+            )
+            return _error_response(400, message, param="messages", code="context_length_exceeded")
         finish = "stop"
         limit = _fill_limit(body) if directives.fill else None
         if limit is not None:
