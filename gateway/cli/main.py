@@ -111,6 +111,20 @@ def run_server(settings: Settings, server: Literal["uvicorn", "granian"] | str) 
         servers.run_uvicorn(settings)
 
 
+@app.command()
+def migrate() -> None:
+    """Bring the database to this version's schema, then exit. Under the migration lock
+    (PostgreSQL's advisory lock): replicas or jobs running it together wait for one another.
+    `gateway serve` does the same at start; this is for a job or init container."""
+    from gateway.cli.common import engine
+    from gateway.store.db import head_revision
+
+    db = engine(writes=True)
+    where = db.url.render_as_string(hide_password=True)
+    db.dispose()
+    typer.echo(f"{where}: at schema revision {head_revision()}")
+
+
 @config_app.command("check")
 def config_check(
     path: Annotated[
