@@ -35,6 +35,7 @@ lint: install
 	$(BIN)/ruff check gateway tests bench
 	$(BIN)/ruff format --check gateway tests bench
 	$(BIN)/mypy
+	BIN=$(BIN) deploy/validate.sh  # Dockerfile, compose, collector, Prometheus, Kubernetes, CI
 
 format: install
 	$(BIN)/ruff check --fix gateway tests bench
