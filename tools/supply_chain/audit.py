@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 import tomllib
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 from packaging.utils import canonicalize_name
 
 from tools.supply_chain.lockfile import Pin, read_lock
@@ -100,18 +99,17 @@ class _NoData(Exception):
     pass
 
 
-def _fetch(index: str, pin: Pin, timeout: float) -> tuple[Vulnerability, ...]:
-    url = f"{index.rstrip('/')}/pypi/{pin.name}/{pin.public_version}/json"
-    request = urllib.request.Request(
-        url, headers={"Accept": "application/json", "User-Agent": "llmops-gateway-audit"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            data = json.load(answer)
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            raise _NoData from error
-        raise
+class _Refused(Exception):
+    """An HTTP answer other than 200 or 404."""
+
+
+def _fetch(client: httpx.Client, pin: Pin) -> tuple[Vulnerability, ...]:
+    answer = client.get(f"/pypi/{pin.name}/{pin.public_version}/json")
+    if answer.status_code == 404:
+        raise _NoData
+    if answer.status_code != 200:
+        raise _Refused(f"HTTP {answer.status_code}")
+    data = answer.json()
     return tuple(
         Vulnerability.from_json(entry)
         for entry in data.get("vulnerabilities") or ()
@@ -120,39 +118,39 @@ def _fetch(index: str, pin: Pin, timeout: float) -> tuple[Vulnerability, ...]:
 
 
 def look_up(
-    pins: list[Pin], index: str, now: datetime, *, timeout: float = 10.0, workers: int = 16
+    pins: list[Pin], index: str, now: datetime, *, timeout: float = 10.0, workers: int = 8
 ) -> Lookup:
-    """Asks the index about every pin, concurrently; one probe first so that a machine
-    without network gives up after one timeout, not one per package."""
+    """Asks the index about every pin, concurrently over kept-alive connections (one TLS
+    handshake per worker, not per package); one probe first so that a machine without
+    network gives up after one timeout, not one per package. Proxies and CA bundles come
+    from the environment (HTTPS_PROXY, SSL_CERT_FILE), as for pip."""
     lookup = Lookup()
+    headers = {"Accept": "application/json", "User-Agent": "llmops-gateway-audit"}
+    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+    with httpx.Client(base_url=index, headers=headers, timeout=timeout, limits=limits) as client:
 
-    def ask(pin: Pin) -> None:
-        try:
-            lookup.answered[key(pin)] = Known(now, _fetch(index, pin, timeout))
-        except _NoData:
-            lookup.no_data.append(pin)
-        except urllib.error.HTTPError as error:
-            lookup.failed.append((pin, f"HTTP {error.code}"))
-        except (OSError, ValueError) as error:  # URLError, timeouts, a broken JSON body
-            lookup.failed.append((pin, _reason(error)))
+        def ask(pin: Pin) -> None:
+            try:
+                lookup.answered[key(pin)] = Known(now, _fetch(client, pin))
+            except _NoData:
+                lookup.no_data.append(pin)
+            except _Refused as error:
+                lookup.failed.append((pin, str(error)))
+            except (httpx.HTTPError, ValueError) as error:  # no connection, timeout, bad JSON
+                lookup.failed.append((pin, f"{type(error).__name__}: {error}".rstrip(": ")))
 
-    if not pins:
-        return lookup
-    ask(pins[0])
-    if lookup.failed and not lookup.failed[0][1].startswith("HTTP "):
-        lookup.unreachable = lookup.failed[0][1]
-        lookup.failed.clear()
-        return lookup
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(ask, pins[1:]))
+        if not pins:
+            return lookup
+        ask(pins[0])
+        if lookup.failed and not lookup.failed[0][1].startswith("HTTP "):
+            lookup.unreachable = lookup.failed[0][1]
+            lookup.failed.clear()
+            return lookup
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(ask, pins[1:]))
     lookup.no_data.sort(key=lambda pin: pin.name)
     lookup.failed.sort(key=lambda item: item[0].name)
     return lookup
-
-
-def _reason(error: BaseException) -> str:
-    inner = getattr(error, "reason", None)
-    return str(inner or error) or type(error).__name__
 
 
 @dataclass(frozen=True)
