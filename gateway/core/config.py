@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.core.drift_config import DriftSection
 from gateway.core.errors import ConfigError
 from gateway.core.yamlfile import YamlDocument, format_loc, one_line, validation_problems
 
@@ -148,6 +149,8 @@ class GatewayConfig(BaseModel):
     litellm_settings: dict[str, Any] = Field(default_factory=dict)
     general_settings: dict[str, Any] = Field(default_factory=dict)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
+    # Drift monitoring (gateway/core/drift_config.py): sampling, references, tests, webhook.
+    drift: DriftSection = Field(default_factory=DriftSection)
 
     @model_validator(mode="after")
     def _fallbacks_name_known_aliases(self) -> GatewayConfig:
