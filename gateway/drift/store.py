@@ -170,10 +170,10 @@ class DriftStore:
         with self.engine.connect() as connection:
             return [_values(r) for (r,) in connection.execute(query).all()]
 
-    def change_verdict(self, subject: str, verdict: str) -> bool:
-        """Records the subject's verdict; True when it changed here (a subject's first verdict
-        counts as a change from no drift). Compare-and-set: of several processes noticing the
-        same change, one gets True."""
+    def change_verdict(self, subject: str, verdict: str) -> tuple[bool, str | None]:
+        """Records the subject's verdict: whether it changed here, and from what. A subject's
+        first verdict counts as a change only when it is drift. Compare-and-set: of several
+        processes noticing the same change, one alone is told it changed."""
         at = now()
         with self.engine.begin() as connection:
             changed = connection.execute(
@@ -182,14 +182,14 @@ class DriftStore:
                 .values(verdict=verdict, changed_at=at)
             ).rowcount
             if changed:
-                return True
+                return True, "no_drift" if verdict == "drift" else "drift"
             statement = _insert(self.engine)(drift_states).values(
                 subject=subject, verdict=verdict, changed_at=at
             )
             inserted = connection.execute(
                 statement.on_conflict_do_nothing(index_elements=["subject"])
             ).rowcount
-        return bool(inserted) and verdict == "drift"
+        return bool(inserted) and verdict == "drift", None
 
 
 def now() -> datetime:

@@ -65,3 +65,15 @@ def parse(text: str) -> Subject:
         f"{text!r} is not a drift subject: write prompt:NAME@VERSION:ALIAS, model:ALIAS or "
         f"classic:NAME@VERSION"
     )
+
+
+def selected(subject: Subject, model: str | None = None, prompt: str | None = None) -> bool:
+    """Whether the subject is among those asked for: `model` an alias or classic model name
+    (its prompts' subjects included), `prompt` NAME or NAME@VERSION."""
+    if prompt is not None:
+        name, _, version = prompt.partition("@")
+        if subject.kind != "prompt" or subject.prompt != name:
+            return False
+        if version and subject.version != version:
+            return False
+    return model is None or subject.model == model
