@@ -12,12 +12,7 @@ from sqlalchemy import Engine
 from gateway.calls.pipeline import Pipeline
 from gateway.core.config import GatewayConfig
 from gateway.core.settings import Settings
-from gateway.drift.gauges import DriftGauges
-from gateway.drift.job import DriftJob
-from gateway.drift.monitor import DriftMonitor
-from gateway.drift.sampler import Sampler
-from gateway.drift.store import DriftStore
-from gateway.drift.webhook import WebhookSender
+from gateway.drift.service import Drift
 from gateway.evals.store import EvalStore
 from gateway.identity.auth import Authenticator
 from gateway.identity.keys import KeyCache, KeyStore
@@ -68,8 +63,7 @@ class GatewayState:
     registry: RegistryStore
     metrics: Metrics
     calls: Pipeline
-    drift_sampler: Sampler
-    drift: DriftJob
+    drift: Drift
     redis: Any = None
     tracing: Tracing | None = None
 
@@ -124,8 +118,9 @@ class GatewayState:
         request_log = RequestLogWriter(engine, settings.data_dir / "spool")
         metrics = Metrics(models=router.aliases())
         tracing = Tracing(settings.otlp_endpoint) if settings.otlp_endpoint else None
-        drift_store = DriftStore(engine)
-        sampler = Sampler(config.drift, drift_store)
+        registry = RegistryStore(engine)
+        drift = Drift.build(config.drift, engine, registry, providers.local.embed_texts)
+        metrics.add_collector(drift.gauges)
         calls = Pipeline(
             router,
             meter,
@@ -134,18 +129,7 @@ class GatewayState:
             renderer,
             CallLog(request_log, metrics, tracing),
             log_bodies=config.gateway.log_bodies,
-            sampler=sampler,
-        )
-        registry = RegistryStore(engine)
-        gauges = DriftGauges()
-        metrics.add_collector(gauges)
-        webhook = config.drift.webhook
-        monitor = DriftMonitor(
-            config.drift,
-            drift_store,
-            registry,
-            embed=providers.local.embed_texts,
-            webhook=WebhookSender(webhook) if webhook is not None else None,
+            sampler=drift.sampler,
         )
         return cls(
             prompt_store=prompt_store,
@@ -170,8 +154,7 @@ class GatewayState:
             tracing=tracing,
             metrics=metrics,
             calls=calls,
-            drift_sampler=sampler,
-            drift=DriftJob(monitor, gauges, config.drift.interval),
+            drift=drift,
         )
 
     async def start(self) -> None:
@@ -187,8 +170,7 @@ class GatewayState:
         if self.tracing is not None:
             self.tracing.start()
         self.metrics.start()
-        self.drift_sampler.start()
-        self.drift.start()
+        await self.drift.start()
         self.providers.warm(self.deployments, self.settings.preload_embeddings)
 
     async def sync_prompts(self) -> None:
@@ -208,8 +190,7 @@ class GatewayState:
         await self.prompts.aclose()
         await self.key_cache.aclose()
         await self.request_log.close()  # drain: every call already answered gets its row
-        await self.drift.close()
-        await self.drift_sampler.close()  # and its drift sample, when it was drawn
+        await self.drift.close()  # and its drift sample, when it was drawn
         await self.database_probe.aclose()
         if self.tracing is not None:
             await self.tracing.aclose()  # and its span

@@ -24,7 +24,7 @@ async def latest_drift(
 ) -> DriftReportList:
     """The latest report of every subject (filtered by `model`: an alias or classic model,
     its prompts' subjects included; `prompt`: NAME or NAME@VERSION)."""
-    reports = await asyncio.to_thread(state.drift.monitor.store.latest_runs)
+    reports = await asyncio.to_thread(state.drift.store.latest_runs)
     found = [DriftReport.model_validate(r) for r in reports]
     chosen = [r for r in found if subjects.selected(subjects.parse(r.subject), model, prompt)]
     return DriftReportList(data=chosen)
@@ -41,7 +41,7 @@ async def drift_history(
         raise BadRequest(str(exc), param="subject") from None
     if not 1 <= limit <= MAX_HISTORY:
         raise BadRequest(f"'limit' must be from 1 to {MAX_HISTORY}.", param="limit")
-    reports = await asyncio.to_thread(state.drift.monitor.store.history, named.id, limit)
+    reports = await asyncio.to_thread(state.drift.store.history, named.id, limit)
     if not reports:
         raise NotFound(
             f"No drift report for {named.id!r} yet: GET /v1/monitoring/drift lists the subjects "

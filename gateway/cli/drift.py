@@ -24,24 +24,21 @@ STATES = {"drift": "DRIFT", "no_drift": "ok", "not_enough_data": "not enough dat
 def _monitor() -> DriftMonitor:
     from gateway.core.config import load_config
     from gateway.core.errors import ConfigError
-    from gateway.drift.monitor import DriftMonitor
-    from gateway.drift.store import DriftStore
-    from gateway.drift.webhook import WebhookSender
+    from gateway.drift.service import Drift
     from gateway.providers.local import SentenceEmbedder
     from gateway.registry.store import RegistryStore
 
-    try:
-        config = load_config(settings().config).drift
-        webhook = WebhookSender(config.webhook) if config.webhook is not None else None
-    except ConfigError as exc:
-        fail(str(exc))
-    db = engine()
     embedder = SentenceEmbedder()  # loads the model only when a text needs embedding
 
     def embed(texts: list[str]) -> Any:
         return embedder.embed(texts)[0]
 
-    return DriftMonitor(config, DriftStore(db), RegistryStore(db), embed, webhook)
+    try:
+        section = load_config(settings().config).drift
+        db = engine()
+        return Drift.build(section, db, RegistryStore(db), embed).monitor
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 def _line(evaluation: Evaluation) -> str:

@@ -16,23 +16,11 @@ from typing import Literal
 
 from gateway.drift import embedding_tests, stattests
 from gateway.drift.columns import Column
+from gateway.drift.options import Options
 from gateway.drift.sketch import EmbeddingSketch, Sketch
 from gateway.drift.stattests import NotApplicable, Outcome
 
 Role = Literal["verdict", "reported"]
-
-
-@dataclass(frozen=True)
-class Options:
-    numerical: str = "auto"
-    categorical: str = "auto"
-    text: str = "domain_classifier"
-    columns: Mapping[str, str] = field(default_factory=dict)
-    thresholds: Mapping[str, float] = field(default_factory=dict)
-    drift_share: float = 0.5
-    small_reference_rows: int = stattests.SMALL_REFERENCE_ROWS
-    max_categorical_values: int = stattests.MAX_CATEGORICAL_VALUES
-    min_rows: int = 100
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from gateway.drift.options import SMALL_REFERENCE_ROWS
 from gateway.drift.sketch import EmbeddingSketch
-from gateway.drift.stattests import DEFAULT_THRESHOLDS, SMALL_REFERENCE_ROWS, Outcome, drifted
+from gateway.drift.stattests import DEFAULT_THRESHOLDS, Outcome, drifted
 
 Vectors = npt.NDArray[np.float32]
 CLASSIFIER_ROWS = 5000  # current vectors the classifier sees at most (a fixed-seed choice)

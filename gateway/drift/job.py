@@ -11,19 +11,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from gateway.core.background import stop_task
 from gateway.drift.gauges import DriftGauges
-from gateway.drift.monitor import DriftMonitor
+from gateway.drift.store import DriftStore
+
+if TYPE_CHECKING:
+    from gateway.drift.monitor import DriftMonitor
 
 log = logging.getLogger("gateway.drift")
 
 
 class DriftJob:
-    def __init__(self, monitor: DriftMonitor, gauges: DriftGauges, interval: float) -> None:
-        self.monitor = monitor
+    def __init__(
+        self,
+        monitor: Callable[[], DriftMonitor],
+        store: DriftStore,
+        gauges: DriftGauges,
+        interval: float,
+    ) -> None:
+        self.monitor = monitor  # built on the first run (it imports the statistics)
+        self.store = store
         self.gauges = gauges
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
@@ -49,17 +61,18 @@ class DriftJob:
                 log.exception("drift: the drift job failed")
 
     def load(self) -> None:
-        self.gauges.update(self.monitor.store.latest_runs())
+        self.gauges.update(self.store.latest_runs())
 
     def run_once(self) -> None:
-        latest = {r["subject"]: r for r in self.monitor.store.latest_runs()}
+        monitor = self.monitor()
+        latest = {r["subject"]: r for r in self.store.latest_runs()}
         fresh = datetime.now(UTC) - timedelta(seconds=self.interval / 2)
-        for subject in self.monitor.subjects():
+        for subject in monitor.subjects():
             recent = latest.get(subject.id)
             if recent is not None and datetime.fromisoformat(recent["computed_at"]) > fresh:
                 continue  # another process compared it just now
             try:
-                evaluation = self.monitor.evaluate(subject)
+                evaluation = monitor.evaluate(subject)
             except Exception:
                 log.exception("drift: comparing %s failed", subject.id)
                 continue

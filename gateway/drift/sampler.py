@@ -15,15 +15,17 @@ import logging
 import random
 from collections import deque
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.core.background import stop_task
 from gateway.core.drift_config import DriftSection
 from gateway.drift import subjects
 from gateway.drift.settings import resolve
 from gateway.drift.signals import Sample, signals
-from gateway.drift.store import DriftStore
 from gateway.observability.redact import MASK, SECRET_VALUES
+
+if TYPE_CHECKING:
+    from gateway.drift.store import DriftStore
 
 log = logging.getLogger("gateway.drift")
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.core.drift_config import DriftSection, DriftSubjectConfig, window_seconds
-from gateway.drift.compare import Options
+from gateway.drift.options import Options
 from gateway.drift.subjects import Subject
 
 DEFAULTS: dict[str, Any] = {

@@ -10,11 +10,14 @@ sampler's writer turns samples into rows, off the request path.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.drift.columns import Kind
+from gateway.providers.local import message_text
+
+if TYPE_CHECKING:
+    from gateway.drift.columns import Kind
 
 # The LLM signals and their kinds; "input" and "output" are the texts' embeddings.
 LLM_COLUMNS: dict[str, Kind] = {
@@ -80,19 +83,6 @@ class Sample:
                 self.refusal = self.refusal or bool(delta.get("refusal"))
                 if choice.get("finish_reason"):
                     self.finish = str(choice["finish_reason"])
-
-
-def message_text(message: Any) -> str:
-    content = message.get("content") if isinstance(message, dict) else None
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            str(part.get("text", ""))
-            for part in content
-            if isinstance(part, dict) and part.get("type") == "text"
-        )
-    return ""
 
 
 def input_text(body: dict[str, Any]) -> str | None:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from gateway.drift.columns import Column, Floats, distinct
+from gateway.drift.options import MAX_CATEGORICAL_VALUES, SMALL_REFERENCE_ROWS
 from gateway.drift.sketch import CategoricalSketch, NumericSketch
 
 DEFAULT_THRESHOLDS: dict[str, float] = {
@@ -38,8 +39,6 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
 }
 P_VALUES = {"ks", "chisquare", "z"}  # drift when the p-value is below the threshold
 NUMERICAL_ONLY = {"ks", "wasserstein"}
-SMALL_REFERENCE_ROWS = 1000
-MAX_CATEGORICAL_VALUES = 5
 
 
 class NotApplicable(ValueError):

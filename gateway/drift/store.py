@@ -7,15 +7,17 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Engine, Text, and_, bindparam, func, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.core.times import utc
-from gateway.drift.reference import Reference
 from gateway.store.tables import drift_references, drift_runs, drift_samples, drift_states
+
+if TYPE_CHECKING:
+    from gateway.drift.reference import Reference
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +123,11 @@ class DriftStore:
         )
         with self.engine.connect() as connection:
             body = connection.execute(query).scalar_one_or_none()
-        return Reference.from_json(orjson.loads(body)) if body is not None else None
+        if body is None:
+            return None
+        from gateway.drift.reference import Reference  # numpy: off the request path's imports
+
+        return Reference.from_json(orjson.loads(body))
 
     def save_reference(self, subject: str, spec: str, reference: Reference) -> None:
         row = {

@@ -5,7 +5,8 @@ Signed like GitHub's: `X-Gateway-Signature-256: sha256=<hex HMAC-SHA256 of the r
 the shared secret; the body carries a delivery `id` (the same on every retry, so a receiver
 can drop repeats) and the time. Retried on connection failures, timeouts, 429 and 5xx, with
 backoff (0.5 s, 1 s, 2 s, ...); any other answer ends the delivery. Sent from the drift job's
-thread (or the CLI), never from the request path. httpx errors stay in this module.
+thread (or the CLI), never from the request path. httpx (imported when a call is sent) and its
+errors stay in this module.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import orjson
 
 from gateway.core.drift_config import DriftWebhook
@@ -77,6 +77,8 @@ class WebhookSender:
 
     def send(self, event: dict[str, Any]) -> bool:
         """Delivers the event; False when every try failed (logged)."""
+        import httpx  # here: the gateway starts without it
+
         body = orjson.dumps(event)
         headers = {"Content-Type": "application/json", "X-Gateway-Event": EVENT}
         if self.secret is not None:

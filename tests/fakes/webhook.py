@@ -1,9 +1,11 @@
 """A loopback webhook receiver: keeps every POST (path, headers, raw body) and answers with
-the statuses it is given, in order (then 200), so retries can be seen."""
+the statuses it is given, in order (then 200), so retries can be seen; `delay` seconds before
+each answer, for timeouts."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,9 +26,10 @@ class Delivery:
 
 
 class WebhookReceiver(ThreadingHTTPServer):
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    def __init__(self, statuses: list[int] | None = None, delay: float = 0.0) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.statuses = list(statuses or [])
+        self.delay = delay
         self.deliveries: list[Delivery] = []
         self.lock = threading.Lock()
 
@@ -48,6 +51,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.deliveries.append(Delivery(self.path, headers, body))
             status = self.server.statuses.pop(0) if self.server.statuses else 200
+        time.sleep(self.server.delay)
         self.send_response(status)
         self.send_header("content-length", "0")
         self.end_headers()
@@ -57,8 +61,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def running_receiver(statuses: list[int] | None = None) -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver(statuses)
+def running_receiver(
+    statuses: list[int] | None = None, delay: float = 0.0
+) -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver(statuses, delay)
     thread = threading.Thread(target=receiver.serve_forever, daemon=True)
     thread.start()
     try:
