@@ -33,12 +33,15 @@ def _monitor() -> DriftMonitor:
     def embed(texts: list[str]) -> Any:
         return embedder.embed(texts)[0]
 
+    from gateway.drift.webhook import resolve_secret
+
     try:
         section = load_config(settings().config).drift
-        db = engine()
-        return Drift.build(section, db, RegistryStore(db), embed).monitor
+        resolve_secret(section.webhook.secret if section.webhook else None)  # before any work
     except ConfigError as exc:
         fail(str(exc))
+    db = engine()
+    return Drift.build(section, db, RegistryStore(db), embed).monitor
 
 
 def _line(evaluation: Evaluation) -> str:
@@ -75,6 +78,8 @@ def report(
 
     if model is not None and prompt is not None:
         fail("give --model or --prompt, not both")
+    if html is not None and not html.parent.is_dir():
+        fail(f"--html {html}: no such folder {html.parent}")
     monitor = _monitor()
     try:
         chosen = [s for s in monitor.subjects() if subjects.selected(s, model, prompt)]

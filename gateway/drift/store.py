@@ -181,21 +181,25 @@ class DriftStore:
         first verdict counts as a change only when it is drift. Compare-and-set: of several
         processes noticing the same change, one alone is told it changed."""
         at = now()
+        # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT.
         with self.engine.begin() as connection:
             changed = connection.execute(
                 update(drift_states)
                 .where(drift_states.c.subject == subject, drift_states.c.verdict != verdict)
                 .values(verdict=verdict, changed_at=at)
-            ).rowcount
-            if changed:
+                .returning(drift_states.c.subject)
+            ).first()
+            if changed is not None:
                 return True, "no_drift" if verdict == "drift" else "drift"
             statement = _insert(self.engine)(drift_states).values(
                 subject=subject, verdict=verdict, changed_at=at
             )
             inserted = connection.execute(
-                statement.on_conflict_do_nothing(index_elements=["subject"])
-            ).rowcount
-        return bool(inserted) and verdict == "drift", None
+                statement.on_conflict_do_nothing(index_elements=["subject"]).returning(
+                    drift_states.c.subject
+                )
+            ).first()
+        return inserted is not None and verdict == "drift", None
 
 
 def now() -> datetime:
