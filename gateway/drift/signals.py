@@ -124,7 +124,8 @@ def is_json(text: str) -> bool:
 
 def signals(sample: Sample, row: dict[str, Any]) -> tuple[dict[str, Any], str | None, str | None]:
     """The call's signal values, its input text and its output text."""
-    failed = row["status"] >= 400
+    # A stream that failed after its first byte keeps its 200; a client leaving is no error.
+    failed = row["status"] >= 400 or row["error_type"] not in (None, "client_disconnected")
     values: dict[str, Any] = {
         "input_tokens": row["input_tokens"],
         "latency_ms": row["latency_ms"],
