@@ -69,17 +69,26 @@ def prepare(values: Sequence[Any] | npt.NDArray[Any], kind: Kind) -> Column:
     if kind == "numerical":
         if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
             numbers = values.astype(np.float64, copy=False)
+        elif bool not in set(map(type, values)):
+            try:  # numbers and None (as NaN), converted in C
+                numbers = np.array(values, dtype=np.float64)
+            except (TypeError, ValueError):
+                numbers = _numbers(values)
         else:
-            numbers = np.array(
-                [
-                    v if isinstance(v, int | float) and not isinstance(v, bool) else np.nan
-                    for v in values
-                ],
-                dtype=np.float64,
-            )
+            numbers = _numbers(values)
         return Column(kind, numbers[np.isfinite(numbers)])
+    if set(map(type, values)) == {str}:  # already one spelling per category
+        return Column(kind, np.array(values, dtype=object))
     keys = [category(v) for v in values]
     return Column(kind, np.array([k for k in keys if k is not None], dtype=object))
+
+
+def _numbers(values: Sequence[Any] | npt.NDArray[Any]) -> Floats:
+    """Numbers, anything else (text, booleans) as missing."""
+    return np.array(
+        [v if isinstance(v, int | float) and not isinstance(v, bool) else np.nan for v in values],
+        dtype=np.float64,
+    )
 
 
 def distinct(values: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:

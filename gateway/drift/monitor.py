@@ -154,7 +154,7 @@ class DriftMonitor:
 
     def _reference(
         self, subject: Subject, settings: SubjectSettings, evaluation: Evaluation
-    ) -> tuple[Reference | None, str, datetime | None]:
+    ) -> tuple[Reference | None, str, tuple[datetime, int] | None]:
         """The reference, why there is none, and the time after which the current window
         starts (the reference's last sample, when both come from this subject's samples)."""
         if subject.kind == "classic":
@@ -170,7 +170,9 @@ class DriftMonitor:
             if saved is None:
                 return None, why, None
             self.store.save_reference(subject.id, spec, saved)
-        return saved, "", saved.until if source == subject else None
+        if source != subject or saved.until is None:
+            return saved, "", None
+        return saved, "", (saved.until, saved.last_id or 0)
 
     def _make_reference(
         self, subject: Subject, source: Subject, settings: SubjectSettings, evaluation: Evaluation
@@ -193,6 +195,7 @@ class DriftMonitor:
             source=described,
             kinds={name: column.kind for name, column in columns.items()},
             until=rows[-1].created_at,
+            last_id=rows[-1].id,
         )
         return made, ""
 
@@ -226,9 +229,10 @@ class DriftMonitor:
         model's features under the kinds its reference gives them."""
         names: dict[str, Kind | None]
         if subject.kind == "classic":
-            names = dict.fromkeys(dict.fromkeys(k for row in rows for k in row.values))
-            if kinds is not None:
-                names = {n: kinds.get(n) for n in names if n in kinds}
+            if kinds is not None:  # the reference's columns, as the reference has them
+                names = dict(kinds)
+            else:
+                names = dict.fromkeys(dict.fromkeys(k for row in rows for k in row.values))
         else:
             names = {n: k for n, k in LLM_COLUMNS.items() if k != "embedding"}
         columns = {}

@@ -28,6 +28,7 @@ class Reference:
     source: str
     made_at: datetime
     until: datetime | None = None  # the time of its last sample, for a window of samples
+    last_id: int | None = None  # and that sample's id (several may share a time)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -36,6 +37,7 @@ class Reference:
             "source": self.source,
             "made_at": self.made_at.isoformat(),
             "until": self.until.isoformat() if self.until else None,
+            "last_id": self.last_id,
             "columns": {name: column.to_json() for name, column in self.columns.items()},
         }
 
@@ -53,6 +55,7 @@ class Reference:
                 str(body["source"]),
                 datetime.fromisoformat(body["made_at"]),
                 datetime.fromisoformat(until) if until else None,
+                body.get("last_id"),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"a drift reference is missing or misshapes {exc}") from None
@@ -64,6 +67,7 @@ def build_reference(
     source: str,
     kinds: Mapping[str, Kind] | None = None,
     until: datetime | None = None,
+    last_id: int | None = None,
 ) -> Reference:
     """A reference from raw columns (a window of samples, or a model's training data); each
     column's kind is given or inferred (numbers, categories, 2-D embeddings). Columns with no
@@ -76,4 +80,4 @@ def build_reference(
         made = sketch(prepare(values, kind))
         if made is not None:
             sketches[name] = made
-    return Reference(sketches, rows, source, datetime.now(UTC), until)
+    return Reference(sketches, rows, source, datetime.now(UTC), until, last_id)

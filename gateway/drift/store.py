@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Engine, Text, and_, bindparam, func, select, type_coerce, update
+from sqlalchemy import Engine, Text, and_, bindparam, func, or_, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.core.times import utc
@@ -23,12 +23,16 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class SampleRow:
     id: int
-    created_at: datetime
+    stamp: datetime  # as the driver gives it (naive UTC from SQLite)
     values: dict[str, Any]
     input_text: str | None
     output_text: str | None
     input_embedding: bytes | None
     output_embedding: bytes | None
+
+    @property
+    def created_at(self) -> datetime:
+        return utc(self.stamp)  # for the few rows that need it, not for 100,000
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +87,14 @@ class DriftStore:
         return self._rows(query)
 
     def latest(
-        self, subject: str, rows: int, since: datetime | None, after: datetime | None
+        self,
+        subject: str,
+        rows: int,
+        since: datetime | None,
+        after: tuple[datetime, int] | None,
     ) -> list[SampleRow]:
-        """The subject's most recent samples (at or after `since`, strictly after `after`),
-        oldest first."""
+        """The subject's most recent samples (at or after `since`, after the sample `after`
+        names by time and id), oldest first."""
         query = (
             select(*_SAMPLE_COLUMNS)
             .where(*_window(subject, since, None, after))
@@ -98,9 +106,7 @@ class DriftStore:
     def _rows(self, query: Any) -> list[SampleRow]:
         with self.engine.connect() as connection:
             found = connection.execute(query).all()
-        return [
-            SampleRow(i, utc(at), _values(v), it, ot, ie, oe) for i, at, v, it, ot, ie, oe in found
-        ]
+        return [SampleRow(i, at, _values(v), it, ot, ie, oe) for i, at, v, it, ot, ie, oe in found]
 
     def set_embeddings(self, column: str, vectors: Iterable[tuple[int, bytes]]) -> None:
         target = drift_samples.c[f"{column}_embedding"]
@@ -218,7 +224,10 @@ def _values(raw: Any) -> dict[str, Any]:
 
 
 def _window(
-    subject: str, since: datetime | None, until: datetime | None, after: datetime | None
+    subject: str,
+    since: datetime | None,
+    until: datetime | None,
+    after: tuple[datetime, int] | None,
 ) -> list[Any]:
     c = drift_samples.c
     clauses: list[Any] = [c.subject == subject]
@@ -226,8 +235,9 @@ def _window(
         clauses.append(c.created_at >= since)
     if until is not None:
         clauses.append(c.created_at < until)
-    if after is not None:
-        clauses.append(c.created_at > after)
+    if after is not None:  # in (created_at, id) order, as the samples are read
+        moment, row_id = after
+        clauses.append(or_(c.created_at > moment, and_(c.created_at == moment, c.id > row_id)))
     return [and_(*clauses)]
 
 
