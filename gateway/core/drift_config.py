@@ -120,7 +120,8 @@ class DriftSubjectConfig(_Strict):
     thresholds: dict[TestName, float] | None = None
     drift_share: float | None = Field(default=None, gt=0, le=1)
     small_reference_rows: int | None = Field(default=None, ge=1)
-    max_categorical_values: int | None = Field(default=None, ge=1)
+    # At most 20: a reference keeps value counts up to 20 distinct values (drift/sketch.py).
+    max_categorical_values: int | None = Field(default=None, ge=1, le=20)
     embeddings: bool | None = None
 
     @field_validator("thresholds")
@@ -143,10 +144,17 @@ class DriftWebhook(_Strict):
     """A JSON POST on each change of a subject's verdict, signed with HMAC-SHA256 of the body
     under `secret` (`os.environ/NAME` reads it from the environment)."""
 
-    url: str = Field(pattern=r"^https?://")
+    url: str
     secret: str | None = Field(default=None, min_length=1)
     retries: int = Field(default=3, ge=0, le=10)
     timeout: float = Field(default=5.0, gt=0, le=120)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError(f"must be an http:// or https:// URL, not {value!r}")
+        return value
 
 
 class DriftSection(_Strict):
