@@ -14,6 +14,7 @@ from gateway.cli.common import engine, fail, settings
 
 if TYPE_CHECKING:
     from gateway.drift.monitor import DriftMonitor, Evaluation
+    from gateway.drift.subjects import Subject
 
 drift_app = typer.Typer(
     no_args_is_help=True, help="Drift monitoring: compare sampled traffic with its references."
@@ -42,6 +43,18 @@ def _monitor() -> DriftMonitor:
         fail(str(exc))
     db = engine()
     return Drift.build(section, db, RegistryStore(db), embed).monitor
+
+
+def _evaluate(monitor: DriftMonitor, subject: Subject) -> Evaluation:
+    """One subject compared; a failure (the embedding model cannot load, say) is one line."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return monitor.evaluate(subject)
+    except SQLAlchemyError:
+        raise
+    except Exception as exc:
+        fail(f"comparing {subject.id} failed: {type(exc).__name__}: {exc}")
 
 
 def _line(evaluation: Evaluation) -> str:
@@ -92,9 +105,8 @@ def report(
         evaluations = []
         with item_progress("drift report", len(chosen), "subject") as advance:
             for subject in chosen:
-                evaluation = monitor.evaluate(subject)
-                evaluations.append(evaluation)
-                advance(subject.id, STATES[evaluation.report.state])
+                evaluations.append(_evaluate(monitor, subject))
+                advance(subject.id, STATES[evaluations[-1].report.state])
     except SQLAlchemyError as exc:
         fail(f"cannot read the database: {exc.__class__.__name__}: {exc.args[0]}")
     if html is not None:
