@@ -54,6 +54,7 @@ class Sampler:
         self.interval = interval
         self.queue_limit = queue_limit
         self._draws: dict[tuple[str, str | None, str | None], tuple[float, str]] = {}
+        self._model_rates: dict[str, float] = {}
         self._queue: deque[tuple[Sample, dict[str, Any]]] = deque()
         self._features: deque[dict[str, Any]] = deque()
         self._random = random.random
@@ -93,7 +94,11 @@ class Sampler:
 
     def draws_model(self, subject: subjects.Subject) -> bool:
         """For a classic model's calls (the inference path): whether to keep this one."""
-        rate = resolve(self.section, subject).sample_rate
+        rate = self._model_rates.get(subject.id)
+        if rate is None:
+            if len(self._model_rates) >= RATE_CACHE_LIMIT:
+                self._model_rates.clear()
+            rate = self._model_rates[subject.id] = resolve(self.section, subject).sample_rate
         return rate > 0.0 and self._random() < rate
 
     def keep_features(
