@@ -13,6 +13,7 @@ from gateway.calls.pipeline import Pipeline
 from gateway.core.config import GatewayConfig
 from gateway.core.probes import Probe
 from gateway.core.settings import Settings
+from gateway.drift.service import Drift
 from gateway.evals.store import EvalStore
 from gateway.identity.auth import Authenticator
 from gateway.identity.keys import KeyCache, KeyStore
@@ -83,6 +84,7 @@ class GatewayState:
     registry: RegistryStore
     metrics: Metrics
     calls: Pipeline
+    drift: Drift
     redis: Any = None
     tracing: Tracing | None = None
     # Readiness reports these dependencies when they are configured (api/health.py).
@@ -151,6 +153,9 @@ class GatewayState:
         request_log = RequestLogWriter(engine, settings.data_dir / "spool")
         metrics = Metrics(models=router.names.known())
         tracing = Tracing(settings.otlp_endpoint) if settings.otlp_endpoint else None
+        registry = RegistryStore(engine)
+        drift = Drift.build(config.drift, engine, registry, providers.local.embed_texts)
+        metrics.add_collector(drift.gauges)
         calls = Pipeline(
             router,
             meter,
@@ -159,13 +164,14 @@ class GatewayState:
             renderer,
             CallLog(request_log, metrics, tracing),
             log_bodies=config.gateway.log_bodies,
+            sampler=drift.sampler,
         )
         return cls(
             prompt_store=prompt_store,
             prompts=prompts,
             prompt_renderer=renderer,
             evals=EvalStore(engine),
-            registry=RegistryStore(engine),
+            registry=registry,
             settings=settings,
             config=config,
             deployments=deployments,
@@ -185,6 +191,7 @@ class GatewayState:
             tracing=tracing,
             metrics=metrics,
             calls=calls,
+            drift=drift,
         )
 
     async def start(self) -> None:
@@ -200,6 +207,7 @@ class GatewayState:
         if self.tracing is not None:
             self.tracing.start()
         self.metrics.start()
+        await self.drift.start()
         self.providers.warm(self.deployments, self.settings.preload_embeddings)
 
     async def sync_prompts(self) -> None:
@@ -219,6 +227,7 @@ class GatewayState:
         await self.prompts.aclose()
         await self.key_cache.aclose()
         await self.request_log.close()  # drain: every call already answered gets its row
+        await self.drift.close()  # and its drift sample, when it was drawn
         await self.database_probe.aclose()
         for probe in (self.redis_probe, self.qdrant_probe):
             if probe is not None:

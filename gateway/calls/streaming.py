@@ -25,8 +25,11 @@ async def relay(
     (clients ignore comments)."""
     record, stream = call.record, opened.value
     record.ttft_s = stream.first_event_seconds
+    sample = record.sample
     try:
         async for batch in stream.batches(strip_usage):
+            if sample is not None:  # a call drift monitoring drew: its answer's text
+                sample.observe(batch)
             if stream.done:  # the batch ends with [DONE]
                 _price(pipeline, call, opened)
                 batch.insert(-1, f": x-gateway-cost-usd={record.cost:.10f}\n\n".encode())

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from gateway.cli.admin import costs_app, keys_app
+from gateway.cli.drift import drift_app
 from gateway.cli.evals import eval_app
 from gateway.cli.logs import logs_app
 from gateway.cli.prompts import prompts_app
@@ -35,6 +36,7 @@ app.add_typer(logs_app, name="logs")
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(eval_app, name="eval")
 app.add_typer(registry_app, name="registry")
+app.add_typer(drift_app, name="drift")
 
 
 def fail(message: str, code: int = 2) -> None:
