@@ -26,6 +26,7 @@ from pydantic import (
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from gateway.core.errors import ConfigError
+from gateway.core.index_config import IndexesSection, check_indexes
 from gateway.core.wildcards import first_match, is_wildcard, most_specific_first
 from gateway.core.yamlfile import YamlDocument, format_loc, one_line, validation_problems
 
@@ -203,6 +204,7 @@ class GatewayConfig(BaseModel):
     litellm_settings: dict[str, Any] = Field(default_factory=dict)
     general_settings: dict[str, Any] = Field(default_factory=dict)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
+    indexes: IndexesSection = Field(default_factory=IndexesSection)  # vector index health
 
     @model_validator(mode="after")
     def _fallbacks_name_known_aliases(self) -> GatewayConfig:
@@ -267,6 +269,7 @@ def parse_config(doc: YamlDocument, secrets: bool = True) -> GatewayConfig:
     except ValidationError as exc:
         raise ConfigError(validation_problems(doc, exc, GatewayConfig)) from None
     _check_group_aliases(config, doc)
+    check_indexes(config.indexes, config.routes, config.aliases(), doc)
     if not secrets:
         return config
     # Secrets are resolved after validation so an error never echoes a secret's value.
