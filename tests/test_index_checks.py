@@ -45,11 +45,13 @@ def test_a_healthy_collection_is_ok_on_every_check_the_engine_answers(tmp_path: 
     statuses = {c.name: c.status for c in health.checks}
     assert statuses == {name: "ok" for name in NAMES} | {"status": "not available"}
     status = health.check("status")
-    assert status.reason is not None and "qdrant-edge" in status.reason  # says why, no colour
+    assert status.reason is not None
+    assert "qdrant-edge" in status.reason
     assert health.status == "ok"
     assert health.points == 3000
     recall = health.check("recall")
-    assert recall.value is not None and recall.value >= 0.95
+    assert recall.value is not None
+    assert recall.value >= 0.95
     assert recall.details["source"] == "sampled"
     assert health.check("recall_filtered").details["queries"] == 100
     assert health.check("staleness").value == pytest.approx(0.5, abs=0.5)  # half a day or so
@@ -75,8 +77,11 @@ def _copies(spec: Spec) -> list[tuple[int, np.ndarray[Any, Any], dict[str, Any]]
     vectors = clustered(spec.points, spec.dim, spec.seed)
     noise = np.random.default_rng(3).standard_normal(vectors.shape).astype(np.float32) * 1e-3
     return [
-        (100_000 + i, vectors[i] + noise[i], {"embedding_model": MODEL, "source": source_of(i),
-                                              "updated_at": NOW.isoformat()})
+        (
+            100_000 + i,
+            vectors[i] + noise[i],
+            {"embedding_model": MODEL, "source": source_of(i), "updated_at": NOW.isoformat()},
+        )
         for i in range(0, spec.points, 3)  # a copy of every third point
     ]
 
@@ -87,7 +92,8 @@ def test_wrong_dimension_is_critical_and_only_that(tmp_path: Path) -> None:
     health = check(tmp_path / "dim", spec, dimension=32, queries=None)
     assert faults(health) == {"dimension": "critical"}
     dimension = health.check("dimension")
-    assert dimension.value == 48 and dimension.details["model_dimension"] == 32
+    assert dimension.value == 48
+    assert dimension.details["model_dimension"] == 32
     assert health.status == "critical"
 
 
@@ -110,7 +116,8 @@ def test_zero_vectors_are_caught_by_the_vector_check_only(tmp_path: Path) -> Non
     health = check(tmp_path / "zero", Spec(vector=_zero))
     assert faults(health) == {"vectors": "critical"}
     vectors = health.check("vectors")
-    assert vectors.details["zero_norm"] and vectors.value == pytest.approx(0.05, abs=0.03)
+    assert vectors.details["zero_norm"]
+    assert vectors.value == pytest.approx(0.05, abs=0.03)
 
 
 def test_non_finite_vectors_are_caught_too(tmp_path: Path) -> None:
@@ -150,12 +157,13 @@ def test_orphans_are_caught_by_the_orphan_check_only(tmp_path: Path) -> None:
     health = check(tmp_path / "orphans", spec, sources=listed[: int(len(listed) * 0.9)])
     assert faults(health) == {"orphans": "critical"}
     orphans = health.check("orphans")
-    assert orphans.details["orphan_sources"] == 100 and orphans.value == pytest.approx(0.1)
+    assert orphans.details["orphan_sources"] == 100
+    assert orphans.value == pytest.approx(0.1)
 
 
 def test_sources_without_points_make_the_index_stale(tmp_path: Path) -> None:
     spec = Spec()
-    listed = sorted({source_of(i) for i in range(spec.points)}) + ["doc-new-1", "doc-new-2"]
+    listed = [*sorted({source_of(i) for i in range(spec.points)}), "doc-new-1", "doc-new-2"]
     health = check(tmp_path / "missing", spec, sources=listed)
     assert faults(health) == {"staleness": "warn"}  # 2 of 1002: above 0, below 5%
     assert health.check("staleness").details["missing_sources"] == 2
@@ -165,7 +173,8 @@ def test_an_hnsw_graph_tuned_too_low_is_caught_by_recall_only(tmp_path: Path) ->
     health = check(tmp_path / "low", Spec(m=2, ef_construct=4))
     assert faults(health) == {"recall": "critical"}
     recall = health.check("recall")
-    assert recall.value is not None and recall.value < 0.7
+    assert recall.value is not None
+    assert recall.value < 0.7
     # Filtered queries go through the payload index (a keyword index on `source`): apart.
     assert health.check("recall_filtered").status == "ok"
     curve = {p.hnsw_ef: p.recall for p in health.ef_curve}
@@ -179,7 +188,9 @@ def test_recall_at_the_hnsw_ef_applications_use(tmp_path: Path) -> None:
     low = check_collection(config("ef", hnsw_ef=10), place, prepared(spec), now=NOW)
     high = check_collection(config("ef", hnsw_ef=512), place, prepared(spec), now=NOW)
     low_recall, high_recall = low.check("recall").value, high.check("recall").value
-    assert low_recall is not None and high_recall is not None and low_recall < high_recall
+    assert low_recall is not None
+    assert high_recall is not None
+    assert low_recall < high_recall
     assert high.check("recall").details["hnsw_ef"] == 512
 
 
@@ -217,8 +228,8 @@ def test_adoption_refuses_a_collection_the_model_did_not_make(tmp_path: Path) ->
     try:
         with pytest.raises(AdoptionRefused, match="48 dimensions"):
             adopt(collection, MODEL, MODEL, 32)
+        collection.set_metadata(metadata_entry("other/model", "other", 48))
         with pytest.raises(AdoptionRefused, match="--force"):
-            collection.set_metadata(metadata_entry("other/model", "other", 48))
             adopt(collection, MODEL, MODEL, 48)
         assert adopt(collection, MODEL, MODEL, 48, force=True)["model"] == MODEL
     finally:
@@ -229,7 +240,8 @@ def test_a_missing_collection_says_so_and_how_to_build_the_example(tmp_path: Pat
     place = Place(None, tmp_path / "indexes" / "gateway-docs")
     health = check_collection(config("gateway-docs"), place, prepared(Spec()), now=NOW)
     status = health.check("status")
-    assert status.status == "critical" and health.status == "critical"
+    assert status.status == "critical"
+    assert health.status == "critical"
     assert "does not exist" in status.summary or "no qdrant-edge collection" in status.summary
     assert "gateway index build-example" in status.summary
     assert {c.status for c in health.checks[1:]} == {"not available"}

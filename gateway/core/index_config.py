@@ -90,9 +90,9 @@ class IndexCollection(BaseModel):
     @field_validator("thresholds")
     @classmethod
     def _ordered(cls, value: Thresholds) -> Thresholds:
-        for name, pair in value.items():
+        given: dict[str, Any] = dict(value)
+        for name, (warn, critical) in given.items():
             direction = THRESHOLDS[name][0]
-            warn, critical = pair  # type: ignore[misc]
             if (critical > warn) if direction == "below" else (critical < warn):
                 word = "above" if direction == "below" else "below"
                 raise ValueError(

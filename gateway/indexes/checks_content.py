@@ -4,6 +4,7 @@ near-duplicates, staleness and orphans."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,12 +49,13 @@ def vectors(scene: Scene) -> CheckResult:
     if not sample:
         return unavailable("vectors", "the collection is empty")
     matrix = np.stack([p.vector for p in sample if p.vector is not None])
-    finite = np.isfinite(matrix).all(axis=1)
+    finite: np.ndarray[Any, Any] = np.asarray(np.isfinite(matrix).all(axis=1))
     norms = np.linalg.norm(np.where(np.isfinite(matrix), matrix, 0.0), axis=1)
-    zero = finite & (norms < 1e-6)
+    zero: np.ndarray[Any, Any] = finite & (norms < 1e-6)
     bad = int((~finite).sum() + zero.sum())
     share = bad / len(sample)
-    examples = [str(p.id) for p, f, z in zip(sample, finite, zero, strict=True) if not f or z]
+    broken = (~finite | zero).tolist()
+    examples = [str(p.id) for p, wrong in zip(sample, broken, strict=True) if wrong]
     return CheckResult(
         name="vectors",
         status=scene.grade("bad_vector_share", share),
@@ -86,7 +88,10 @@ def duplicates(scene: Scene) -> CheckResult:
     found = scene.collection.search_many(
         [u.tolist() for _, u in probes], 2, False, DUPLICATE_EF, [{}] * len(probes)
     )
-    neighbours = [next((h.id for h in hits if h.id != pid), None) for (pid, _), hits in zip(probes, found, strict=True)]
+    neighbours = [
+        next((h.id for h in hits if h.id != pid), None)
+        for (pid, _), hits in zip(probes, found, strict=True)
+    ]
     wanted = sorted({n for n in neighbours if n is not None}, key=str)
     stored = {p.id: p.vector for p in scene.collection.retrieve(wanted)} if wanted else {}
     close = []
@@ -174,7 +179,10 @@ def staleness(scene: Scene) -> CheckResult:
                 unit="share",
                 summary=f"{len(missing)} of {len(listed)} sources have no points "
                 f"({scene.bounds('missing_share')})",
-                details={"missing_sources": len(missing), "missing": ", ".join(missing[:5]) or None},
+                details={
+                    "missing_sources": len(missing),
+                    "missing": ", ".join(missing[:5]) or None,
+                },
             )
         )
     if not results:
@@ -191,7 +199,7 @@ def orphans(scene: Scene) -> CheckResult:
         return unavailable("orphans", "set source_field and sources (the live source ids)")
     if scene.prepared.sources_problem:
         return unavailable("orphans", scene.prepared.sources_problem)
-    present = scene.sources or {}
+    present: Counter[str] = scene.sources or Counter()
     live = set(listed)
     gone = {source: n for source, n in present.items() if source not in live}
     orphaned = sum(gone.values())

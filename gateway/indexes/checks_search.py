@@ -50,7 +50,9 @@ def _found_expected(scene: Scene, queries: list[Query], results: list[list[Hit]]
     ids = {h.id for _, hits in judged for h in hits}
     sources = {}
     if field is not None and ids:
-        sources = {p.id: p.payload.get(field) for p in scene.collection.retrieve(sorted(ids, key=str))}
+        sources = {
+            p.id: p.payload.get(field) for p in scene.collection.retrieve(sorted(ids, key=str))
+        }
     found = 0
     for query, hits in judged:
         names = {str(h.id) for h in hits} | {str(sources.get(h.id)) for h in hits}
@@ -98,7 +100,8 @@ def _recall(scene: Scene, filtered: bool) -> CheckResult:
         if filtered and origin == "sampled" and scene.config.source_field is None:
             reason = "no filter to test: set source_field, or give golden queries a `filter`"
         else:
-            reason = f"{len(queries)} {origin} queries{' with a filter' if filtered else ''}; at least {MIN_QUERIES} are needed"
+            which = " with a filter" if filtered else ""
+            reason = f"{len(queries)} {origin} queries{which}; at least {MIN_QUERIES} are needed"
         return unavailable(name, reason)
     ef = scene.config.hnsw_ef
     measured = measure(scene, filtered, ef)

@@ -48,13 +48,18 @@ def indexed(scene: Scene) -> CheckResult:
     share = unindexed / facts.points if facts.points else 0.0
     details = {"points": facts.points, "indexed": facts.indexed, "unindexed": unindexed}
     if unindexed * facts.size * 4 < INDEXING_THRESHOLD_BYTES:
+        rest = (
+            f"; the {unindexed} others are below Qdrant's indexing threshold (10,000 KB) and "
+            f"searched exactly"
+            if unindexed
+            else ""
+        )
         return CheckResult(
             name="indexed",
             status="ok",
             value=share,
             unit="share",
-            summary=f"{facts.indexed} of {facts.points} vectors indexed; the {unindexed} others "
-            f"are below Qdrant's indexing threshold (10,000 KB) and searched exactly",
+            summary=f"{facts.indexed} of {facts.points} vectors indexed{rest}",
             details=details,
         )
     return CheckResult(

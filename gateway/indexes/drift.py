@@ -4,7 +4,8 @@ model still look like what the collection holds?
 Two statistics over the embeddings (unit-normalised), as Evidently computes embedding
 drift: the Euclidean distance between the two means (the headline, graded by the
 `query_drift` thresholds; Evidently's default threshold is 0.2) and the maximum mean
-discrepancy (MMD², RBF kernel, median-distance bandwidth) in the details. Until the drift room's statistics are merged these two small functions stand in.
+discrepancy (MMD², RBF kernel, median-distance bandwidth) in the details. Until the drift
+room's statistics are merged these two small functions stand in.
 
 Where the query embeddings come from is a `QueryEmbeddings`: the drift room records a sample
 of what the embeddings endpoint answered; without one, the check is not available.
@@ -67,8 +68,7 @@ def query_drift(scene: Scene) -> CheckResult:
         return unavailable(
             "query_drift",
             scene.prepared.queries_reason
-            or f"no recent queries recorded for {scene.config.model} (the drift room records "
-            f"them)",
+            or f"no recent queries recorded for {scene.config.model} (the drift room records them)",
         )
     if len(queries) < MIN_QUERIES:
         return unavailable(

@@ -43,7 +43,7 @@ def _filter(where: Where | None = None, has: str | None = None) -> qe.Filter | N
     for key, value in (where or {}).items():
         match = qe.MatchAny(any=list(value)) if isinstance(value, list) else qe.MatchValue(value)
         must.append(qe.FieldCondition(key=key, match=match))
-    must_not = [qe.IsEmptyCondition(key=has)] if has else None
+    must_not: list[Any] | None = [qe.IsEmptyCondition(key=has)] if has else None
     if not must and not must_not:
         return None
     return qe.Filter(must=must or None, must_not=must_not)
@@ -115,15 +115,23 @@ class EdgeCollection:
         graph = {**DEFAULT_HNSW, **(hnsw or {})}
         config = qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=size, distance=qe.Distance.Cosine),
-            hnsw_config=qe.HnswIndexConfig(**graph),
+            hnsw_config=qe.HnswIndexConfig(
+                m=graph["m"],
+                ef_construct=graph["ef_construct"],
+                full_scan_threshold=graph["full_scan_threshold"],
+            ),
         )
         folder.parent.mkdir(parents=True, exist_ok=True)
         try:
             shard = qe.EdgeShard.create(str(folder), config)
             for name in range_fields:
-                shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Datetime))
+                shard.update(
+                    qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Datetime)
+                )
             for name in keyword_fields:
-                shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+                shard.update(
+                    qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword)
+                )
         except Exception as exc:
             raise Unavailable(f"{folder}: qdrant-edge cannot create it: {_problem(exc)}") from None
         created = cls(shard, folder, json.loads((folder / CONFIG_FILE).read_text("utf-8")))

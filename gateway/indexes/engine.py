@@ -169,3 +169,17 @@ def create_collection(
 
     assert place.folder is not None
     return EdgeCollection.create(place.folder, size, metadata, hnsw, range_fields, keyword_fields)
+
+
+def drop_collection(place: Place, name: str) -> None:
+    """Deletes a collection and its data (the example's rebuild; nothing else calls it)."""
+    if place.url is not None:
+        from gateway.indexes.server import ServerCollection
+
+        ServerCollection.drop(place.url, name, place.api_key)
+        return
+    import shutil
+
+    assert place.folder is not None
+    if place.folder.exists():
+        shutil.rmtree(place.folder)

@@ -62,3 +62,24 @@ class IndexesHealth(Answer):
 def worst(statuses: list[Status]) -> Status:
     """The worst of some statuses; "not available" only when nothing else was measured."""
     return max(statuses, key=RANK.__getitem__, default="not available")
+
+
+class SearchRequest(Answer):
+    query: str = Field(min_length=1, max_length=20_000, description="Text to search for.")
+    limit: int = Field(default=5, ge=1, le=100)
+    filter: dict[str, str | int | bool] = Field(
+        default_factory=dict, description="Payload fields the points must equal."
+    )
+
+
+class SearchHit(Answer):
+    id: int | str
+    score: float
+    payload: dict[str, object]
+
+
+class SearchAnswer(Answer):
+    object: Literal["list"] = "list"
+    collection: str
+    model: str = Field(description="The alias that embedded the query.")
+    data: list[SearchHit]

@@ -53,7 +53,7 @@ def _health(
 ) -> CollectionHealth:
     return CollectionHealth(
         name=config.name,
-        engine=engine,  # type: ignore[arg-type]
+        engine=engine,
         location=where,
         model=config.model,
         status=overall or worst([c.status for c in checks]),
@@ -80,7 +80,9 @@ def _not_opened(
         summary=reason,
         reason=None if isinstance(exc, Missing) or place.url else reason,
     )
-    rest = [unavailable(name, f"the collection could not be opened: {reason}") for name in NAMES[1:]]
+    rest = [
+        unavailable(name, "the collection could not be opened (see status)") for name in NAMES[1:]
+    ]
     return _health(config, engine, place.where, [first, *rest], started, now)
 
 

@@ -118,6 +118,4 @@ def _finite(vector: np.ndarray[Any, Any]) -> bool:
 
 
 def unavailable(name: str, reason: str, summary: str | None = None) -> CheckResult:
-    return CheckResult(
-        name=name, status="not available", summary=summary or reason, reason=reason
-    )
+    return CheckResult(name=name, status="not available", summary=summary or reason, reason=reason)

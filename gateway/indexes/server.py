@@ -47,11 +47,13 @@ def _api_key(value: str | None) -> str | None:
 def _filter(where: Where | None = None, has: str | None = None) -> qm.Filter | None:
     must: list[Any] = []
     for key, value in (where or {}).items():
-        match: Any = qm.MatchAny(any=list(value)) if isinstance(value, list) else qm.MatchValue(
-            value=value
+        match: Any = (
+            qm.MatchAny(any=list(value)) if isinstance(value, list) else qm.MatchValue(value=value)
         )
         must.append(qm.FieldCondition(key=key, match=match))
-    must_not: list[Any] | None = [qm.IsEmptyCondition(is_empty=qm.PayloadField(key=has))] if has else None
+    must_not: list[Any] | None = (
+        [qm.IsEmptyCondition(is_empty=qm.PayloadField(key=has))] if has else None
+    )
     if not must and not must_not:
         return None
     return qm.Filter(must=must or None, must_not=must_not)
@@ -127,6 +129,16 @@ class ServerCollection:
             client.close()
             raise Unavailable(f"{url}: cannot create {name!r}: {exc}") from None
         return cls(client, url, name)
+
+    @classmethod
+    def drop(cls, url: str, name: str, api_key: str | None) -> None:
+        client = QdrantClient(url=url, api_key=_api_key(api_key), timeout=TIMEOUT_S)
+        try:
+            client.delete_collection(name)
+        except Exception as exc:
+            raise Unavailable(f"{url}: cannot delete {name!r}: {exc}") from None
+        finally:
+            client.close()
 
     def facts(self) -> Facts:
         info = self._call(self.client.get_collection, self.name)
