@@ -32,6 +32,7 @@ class Spec:
     points: int = 3000
     dim: int = 32
     seed: int = 7
+    model: str = MODEL  # named in each point's payload and recorded in the metadata
     m: int = 16
     ef_construct: int = 100
     optimize: bool = True
@@ -53,9 +54,9 @@ def source_of(index: int) -> str:
     return f"doc-{index // 3}"  # three chunks a document
 
 
-def healthy_payload(index: int) -> dict[str, Any]:
+def healthy_payload(index: int, model: str = MODEL) -> dict[str, Any]:
     return {
-        "embedding_model": MODEL,
+        "embedding_model": model,
         "updated_at": (NOW - timedelta(hours=12 + index % 24)).isoformat(),
         "source": source_of(index),
     }
@@ -80,7 +81,7 @@ def build(folder: Path, spec: Spec) -> np.ndarray[Any, Any]:
     vectors = clustered(spec.points, spec.dim, spec.seed)
     points = []
     for index in range(spec.points):
-        payload = healthy_payload(index)
+        payload = healthy_payload(index, spec.model)
         if spec.payload is not None:
             payload = spec.payload(index, payload)
         vector = vectors[index] if spec.vector is None else spec.vector(index, vectors[index])
@@ -93,7 +94,7 @@ def build(folder: Path, spec: Spec) -> np.ndarray[Any, Any]:
     shard.close()
     collection = EdgeCollection.open(folder)
     try:
-        adopt(collection, MODEL, MODEL, None)
+        adopt(collection, spec.model, spec.model, None)
     finally:
         collection.close()
     return vectors

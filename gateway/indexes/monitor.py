@@ -35,6 +35,8 @@ FIRST_DELAY_S = 30.0  # after start, so a starting gateway's CPU goes to startin
 WORKER_TIMEOUT_S = 600.0
 HEALTH_FOLDER = "index-health"
 LOCK_FILE = "index-checks.lock"
+# The worker imports this very gateway, whatever folder the server started in.
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # (model alias, texts) -> embeddings, through the gateway's embeddings path.
 Embed = Callable[[str, list[str]], Any]
@@ -173,7 +175,8 @@ class IndexMonitor:
         from gateway.indexes.worker import job
 
         payload = json.dumps(job(collection, place, prepared, datetime.now(UTC))).encode()
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        path = os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
