@@ -4,6 +4,7 @@ healthy collection is ok on every check the engine can answer."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -253,9 +254,20 @@ def test_a_shard_another_process_holds_is_not_available_not_critical(tmp_path: P
     holder = EdgeCollection.open(tmp_path / "busy")
     try:
         health = check_collection(
-            config("busy"), Place(None, tmp_path / "busy"), prepared(spec), now=NOW
+            config("busy"), Place(None, tmp_path / "busy"), prepared(spec), now=NOW, busy_wait=0.5
         )
     finally:
         holder.close()
     assert health.status == "not available"
     assert "open in another process" in (health.check("status").reason or "")
+
+
+def test_a_check_waits_for_a_shard_held_for_a_moment(tmp_path: Path) -> None:
+    spec = Spec(points=300)
+    build(tmp_path / "moment", spec)
+    holder = EdgeCollection.open(tmp_path / "moment")
+    threading.Timer(1.0, holder.close).start()  # another process's short check, ending
+    health = check_collection(
+        config("moment"), Place(None, tmp_path / "moment"), prepared(spec), now=NOW, busy_wait=30
+    )
+    assert health.status == "ok"

@@ -30,6 +30,7 @@ from gateway.core.yamlfile import (
     validation_problems,
 )
 from gateway.evals.assertions import KNOWN_TYPES, AssertionSpec
+from gateway.evals.retrieval import RetrieveSpec
 
 # Datasets are parsed by C code (json, csv) and can be larger than YAML files; a 100 MB file
 # is still refused before it is read.
@@ -113,6 +114,8 @@ class SuiteSpec(BaseModel):
     judge: str | None = None  # model alias for llm-rubric assertions
     embedding_model: str = "local/all-MiniLM-L6-v2"  # for `similar` assertions
     options: dict[str, Any] = Field(default_factory=dict)  # sent with every call
+    # Search a collection for each case before it is asked (gateway/evals/retrieval.py).
+    retrieve: RetrieveSpec | None = None
 
     @field_validator("target", "baseline")
     @classmethod

@@ -21,6 +21,7 @@ import qdrant_edge as qe
 
 from gateway.indexes.engine import (
     METADATA_KEY,
+    Busy,
     Facts,
     Hit,
     Missing,
@@ -91,7 +92,7 @@ class EdgeCollection:
         except Exception as exc:  # the engine's boundary: its errors carry no types
             text = _problem(exc)
             if "WouldBlock" in text or "lock" in text.lower():
-                raise Unavailable(
+                raise Busy(
                     f"{folder} is open in another process (a gateway's background check, a "
                     f"build, or an application holding the shard); try again when it is done"
                 ) from None

@@ -30,6 +30,10 @@ class Missing(Unavailable):
     """The collection does not exist (yet)."""
 
 
+class Busy(Unavailable):
+    """Another process holds the collection for now (a qdrant-edge shard opens in one)."""
+
+
 @dataclass(slots=True)
 class Stored:
     id: PointId

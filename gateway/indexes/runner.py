@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from gateway.core.index_config import IndexCollection
 from gateway.indexes import checks_content, checks_search, checks_state, drift
-from gateway.indexes.engine import Missing, Place, Unavailable, open_collection
+from gateway.indexes.engine import Busy, Collection, Missing, Place, Unavailable, open_collection
 from gateway.indexes.models import CheckResult, CollectionHealth, Status, worst
 from gateway.indexes.scene import Prepared, Scene, unavailable
 
@@ -39,6 +39,7 @@ STEPS = len(CHECKS) + 1  # and the recall/latency curve per hnsw_ef
 EXAMPLE_HINT = {"gateway-docs": "`gateway index build-example` builds it"}
 
 Progress = Callable[[str], None]
+BUSY_WAIT_S = 15.0  # a check of 100,000 points takes ~5 s
 
 
 def _health(
@@ -86,16 +87,29 @@ def _not_opened(
     return _health(config, engine, place.where, [first, *rest], started, now)
 
 
+def _open(place: Place, name: str, wait: float = BUSY_WAIT_S) -> Collection:
+    """Opens the collection, waiting a while for another process's check or build to end."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return open_collection(place, name)
+        except Busy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def check_collection(
     config: IndexCollection,
     place: Place,
     prepared: Prepared,
     now: datetime | None = None,
     on_step: Progress | None = None,
+    busy_wait: float = BUSY_WAIT_S,
 ) -> CollectionHealth:
     started, now = time.perf_counter(), now or datetime.now(UTC)
     try:
-        collection = open_collection(place, config.name)
+        collection = _open(place, config.name, busy_wait)
     except Unavailable as exc:
         return _not_opened(config, place, exc, started, now)
     try:
