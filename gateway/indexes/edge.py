@@ -50,6 +50,11 @@ def _filter(where: Where | None = None, has: str | None = None) -> qe.Filter | N
     return qe.Filter(must=must or None, must_not=must_not)
 
 
+def _id(raw: Any) -> PointId:
+    """Point ids as ints or text: the engine hands UUIDs back as uuid.UUID objects."""
+    return raw if isinstance(raw, int) else str(raw)
+
+
 def _problem(exc: Exception) -> str:
     return " ".join(str(exc).split())[:300]
 
@@ -175,7 +180,8 @@ class EdgeCollection:
             with_payload=True,
         )
         return [
-            Stored(p.id, self._vector(p.vector), p.payload or {}) for p in self.shard.query(request)
+            Stored(_id(p.id), self._vector(p.vector), p.payload or {})
+            for p in self.shard.query(request)
         ]
 
     def _request(
@@ -195,7 +201,7 @@ class EdgeCollection:
         self, vector: Sequence[float], limit: int, exact: bool, hnsw_ef: int | None, where: Where
     ) -> list[Hit]:
         found = self.shard.query(self._request(vector, limit, exact, hnsw_ef, where))
-        return [Hit(p.id, p.score) for p in found]
+        return [Hit(_id(p.id), p.score) for p in found]
 
     def search_many(
         self,
@@ -211,11 +217,11 @@ class EdgeCollection:
             self._request(v, limit, exact, hnsw_ef, w) for v, w in zip(vectors, where, strict=True)
         ]
         found = self.shard.query_batch(qe.QueryBatchRequest(requests))
-        return [[Hit(p.id, p.score) for p in hits] for hits in found]
+        return [[Hit(_id(p.id), p.score) for p in hits] for hits in found]
 
     def retrieve(self, ids: Sequence[PointId]) -> list[Stored]:
         records = self.shard.retrieve(list(ids), True, True)
-        return [Stored(r.id, self._vector(r.vector), r.payload or {}) for r in records]
+        return [Stored(_id(r.id), self._vector(r.vector), r.payload or {}) for r in records]
 
     def count(self, where: Where | None = None, has: str | None = None) -> int:
         total: int = self.shard.count(qe.CountRequest(filter=_filter(where, has), exact=True))
