@@ -43,6 +43,7 @@ from gateway.providers import Deployment, Providers, Reply, Usage, build_deploym
 from gateway.routing.router import Routed, Router
 from tests.conftest import MASTER_KEY, GatewayFactory, sdk
 from tests.fakes.upstream import FakeUpstream, ReceivedRequest
+from tests.index_config_checks import INDEX_CHECKS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 UNUSED_HEADING = "### Keys accepted and not used"
@@ -639,6 +640,8 @@ CHECKS: dict[str, Check] = {
     "gateway.log_bodies": log_bodies,
     "gateway.max_response_bytes": max_response_bytes,
 }
+
+CHECKS.update(INDEX_CHECKS)  # the indexes: section's keys (tests/index_config_checks.py)
 
 # These import litellm (about 3 s, once per session).
 THROUGH_LITELLM = {
