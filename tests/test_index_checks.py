@@ -4,6 +4,7 @@ healthy collection is ok on every check the engine can answer."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -271,3 +272,38 @@ def test_a_check_waits_for_a_shard_held_for_a_moment(tmp_path: Path) -> None:
         config("moment"), Place(None, tmp_path / "moment"), prepared(spec), now=NOW, busy_wait=30
     )
     assert health.status == "ok"
+
+
+def test_a_broken_golden_file_is_named_with_its_line(tmp_path: Path) -> None:
+    from gateway.core.config import GatewayConfig
+    from gateway.indexes.prepare import Preparer
+
+    (tmp_path / "golden.jsonl").write_text('{"query": "fine"}\n{"query": \n')
+    chosen = config("golden", golden_queries="golden.jsonl")
+    preparer = Preparer(GatewayConfig(), tmp_path, embed=None)
+    prepared_now = asyncio.run(preparer.prepare(chosen))
+    assert prepared_now.golden_problem == f"{tmp_path}/golden.jsonl:2: not JSON: Expecting value"
+    assert prepared_now.dimension_reason is not None
+    assert prepared_now.dimension_reason.startswith("no embeddings path")
+
+
+def test_thresholds_in_the_wrong_order_are_a_config_error(tmp_path: Path) -> None:
+    from gateway.core.config import load_config
+    from gateway.core.errors import ConfigError
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "model_list:\n"
+        "  - model_name: embed\n"
+        "    litellm_params: {model: local/all-MiniLM-L6-v2}\n"
+        "indexes:\n"
+        "  collections:\n"
+        "    - name: docs\n"
+        "      model: embed\n"
+        "      thresholds: {recall: [0.7, 0.9]}\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}:8: indexes.collections[0].thresholds")
+    assert "recall is bad below its thresholds" in message
