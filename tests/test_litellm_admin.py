@@ -453,7 +453,7 @@ def test_model_info_and_model_groups(gateway: GatewayFactory, upstream: FakeUpst
 
 
 def test_health_from_the_routers_cooldowns(gateway: GatewayFactory, upstream: FakeUpstream) -> None:
-    base = gateway(models(upstream, allowed_fails=1, cooldown_time=60, num_retries=0))
+    base = gateway(models(upstream, allowed_fails=0, cooldown_time=60, num_retries=0))
     live = httpx.get(f"{base}/health/liveliness")
     assert (live.status_code, live.json()) == (200, "I'm alive!")
     assert httpx.get(f"{base}/health/liveness").json() == "I'm alive!"

@@ -21,6 +21,7 @@ from gateway.api.edge import Edge
 from gateway.api.litellm_admin import routes as litellm_admin
 from gateway.core.config import load_config
 from gateway.core.errors import GatewayError, NotFound, error_response
+from gateway.core.general_settings import settings_from_config
 from gateway.core.settings import Settings
 from gateway.identity.auth import resolve_master_key
 from gateway.state import GatewayState
@@ -118,6 +119,10 @@ def _text_json_named_as_fastapi_knows_it(scope: Scope) -> Scope:
 def create_app(settings: Settings | None = None, *, freeze_after_start: bool = False) -> FastAPI:
     settings = settings or Settings()
     config = load_config(settings.config)
+    settings = settings_from_config(settings, config)  # general_settings.master_key, ...
+    # What a LiteLLM user's file asks for and the gateway does not do as LiteLLM would.
+    config.report.log(logging.getLogger("gateway.config"))
+    config.report.environment.export()
     state = GatewayState.build(settings, config, resolve_master_key(settings))
 
     @asynccontextmanager

@@ -21,13 +21,14 @@ from gateway.calls.token_cap import cap_callers_fields, cap_for_deployment
 from gateway.calls.usage import reply_usage
 from gateway.core.errors import GatewayError
 from gateway.identity.auth import Caller
-from gateway.metering.meter import Admission, Meter
+from gateway.metering.meter import Admission, Meter, prompt_tokens_sent
 from gateway.metering.prices import PriceTable
 from gateway.observability.call_log import CallLog
 from gateway.observability.redact import redacted_body, redacted_json
 from gateway.observability.traces import AttemptSpan
-from gateway.prompts.calling import PromptRef, apply_prompt
+from gateway.prompts.calling import PromptRef, apply_prompt, history_of
 from gateway.prompts.catalog import PromptCatalog
+from gateway.prompts.context import auth_data
 from gateway.prompts.render import PromptRenderer
 from gateway.providers import Deployment, Provider, Reply, Stream, Usage
 from gateway.routing.router import Routed, Router, Send
@@ -52,6 +53,24 @@ class Call:
     # the budget's cap, when the caller set no limit of its own.
     cap_per_attempt: int | None = None
     tags: list[str] | None = None  # for tag-based routing, when it is on
+
+
+def _rendered_chars(messages: list[dict[str, Any]], history: list[dict[str, Any]]) -> int:
+    theirs = {id(m) for m in history}
+    return sum(len(str(m.get("content", ""))) for m in messages if id(m) not in theirs)
+
+
+def caller_auth(caller: Caller) -> dict[str, Any]:
+    """What a prompt's template reads as `@auth`: the caller's key and team."""
+    key, team = caller.key, caller.team
+    team_id = team.id if team is not None else key.team if key is not None else None
+    return auth_data(
+        caller.key_id,
+        key.name if key is not None else None,
+        key.metadata if key is not None else None,
+        team_id,
+        team.metadata if team is not None else None,
+    )
 
 
 async def _chat(provider: Provider, deployment: Deployment, call: Call) -> Reply:
@@ -126,9 +145,13 @@ class Pipeline:
         call.caller.check_prompt(ref.name)
         prompt = self.prompts.resolve(ref.name, ref.label, ref.version, ref.user)
         call.record.prompt_name, call.record.prompt_version = prompt.name, prompt.version
-        messages = await self.renderer.render(prompt, ref.variables)
-        # Rendered text counts toward the worst-case token estimate like the caller's own.
-        call.size += sum(len(str(m.get("content", ""))) for m in messages)
+        history = history_of(call.body)
+        caller = call.caller
+        auth = caller_auth(caller) if "auth" in prompt.data_names else None
+        messages = await self.renderer.render(prompt, ref.variables, ref.context, history, auth)
+        # Rendered text counts toward the worst-case token estimate like the caller's own
+        # (whose messages, placed among the rendered ones as they came, the body counted).
+        call.size += _rendered_chars(messages, history)
         call.body = apply_prompt(call.body, prompt, messages)
 
     async def attempting(self, deployment: Deployment, call: Call) -> None:
@@ -166,8 +189,11 @@ class Pipeline:
                 record.attempt_log.append(attempt)
 
     async def _route(self, call: Call, send: Send[Call, Any]) -> Routed[Any]:
+        router = self.router
+        # An estimate, for the router's pre-call context check and usage-based routing.
+        prompt = prompt_tokens_sent(call.body) if router.needs_prompt_tokens else 0
         try:
-            routed = await self.router.call(call.chain, send, call, self, call.tags)
+            routed = await router.call(call.chain, send, call, self, prompt, call.tags)
         except BaseException:
             await self.settle(call)  # nothing was priced: gives the whole reservation back
             raise
@@ -188,7 +214,7 @@ class Pipeline:
             call.record.estimated = True
         if call.logs_bodies:
             call.record.response_body = redacted_body(reply.body)
-        self.price(call, routed.deployment, usage)
+        self.price(call, routed.deployment, usage, routed.upstream_seconds)
         await self.settle(call)
         return routed
 
@@ -198,10 +224,16 @@ class Pipeline:
         routed: Routed[Stream] = await self._route(call, _open_stream)
         return routed
 
-    def price(self, call: Call, deployment: Deployment, usage: Usage | None) -> None:
+    def price(
+        self, call: Call, deployment: Deployment, usage: Usage | None, seconds: float = 0.0
+    ) -> None:
+        """The call's cost from its usage (and its seconds upstream, for a deployment priced
+        per second)."""
         record = call.record
         record.usage = usage
-        record.cost = self.prices.cost(deployment, usage)
+        record.cost = self.prices.cost(deployment, usage, seconds)
+        if usage is not None and self.router.counts_usage:
+            self.router.used(deployment, usage.prompt_tokens + usage.completion_tokens)
 
     async def settle(self, call: Call) -> None:
         """Settles the reservation to what the record says the call cost: zero when no answer

@@ -20,7 +20,7 @@ from gateway.api.litellm_admin.models import (
 from gateway.core.errors import BadRequest, ModelNotFound
 from gateway.identity.auth import Caller
 from gateway.providers import Deployment
-from gateway.routing.router import DeploymentState
+from gateway.routing.health import DeploymentState
 from gateway.state import GatewayState
 
 
