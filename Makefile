@@ -71,8 +71,11 @@ format: install
 
 # The project's own eval suites, against the deterministic local/echo model: a prompt edit
 # that breaks a suite fails CI. Every suite runs through one gateway; the exit code is the
-# worst, and one JUnit file (a <testsuite> per suite) lands in .gateway/reports/.
+# worst, and one JUnit file (a <testsuite> per suite) lands in .gateway/reports/. The
+# retrieval suite (docs-rag) searches the example collection of the project's docs: built
+# first (~30 s with the bundled model), and only again when the docs change.
 evals: install
+	$(BIN)/gateway index build-example
 	$(BIN)/gateway eval run evals/ --junit .gateway/reports/evals.junit.xml
 
 # `make bench`: all features on, one worker, then 1 vs 2 workers under a CPU quota of half a core

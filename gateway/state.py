@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
 
+from gateway.calls.internal import CHECKS_CALLER, embed
 from gateway.calls.pipeline import Pipeline
 from gateway.core.config import GatewayConfig
 from gateway.core.probes import Probe
@@ -17,6 +19,8 @@ from gateway.drift.service import Drift
 from gateway.evals.store import EvalStore
 from gateway.identity.auth import Authenticator
 from gateway.identity.keys import KeyCache, KeyStore
+from gateway.indexes.models import CollectionHealth
+from gateway.indexes.monitor import IndexMonitor
 from gateway.metering.budgets import MemoryBudgetLedger, RedisBudgetLedger
 from gateway.metering.limits import MemoryRateLimiter, RedisRateLimiter
 from gateway.metering.meter import Meter
@@ -85,6 +89,7 @@ class GatewayState:
     metrics: Metrics
     calls: Pipeline
     drift: Drift
+    indexes: IndexMonitor
     redis: Any = None
     tracing: Tracing | None = None
     # Readiness reports these dependencies when they are configured (api/health.py).
@@ -166,7 +171,16 @@ class GatewayState:
             log_bodies=config.gateway.log_bodies,
             sampler=drift.sampler,
         )
+        indexes = IndexMonitor(
+            config,
+            settings.config.parent,
+            settings.data_dir,
+            settings.qdrant_url,
+            embed=lambda alias, texts: embed(calls, CHECKS_CALLER, alias, texts),
+            on_health=lambda health: _gauges(metrics, health),
+        )
         return cls(
+            indexes=indexes,
             prompt_store=prompt_store,
             prompts=prompts,
             prompt_renderer=renderer,
@@ -209,6 +223,8 @@ class GatewayState:
         self.metrics.start()
         await self.drift.start()
         self.providers.warm(self.deployments, self.settings.preload_embeddings)
+        if self.settings.index_checks:
+            self.indexes.start()  # periodic, each in a worker process
 
     async def sync_prompts(self) -> None:
         """Registers new versions from the working tree; a broken file is reported, and the
@@ -224,6 +240,7 @@ class GatewayState:
             log.info("prompt %s: latest %s -> %s (%s)", name, old, version, REVERTED)
 
     async def stop(self) -> None:
+        await self.indexes.aclose()
         await self.prompts.aclose()
         await self.key_cache.aclose()
         await self.request_log.close()  # drain: every call already answered gets its row
@@ -240,3 +257,9 @@ class GatewayState:
         if self.redis is not None:
             await self.redis.aclose()
         self.engine.dispose()
+
+
+def _gauges(metrics: Metrics, health: CollectionHealth) -> None:
+    checks = [(c.name, c.status, c.value) for c in health.checks]
+    checked = datetime.fromisoformat(health.checked_at).timestamp()
+    metrics.index.record(health.name, health.status, checks, health.seconds, checked)

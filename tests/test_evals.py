@@ -293,7 +293,7 @@ def test_shipped_suites_are_valid() -> None:
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
-    assert len(suites) == 3
+    assert len(suites) == 4
 
 
 def test_published_suite_schema_is_current() -> None:

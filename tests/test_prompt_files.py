@@ -54,7 +54,7 @@ def renderer() -> PromptRenderer:
 def test_shipped_prompts_parse() -> None:
     files, errors = scan(PROMPTS)
     assert errors == []
-    assert [f.name for f in files] == ["rag-answer", "summarize", "support-triage"]
+    assert [f.name for f in files] == ["docs-answer", "rag-answer", "summarize", "support-triage"]
     for prompt in files:
         assert prompt.model == "local/echo"
         assert prompt.text.startswith("---\n# yaml-language-server: $schema=../schemas/")

@@ -18,6 +18,7 @@ from gateway.api import (
     admin,
     evals,
     health,
+    indexes,
     logs,
     monitoring,
     openai,
@@ -173,6 +174,7 @@ def create_app(settings: Settings | None = None, *, freeze_after_start: bool = F
     app.include_router(evals.router)
     app.include_router(registry.router)
     app.include_router(monitoring.router)
+    app.include_router(indexes.router)
     app.include_router(litellm_admin.router)  # LiteLLM's admin routes, for its scripts
     max_body = config.gateway.max_body_bytes or settings.max_body_bytes
     app.edge = Edge(app.serve_with_fastapi, state, max_body_bytes=max_body)

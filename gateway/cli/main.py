@@ -13,6 +13,7 @@ import typer
 from gateway.cli.admin import costs_app, keys_app
 from gateway.cli.drift import drift_app
 from gateway.cli.evals import eval_app
+from gateway.cli.indexes import index_app
 from gateway.cli.logs import logs_app
 from gateway.cli.prompts import prompts_app
 from gateway.cli.registry import registry_app
@@ -37,6 +38,7 @@ app.add_typer(prompts_app, name="prompts")
 app.add_typer(eval_app, name="eval")
 app.add_typer(registry_app, name="registry")
 app.add_typer(drift_app, name="drift")
+app.add_typer(index_app, name="index")
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -101,3 +101,39 @@ def item_progress(
         print(f"[{done}/{total}] {name} {outcome}", file=stream, flush=True)
 
     yield line
+
+
+@contextlib.contextmanager
+def step_progress(
+    label: str, total: int, stream: TextIO | None = None
+) -> Iterator[Callable[[str], None]]:
+    """Yields the callback that reports one finished step of `total` (by its name)."""
+    stream = stream or sys.stderr
+    if not on_terminal(stream):
+        print(f"{label}: {plural(total, 'step')}", file=stream, flush=True)
+        done = 0
+
+        def line(step: str) -> None:
+            nonlocal done
+            done += 1
+            print(f"[{done}/{total}] {step}", file=stream, flush=True)
+
+        yield line
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[step]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(file=stream), transient=True) as progress:
+        task = progress.add_task(label, total=total, step="")
+
+        def advance(step: str) -> None:
+            progress.update(task, advance=1, step=step)
+
+        yield advance

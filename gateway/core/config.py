@@ -32,6 +32,7 @@ from gateway.core.drift_config import DriftSection
 from gateway.core.errors import ConfigError
 from gateway.core.file_env import ENV_PREFIX, FileEnvironment, missing_variable, referenced, resolve
 from gateway.core.includes import read_config
+from gateway.core.index_config import IndexesSection, check_indexes
 from gateway.core.litellm_keys import (
     LITELLM_ONLY_PARAMS,
     MODEL_INFO_KEYS,
@@ -428,6 +429,7 @@ class GatewayConfig(BaseModel):
     gateway: GatewaySection = Field(default_factory=GatewaySection)
     # Drift monitoring (gateway/core/drift_config.py): sampling, references, tests, webhook.
     drift: DriftSection = Field(default_factory=DriftSection)
+    indexes: IndexesSection = Field(default_factory=IndexesSection)  # vector index health
 
     @model_validator(mode="after")
     def _litellm_reliability(self) -> GatewayConfig:
@@ -640,6 +642,7 @@ def parse_config(doc: YamlDocument, secrets: bool = True) -> GatewayConfig:
         ]
         raise ConfigError("\n".join(lines)) from None
     _check_group_aliases(config, doc)
+    check_indexes(config.indexes, config.routes, config.aliases(), doc)
     report = config.report
     report.notes = notes
     if not secrets:

@@ -49,3 +49,6 @@ class Settings(BaseSettings):
     # One structured line per HTTP request on the `gateway.access` logger (method, path,
     # status, ms, request id, key id; never bodies, queries or keys).
     access_log: bool = False
+    # Run the config's periodic vector index checks in this process (indexes.interval);
+    # in-process gateways of CLI commands turn them off.
+    index_checks: bool = True

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import orjson
 
+from gateway.evals.retrieval import with_retrieved
 from gateway.evals.scoring import Judged, Status, judge_case
 from gateway.evals.scripts import ScriptProblem, run_transform
 from gateway.evals.suite import CaseSpec, Suite, Target
@@ -227,6 +228,14 @@ class GatewayClient:
             raise TargetError(f"embeddings {alias}: {_message(response)}")
         return [item["embedding"] for item in response.json()["data"]]
 
+    async def search(self, collection: str, text: str, limit: int) -> list[dict[str, Any]]:
+        body = {"query": text, "limit": limit}
+        response = await self._post(f"/v1/indexes/{collection}/search", body)
+        if response.status_code != 200:
+            raise TargetError(f"retrieval from {collection}: {_message(response)}")
+        hits: list[dict[str, Any]] = response.json()["data"]
+        return hits
+
     async def store_run(self, record: dict[str, Any]) -> str | None:
         response = await self._post("/v1/evals/runs", record)
         if response.status_code != 200:
@@ -346,6 +355,12 @@ async def run_suite(
 
     async def judged(case: CaseSpec, repeat: int) -> CaseResult:
         case_id = str(case.id) + (f"#{repeat + 1}" if suite.spec.repeat > 1 else "")
+        if suite.spec.retrieve is not None:  # before the cache key: it depends on what is found
+            try:
+                case = await with_retrieved(suite.spec.retrieve, case, client)
+            except TargetError as exc:
+                error = str(exc)
+                return CaseResult(case_id, case.vars, "ERROR", 0.0, None, None, None, False, error)
         key = cache.key(resolved.version, case, options, repeat)
         async with gate:
             answer = cache.get(key)

@@ -21,6 +21,7 @@ from gateway.core.yamlfile import YamlDocument, format_loc, one_line, validation
 from gateway.evals.assertions import ALIASES, KNOWN_TYPES, AssertionSpec
 from gateway.evals.cases import prepare_all
 from gateway.evals.datasets import read_dataset
+from gateway.evals.retrieval import RetrieveSpec
 from gateway.evals.scripts import script_problem
 
 TARGET = re.compile(r"^(prompt|model|registry):([^@\s]+)(?:@([^@\s]+))?$")
@@ -134,6 +135,8 @@ class SuiteSpec(BaseModel):
     judge: str | None = None  # model alias for llm-rubric assertions
     embedding_model: str = "local/all-MiniLM-L6-v2"  # for `similar` assertions
     options: dict[str, Any] = Field(default_factory=dict)  # sent with every call
+    # Search a collection for each case before it is asked (gateway/evals/retrieval.py).
+    retrieve: RetrieveSpec | None = None
 
     @field_validator("target", "baseline")
     @classmethod

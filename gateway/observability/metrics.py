@@ -10,12 +10,13 @@ and a scrape of any worker sums them all (prometheus_client's multiprocess mode)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections import defaultdict, deque
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -102,6 +103,7 @@ class Metrics:
             ["prompt", "version", "status"],
             registry=registry,
         )
+        self.index = IndexGauges(registry)
         self._queue: deque[dict[str, Any]] = deque(maxlen=MAX_QUEUED)
         self._children: dict[tuple[Histogram, tuple[str, ...]], Histogram] = {}
         self._task: asyncio.Task[None] | None = None
@@ -174,3 +176,68 @@ class Metrics:
         await stop_task(self._task)
         self._task = None
         self.drain()
+
+
+# Index health as numbers: ok 0, warn 1, critical 2, not available -1.
+STATUS_VALUES = {"ok": 0, "warn": 1, "critical": 2, "not available": -1}
+
+
+class IndexGauges:
+    """The latest health check of each configured vector collection (gateway/indexes/)."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        # With several workers the one that ran the latest check has the latest value.
+        self.status = Gauge(
+            "gateway_index_status",
+            "A collection's health: 0 ok, 1 warn, 2 critical, -1 not available.",
+            ["collection"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.check_status = Gauge(
+            "gateway_index_check_status",
+            "One check of a collection: 0 ok, 1 warn, 2 critical, -1 not available.",
+            ["collection", "check"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.check_value = Gauge(
+            "gateway_index_check_value",
+            "What a check measured (recall, p95 ms, shares, days: its unit in the API answer).",
+            ["collection", "check"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.seconds = Gauge(
+            "gateway_index_check_seconds",
+            "How long the collection's latest full check took.",
+            ["collection"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.checked = Gauge(
+            "gateway_index_checked_timestamp_seconds",
+            "When the collection was last checked (Unix time).",
+            ["collection"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+
+    def record(
+        self,
+        collection: str,
+        status: str,
+        checks: Sequence[tuple[str, str, float | None]],
+        seconds: float,
+        checked_at: float,
+    ) -> None:
+        self.status.labels(collection).set(STATUS_VALUES[status])
+        for name, check_status, value in checks:
+            self.check_status.labels(collection, name).set(STATUS_VALUES[check_status])
+            if value is not None:
+                self.check_value.labels(collection, name).set(value)
+            else:  # not measured this time: no stale value left behind
+                with contextlib.suppress(KeyError):
+                    self.check_value.remove(collection, name)
+        self.seconds.labels(collection).set(seconds)
+        self.checked.labels(collection).set(checked_at)

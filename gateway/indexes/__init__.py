@@ -1,0 +1,1 @@
+"""Vector collections the gateway watches: health checks, adoption, search, the example."""
