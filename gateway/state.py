@@ -24,6 +24,7 @@ from gateway.metering.stores import LocalMeterStore, MeterStore
 from gateway.observability.call_log import CallLog
 from gateway.observability.metrics import Metrics
 from gateway.observability.request_log import RequestLogWriter, record_price_version
+from gateway.observability.samples import PredictionSamples
 from gateway.observability.spend import seed_budgets
 from gateway.observability.traces import Tracing
 from gateway.prompts.catalog import PromptCatalog
@@ -31,6 +32,8 @@ from gateway.prompts.render import PromptRenderer
 from gateway.prompts.served import ServedModels
 from gateway.prompts.store import REVERTED, PromptStore
 from gateway.providers import Deployment, Providers, build_deployments
+from gateway.providers.classic import is_classic
+from gateway.registry.served import ServedVersions
 from gateway.registry.store import RegistryStore
 from gateway.routing.router import Router
 from gateway.store.db import database_url, make_engine, migrate
@@ -62,18 +65,24 @@ class GatewayState:
     registry: RegistryStore
     metrics: Metrics
     calls: Pipeline
+    classic_versions: ServedVersions  # registry versions served in process (/v2 infer)
+    classic_aliases: frozenset[str]  # aliases of classic models (not listed in /v1/models)
+    samples: PredictionSamples
     redis: Any = None
     tracing: Tracing | None = None
 
     @classmethod
     def build(cls, settings: Settings, config: GatewayConfig, master_key: str) -> GatewayState:
         deployments = build_deployments(config)
-        providers = Providers(config)
-        router = Router(deployments, config.router_settings, providers)
-        prices = PriceTable.for_deployments(deployments)
         engine = make_engine(
             database_url(settings.database_url, settings.data_dir), settings.database_timeout
         )
+        registry = RegistryStore(engine)
+        served = {d.upstream_model for d in deployments if d.provider == "registry"}
+        classic_versions = ServedVersions(registry, served)
+        providers = Providers(config, classic_versions)
+        router = Router(deployments, config.router_settings, providers)
+        prices = PriceTable.for_deployments(deployments)
         keys = KeyStore(engine)
         key_cache = KeyCache(keys)
         store: MeterStore
@@ -116,6 +125,7 @@ class GatewayState:
         request_log = RequestLogWriter(engine, settings.data_dir / "spool")
         metrics = Metrics(models=router.aliases())
         tracing = Tracing(settings.otlp_endpoint) if settings.otlp_endpoint else None
+        samples = PredictionSamples(engine, config.gateway.prediction_sample_rate)
         calls = Pipeline(
             router,
             meter,
@@ -124,13 +134,17 @@ class GatewayState:
             renderer,
             CallLog(request_log, metrics, tracing),
             log_bodies=config.gateway.log_bodies,
+            samples=samples,
         )
         return cls(
             prompt_store=prompt_store,
             prompts=prompts,
             prompt_renderer=renderer,
             evals=EvalStore(engine),
-            registry=RegistryStore(engine),
+            registry=registry,
+            classic_versions=classic_versions,
+            classic_aliases=frozenset(d.alias for d in deployments if is_classic(d)),
+            samples=samples,
             settings=settings,
             config=config,
             deployments=deployments,
@@ -160,6 +174,8 @@ class GatewayState:
         await self.prompts.start()
         await seed_budgets(self.engine, self.key_cache, self.meter.store.ledger)
         self.request_log.start()
+        self.samples.start()
+        await self.classic_versions.start()
         if self.tracing is not None:
             self.tracing.start()
         self.metrics.start()
@@ -181,7 +197,9 @@ class GatewayState:
     async def stop(self) -> None:
         await self.prompts.aclose()
         await self.key_cache.aclose()
+        await self.classic_versions.aclose()
         await self.request_log.close()  # drain: every call already answered gets its row
+        await self.samples.aclose()
         await self.database_probe.aclose()
         if self.tracing is not None:
             await self.tracing.aclose()  # and its span

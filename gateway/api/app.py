@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api import admin, evals, health, logs, openai, prompts, proxied, registry
+from gateway.api import admin, evals, health, inference, logs, openai, prompts, proxied, registry
 from gateway.api.docs import install_docs
 from gateway.api.edge import Edge
 from gateway.core.config import load_config
@@ -27,10 +27,17 @@ from gateway.store import errors as store_errors
 log = logging.getLogger("gateway")
 
 
+def _render(request: Request, error: GatewayError) -> Response:
+    """The Open Inference Protocol's error shape under /v2, OpenAI's everywhere else."""
+    if request.url.path.startswith("/v2"):
+        return inference.v2_error(error)
+    return error_response(error)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
-        return error_response(exc)
+        return _render(request, exc)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -42,10 +49,10 @@ def install_error_handlers(app: FastAPI) -> None:
                 f"Request body must be a JSON object with Content-Type: application/json "
                 f"(got {content_type}): {first.get('msg', 'invalid body')}"
             )
-            return error_response(BadRequest(message))
+            return _render(request, BadRequest(message))
         message = f"{where}: {first.get('msg', 'invalid request')}"
         param = ".".join(str(p) for p in first.get("loc", ())[1:])  # without body/query/path
-        return error_response(BadRequest(message, param=param or None))
+        return _render(request, BadRequest(message, param=param or None))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -56,11 +63,11 @@ def install_error_handlers(app: FastAPI) -> None:
             error = GatewayError(str(exc.detail))
             error.status = exc.status_code
             error.type = "invalid_request_error"
-        return error_response(error)
+        return _render(request, error)
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(GatewayError("The gateway hit an internal error; it is logged."))
+        return _render(request, GatewayError("The gateway hit an internal error; it is logged."))
 
     async def database_error(request: Request, exc: Exception) -> Response:
         log.warning(
@@ -69,7 +76,7 @@ def install_error_handlers(app: FastAPI) -> None:
             request.url.path,
             store_errors.cause(exc),
         )
-        return error_response(store_errors.unavailable(exc))
+        return _render(request, store_errors.unavailable(exc))
 
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -166,6 +173,7 @@ def create_app(settings: Settings | None = None, *, freeze_after_start: bool = F
     app.include_router(prompts.router)
     app.include_router(evals.router)
     app.include_router(registry.router)
+    app.include_router(inference.router)
     max_body = config.gateway.max_body_bytes or settings.max_body_bytes
     app.edge = Edge(app.serve_with_fastapi, state, max_body_bytes=max_body)
     return app

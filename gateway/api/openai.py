@@ -88,7 +88,11 @@ class Model(Answer):
 @router.get("/models", include_in_schema=False)
 async def list_models(state: StateDep, caller: CallerDep) -> ObjectList[Model]:
     key = caller.key
-    aliases = [a for a in state.router.aliases() if key is None or key.allows_model(a)]
+    aliases = [
+        a
+        for a in state.router.aliases()
+        if (key is None or key.allows_model(a)) and a not in state.classic_aliases
+    ]
     return ObjectList(data=[Model(id=alias) for alias in aliases])
 
 

@@ -16,20 +16,24 @@ from gateway.calls.checks import CHECKS, require_model
 from gateway.calls.record import CallRecord
 from gateway.calls.token_cap import cap_callers_fields, cap_for_deployment
 from gateway.calls.usage import reply_usage
-from gateway.core.errors import GatewayError
+from gateway.classic.serving import ServedVersion
+from gateway.classic.tensors import InferRequest
+from gateway.core.errors import BadRequest, GatewayError, ModelNotFound
 from gateway.identity.auth import Caller
 from gateway.metering.meter import Admission, Meter
 from gateway.metering.prices import PriceTable
 from gateway.observability.call_log import CallLog
 from gateway.observability.redact import redacted_body, redacted_json
+from gateway.observability.samples import PredictionSamples
 from gateway.observability.traces import AttemptSpan
 from gateway.prompts.calling import PromptRef, apply_prompt
 from gateway.prompts.catalog import PromptCatalog
 from gateway.prompts.render import PromptRenderer
 from gateway.providers import Deployment, Provider, Reply, Stream, Usage
+from gateway.providers.classic import ClassicProvider, Prediction, is_classic
 from gateway.routing.router import Routed, Router, Send
 
-Kind = Literal["chat", "embeddings"]
+Kind = Literal["chat", "embeddings", "infer"]
 
 
 @dataclass(slots=True)
@@ -48,6 +52,12 @@ class Call:
     # Completion tokens per choice each attempt must set in the field its deployment takes:
     # the budget's cap, when the caller set no limit of its own.
     cap_per_attempt: int | None = None
+    # Infer calls: the model and version the path names (not the body), the decoded
+    # tensors, and the registry version they were checked against before admission.
+    alias: str | None = None
+    version: str | None = None
+    infer: InferRequest | None = None
+    checked: ServedVersion | None = None
 
 
 async def _chat(provider: Provider, deployment: Deployment, call: Call) -> Reply:
@@ -62,6 +72,15 @@ async def _embeddings(provider: Provider, deployment: Deployment, call: Call) ->
     return await provider.embeddings(deployment, call.body)
 
 
+async def _infer(provider: Provider, deployment: Deployment, call: Call) -> Prediction:
+    if not isinstance(provider, ClassicProvider):  # a fallback to an LLM alias
+        raise BadRequest(
+            f"model {deployment.alias!r} is not a classic model: it cannot answer /v2 infer"
+        )
+    assert call.infer is not None
+    return await provider.infer(deployment, call.infer, call.version, call.checked)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -72,6 +91,7 @@ class Pipeline:
         renderer: PromptRenderer,
         call_log: CallLog,
         log_bodies: bool,
+        samples: PredictionSamples | None = None,
     ) -> None:
         self.router = router
         self.meter = meter
@@ -81,6 +101,7 @@ class Pipeline:
         self.call_log = call_log
         self.log_bodies = log_bodies
         self.traces_attempts = call_log.tracing is not None
+        self.samples = samples
 
     async def admit(self, call: Call) -> None:
         """Checks the call and reserves its worst case against the caller's budgets and rate
@@ -90,8 +111,11 @@ class Pipeline:
         if call.prompt is not None:
             await self._apply_prompt(call)
             body = call.body
-        alias = require_model(body)
+        alias = call.alias or require_model(body)
         record.alias = alias
+        if call.kind == "infer":
+            await self._admit_infer(call, alias)
+            return
         CHECKS[call.kind](body)
         key = caller.key
         allowed = key.allows_model if key is not None and key.models else None
@@ -109,6 +133,35 @@ class Pipeline:
             call.body = body = dict(body)
             if not cap_callers_fields(body, admission.cap.tokens):
                 call.cap_per_attempt = admission.cap.tokens
+
+    async def _admit_infer(self, call: Call, alias: str) -> None:
+        """A classic model's call: the alias must be one (404), the key allowed it (403), the
+        version it names ready (404/503) and the tensors fit its signature (400), before
+        its predictions are reserved against the caller's budgets and limits."""
+        caller, request = call.caller, call.infer
+        assert request is not None
+        key = caller.key
+        allowed = key.allows_model if key is not None and key.models else None
+        call.chain = self.router.chain(alias, allowed)
+        deployments = [state.deployment for state in self.router.states(alias)]
+        if not is_classic(deployments[0]):
+            raise ModelNotFound(
+                f"{alias!r} is not a classic model (it answers /v1/chat/completions or "
+                f"/v1/embeddings); GET /v2/models/NAME describes a classic one",
+                param="model",
+            )
+        caller.check_model(alias)
+        providers = self.router.providers
+        for deployment in deployments:
+            checked = providers.classic.check(deployment, call.version, request)
+            if checked is not None:  # in process: one registry model serves the alias
+                call.checked = checked
+                call.record.model_version = checked.ref
+                break
+        call.logs_bodies = self.log_bodies or (key is not None and key.log_bodies)
+        if call.logs_bodies:
+            call.record.request_body = redacted_json(call.body)
+        call.admission = await self.meter.admit_predictions(caller, call.chain, request.rows)
 
     async def _apply_prompt(self, call: Call) -> None:
         ref = call.prompt
@@ -180,6 +233,28 @@ class Pipeline:
             call.record.response_body = redacted_body(reply.body)
         self.price(call, routed.deployment, usage)
         await self.settle(call)
+        return routed
+
+    async def predict(self, call: Call) -> Routed[Prediction]:
+        """An infer call's predictions, priced per row and settled; a sample of them kept
+        for drift monitoring."""
+        routed: Routed[Prediction] = await self._route(call, _infer)
+        prediction, record = routed.value, call.record
+        record.predictions = prediction.rows
+        record.model_version = prediction.version_ref
+        record.cost = self.prices.prediction_cost(routed.deployment, prediction.rows)
+        await self.settle(call)
+        if self.samples is not None:
+            assert call.infer is not None
+            assert record.alias is not None
+            self.samples.offer(
+                record.request_id,
+                record.alias,
+                record.model_version,
+                prediction.rows,
+                call.infer.inputs,
+                prediction.outputs,
+            )
         return routed
 
     async def open_stream(self, call: Call) -> Routed[Stream]:

@@ -79,6 +79,8 @@ class ModelInfo(BaseModel):
     # rest through litellm; "litellm" forces litellm (e.g. to compare behaviour).
     transport: Literal["auto", "litellm"] = "auto"
     description: str | None = None
+    # Ours, for classic models (/v2 infer): USD per 1,000 rows predicted.
+    cost_per_1k_predictions: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -137,6 +139,9 @@ class GatewaySection(BaseModel):
     # call fails with a 502: an upstream that never stops sending must not take the memory
     # every other call needs. Large embedding batches are the biggest legitimate answers.
     max_response_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    # Share of classic-model calls (/v2 infer) whose inputs and predictions are kept (table
+    # prediction_samples) for drift monitoring, written off the request path.
+    prediction_sample_rate: float = Field(default=0.1, ge=0, le=1)
 
 
 class GatewayConfig(BaseModel):

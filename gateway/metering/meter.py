@@ -186,8 +186,10 @@ class Meter:
         self.default_max_tokens = default_max_tokens
         self.caps = cap_max_tokens_to_budget
         self._worst_price: dict[str, tuple[float, float]] = {}
+        self._row_price: dict[str, float] = {}  # classic models: the dearest per prediction
         for alias, deployments in alias_deployments.items():
             found = [p for p in map(prices.price, deployments) if p is not None]
+            self._row_price[alias] = max((p.prediction for p in found), default=0.0)
             # A cache-read or reasoning rate may exceed the plain one: reserve at the dearest.
             self._worst_price[alias] = (
                 max((max(p.input, p.cached_input or 0.0) for p in found), default=0.0),
@@ -255,6 +257,22 @@ class Meter:
             tokens = prompt + each * n
             return Admission(tokens, admitted.hold, admitted.reservation, admitted.state, cap=cap)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def admit_predictions(self, caller: Caller, aliases: list[str], rows: int) -> Admission:
+        """A classic model's call, priced per row predicted: its cost is known before it
+        runs, at the dearest deployment that may serve it. No tokens: TPM limits ignore it."""
+        budgets, limits = self._budgets(caller), self._limits(caller)
+        price = max((self._row_price.get(a, 0.0) for a in aliases), default=0.0)
+        cost = rows * price if budgets else 0.0
+        try:
+            admitted = await self.store.admit(budgets, cost, limits, 0)
+        except BudgetExceeded as refused:
+            needs = (
+                f"needs up to {format_usd(cost)} ({rows} predictions at "
+                f"{format_usd(price * 1000)} per 1,000)"
+            )
+            raise refused.explained(to_nano(cost), needs) from None
+        return Admission(0, admitted.hold, admitted.reservation, admitted.state)
 
     def _refusal(
         self,

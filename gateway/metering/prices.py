@@ -29,6 +29,7 @@ class Price:
     cached_input: float | None = None
     reasoning_output: float | None = None
     source: str = "none"
+    prediction: float = 0.0  # per row a classic model predicts
 
     def cost(self, usage: Usage) -> float:
         cached = min(usage.cached_tokens, usage.prompt_tokens)
@@ -74,6 +75,7 @@ def _from_config(d: Deployment) -> Price | None:
         d.output_cost_per_token,
         d.cache_read_input_token_cost,
         d.output_cost_per_reasoning_token,
+        d.cost_per_1k_predictions,
     )
     if all(rate is None for rate in rates):
         return None
@@ -83,6 +85,7 @@ def _from_config(d: Deployment) -> Price | None:
         cached_input=d.cache_read_input_token_cost,
         reasoning_output=d.output_cost_per_reasoning_token,
         source="config",
+        prediction=(d.cost_per_1k_predictions or 0.0) / 1000,
     )
 
 
@@ -113,7 +116,7 @@ class PriceTable:
             configured = _from_config(d)
             if configured is not None:
                 prices[d.id] = configured
-            elif d.provider == "local":
+            elif d.provider in ("local", "registry"):  # runs here: free unless priced
                 prices[d.id] = FREE
             else:
                 entry = next(
@@ -137,6 +140,10 @@ class PriceTable:
 
     def price(self, deployment: Deployment) -> Price | None:
         return self._prices.get(deployment.id)
+
+    def prediction_cost(self, deployment: Deployment, rows: int) -> float:
+        price = self._prices.get(deployment.id)
+        return rows * price.prediction if price is not None else 0.0
 
     def cost(self, deployment: Deployment, usage: Usage | None) -> float:
         price = self._prices.get(deployment.id)

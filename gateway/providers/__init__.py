@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from gateway.classic.serving import VersionSource
 from gateway.core.config import GatewayConfig, ModelEntry
 from gateway.providers.base import Deployment, Provider, Reply, Stream, Usage
+from gateway.providers.classic import ClassicProvider, is_classic
 from gateway.providers.litellm_provider import LiteLLMProvider, warm_in_background
 from gateway.providers.local import EMBEDDING_MODELS, LocalProvider
 from gateway.providers.openai_compat import OPENAI_COMPATIBLE_BASES, OpenAICompatibleProvider
@@ -51,6 +53,7 @@ def _deployment(entry: ModelEntry, index: int, config: GatewayConfig) -> Deploym
         output_cost_per_reasoning_token=info.output_cost_per_reasoning_token,
         base_model=info.base_model,
         mode=info.mode or "chat",
+        cost_per_1k_predictions=info.cost_per_1k_predictions,
     )
 
 
@@ -61,10 +64,12 @@ def build_deployments(config: GatewayConfig) -> list[Deployment]:
 class Providers:
     """Picks the implementation for each deployment and owns their connection pools."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, classic: VersionSource | None = None) -> None:
         self.local = LocalProvider()
         self.fast = OpenAICompatibleProvider(config.gateway.max_response_bytes)
         self.litellm = LiteLLMProvider()
+        # Classic models: registry versions in process (from `classic`), remote v2 and MLflow.
+        self.classic = ClassicProvider(classic, config.gateway.max_response_bytes)
         self._forced_litellm = {
             entry.model_info.id or f"{entry.model_name}#{i}"
             for i, entry in enumerate(config.model_list)
@@ -74,6 +79,8 @@ class Providers:
     def for_deployment(self, deployment: Deployment) -> Provider:
         if deployment.provider == "local":
             return self.local
+        if is_classic(deployment):
+            return self.classic
         if (
             deployment.provider in OPENAI_COMPATIBLE_BASES
             and deployment.id not in self._forced_litellm
@@ -94,5 +101,5 @@ class Providers:
         )
 
     async def aclose(self) -> None:
-        for provider in (self.fast, self.local, self.litellm):
+        for provider in (self.fast, self.local, self.litellm, self.classic):
             await provider.aclose()

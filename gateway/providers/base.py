@@ -61,6 +61,7 @@ class Deployment:
     output_cost_per_reasoning_token: float | None = None
     base_model: str | None = None  # the price map's name for it, when its own name is not
     mode: str = "chat"
+    cost_per_1k_predictions: float | None = None  # classic models (/v2 infer)
 
 
 @dataclass(slots=True)
