@@ -541,6 +541,40 @@ def log_bodies(h: Harness) -> None:
     assert "config keys" in row[0]
 
 
+async def cost_per_1k_predictions(h: Harness) -> None:
+    entry = {
+        "model_name": "cf-infer",
+        "litellm_params": {"model": "v2/cf-model", "api_base": h.upstream.url},
+        "model_info": {"cost_per_1k_predictions": 2.0},
+    }
+    async with h.built([entry]) as b:
+        assert b.prices.prediction_cost(b.deployment("cf-infer"), 500) == pytest.approx(1.0)
+
+
+def prediction_sample_rate(h: Harness) -> None:
+    from tests.fakes.v2_server import running_v2_server
+
+    with running_v2_server() as remote:
+        entry = {
+            "model_name": "cf-sampled",
+            "litellm_params": {"model": "v2/cf-model", "api_base": remote.url},
+        }
+        base = h.gateway({"model_list": [entry], "gateway": {"prediction_sample_rate": 1.0}})
+        tensor = {"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.0]}
+        answered = httpx.post(
+            f"{base}/v2/models/cf-sampled/infer", json={"inputs": [tensor]}, headers=ADMIN
+        )
+    assert answered.status_code == 200, answered.text
+    database = h.data_dir / "gateway.db"
+    deadline = time.monotonic() + 10
+    found: list[Any] = []
+    while not found and time.monotonic() < deadline:
+        with contextlib.closing(sqlite3.connect(database)) as connection:
+            found = connection.execute("SELECT request_id FROM prediction_samples").fetchall()
+        time.sleep(0.05)
+    assert found == [(answered.headers["x-gateway-request-id"],)]
+
+
 async def max_response_bytes(h: Harness) -> None:
     entry = h.model("cf-big", h.tag("pad=4000"))
     async with h.built([entry], gateway={"max_response_bytes": 1024}) as b:
@@ -570,6 +604,7 @@ CHECKS: dict[str, Check] = {
     "model_list[].model_info.cache_read_input_token_cost": cache_read_input_token_cost,
     "model_list[].model_info.output_cost_per_reasoning_token": output_cost_per_reasoning_token,
     "model_list[].model_info.transport": transport,
+    "model_list[].model_info.cost_per_1k_predictions": cost_per_1k_predictions,
     "router_settings.routing_strategy": routing_strategy,
     "router_settings.num_retries": num_retries,
     "router_settings.timeout": router_timeout,
@@ -584,6 +619,7 @@ CHECKS: dict[str, Check] = {
     "gateway.cap_max_tokens_to_budget": cap_max_tokens_to_budget,
     "gateway.log_bodies": log_bodies,
     "gateway.max_response_bytes": max_response_bytes,
+    "gateway.prediction_sample_rate": prediction_sample_rate,
 }
 
 # These import litellm (about 3 s, once per session).

@@ -151,13 +151,14 @@ class Pipeline:
                 param="model",
             )
         caller.check_model(alias)
-        providers = self.router.providers
-        for deployment in deployments:
-            checked = providers.classic.check(deployment, call.version, request)
-            if checked is not None:  # in process: one registry model serves the alias
-                call.checked = checked
-                call.record.model_version = checked.ref
-                break
+        classic = self.router.providers.classic
+        local = next((d for d in deployments if d.provider == "registry"), None)
+        if local is not None:  # in process: one registry model serves the alias
+            served = classic.check_ready(local, call.version)
+            call.record.model_version = served.ref  # also on the row of a refused call
+            assert served.signature is not None  # a version without one never gets ready
+            served.signature.check(request)
+            call.checked = served
         call.logs_bodies = self.log_bodies or (key is not None and key.log_bodies)
         if call.logs_bodies:
             call.record.request_body = redacted_json(call.body)
