@@ -146,7 +146,8 @@ def test_infer_nested_or_flat_echoes_the_id_and_picks_outputs(served: str) -> No
     assert [o["name"] for o in answer["outputs"]] == ["predict", "predict_proba"]
     predict = answer["outputs"][0]
     assert (predict["datatype"], predict["shape"], predict["data"]) == ("INT64", [2], [1, 1])
-    flat = {"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": [v for row in ROWS for v in row]}
+    values = [value for row in ROWS for value in row]
+    flat = {"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": values}
     again = infer(served, {"inputs": [flat], "outputs": [{"name": "predict_proba"}]}).json()
     assert [o["name"] for o in again["outputs"]] == ["predict_proba"]
     assert again["outputs"][0]["shape"] == [2, 3]
