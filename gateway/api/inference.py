@@ -72,6 +72,11 @@ async def infer(
 ) -> Response:
     name = request.path_params["model_name"]
     version = request.path_params.get("model_version")
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise BadRequest(
+            f"Content-Encoding {encoding!r} is not accepted: send the request uncompressed"
+        )
     raw = await request.body()
     body, binary = _split_body(raw, request.headers.get(HEADER_LENGTH))
     if binary is None:

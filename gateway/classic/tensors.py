@@ -292,9 +292,11 @@ def _check_values(flat: list[Any], datatype: str, label: str) -> None:
                 f"{label}: {bad} is out of range for {datatype} ({low} to {high})",
                 param="inputs",
             )
-    elif datatype == "FP32":
+    elif datatype in ("FP32", "FP64"):
         largest = max(abs(value) for value in flat)
-        if largest > FP32_MAX:
+        if not math.isfinite(largest):  # 1e400 parses as infinity
+            raise BadRequest(f"{label}: values must be finite numbers", param="inputs")
+        if datatype == "FP32" and largest > FP32_MAX:
             raise BadRequest(
                 f"{label}: {largest} is beyond FP32's range (±{FP32_MAX:.7g}); send FP64",
                 param="inputs",
