@@ -1,13 +1,14 @@
 """Classic models: one-row infer on the example model through the gateway, against its
 predict in process (issue 18's figures; figures, not pass/fail).
 
-    python -m bench.classic [--duration 5] [--clients 1,32]
+    python -m bench.classic [--duration 5] [--clients 1,32] [--batch 32] [--batch-time 0.002]
 
 In a throwaway project: `gateway registry train-example` (iris, skops), then the runtime the
 gateway uses, called in this process on one row (predict and predict_proba, as an infer
 that names no outputs asks), then `gateway serve` (one worker; the request log, metrics and
 the drift sample on, as in production) driven by bench/load.py's closed loop with the same
-row as a v2 JSON infer. Prints a table; JSON in bench/results/classic.json.
+row as a v2 JSON infer, without adaptive batching and then with it (`--batch 0`: without
+only). Prints a table; JSON in bench/results/classic.json.
 """
 
 from __future__ import annotations
@@ -33,7 +34,13 @@ from bench.services import ROOT, BenchError, free_port, stop
 KEY = "bench-classic"
 ROW = [[6.8, 2.8, 4.8, 1.4]]
 BODY = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": ROW}]}
-CONFIG = {"model_list": [{"model_name": "iris", "litellm_params": {"model": "registry/iris"}}]}
+
+
+def config(batch: int, batch_time: float) -> dict[str, Any]:
+    model: dict[str, Any] = {"model_name": "iris", "litellm_params": {"model": "registry/iris"}}
+    if batch:
+        model["model_info"] = {"max_batch_size": batch, "max_batch_time": batch_time}
+    return {"model_list": [model]}
 
 
 def environment(project: Path) -> dict[str, str]:
@@ -103,11 +110,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per load level")
     parser.add_argument("--clients", default="1,32", help="closed-loop clients per level")
     parser.add_argument("--calls", type=int, default=5000, help="in-process predict calls")
+    parser.add_argument("--batch", type=int, default=32, help="max_batch_size; 0: no batching")
+    parser.add_argument("--batch-time", type=float, default=0.002, help="max_batch_time, s")
     args = parser.parse_args()
     levels = [int(n) for n in args.clients.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-classic-") as folder:
         project = Path(folder)
-        (project / "gateway.yaml").write_text(yaml.safe_dump(CONFIG))
+        (project / "gateway.yaml").write_text(yaml.safe_dump(config(0, 0)))
         (project / "prompts").mkdir()
         env = environment(project)
         command = [sys.executable, "-m", "gateway", "registry"]
@@ -117,35 +126,39 @@ def main() -> None:
             capture_output=True, text=True,
         )  # fmt: skip
         direct = in_process(json.loads(shown.stdout), args.calls)
-        process = serve(project, port := free_port())
-        try:
-            url = f"http://127.0.0.1:{port}/v2/models/iris/infer"
-            body = orjson.dumps(BODY).decode()
-            rows = []
-            for clients in levels:
-                found = drive(
-                    url, body, KEY, clients, args.duration, watch={"gateway": process.pid}
-                )
-                rows.append({"clients": clients, **found})
-        finally:
-            stop(process)
-    report(direct, rows)
+        rows = []
+        for batch in sorted({0, args.batch}):
+            (project / "gateway.yaml").write_text(yaml.safe_dump(config(batch, args.batch_time)))
+            process = serve(project, port := free_port())
+            try:
+                url = f"http://127.0.0.1:{port}/v2/models/iris/infer"
+                body = orjson.dumps(BODY).decode()
+                for clients in levels:
+                    watch = {"gateway": process.pid}
+                    found = drive(url, body, KEY, clients, args.duration, watch=watch)
+                    rows.append({"batch": batch, "clients": clients, **found})
+            finally:
+                stop(process)
+    report(direct, rows, args.batch_time)
 
 
-def report(direct: dict[str, float], rows: list[dict[str, Any]]) -> None:
-    print(f"in process (the gateway's runtime, predict + predict_proba, one row): "
-          f"p50 {direct['p50_ms']:.3f} ms, p99 {direct['p99_ms']:.3f} ms")  # fmt: skip
+def report(direct: dict[str, float], rows: list[dict[str, Any]], batch_time: float) -> None:
     print(
-        f"{'clients':>8} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'calls/s':>9} {'errors':>7}"
+        f"in process (the gateway's runtime, predict + predict_proba, one row): "
+        f"p50 {direct['p50_ms']:.3f} ms, p99 {direct['p99_ms']:.3f} ms"
     )
+    heads = ("batching", "clients", "p50 ms", "p99 ms", "added p50", "calls/s", "gw CPU%")
+    widths = (16, 8, 8, 8, 10, 9, 8)
+    print(" ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True)))
     for row in rows:
+        batching = f"{row['batch']} / {batch_time * 1000:g} ms" if row["batch"] else "off"
         if not row["requests"]:
-            print(f"{row['clients']:>8} no answers: {row['error_kinds']}")
+            print(f"{batching:>16} {row['clients']:>8} no answers: {row['error_kinds']}")
             continue
         added = row["p50_ms"] - direct["p50_ms"]
         print(
-            f"{row['clients']:>8} {row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f} {added:>10.3f} "
-            f"{row['rps']:>9.0f} {row['errors']:>7}"
+            f"{batching:>16} {row['clients']:>8} {row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f} "
+            f"{added:>10.3f} {row['rps']:>9.0f} {row.get('gateway_cpu_pct', 0.0):>8.0f}"
         )
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)

@@ -551,6 +551,22 @@ async def cost_per_1k_predictions(h: Harness) -> None:
         assert b.prices.prediction_cost(b.deployment("cf-infer"), 500) == pytest.approx(1.0)
 
 
+def max_batch_size(h: Harness) -> None:
+    from tests.test_classic_batching import batch_sizes
+
+    info = {"max_batch_size": 2, "max_batch_time": 5.0}
+    # Four calls at once: two full batches, each sent as soon as it is full.
+    assert batch_sizes(h.gateway, h.data_dir.parent, info, calls=4) == [2, 2]
+
+
+def max_batch_time(h: Harness) -> None:
+    from tests.test_classic_batching import batch_sizes
+
+    info = {"max_batch_size": 64, "max_batch_time": 1.0}
+    # Far from full: the calls that arrive within the window go together.
+    assert batch_sizes(h.gateway, h.data_dir.parent, info, calls=3) == [3]
+
+
 def prediction_sample_rate(h: Harness) -> None:
     from tests.fakes.v2_server import running_v2_server
 
@@ -605,6 +621,8 @@ CHECKS: dict[str, Check] = {
     "model_list[].model_info.output_cost_per_reasoning_token": output_cost_per_reasoning_token,
     "model_list[].model_info.transport": transport,
     "model_list[].model_info.cost_per_1k_predictions": cost_per_1k_predictions,
+    "model_list[].model_info.max_batch_size": max_batch_size,
+    "model_list[].model_info.max_batch_time": max_batch_time,
     "router_settings.routing_strategy": routing_strategy,
     "router_settings.num_retries": num_retries,
     "router_settings.timeout": router_timeout,

@@ -81,6 +81,11 @@ class ModelInfo(BaseModel):
     description: str | None = None
     # Ours, for classic models (/v2 infer): USD per 1,000 rows predicted.
     cost_per_1k_predictions: float | None = Field(default=None, ge=0)
+    # Ours, for classic models served in process: adaptive batching, off unless set.
+    # Concurrent calls to one version are predicted together, up to this many rows...
+    max_batch_size: int | None = Field(default=None, ge=2)
+    # ...a call waiting at most this many seconds for others to join it.
+    max_batch_time: float = Field(default=0.002, gt=0, le=10)
 
     @model_validator(mode="before")
     @classmethod

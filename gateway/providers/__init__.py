@@ -54,6 +54,8 @@ def _deployment(entry: ModelEntry, index: int, config: GatewayConfig) -> Deploym
         base_model=info.base_model,
         mode=info.mode or "chat",
         cost_per_1k_predictions=info.cost_per_1k_predictions,
+        max_batch_size=info.max_batch_size,
+        max_batch_time=info.max_batch_time,
     )
 
 

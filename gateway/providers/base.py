@@ -62,6 +62,8 @@ class Deployment:
     base_model: str | None = None  # the price map's name for it, when its own name is not
     mode: str = "chat"
     cost_per_1k_predictions: float | None = None  # classic models (/v2 infer)
+    max_batch_size: int | None = None  # classic models in process: adaptive batching
+    max_batch_time: float = 0.002
 
 
 @dataclass(slots=True)

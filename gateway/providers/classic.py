@@ -12,6 +12,7 @@ and fallbacks like any other:
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from urllib.parse import quote
 
 import orjson
 
+from gateway.classic.batching import Batcher, Predict
 from gateway.classic.serving import ServedVersion, VersionSource
 from gateway.classic.tensors import InferRequest, Output, Tensor, flat_values
 from gateway.core.errors import BadRequest, GatewayError, UpstreamError
@@ -29,8 +31,9 @@ from gateway.transport.http_client import HTTPClient
 
 CLASSIC_PROVIDERS = ("registry", "v2", "mlflow")
 # Predictions running at once in this process; more wait for a thread (each one holds the
-# GIL for its Python part, so more threads than cores buy nothing).
-PREDICT_THREADS = 4
+# GIL for its Python part, so more threads than cores buy nothing, and measured on two cores,
+# 1 or 4 threads served one-row calls alike).
+PREDICT_THREADS = min(4, os.cpu_count() or 1)
 # Binary-extension parameters are the gateway's business with its own client; a remote
 # server is always spoken to in JSON.
 BINARY_PARAMETERS = ("binary_data_size", "binary_data", "binary_data_output")
@@ -63,6 +66,7 @@ class ClassicProvider:
         self.versions = versions
         self.max_response_bytes = max_response_bytes
         self._threads: ThreadPoolExecutor | None = None
+        self._batchers: dict[tuple[str, str], Batcher] = {}
         self._http: HTTPClient | None = None
         self._metadata_client: Any = None
 
@@ -128,14 +132,9 @@ class ClassicProvider:
     ) -> Prediction:
         assert served.signature is not None
         names = request.output_names() or served.signature.output_names()
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(PREDICT_THREADS, thread_name_prefix="predict")
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
         try:
-            outputs = await loop.run_in_executor(
-                self._threads, served.runtime.predict, request.inputs, names
-            )
+            outputs = await self._predictor(deployment, served)(request.inputs, names)
         except (ValueError, TypeError) as exc:  # the estimator's refusal of these values
             raise BadRequest(
                 f"model {deployment.alias!r} ({served.ref}) refused the input: {exc}",
@@ -148,6 +147,28 @@ class ClassicProvider:
             ) from None
         seconds = time.perf_counter() - started
         return Prediction(outputs, str(served.number), served.ref, request.rows, None, seconds)
+
+    def _predictor(self, deployment: Deployment, served: ServedVersion) -> Predict:
+        """The version's predict in a worker thread; behind a batcher when configured."""
+        runtime = served.runtime
+
+        async def in_thread(inputs: list[Tensor], outputs: list[str]) -> list[Output]:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(PREDICT_THREADS, thread_name_prefix="predict")
+            loop = asyncio.get_running_loop()
+            found: list[Output] = await loop.run_in_executor(
+                self._threads, runtime.predict, inputs, outputs
+            )
+            return found
+
+        if not deployment.max_batch_size:
+            return in_thread
+        key = (deployment.id, served.ref)
+        batcher = self._batchers.get(key)
+        if batcher is None:
+            batcher = Batcher(in_thread, deployment.max_batch_size, deployment.max_batch_time)
+            self._batchers[key] = batcher
+        return batcher
 
     # --- remote servers -------------------------------------------------------------------------
     def _client(self) -> HTTPClient:
