@@ -5,6 +5,7 @@ budgets and request log as LLM calls."""
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import sqlite3
 import subprocess
@@ -17,9 +18,14 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from sqlalchemy import Engine
 
 from gateway.classic.artifacts import inspect
 from gateway.classic.example import TrainedExample, train_example
+from gateway.classic.serving import ModelNotReady
+from gateway.registry.served import ServedVersions
+from gateway.registry.spec import VersionSpec
+from gateway.registry.store import RegistryStore
 from tests.conftest import MASTER_KEY, ROOT, GatewayFactory, sdk
 from tests.fakes.classic_models import ThreadRecorder
 
@@ -402,3 +408,29 @@ def test_serving_skops_never_imports_torch(example: TrainedExample) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert done.stdout.split() == ["False", "True"]
+
+
+def test_a_replica_catalogue_follows_the_registry_on_each_database(
+    engine: Engine, example: TrainedExample
+) -> None:
+    store = RegistryStore(engine)
+    spec = VersionSpec.model_validate(version_body(example))
+    store.register("iris", spec, aliases=["iris"], actor="test")
+    served = ServedVersions(store, {"iris"})
+    try:
+        served.refresh()  # what the poller does twice a second
+        with pytest.raises(ModelNotReady, match="labelled production"):
+            served.resolve("iris", None)
+        until(lambda: served.find("iris", "1").state == "ready")  # the newest: loaded
+        assert served.find("iris", "1").signature == example.signature
+        store.set_label("iris", "production", 1, approver="ana", actor="test")
+        store.register("iris", spec, aliases=["iris"], actor="test")
+        served.refresh()
+        assert served.resolve("iris", None).number == 1
+        store.set_label("iris", "production", 2, approver="ana", actor="test")
+        served.refresh()
+        until(lambda: served.find("iris", None).state == "ready")
+        assert served.resolve("iris", None).ref == "iris@2"
+        assert served.versions("iris") == [1, 2]
+    finally:
+        asyncio.run(served.aclose())

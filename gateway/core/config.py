@@ -22,6 +22,9 @@ from gateway.core.yamlfile import YamlDocument, format_loc, one_line, validation
 log = logging.getLogger("gateway.config")
 
 ENV_PREFIX = "os.environ/"
+# Providers (the prefix of litellm_params.model) of classic models, called over /v2 infer:
+# a registry version in process, a remote Open Inference Protocol server, an MLflow server.
+CLASSIC_PROVIDERS = ("registry", "v2", "mlflow")
 
 
 def _reject_typos(known: set[str], data: Any) -> Any:

@@ -12,7 +12,7 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.core.config import GatewayConfig
+from gateway.core.config import CLASSIC_PROVIDERS, GatewayConfig
 from gateway.prompts.calling import MODEL_PREFIX as PROMPT_PREFIX
 from gateway.prompts.files import PromptError, PromptFile
 
@@ -25,13 +25,20 @@ class ServedModels:
     chat: frozenset[str]
     embedding: frozenset[str]
     source: str  # the config as messages name it
+    classic: frozenset[str] = frozenset()  # called over /v2 infer, never as chat
 
     @classmethod
     def from_config(cls, config: GatewayConfig, source: str) -> ServedModels:
+        classic = {
+            m.model_name
+            for m in config.model_list
+            if m.litellm_params.model.partition("/")[0] in CLASSIC_PROVIDERS
+        }
         embedding = {m.model_name for m in config.model_list if m.model_info.mode == "embedding"}
         # An alias with one chat deployment and one embedding deployment still serves chat.
         chat = {m.model_name for m in config.model_list if m.model_info.mode != "embedding"}
-        return cls(frozenset(chat), frozenset(embedding - chat), source)
+        chat -= classic
+        return cls(frozenset(chat), frozenset(embedding - chat), source, frozenset(classic))
 
     def problem(self, model: str) -> str | None:
         """Why a prompt cannot name this model, or None when it can."""
@@ -47,6 +54,11 @@ class ServedModels:
             return (
                 f"model {model!r} is a registry ref, which chat calls do not route yet; name "
                 f"the alias that serves the version ({served})"
+            )
+        if model in self.classic:
+            return (
+                f"model {model!r} is a classic model (called with POST /v2/models/{model}/infer) "
+                f"and a prompt is called as a chat completion ({served})"
             )
         if model in self.embedding:
             return (

@@ -24,12 +24,12 @@ import orjson
 from gateway.classic.batching import Batcher, Predict
 from gateway.classic.serving import ServedVersion, VersionSource
 from gateway.classic.tensors import InferRequest, Output, Tensor, flat_values
+from gateway.core.config import CLASSIC_PROVIDERS
 from gateway.core.errors import BadRequest, GatewayError, UpstreamError
 from gateway.providers.base import Deployment, Reply, Stream
 from gateway.providers.errors import status_error, translate_http_errors, where
 from gateway.transport.http_client import HTTPClient
 
-CLASSIC_PROVIDERS = ("registry", "v2", "mlflow")
 # Predictions running at once in this process; more wait for a thread (each one holds the
 # GIL for its Python part, so more threads than cores buy nothing, and measured on two cores,
 # 1 or 4 threads served one-row calls alike).
