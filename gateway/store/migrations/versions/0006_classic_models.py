@@ -7,6 +7,8 @@ Revises: 0005
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -15,21 +17,21 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-ARTIFACT_COLUMNS: tuple[sa.Column[object], ...] = (
-    sa.Column("artifact", sa.String(length=1000), nullable=True),
-    sa.Column("artifact_sha256", sa.String(length=80), nullable=True),
-    sa.Column("framework", sa.String(length=16), nullable=True),
-    sa.Column("signature", sa.JSON(), nullable=True),
-    sa.Column("trusted_types", sa.JSON(), nullable=True),
-    sa.Column("trusted", sa.Boolean(), nullable=True),
-    sa.Column("feature_stats", sa.JSON(), nullable=True),
+ARTIFACT_COLUMNS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
+    ("artifact", sa.String(length=1000)),
+    ("artifact_sha256", sa.String(length=80)),
+    ("framework", sa.String(length=16)),
+    ("signature", sa.JSON()),
+    ("trusted_types", sa.JSON()),
+    ("trusted", sa.Boolean()),
+    ("feature_stats", sa.JSON()),
 )
 
 
 def upgrade() -> None:
     with op.batch_alter_table("registry_versions", schema=None) as batch_op:
-        for column in ARTIFACT_COLUMNS:
-            batch_op.add_column(column.copy())
+        for name, kind in ARTIFACT_COLUMNS:
+            batch_op.add_column(sa.Column(name, kind, nullable=True))
         batch_op.create_index("ix_registry_versions_created_at", ["created_at"])
     with op.batch_alter_table("request_log", schema=None) as batch_op:
         batch_op.add_column(sa.Column("model_version", sa.String(length=300), nullable=True))
@@ -64,5 +66,5 @@ def downgrade() -> None:
         batch_op.drop_column("model_version")
     with op.batch_alter_table("registry_versions", schema=None) as batch_op:
         batch_op.drop_index("ix_registry_versions_created_at")
-        for column in reversed(ARTIFACT_COLUMNS):
-            batch_op.drop_column(column.name)
+        for name, _ in reversed(ARTIFACT_COLUMNS):
+            batch_op.drop_column(name)
