@@ -11,12 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.classic.artifacts import inspect
 from gateway.classic.batching import Batcher
 from gateway.classic.tensors import Output, Tensor
 from tests.conftest import MASTER_KEY, GatewayFactory
 from tests.fakes.classic_models import BatchRecorder
-from tests.test_classic_serving import label, ready, register, until
+from tests.test_classic_serving import artifact_body, label, ready, register, until
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 
@@ -84,18 +83,9 @@ def batch_sizes(
     infers at once, and returns the rows each predict got."""
     artifact = folder / "batched.pkl"
     artifact.write_bytes(pickle.dumps(BatchRecorder()))
-    found = inspect(artifact, "pickle", trusted=True)
     model = {"model_name": "batched", "litellm_params": {"model": "registry/batched"}}
     base = gateway({"model_list": [{**model, "model_info": info}]})
-    body = {
-        "alias": "batched",
-        "kind": "classic",
-        "artifact": str(artifact),
-        "artifact_sha256": found.sha256,
-        "framework": "pickle",
-        "signature": found.signature.model_dump(),
-        "trusted": True,
-    }
+    body = artifact_body("batched", artifact, "pickle", trusted=True)
     label(base, register(base, body, "batched"), "batched")
     until(lambda: ready(base, "batched").status_code == 200)
     BatchRecorder.sizes.clear()

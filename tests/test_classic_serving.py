@@ -64,6 +64,23 @@ def version_body(example: TrainedExample, **changes: Any) -> dict[str, Any]:
     }
 
 
+def artifact_body(
+    alias: str, artifact: Path, framework: str, trusted: bool = False
+) -> dict[str, Any]:
+    """What registering a classic version of `artifact` sends: its hash and signature, read
+    from the file (a pickle is read as trusted here, whatever the version will say)."""
+    found = inspect(artifact, framework, trusted=True)
+    return {
+        "alias": alias,
+        "kind": "classic",
+        "artifact": str(artifact),
+        "artifact_sha256": found.sha256,
+        "framework": framework,
+        "signature": found.signature.model_dump(),
+        "trusted": trusted,
+    }
+
+
 def register(base: str, body: dict[str, Any], name: str = "iris") -> int:
     found = httpx.post(f"{base}/v1/registry/models/{name}/versions", json=body, headers=ADMIN)
     assert found.status_code == 200, found.text
@@ -290,17 +307,9 @@ def test_pickle_loads_only_when_trusted_and_predicts_off_the_event_loop(
 ) -> None:
     artifact = tmp_path / "summer.pkl"
     artifact.write_bytes(pickle.dumps(ThreadRecorder()))
-    found = inspect(artifact, "pickle", trusted=True)
     model = {"model_name": "summer", "litellm_params": {"model": "registry/summer"}}
     base = gateway({"model_list": [model]})
-    body = {
-        "alias": "summer",
-        "kind": "classic",
-        "artifact": str(artifact),
-        "artifact_sha256": found.sha256,
-        "framework": "pickle",
-        "signature": found.signature.model_dump(),
-    }
+    body = artifact_body("summer", artifact, "pickle")
     untrusted = register(base, body, "summer")
     until(lambda: "--trust-pickle" in str(ready(base, f"summer/versions/{untrusted}").json()))
     trusted = register(base, {**body, "trusted": True}, "summer")
@@ -324,17 +333,9 @@ def test_onnx_models_are_served_too(gateway: GatewayFactory, tmp_path: Path) -> 
     )
     artifact = tmp_path / "iris.onnx"
     artifact.write_bytes(graph.SerializeToString())
-    found = inspect(artifact, "onnx")
     model = {"model_name": "iris-onnx", "litellm_params": {"model": "registry/iris-onnx"}}
     base = gateway({"model_list": [model]})
-    body = {
-        "alias": "iris-onnx",
-        "kind": "classic",
-        "artifact": str(artifact),
-        "artifact_sha256": found.sha256,
-        "framework": "onnx",
-        "signature": found.signature.model_dump(),
-    }
+    body = artifact_body("iris-onnx", artifact, "onnx")
     label(base, register(base, body, "iris-onnx"), "iris-onnx")
     until(lambda: ready(base, "iris-onnx").status_code == 200)
     metadata = httpx.get(f"{base}/v2/models/iris-onnx", headers=ADMIN).json()
