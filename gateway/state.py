@@ -18,7 +18,7 @@ from gateway.identity.keys import KeyCache, KeyStore
 from gateway.metering.budgets import MemoryBudgetLedger, RedisBudgetLedger
 from gateway.metering.limits import MemoryRateLimiter, RedisRateLimiter
 from gateway.metering.meter import Meter
-from gateway.metering.prices import PriceTable
+from gateway.metering.prices import PriceTable, context_windows, cost_ranks
 from gateway.metering.redis_meter import RedisMeterStore
 from gateway.metering.stores import LocalMeterStore, MeterStore
 from gateway.observability.call_log import CallLog
@@ -41,6 +41,26 @@ from gateway.store.probe import DatabaseProbe
 from gateway.transport.resp import ScriptClient
 
 log = logging.getLogger("gateway")
+
+
+def _context_windows(config: GatewayConfig, deployments: list[Deployment]) -> dict[str, int]:
+    """For router_settings.enable_pre_call_checks: what each deployment's prompt may hold."""
+    if not config.router_settings.enable_pre_call_checks:
+        return {}
+    configured = {
+        d.id: entry.model_info.max_input_tokens
+        for entry, d in zip(config.model_list, deployments, strict=True)
+    }
+    windows = context_windows(deployments, configured)
+    # A classic model takes tensors, not a prompt: the check never concerns it.
+    unknown = [d.id for d in deployments if d.id not in windows and not is_classic(d)]
+    if unknown:
+        log.warning(
+            "enable_pre_call_checks: no context window known for %s (set "
+            "model_info.max_input_tokens); the check never skips them",
+            ", ".join(unknown),
+        )
+    return windows
 
 
 @dataclass
@@ -81,13 +101,24 @@ class GatewayState:
         served = {d.upstream_model for d in deployments if d.provider == "registry"}
         classic_versions = ServedVersions(registry, served)
         providers = Providers(config, classic_versions)
-        router = Router(deployments, config.router_settings, providers)
         prices = PriceTable.for_deployments(deployments)
+        unavailable = config.report.unavailable({d.alias for d in deployments})
+        router = Router(
+            deployments,
+            config.router_settings,
+            providers,
+            prices.catalogue,
+            unavailable,
+            prices=cost_ranks(prices, deployments),
+            context_windows=_context_windows(config, deployments),
+        )
         keys = KeyStore(engine)
         key_cache = KeyCache(keys)
         store: MeterStore
         redis = None
-        if settings.redis_url:
+        # LiteLLM's router_settings.redis_host/_port/_password name the Redis replicas share.
+        redis_url = settings.redis_url or config.router_settings.shared_redis_url()
+        if redis_url:
             import redis.asyncio as aioredis
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
@@ -95,14 +126,14 @@ class GatewayState:
             # No client-side retries: an unreachable Redis must fail fast into the
             # documented fail-open/fail-closed behaviour, not stall calls for seconds.
             redis = aioredis.from_url(
-                settings.redis_url,
+                redis_url,
                 socket_connect_timeout=1.0,
                 socket_timeout=2.0,
                 retry=Retry(NoBackoff(), 0),
             )
             prefix, fail_open = settings.redis_prefix, settings.redis_fail_open
             store = RedisMeterStore(
-                ScriptClient(settings.redis_url, connect_timeout=1.0, timeout=2.0),
+                ScriptClient(redis_url, connect_timeout=1.0, timeout=2.0),
                 RedisBudgetLedger(redis, prefix, fail_open=fail_open),
                 RedisRateLimiter(redis, prefix, fail_open=fail_open),
                 fail_open=fail_open,
@@ -110,20 +141,20 @@ class GatewayState:
             )
         else:
             store = LocalMeterStore(MemoryBudgetLedger(), MemoryRateLimiter())
-        by_alias = {a: [s.deployment for s in router.states(a)] for a in router.aliases()}
         meter = Meter(
             store,
             prices,
-            by_alias,
+            router.deployments_by_target(),
             config.gateway.default_max_tokens,
             cap_max_tokens_to_budget=config.gateway.cap_max_tokens_to_budget,
+            resolve=router.deployments,
         )
         # Messages name the config file alone: any key may read the problems of a sync.
         prompt_store = PromptStore(engine, ServedModels.from_config(config, settings.config.name))
         prompts = PromptCatalog(prompt_store)
         renderer = PromptRenderer()
         request_log = RequestLogWriter(engine, settings.data_dir / "spool")
-        metrics = Metrics(models=router.aliases())
+        metrics = Metrics(models=router.names.known())
         tracing = Tracing(settings.otlp_endpoint) if settings.otlp_endpoint else None
         samples = PredictionSamples(engine, config.gateway.prediction_sample_rate)
         calls = Pipeline(

@@ -196,3 +196,84 @@ def test_another_gateway_serving_a_registry_model_as_the_remote(
     wrong = infer(base, infer_body([[1.0, 2.0]]), "flowers")
     assert wrong.status_code == 400  # the serving gateway's words, passed on
     assert "expected shape [-1, 4]" in wrong.json()["error"]
+
+
+def test_retry_policy_and_allowed_fails_policy_name_remote_failures_by_kind(
+    gateway: GatewayFactory, remote: FakeV2Server
+) -> None:
+    # A remote server's 503 is LiteLLM's ServiceUnavailableError, its 500 an
+    # InternalServerError: the router's per-kind settings act on them as on an LLM's.
+    models = [
+        v2_model("flaky", remote, "flaky,fail_first=2,status=503,id=policy"),
+        v2_model("broken", remote, "broken,status=500,id=policy"),
+    ]
+    router = {
+        "num_retries": 0,
+        "retry_after": 0,
+        "max_retry_wait": 0.05,
+        "retry_policy": {"ServiceUnavailableErrorRetries": 2},
+        "allowed_fails": 0,  # cool down at the first failure...
+        "allowed_fails_policy": {"ServiceUnavailableErrorAllowedFails": 5},  # ...but a 503's
+        "cooldown_time": 60,
+    }
+    base = gateway({"model_list": models, "router_settings": router})
+    body = {"inputs": [PAIRS]}
+    assert infer(base, body, "flaky").status_code == 200
+    assert remote.calls("flaky,fail_first=2,status=503,id=policy") == 3  # 2 retries, no cooldown
+    assert infer(base, body, "broken").status_code == 502
+    assert remote.calls("broken,status=500,id=policy") == 1  # num_retries: 0
+    cooling = infer(base, body, "broken")
+    assert "cooling down" in cooling.json()["error"]
+    assert remote.calls("broken,status=500,id=policy") == 1
+
+
+def test_llm_listings_wildcards_and_aliases_leave_classic_models_apart(
+    gateway: GatewayFactory, remote: FakeV2Server
+) -> None:
+    from gateway.core.config import GatewayConfig
+    from gateway.prompts.served import ServedModels
+
+    config = {
+        "model_list": [
+            v2_model("doubler", remote, "doubler,id=apart"),
+            {"model_name": "*", "litellm_params": {"model": "openai/*", "api_key": "sk-x"}},
+        ],
+        "router_settings": {"model_group_alias": {"twice": "doubler"}},
+    }
+    base = gateway(config)
+    listed = [m["id"] for m in httpx.get(f"{base}/v1/models", headers=ADMIN).json()["data"]]
+    assert "gpt-4o-mini" in listed  # what the wildcard serves is listed, as LiteLLM does
+    assert "doubler" not in listed
+    assert "twice" not in listed  # an alias of a classic model is one too
+    through_alias = infer(base, {"inputs": [PAIRS]}, "twice")
+    assert through_alias.status_code == 200, through_alias.text
+    assert through_alias.json()["model_name"] == "twice"
+    # The catch-all serves chat calls to any other name, never /v2 infer.
+    not_classic = infer(base, {"inputs": [PAIRS]}, "gpt-4o-mini")
+    assert not_classic.status_code == 404
+    assert "is not a classic model" in not_classic.json()["error"]
+    chat = {"model": "doubler", "messages": [{"role": "user", "content": "hi"}]}
+    refused = httpx.post(f"{base}/v1/chat/completions", json=chat, headers=ADMIN)
+    assert refused.status_code == 400  # the classic model's own name wins over the wildcard
+    assert "POST /v2/models/doubler/infer" in refused.json()["error"]["message"]
+    served = ServedModels.from_config(GatewayConfig.model_validate(config), "gateway.yaml")
+    assert served.problem("gpt-4o-mini") is None
+    assert "is a classic model" in (served.problem("doubler") or "")
+
+
+def test_tags_route_infer_calls_from_the_header(
+    gateway: GatewayFactory, remote: FakeV2Server
+) -> None:
+    models = [
+        {**v2_model("tagged", remote, "doubler,id=eu"), "model_info": {"id": "eu"}},
+        {**v2_model("tagged", remote, "doubler,id=us"), "model_info": {"id": "us"}},
+    ]
+    models[0]["litellm_params"]["tags"] = ["eu"]
+    models[1]["litellm_params"]["tags"] = ["us", "default"]
+    base = gateway({"model_list": models, "router_settings": {"enable_tag_filtering": True}})
+    url = f"{base}/v2/models/tagged/infer"
+    for tags, deployment in (("eu", "eu"), ("us", "us"), (None, "us")):
+        headers = {**ADMIN, **({"x-litellm-tags": tags} if tags else {})}
+        answer = httpx.post(url, json={"inputs": [PAIRS]}, headers=headers)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-gateway-model"] == deployment

@@ -90,7 +90,7 @@ general_settings:
         (
             "model_list:\n  - model_name: a\n    litellm_params: {model: openai/x}\n"
             "router_settings:\n  fallbacks: [{a: [b]}]\n",
-            "names 'b', which is not a model_name",
+            "gateway.yaml:5: router_settings.fallbacks[0].a[0]: 'b' is not a model_name",
         ),
         ("model_list: [\n", "gateway.yaml:2: invalid YAML"),
         ("- just a list\n", "the top level must be a mapping"),
@@ -102,18 +102,25 @@ def test_invalid_configs_name_file_line_and_path(tmp_path: Path, text: str, expe
     assert expected in str(caught.value)
 
 
-def test_missing_secret_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_secret_leaves_out_only_its_deployment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As LiteLLM: the deployment whose variable is not set fails, the rest of the file loads.
     monkeypatch.delenv("NO_SUCH_KEY_FOR_TEST", raising=False)
     path = write(
         tmp_path,
         "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n"
-        "      api_key: os.environ/NO_SUCH_KEY_FOR_TEST\n",
+        "      api_key: os.environ/NO_SUCH_KEY_FOR_TEST\n"
+        "  - model_name: b\n    litellm_params:\n      model: openai/y\n",
     )
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    message = str(caught.value)
+    config = load_config(path)
+    assert config.aliases() == ["b"]
+    assert config.model_list[0].model_info.id == "b#1"  # the id it has when both load
+    (left_out,) = config.report.left_out
+    message = left_out.line()
     assert "gateway.yaml:5" in message
     assert "NO_SUCH_KEY_FOR_TEST is not set" in message
+    assert "model 'a'" in message
 
 
 def _check(path: Path) -> subprocess.CompletedProcess[str]:

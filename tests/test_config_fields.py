@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import re
 import sqlite3
 import time
@@ -28,10 +29,11 @@ import httpx
 import openai
 import orjson
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from gateway.core.config import GatewayConfig
 from gateway.core.errors import (
+    BadRequest,
     GatewayError,
     RateLimited,
     UpstreamError,
@@ -41,7 +43,7 @@ from gateway.core.errors import (
 from gateway.metering.prices import PriceTable, price_map_path
 from gateway.providers import Deployment, Providers, Reply, Usage, build_deployments
 from gateway.routing.router import Routed, Router
-from tests.conftest import MASTER_KEY, GatewayFactory, sdk
+from tests.conftest import MASTER_KEY, REDIS_URL, GatewayFactory, sdk
 from tests.fakes.upstream import FakeUpstream, ReceivedRequest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -318,6 +320,19 @@ async def extra_headers(h: Harness) -> None:
     assert h.received(upstream_model).headers["x-cf-check"] == "arrived"
 
 
+def tags(h: Harness) -> None:
+    untagged, paid = h.tag("untagged"), h.tag("paid")
+    models = [h.model("cf-tags", untagged), h.model("cf-tags", paid, tags=["paid"])]
+    base = h.gateway({"model_list": models, "router_settings": {"enable_tag_filtering": True}})
+    for _ in range(4):
+        sdk(base).chat.completions.create(
+            model="cf-tags",
+            messages=USER,  # type: ignore[arg-type]
+            extra_body={"metadata": {"tags": ["paid"]}},
+        )
+    assert (h.upstream.calls(paid), h.upstream.calls(untagged)) == (4, 0)
+
+
 # --- model_info ---------------------------------------------------------------------------------
 
 
@@ -378,6 +393,88 @@ async def output_cost_per_reasoning_token(h: Harness) -> None:
     async with h.built([h.model("cf-reason", h.tag("gpt-4o-mini"), info=info)]) as b:
         cost = b.prices.cost(b.deployment("cf-reason"), Usage(0, 50, reasoning_tokens=20))
     assert cost == pytest.approx(30 * 1e-3 + 20 * 5e-3)  # reasoning is among the completion's
+
+
+async def _cost(h: Harness, usage: Usage, info: dict[str, Any] | None, **params: Any) -> float:
+    """What a deployment with these prices charges for this usage."""
+    async with h.built([h.model("cf-priced", h.tag("gpt-4o-mini"), info=info, **params)]) as b:
+        return b.prices.cost(b.deployment("cf-priced"), usage)
+
+
+async def model_info_cache_creation_input_token_cost(h: Harness) -> None:
+    info = {"input_cost_per_token": 1e-3, "cache_creation_input_token_cost": 2e-3}
+    cost = await _cost(h, Usage(100, 0, cache_creation_tokens=30), info)
+    assert cost == pytest.approx(70 * 1e-3 + 30 * 2e-3)  # cache writes are among the prompt's
+
+
+async def params_input_cost_per_token(h: Harness) -> None:
+    info = {"input_cost_per_token": 0.5}  # litellm_params' price wins, as in LiteLLM
+    cost = await _cost(h, Usage(100, 10), info, input_cost_per_token=1e-3)
+    assert cost == pytest.approx(100 * 1e-3)  # and the unset output rate is 0, as in LiteLLM
+
+
+async def params_output_cost_per_token(h: Harness) -> None:
+    cost = await _cost(h, Usage(100, 10), None, output_cost_per_token=1e-3)
+    assert cost == pytest.approx(10 * 1e-3)
+
+
+async def params_cache_read_input_token_cost(h: Harness) -> None:
+    prices = {"input_cost_per_token": 1e-3, "cache_read_input_token_cost": 1e-4}
+    cost = await _cost(h, Usage(100, 0, cached_tokens=40), None, **prices)
+    assert cost == pytest.approx(60 * 1e-3 + 40 * 1e-4)
+
+
+async def params_cache_creation_input_token_cost(h: Harness) -> None:
+    prices = {"input_cost_per_token": 1e-3, "cache_creation_input_token_cost": 2e-3}
+    cost = await _cost(h, Usage(100, 0, cache_creation_tokens=30), None, **prices)
+    assert cost == pytest.approx(70 * 1e-3 + 30 * 2e-3)
+
+
+async def params_output_cost_per_reasoning_token(h: Harness) -> None:
+    prices = {"output_cost_per_token": 1e-3, "output_cost_per_reasoning_token": 5e-3}
+    cost = await _cost(h, Usage(0, 50, reasoning_tokens=20), None, **prices)
+    assert cost == pytest.approx(30 * 1e-3 + 20 * 5e-3)
+
+
+async def params_base_model(h: Harness) -> None:
+    listed = orjson.loads(price_map_path().read_bytes())["gpt-4o"]  # type: ignore[union-attr]
+    models = [h.model("cf-params-based", h.tag("my-own-name"), base_model="gpt-4o")]
+    async with h.built(models) as b:
+        price = b.prices.price(b.deployment("cf-params-based"))
+    assert price is not None
+    assert (price.input, price.output) == (
+        listed["input_cost_per_token"],
+        listed["output_cost_per_token"],
+    )
+
+
+def _limited(h: Harness, entry: dict[str, Any], rpm: bool) -> None:
+    """One call passes and the next is refused by the deployment's own limit."""
+    upstream_model = entry["litellm_params"]["model"].removeprefix("openai/")
+    client = sdk(h.gateway({"model_list": [entry]}))
+    alias = entry["model_name"]
+    first, second = (10, 10) if rpm else (10, 2000)  # 2000 tokens reserved against 1000/min
+    client.chat.completions.create(model=alias, messages=USER, max_tokens=first)  # type: ignore[arg-type]
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model=alias, messages=USER, max_tokens=second)  # type: ignore[arg-type]
+    assert h.upstream.calls(upstream_model) == 1
+
+
+def entry_rpm(h: Harness) -> None:
+    entry = h.model("cf-entry-rpm", h.tag("gpt-4o-mini"), rpm=1000)
+    _limited(h, {**entry, "rpm": 1}, rpm=True)  # the entry's limit wins over litellm_params'
+
+
+def entry_tpm(h: Harness) -> None:
+    _limited(h, {**h.model("cf-entry-tpm", h.tag("gpt-4o-mini")), "tpm": 1000}, rpm=False)
+
+
+def model_info_rpm(h: Harness) -> None:
+    _limited(h, h.model("cf-info-rpm", h.tag("gpt-4o-mini"), info={"rpm": 1}), rpm=True)
+
+
+def model_info_tpm(h: Harness) -> None:
+    _limited(h, h.model("cf-info-tpm", h.tag("gpt-4o-mini"), info={"tpm": 1000}), rpm=False)
 
 
 async def transport(h: Harness) -> None:
@@ -443,16 +540,17 @@ async def allowed_fails(h: Harness) -> None:
     broken = h.tag("status=500")
     router = {"allowed_fails": 1, "num_retries": 0}
     async with h.built([h.model("cf-fails", broken)], router_settings=router) as b:
-        with pytest.raises(UpstreamError):
-            await b.chat("cf-fails")
+        for _ in range(2):  # more than one failure cools it down
+            with pytest.raises(UpstreamError):
+                await b.chat("cf-fails")
         with pytest.raises(UpstreamUnavailable, match="cooling down"):
             await b.chat("cf-fails")  # the default of 3 would still try it
-    assert h.upstream.calls(broken) == 1
+    assert h.upstream.calls(broken) == 2
 
 
 async def cooldown_time(h: Harness) -> None:
     broken = h.tag("status=500")
-    router = {"allowed_fails": 1, "cooldown_time": 0, "num_retries": 0}
+    router = {"allowed_fails": 0, "cooldown_time": 0, "num_retries": 0}
     async with h.built([h.model("cf-cooldown", broken)], router_settings=router) as b:
         for _ in range(2):
             with pytest.raises(UpstreamError):
@@ -476,6 +574,264 @@ async def max_retry_wait(h: Harness) -> None:
         with pytest.raises(RateLimited):
             await b.chat("cf-maxwait")
     assert h.upstream.calls(limited) == 1  # the default 2 s would sit out the 1 s and retry
+
+
+def max_input_tokens(h: Harness) -> None:
+    small, large = h.tag("gpt-4o-mini"), h.tag("gpt-4o")
+    config = {
+        "model_list": [
+            h.model("cf-window", small, {"max_input_tokens": 20}),
+            h.model("cf-window", large),
+        ],
+        "router_settings": {"enable_pre_call_checks": True},
+    }
+    client = sdk(h.gateway(config))
+    long = [{"role": "user", "content": "word " * 100}]
+    for _ in range(6):
+        client.chat.completions.create(model="cf-window", messages=long)  # type: ignore[arg-type]
+    assert (h.upstream.calls(small), h.upstream.calls(large)) == (0, 6)
+
+
+async def context_window_fallbacks(h: Harness) -> None:
+    small, regular = h.tag("context=2"), h.tag("gpt-4o-mini")
+    models = [h.model("cf-cw", small), h.model("cf-cw-big", h.tag("gpt-4o"))]
+    models.append(h.model("cf-cw-regular", regular))
+    router = {
+        "context_window_fallbacks": [{"cf-cw": ["cf-cw-big"]}],
+        "fallbacks": [{"cf-cw": ["cf-cw-regular"]}],
+    }
+    async with h.built(models, router_settings=router) as b:
+        routed = await b.chat("cf-cw")  # "config keys": 2 words are not more than 2
+        assert routed.deployment.alias == "cf-cw"
+        routed = await b.chat("cf-cw", messages=[{"role": "user", "content": "a b c"}])
+    assert routed.deployment.alias == "cf-cw-big"  # the regular fallbacks without it
+    assert h.upstream.calls(regular) == 0
+
+
+async def content_policy_fallbacks(h: Harness) -> None:
+    models = [
+        h.model("cf-cp", h.tag("status=400,code=content_filter")),
+        h.model("cf-cp-lenient", h.tag("gpt-4o-mini")),
+    ]
+    router = {"content_policy_fallbacks": [{"cf-cp": ["cf-cp-lenient"]}]}
+    async with h.built(models, router_settings=router) as b:
+        routed = await b.chat("cf-cp")  # a 400 otherwise
+    assert routed.deployment.alias == "cf-cp-lenient"
+
+
+async def default_fallbacks(h: Harness) -> None:
+    models = [h.model("cf-df", h.tag("status=500")), h.model("cf-df-any", h.tag("ok"))]
+    router = {"num_retries": 0, "default_fallbacks": ["cf-df-any"]}
+    async with h.built(models, router_settings=router) as b:
+        routed = await b.chat("cf-df")
+    assert routed.deployment.alias == "cf-df-any"
+
+
+async def max_fallbacks(h: Harness) -> None:
+    second, third = h.tag("status=500,second"), h.tag("third")
+    models = [
+        h.model("cf-mf", h.tag("status=500")),
+        h.model("cf-mf-2", second),
+        h.model("cf-mf-3", third),
+    ]
+    router = {
+        "num_retries": 0,
+        "max_fallbacks": 1,
+        "fallbacks": [{"cf-mf": ["cf-mf-2", "cf-mf-3"]}],
+    }
+    async with h.built(models, router_settings=router) as b:
+        with pytest.raises(UpstreamError):
+            await b.chat("cf-mf")  # the default of 5 would reach cf-mf-3
+    assert (h.upstream.calls(second), h.upstream.calls(third)) == (1, 0)
+
+
+async def disable_cooldowns(h: Harness) -> None:
+    broken = h.tag("status=500")
+    router = {"allowed_fails": 0, "num_retries": 0, "disable_cooldowns": True}
+    async with h.built([h.model("cf-nocool", broken)], router_settings=router) as b:
+        for _ in range(3):
+            with pytest.raises(UpstreamError):  # not UpstreamUnavailable: cooling down
+                await b.chat("cf-nocool")
+    assert h.upstream.calls(broken) == 3
+
+
+def enable_pre_call_checks(h: Harness) -> None:
+    small, large = h.tag("gpt-4o-mini"), h.tag("gpt-4o")
+    info = {"max_input_tokens": 20}
+    config: dict[str, Any] = {
+        "model_list": [h.model("cf-pre", small, info), h.model("cf-pre", large)],
+        "router_settings": {"enable_pre_call_checks": False},
+    }
+    client = sdk(h.gateway(config))
+    long = [{"role": "user", "content": "word " * 100}]
+    for _ in range(30):
+        client.chat.completions.create(model="cf-pre", messages=long)  # type: ignore[arg-type]
+    assert h.upstream.calls(small) > 0  # on, none would reach it (see max_input_tokens)
+
+
+def _metered_call(h: Harness, router: dict[str, Any], **settings: Any) -> int:
+    """The status of a call whose key has a rate limit (so the meter's store decides)."""
+    config = {"model_list": [h.model("cf-redis", h.tag("gpt-4o-mini"))], "router_settings": router}
+    base = h.gateway(config, redis_prefix=f"gwtest:cf-{h.run}:", **settings)
+    created = httpx.post(f"{base}/v1/keys", json={"rpm_limit": 1}, headers=ADMIN)
+    client = sdk(base, key=created.json()["key"])
+    try:
+        client.chat.completions.create(model="cf-redis", messages=USER)  # type: ignore[arg-type]
+    except openai.APIStatusError as exc:
+        return exc.status_code
+    return 200
+
+
+def _redis_address() -> tuple[str, int]:
+    parsed = httpx.URL(REDIS_URL)
+    return parsed.host, parsed.port or 6379
+
+
+def redis_host(h: Harness) -> None:
+    host, port = _redis_address()
+    router = {"redis_host": host, "redis_port": port}
+    assert _metered_call(h, router) == 200
+    # A second replica's call shares that Redis's count: the key's rpm_limit of 1 is spent.
+    config = {"model_list": [h.model("cf-redis", h.tag("gpt-4o-mini"))], "router_settings": router}
+    first = h.gateway(config, redis_prefix=f"gwtest:cf-{h.run}:shared:")
+    second = h.gateway(config, redis_prefix=f"gwtest:cf-{h.run}:shared:")
+    key = httpx.post(f"{first}/v1/keys", json={"rpm_limit": 1}, headers=ADMIN).json()["key"]
+    sdk(first, key=key).chat.completions.create(model="cf-redis", messages=USER)  # type: ignore[arg-type]
+    with pytest.raises(openai.RateLimitError):
+        sdk(second, key=key).chat.completions.create(model="cf-redis", messages=USER)  # type: ignore[arg-type]
+
+
+def redis_port(h: Harness) -> None:
+    host, _ = _redis_address()
+    # Nothing listens on port 1: the meter cannot reach it and refuses (fail closed).
+    assert _metered_call(h, {"redis_host": host, "redis_port": 1}) == 503
+
+
+def redis_password(h: Harness) -> None:
+    host, port = _redis_address()
+    # The test Redis has no password: it refuses the AUTH the password makes the client send,
+    # and the meter's store fails (a Redis that answers with an error is a 500, logged).
+    router = {"redis_host": host, "redis_port": port, "redis_password": "not-this-one"}
+    assert _metered_call(h, router) == 500
+
+
+def redis_url(h: Harness) -> None:
+    assert _metered_call(h, {"redis_url": REDIS_URL}) == 200
+    assert _metered_call(h, {"redis_url": "redis://127.0.0.1:1/0"}) == 503
+
+
+def provider_budget_config(h: Harness) -> None:
+    budgets = {"openai": {"budget_limit": 100, "time_period": "1d"}}
+    with pytest.raises(ValidationError, match="provider budgets are not supported"):
+        GatewayConfig.model_validate({"router_settings": {"provider_budget_config": budgets}})
+
+
+def _retry_policy_check(name: str, directives: str, error: type[GatewayError]) -> Check:
+    async def check(h: Harness) -> None:
+        failing = h.tag(directives)
+        router = {
+            "num_retries": 0,
+            "max_retry_wait": 0.01,
+            "disable_cooldowns": True,
+            "retry_policy": {name: 2},
+        }
+        async with h.built([h.model("cf-retry", failing)], router_settings=router) as b:
+            with pytest.raises(error):
+                await b.chat("cf-retry")
+        assert h.upstream.calls(failing) == 3  # num_retries: 0 alone would make it 1
+
+    return check
+
+
+def _allowed_fails_check(name: str, directives: str, error: type[GatewayError]) -> Check:
+    async def check(h: Harness) -> None:
+        failing = h.tag(directives)
+        router = {
+            "num_retries": 0,
+            "allowed_fails": 0,
+            "cooldown_time": 60,
+            "allowed_fails_policy": {name: 2},
+        }
+        async with h.built([h.model("cf-fails", failing)], router_settings=router) as b:
+            for _ in range(3):
+                with pytest.raises(error) as failed:
+                    await b.chat("cf-fails")
+                assert "cooling down" not in failed.value.message
+            with pytest.raises(UpstreamUnavailable, match="cooling down"):
+                await b.chat("cf-fails")
+        assert h.upstream.calls(failing) == 3  # allowed_fails: 0 alone would make it 1
+
+    return check
+
+
+# Each kind of failure the policies name, as the upstream answers it, and the error it becomes.
+FAILURES: dict[str, tuple[str, type[GatewayError]]] = {
+    "BadRequest": ("status=400", BadRequest),
+    "Authentication": ("status=401", UpstreamError),
+    "Timeout": ("status=408", UpstreamTimeout),
+    "RateLimit": ("status=429", RateLimited),
+    "ContentPolicyViolation": ("status=400,code=content_filter", BadRequest),
+    "InternalServer": ("status=500", UpstreamError),
+    "ServiceUnavailable": ("status=503", UpstreamUnavailable),
+    "BadGateway": ("status=502", UpstreamError),
+    "NotFound": ("status=404", UpstreamError),
+}
+POLICY_CHECKS: dict[str, Check] = {
+    f"router_settings.retry_policy.{kind}ErrorRetries": _retry_policy_check(
+        f"{kind}ErrorRetries", *FAILURES[kind]
+    )
+    for kind in FAILURES
+    if kind != "BadGateway"
+}
+# A 502 is no kind RetryPolicy names: DefaultRetries covers it.
+POLICY_CHECKS["router_settings.retry_policy.DefaultRetries"] = _retry_policy_check(
+    "DefaultRetries", *FAILURES["BadGateway"]
+)
+POLICY_CHECKS |= {
+    f"router_settings.allowed_fails_policy.{kind}ErrorAllowedFails": _allowed_fails_check(
+        f"{kind}ErrorAllowedFails", *FAILURES[kind]
+    )
+    for kind in FAILURES
+    # A caller's bad request never cools a deployment down (README: keys not used).
+    if kind not in ("BadRequest", "ContentPolicyViolation")
+}
+
+
+async def model_group_alias(h: Harness) -> None:
+    router = {"model_group_alias": {"cf-old-name": {"model": "cf-group", "hidden": True}}}
+    async with h.built([h.model("cf-group", h.tag("gpt-4o-mini"))], router_settings=router) as b:
+        routed = await b.chat("cf-old-name")
+        assert "cf-old-name" not in b.router.listed()
+    assert routed.deployment.alias == "cf-group"
+
+
+def _tagged_call(h: Harness, models: list[dict[str, Any]], router: dict[str, Any]) -> None:
+    base = h.gateway({"model_list": models, "router_settings": router})
+    sdk(base).chat.completions.create(
+        model="cf-tag-setting",
+        messages=USER,  # type: ignore[arg-type]
+        extra_body={"tags": ["paid", "eu"]},
+    )
+
+
+def enable_tag_filtering(h: Harness) -> None:
+    chosen, tagged = h.tag("by-weight"), h.tag("by-tag")
+    models = [
+        h.model("cf-tag-setting", chosen, weight=1),
+        h.model("cf-tag-setting", tagged, weight=0, tags=["paid"]),
+    ]
+    _tagged_call(h, models, {"enable_tag_filtering": True})
+    assert (h.upstream.calls(tagged), h.upstream.calls(chosen)) == (1, 0)  # weight 0 else
+
+
+def tag_filtering_match_any(h: Harness) -> None:
+    some, every = h.tag("some-tags"), h.tag("every-tag")
+    models = [
+        h.model("cf-tag-setting", some, weight=1, tags=["paid"]),
+        h.model("cf-tag-setting", every, weight=0, tags=["paid", "eu"]),
+    ]
+    _tagged_call(h, models, {"enable_tag_filtering": True, "tag_filtering_match_any": False})
+    assert (h.upstream.calls(every), h.upstream.calls(some)) == (1, 0)  # both match any tag
 
 
 # --- gateway ------------------------------------------------------------------------------------
@@ -599,6 +955,41 @@ async def max_response_bytes(h: Harness) -> None:
     assert "max_response_bytes" in caught.value.message
 
 
+# --- LiteLLM's sections beside model_list ------------------------------------------------------
+
+
+def environment_variables(h: Harness) -> None:
+    upstream_model = h.tag("gpt-4o-mini")
+    entry = h.model("cf-env", upstream_model, api_key="os.environ/CF_ENV_KEY")
+    config = {"environment_variables": {"CF_ENV_KEY": "sk-from-file"}, "model_list": [entry]}
+    try:
+        sdk(h.gateway(config)).chat.completions.create(model="cf-env", messages=USER)  # type: ignore[arg-type]
+    finally:
+        os.environ.pop("CF_ENV_KEY", None)  # serving set it, as LiteLLM does
+    assert h.received(upstream_model).headers["authorization"] == "Bearer sk-from-file"
+
+
+def credential_list(h: Harness) -> None:
+    upstream_model = h.tag("gpt-4o-mini")
+    entry = h.model("cf-cred", upstream_model, litellm_credential_name="cf-credential")
+    credential = {"credential_name": "cf-credential", "credential_values": {"api_key": "sk-cred"}}
+    config = {"credential_list": [credential], "model_list": [entry]}
+    sdk(h.gateway(config)).chat.completions.create(model="cf-cred", messages=USER)  # type: ignore[arg-type]
+    assert h.received(upstream_model).headers["authorization"] == "Bearer sk-cred"
+
+
+def general_settings(h: Harness) -> None:
+    config = {
+        "model_list": [h.model("cf-general", h.tag("gpt-4o-mini"))],
+        "general_settings": {"master_key": "sk-cf-litellm-master"},
+    }
+    base = h.gateway(config, master_key=None)  # GATEWAY_MASTER_KEY unset: the file's key
+    client = sdk(base, key="sk-cf-litellm-master")
+    client.chat.completions.create(model="cf-general", messages=USER)  # type: ignore[arg-type]
+    with pytest.raises(openai.AuthenticationError):
+        sdk(base).chat.completions.create(model="cf-general", messages=USER)  # type: ignore[arg-type]
+
+
 CHECKS: dict[str, Check] = {
     "model_list[].model_name": model_name,
     "model_list[].litellm_params.model": model,
@@ -613,12 +1004,30 @@ CHECKS: dict[str, Check] = {
     "model_list[].litellm_params.stream_timeout": stream_timeout,
     "model_list[].litellm_params.max_retries": max_retries,
     "model_list[].litellm_params.extra_headers": extra_headers,
+    "model_list[].litellm_params.tags": tags,
+    "model_list[].litellm_params.input_cost_per_token": params_input_cost_per_token,
+    "model_list[].litellm_params.output_cost_per_token": params_output_cost_per_token,
+    "model_list[].litellm_params.cache_read_input_token_cost": params_cache_read_input_token_cost,
+    "model_list[].litellm_params.cache_creation_input_token_cost": (
+        params_cache_creation_input_token_cost
+    ),
+    "model_list[].litellm_params.output_cost_per_reasoning_token": (
+        params_output_cost_per_reasoning_token
+    ),
+    "model_list[].litellm_params.base_model": params_base_model,
+    "model_list[].rpm": entry_rpm,
+    "model_list[].tpm": entry_tpm,
     "model_list[].model_info.id": model_info_id,
     "model_list[].model_info.base_model": base_model,
     "model_list[].model_info.input_cost_per_token": input_cost_per_token,
     "model_list[].model_info.output_cost_per_token": output_cost_per_token,
     "model_list[].model_info.cache_read_input_token_cost": cache_read_input_token_cost,
     "model_list[].model_info.output_cost_per_reasoning_token": output_cost_per_reasoning_token,
+    "model_list[].model_info.cache_creation_input_token_cost": (
+        model_info_cache_creation_input_token_cost
+    ),
+    "model_list[].model_info.rpm": model_info_rpm,
+    "model_list[].model_info.tpm": model_info_tpm,
     "model_list[].model_info.transport": transport,
     "model_list[].model_info.cost_per_1k_predictions": cost_per_1k_predictions,
     "model_list[].model_info.max_batch_size": max_batch_size,
@@ -632,12 +1041,32 @@ CHECKS: dict[str, Check] = {
     "router_settings.cooldown_time": cooldown_time,
     "router_settings.retry_after": retry_after,
     "router_settings.max_retry_wait": max_retry_wait,
+    "model_list[].model_info.max_input_tokens": max_input_tokens,
+    "router_settings.context_window_fallbacks": context_window_fallbacks,
+    "router_settings.content_policy_fallbacks": content_policy_fallbacks,
+    "router_settings.default_fallbacks": default_fallbacks,
+    "router_settings.max_fallbacks": max_fallbacks,
+    "router_settings.disable_cooldowns": disable_cooldowns,
+    "router_settings.enable_pre_call_checks": enable_pre_call_checks,
+    "router_settings.redis_host": redis_host,
+    "router_settings.redis_port": redis_port,
+    "router_settings.redis_password": redis_password,
+    "router_settings.redis_url": redis_url,
+    "router_settings.provider_budget_config": provider_budget_config,
+    **POLICY_CHECKS,
+    "router_settings.model_group_alias": model_group_alias,
+    "router_settings.enable_tag_filtering": enable_tag_filtering,
+    "router_settings.tag_filtering_match_any": tag_filtering_match_any,
     "gateway.max_body_bytes": max_body_bytes,
     "gateway.default_max_tokens": default_max_tokens,
     "gateway.cap_max_tokens_to_budget": cap_max_tokens_to_budget,
     "gateway.log_bodies": log_bodies,
     "gateway.max_response_bytes": max_response_bytes,
     "gateway.prediction_sample_rate": prediction_sample_rate,
+    "environment_variables": environment_variables,
+    "credential_list[].credential_name": credential_list,
+    "credential_list[].credential_values": credential_list,
+    "general_settings": general_settings,
 }
 
 # These import litellm (about 3 s, once per session).

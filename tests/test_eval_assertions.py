@@ -35,19 +35,27 @@ def call(name: str, arguments: Any) -> dict[str, Any]:
 
 async def check(kind: str, value: Any = None, output: str = "", **fields: Any) -> Any:
     spec_fields = {k: fields.pop(k) for k in ("threshold", "n", "weight") if k in fields}
+    fields.setdefault("tools", [WEATHER_TOOL])
     spec = AssertionSpec(type=kind, value=value, **spec_fields)
     return await evaluate(spec, EvalContext(output=output, vars=fields.pop("vars", {}), **fields))
 
 
 # (type, value, extra spec/context fields, output that passes, output that fails)
 DETERMINISTIC = [
-    ("equals", "Paris", {}, "  Paris\n", "Paris, France"),
+    ("equals", "Paris", {}, "Paris", "Paris\n"),
     ("equals", {"a": [1, True]}, {}, '{"a": [1.0, true]}', '{"a": [1, 1]}'),
     ("contains", "billing", {}, "a billing question", "a Billing question"),
     ("icontains", "billing", {}, "a BILLING question", "an invoice question"),
+    ("icontains-any", ["refund", "credit"], {}, "a CREDIT note", "we said no"),
+    ("icontains-all", ["refund", "days"], {}, "Refund in 5 DAYS", "refund soon"),
     ("contains-any", ["refund", "credit"], {}, "we issued a credit", "we said no"),
     ("contains-all", ["refund", "days"], {}, "refund in 5 days", "refund soon"),
-    ("starts-with", "Yes", {}, "\nYes, we can.", "Well, yes."),
+    ("starts-with", "Yes", {}, "Yes, we can.", "\nYes, we can."),
+    ("word-count", {"min": 2, "max": 3}, {}, "two words", "just one more word"),
+    ("finish-reason", "stop", {"finish_reason": "STOP"}, "", ""),
+    ("contains-json", None, {}, 'Here: {"ok": true}.', "{'ok': True}"),
+    ("is-xml", {"requiredElements": ["a.b"]}, {}, "<a><b/></a>", "<a><c/></a>"),
+    ("bleu", "the cat sat on the mat", {}, "the cat sat on the mat", "a dog ran"),
     ("regex", r"\b\d{3}-\d{4}\b", {}, "call 555-1234 now", "call 5551234 now"),
     ("is-json", None, {}, ' {"ok": true} ', "{'ok': True}"),
     ("is-json", {"type": "object", "required": ["ok"]}, {}, '{"ok": 1}', '{"fine": 1}'),
@@ -73,6 +81,8 @@ async def test_each_type_passes_and_fails(
     if kind in ("cost", "latency"):
         # The same limit on a slower or dearer answer.
         extra = {key: val * 1000 for key, val in extra.items()}
+    if kind == "finish-reason":
+        extra = {"finish_reason": "length"}
     failing = await check(kind, value, bad, **extra)
     assert not failing.passed, failing.reason
     assert not failing.error
@@ -81,7 +91,12 @@ async def test_each_type_passes_and_fails(
 
 
 def test_the_table_covers_every_type_but_the_model_graded_ones() -> None:
-    covered = {row[0] for row in DETERMINISTIC} | {"similar", "llm-rubric", "is-valid-tool-call"}
+    covered = {row[0] for row in DETERMINISTIC} | {
+        "similar",
+        "llm-rubric",
+        "is-valid-tool-call",
+        "assert-set",  # a group, judged by scoring.judge_case (tests/test_promptfoo_parity.py)
+    }
     assert covered == set(KNOWN_TYPES)
 
 
@@ -92,7 +107,7 @@ async def test_reasons_say_what_was_expected_and_found() -> None:
     assert outcome.reason.endswith('all of ["refund", "days"] (missing ["days"])')
     outcome = await check("levenshtein", "kitten", "sitting", threshold=1)
     assert "distance 3" in outcome.reason
-    assert outcome.score == pytest.approx(1 - 3 / 7)
+    assert outcome.score == 0.0  # pass or fail, as promptfoo scores it
 
 
 async def test_json_schema_failure_names_the_path() -> None:
@@ -118,7 +133,7 @@ async def test_not_inverts_pass_score_and_reason() -> None:
     assert outcome.score == 0.0
     outcome = await check("not-levenshtein", "kitten", "sitting", threshold=1)
     assert outcome.passed
-    assert outcome.score == pytest.approx(3 / 7)
+    assert outcome.score == 1.0
     outcome = await check("not-is-json", None, "plain prose")
     assert outcome.passed
 
@@ -164,21 +179,28 @@ def validation_error(**fields: Any) -> str:
         ({"type": "contans", "value": "x"}, "did you mean 'contains'?"),
         ({"type": "not-icontain", "value": "x"}, "did you mean 'not-icontains'?"),
         ({"type": "javascript", "value": "x"}, "unknown assertion type 'javascript'"),
-        ({"type": "regex", "value": "(unclosed"}, "regex assertion: value is not a valid regular"),
+        ({"type": "regex", "value": "(unclosed"}, "regex assertion: /(unclosed/: not a valid"),
+        ({"type": "regex", "value": "(?i)yes"}, "is not JavaScript"),
+        ({"type": "regex", "value": "end\\Z"}, "\\Z is the letter Z in JavaScript"),
         ({"type": "json-schema", "value": {"type": "objekt"}}, "not a valid JSON Schema"),
         ({"type": "json-schema"}, "json-schema assertion: needs a value"),
         ({"type": "is-json", "value": "an object"}, "must be a JSON Schema"),
         ({"type": "contains"}, "contains assertion: value must be a non-empty string"),
         ({"type": "equals"}, "equals assertion: needs a value"),
         ({"type": "contains-any", "value": []}, "non-empty list of strings"),
-        ({"type": "contains-all", "value": "a,b"}, "non-empty list of strings"),
+        ({"type": "contains-all", "value": {"a": 1}}, "non-empty list of strings"),
         ({"type": "cost", "value": -1}, "cost assertion: value must be a number >= 0"),
         ({"type": "latency"}, "latency assertion: value must be a number >= 0"),
-        ({"type": "python", "value": "checks"}, "'module.path:function'"),
-        ({"type": "python", "value": "tests/eval_checks.py"}, "'module.path:function'"),
-        ({"type": "similar", "value": ["a"]}, "similar assertion: value must be a non-empty"),
+        ({"type": "python", "value": "output.startswith("}, "not valid Python"),
+        ({"type": "python", "value": "file://checks.js"}, "file://path/to/code.py"),
+        ({"type": "python", "value": ""}, "python assertion: value must be Python code"),
+        ({"type": "similar", "value": [1]}, "similar assertion: value must be a non-empty"),
+        ({"type": "word-count", "value": {"min": 5, "max": 2}}, "min must not be above max"),
+        ({"type": "is-xml", "value": ["a.b"]}, "{requiredElements: [root.child, ...]}"),
+        ({"type": "is-json", "value": {"format": "colour"}}, "format 'colour', which the"),
+        ({"type": "not-assert-set", "assert": []}, "unknown assertion type 'not-assert-set'"),
         ({"type": "llm-rubric"}, "llm-rubric assertion: value must be a non-empty string"),
-        ({"type": "rouge-n", "value": "one", "n": 2}, "needs at least 2 words"),
+        ({"type": "rouge-n", "value": "one", "n": 2}, "needs at least 2 word(s)"),
         ({"type": "similar", "value": "a", "threshold": 1.5}, "between 0 and 1"),
         ({"type": "contains", "value": "a", "threshold": 0.5}, "`threshold` does not apply"),
         ({"type": "contains", "value": "a", "n": 2}, "`n` applies only to rouge-n"),
@@ -202,8 +224,10 @@ def test_specs_normalize_aliases_and_numbers() -> None:
 
 
 def test_the_json_schema_of_a_spec_lists_the_types_for_editors() -> None:
-    schema = AssertionSpec.model_json_schema()
-    assert {"contains", "not-contains", "llm-rubric"} <= set(schema["properties"]["type"]["enum"])
+    schema = AssertionSpec.model_json_schema()["$defs"]["AssertionSpec"]
+    types = set(schema["properties"]["type"]["enum"])
+    assert {"contains", "not-contains", "llm-rubric", "assert-set", "icontains-any"} <= types
+    assert "not-assert-set" not in types
 
 
 # --- is-valid-tool-call ----------------------------------------------------------------------
@@ -212,19 +236,19 @@ def test_the_json_schema_of_a_spec_lists_the_types_for_editors() -> None:
 @pytest.mark.parametrize(
     ("tool_calls", "tools", "output", "problem"),
     [
-        ([call("get_weather", {"city": "Oslo"})], None, "", None),
-        ([call("anything", {})], None, "", None),
+        ([call("get_weather", {"city": "Oslo"})], [WEATHER_TOOL], "", None),
+        ([call("anything", {})], [WEATHER_TOOL], "", "anything: not among the offered tools"),
         ([call("get_weather", {"city": "Oslo", "days": 3})], [WEATHER_TOOL], "", None),
-        (None, None, '{"name": "get_weather", "arguments": {"city": "Oslo"}}', None),
+        (None, [WEATHER_TOOL], '{"name": "get_weather", "arguments": {"city": "Oslo"}}', None),
         (
             None,
             [WEATHER_TOOL],
             json.dumps([{"name": "get_weather", "arguments": '{"city": "O"}'}]),
             None,
         ),
-        (None, None, "It is sunny in Oslo.", "no tool calls"),
-        ([call("get_weather", "{city: Oslo}")], None, "", "arguments are not a JSON object"),
-        ([{"type": "function", "function": {"arguments": "{}"}}], None, "", "no function name"),
+        (None, [WEATHER_TOOL], "It is sunny in Oslo.", "no tool calls"),
+        ([call("get_weather", "{city: Oslo}")], [WEATHER_TOOL], "", "arguments are not a JSON"),
+        ([{"type": "function", "function": {"arguments": "{}"}}], [WEATHER_TOOL], "", "no func"),
         ([call("get_forecast", {"city": "Oslo"})], [WEATHER_TOOL], "", "not among the offered"),
         ([call("get_weather", {"days": 3})], [WEATHER_TOOL], "", "'city' is a required property"),
         ([call("get_weather", {"city": "Oslo", "days": "3"})], [WEATHER_TOOL], "", "$.days"),
@@ -241,6 +265,15 @@ async def test_tool_calls(
     assert outcome.passed is (problem is None), outcome.reason
     if problem:
         assert problem in outcome.reason
+
+
+async def test_tool_calls_without_offered_tools_cannot_be_judged() -> None:
+    # promptfoo checks calls against the provider's tools; a suite offering none is an error.
+    for kind in ("is-valid-tool-call", "not-is-valid-openai-tools-call"):
+        outcome = await check(kind, None, "", tool_calls=[call("get_weather", {})], tools=None)
+        assert outcome.error
+        assert not outcome.passed
+        assert "offers no tools" in outcome.reason
 
 
 async def test_a_tool_with_a_broken_schema_is_an_error_not_a_failure() -> None:
@@ -275,7 +308,10 @@ RUBRIC = "The answer apologises and offers a refund."
     [
         ('{"pass": true, "score": 0.9, "reason": "apologises, offers refund"}', True, 0.9),
         ('{"pass": false, "score": 0.2, "reason": "no refund offered"}', False, 0.2),
-        ('{"pass": true, "score": 0.3, "reason": "barely"}', False, 0.3),
+        # As promptfoo: without a threshold the judge's pass decides, whatever its score.
+        ('{"pass": true, "score": 0.3, "reason": "barely"}', True, 0.3),
+        ('{"pass": "yes", "score": 0.9}', True, 0.9),
+        ('{"score": 0.3}', False, 0.3),  # no pass: the score against 0.5
         ('Verdict:\n```json\n{"pass": true, "score": 1, "reason": "ok"}\n```\nDone.', True, 1.0),
         ('{"reason": "no score given", "pass": "true"}', True, 1.0),
         ('{"score": 0.7}', True, 0.7),
@@ -387,7 +423,10 @@ async def test_similar_without_a_working_embedder_is_an_error() -> None:
 @pytest.mark.parametrize(
     ("target", "output", "fields", "passed", "score"),
     [
-        ("tests.eval_checks.mentions_city", "Bergen", {"vars": {"city": "Oslo"}}, False, 0.0),
+        ("tests.eval_checks:mentions_city", "Bergen", {"vars": {"city": "Oslo"}}, False, 0.0),
+        ("output.lower().startswith('oslo')", "Oslo!", {}, True, 1.0),
+        ("len(output) > 3 and context['vars']['n'] == 2", "abcd", {"vars": {"n": 2}}, True, 1.0),
+        ("x = output.split()\nreturn len(x) / 4", "a b", {}, True, 0.5),
         ("tests.eval_checks:short_enough", "brief", {}, True, 1.0),
         ("tests.eval_checks:short_enough", "far too long for the limit", {}, False, 0.0),
         (
@@ -397,13 +436,21 @@ async def test_similar_without_a_working_embedder_is_an_error() -> None:
             True,
             1.0,
         ),
-        (
+        (  # a number passes when above 0 without a threshold (promptfoo)
             "tests.eval_checks:word_share",
             "red",
             {"vars": {"words": "red blue green"}},
+            True,
+            1 / 3,
+        ),
+        (
+            "tests.eval_checks:word_share",
+            "red",
+            {"vars": {"words": "red blue green"}, "threshold": 0.5},
             False,
             1 / 3,
         ),
+        ("tests.eval_checks:word_share", "pink", {"vars": {"words": "red blue"}}, False, 0.0),
         (
             "tests.eval_checks:word_share",
             "red",
@@ -413,7 +460,9 @@ async def test_similar_without_a_working_embedder_is_an_error() -> None:
         ),
         ("tests.eval_checks:graded", "Please wait.", {}, True, 0.9),
         ("tests.eval_checks:graded", "Wait.", {}, False, 0.1),
-        ("tests.eval_checks:score_only", "x", {}, False, 0.3),
+        ("tests.eval_checks:score_only", "x", {}, True, 0.3),
+        ("tests.eval_checks:score_only", "x", {"threshold": 0.5}, False, 0.3),
+        ("tests.eval_checks:graded", "Please wait.", {"threshold": 0.95}, False, 0.9),
     ],
 )
 async def test_python_checks(
@@ -433,7 +482,7 @@ async def test_python_checks_see_the_context_and_their_reason_is_reported() -> N
     )
     polite = await check("not-python", "tests.eval_checks:graded", "Wait.")
     assert polite.passed
-    assert polite.score == pytest.approx(0.9)
+    assert polite.score == pytest.approx(0.1)  # promptfoo keeps the check's own score
 
 
 @pytest.mark.parametrize(

@@ -513,3 +513,32 @@ async def test_out_of_range_parameters_are_400(
     status, raw, _ = await post(http, fake, "/chat/completions", body)
     assert status == 400
     assert orjson.loads(raw)["error"]["param"] == field
+
+
+async def test_usage_directives_and_directives_in_the_address(
+    fake: FakeUpstream, http: aiohttp.ClientSession
+) -> None:
+    model = "gpt-4o-mini,prompt_tokens=900,cached=300,cache_write=200,reasoning_tokens=7"
+    _, reply = await chat(http, fake, model)
+    assert reply["usage"] == {
+        "prompt_tokens": 900,
+        "completion_tokens": 4 + 7,  # reasoning is among the completion's, as OpenAI counts
+        "total_tokens": 911,
+        "prompt_tokens_details": {"cached_tokens": 300, "cache_creation_tokens": 200},
+        "completion_tokens_details": {"reasoning_tokens": 7},
+    }
+    # The same in the address: the model keeps its real name (and the price map's entry).
+    address = fake.url.removesuffix("/v1") + "/_with/cached=3,reasoning_tokens=2/v1"
+    body = {"model": "gpt-4o-mini", "messages": CONVERSATION, "temperature": 0.5}
+    status, raw, _ = await post(http, fake, address + "/chat/completions", body)
+    assert status == 200
+    usage = orjson.loads(raw)["usage"]
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 3}
+    assert usage["completion_tokens_details"] == {"reasoning_tokens": 2}
+    seen = fake.last_request("gpt-4o-mini")
+    assert seen is not None
+    assert seen.body == body  # what the request carried, parsed
+    status, raw, _ = await post(
+        http, fake, address + "/embeddings", {"model": "e,prompt_tokens=50", "input": "x"}
+    )
+    assert orjson.loads(raw)["usage"] == {"prompt_tokens": 50, "total_tokens": 50}

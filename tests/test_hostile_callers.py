@@ -120,7 +120,7 @@ def test_upstream_faults_still_cool_a_deployment_down(
     model = "status=500,id=faults-count"
     config = {
         "model_list": [fake_model(upstream, "sick", model)],
-        "router_settings": {"allowed_fails": 3, "cooldown_time": 60, "num_retries": 0},
+        "router_settings": {"allowed_fails": 2, "cooldown_time": 60, "num_retries": 0},
     }
     base = gateway(config)
     for _ in range(3):

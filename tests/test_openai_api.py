@@ -38,6 +38,27 @@ def test_echo_respects_max_tokens(gateway: GatewayFactory) -> None:
     assert reply.choices[0].finish_reason == "length"
 
 
+def test_echo_answers_verbatim_whitespace_included(gateway: GatewayFactory) -> None:
+    """Whitespace-sensitive suites (equals, starts-with) can be shown offline on local/echo."""
+    client = sdk(gateway())
+    text = "  Hello,\tWorld! \n\nsecond  line \n"
+    reply = client.chat.completions.create(
+        model="local/echo", messages=[{"role": "user", "content": text}]
+    )
+    assert reply.choices[0].message.content == text
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens == 4
+    cut = client.chat.completions.create(
+        model="local/echo", messages=[{"role": "user", "content": text}], max_tokens=2
+    )
+    assert cut.choices[0].message.content == "  Hello,\tWorld!"
+    assert cut.choices[0].finish_reason == "length"
+    stream = client.chat.completions.create(
+        model="local/echo", messages=[{"role": "user", "content": text}], stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == text
+
+
 def test_stream_with_usage_chunk(gateway: GatewayFactory) -> None:
     stream = sdk(gateway()).chat.completions.create(
         model="local/echo",

@@ -36,12 +36,15 @@ def resolve(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any
 
 
 def describes(schema: dict[str, Any], components: dict[str, Any]) -> bool:
-    """Names fields (or alternatives that do), rather than `{}` or any object."""
+    """Names fields (or alternatives that do), rather than `{}` or any object: a list of
+    described items, or the one value it can be (LiteLLM's "I'm alive!"), describe too."""
     schema = resolve(schema, components)
     for key in ("anyOf", "oneOf", "allOf"):
         if key in schema:
             return all(describes(s, components) for s in schema[key])
-    return bool(schema.get("properties"))
+    if schema.get("type") == "array":
+        return describes(schema.get("items", {}), components)
+    return bool(schema.get("properties")) or "const" in schema
 
 
 def answers(openapi: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:

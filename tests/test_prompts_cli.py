@@ -72,7 +72,7 @@ def test_sync_promote_rollback_history_render_diff(tmp_path: Path) -> None:
     assert f"production {v1} -> {v2}" in promoted.stdout
     rendered = json.loads(cli(tmp_path, "render", "greet", "--vars", '{"name": "Di"}').stdout)
     assert rendered["version"] == v2
-    assert rendered["messages"][-1] == {"role": "user", "content": "Good morning Di"}
+    assert rendered["messages"][-1] == {"role": "user", "content": "\nGood morning Di"}
 
     rolled = cli(tmp_path, "rollback", "greet", "--label", "production", "--reason", "oops")
     assert f"production {v2} -> {v1}" in rolled.stdout
@@ -122,3 +122,42 @@ def test_promote_takes_labels_for_versions(tmp_path: Path) -> None:
     split = cli(tmp_path, "promote", "greet", "canary", "--label", "other")
     assert split.returncode == 2
     assert "label 'canary' splits traffic; name a version instead" in split.stderr
+
+
+def test_validate_and_render_with_partials_context_and_history(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts"
+    (prompts / "support").mkdir(parents=True)
+    (prompts / "support" / "help.prompt").write_text(
+        "---\nmodel: local/echo\ngateway.context:\n  plan: string\n---\n"
+        '{{role "system"}}{{> support/tone}} ({{@plan}}, {{@auth.key.id}}){{role "user"}}Q'
+    )
+    (prompts / "support" / "_tone.prompt").write_text("Be calm.")
+    # One file: its partials come from the prompts folder it is in.
+    one = cli(tmp_path, "validate", str(prompts / "support" / "help.prompt"))
+    assert one.returncode == 0, one.stderr
+    assert "1 prompt file valid" in one.stdout
+    (prompts / "support" / "_broken.prompt").write_text("{{#each}}")
+    broken = cli(tmp_path, "validate", str(prompts / "support" / "_broken.prompt"))
+    assert broken.returncode == 2
+    assert broken.stderr.startswith(f"{prompts / 'support' / '_broken.prompt'}:1: ")
+    (prompts / "support" / "_broken.prompt").unlink()
+
+    assert cli(tmp_path, "sync").returncode == 0
+    rendered = cli(
+        tmp_path,
+        "render",
+        "help",
+        "--context",
+        '{"plan": "pro"}',
+        "--messages",
+        '[{"role": "user", "content": "before"}]',
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    assert json.loads(rendered.stdout)["messages"] == [
+        {"role": "system", "content": "Be calm. (pro, master)"},
+        {"role": "user", "content": "before"},
+        {"role": "user", "content": "Q"},
+    ]
+    missing = cli(tmp_path, "render", "help")
+    assert missing.returncode == 2
+    assert "'plan' is a required property" in missing.stderr

@@ -13,7 +13,8 @@ import openai
 import pytest
 from sqlalchemy import create_engine, select
 
-from gateway.prompts.calling import apply_prompt
+from gateway.core.errors import BadRequest
+from gateway.prompts.calling import apply_prompt, prompt_ref
 from gateway.prompts.files import parse_prompt
 from gateway.store.tables import request_log
 from tests.conftest import MASTER_KEY, GatewayFactory, sdk
@@ -71,7 +72,9 @@ def test_edit_sync_promote_rollback(gateway: GatewayFactory, prompts_dir: Path) 
     base = gateway(prompts_dir=prompts_dir)
     client = sdk(base)
     text, served = greet(client)
-    assert text == "Hello Ana"
+    # local/echo answers the user message verbatim: as Dotprompt renders it, it begins
+    # with the line break after {{role "user"}}.
+    assert text == "\nHello Ana"
     v1 = served.split("@")[1]
 
     (prompts_dir / "greet.prompt").write_text(GREET_V2)
@@ -80,13 +83,13 @@ def test_edit_sync_promote_rollback(gateway: GatewayFactory, prompts_dir: Path) 
     v2 = registered[0].split("@")[1]
     assert v2 != v1
     # The old version keeps serving production until someone promotes the new one.
-    assert greet(client) == ("Hello Ana", f"greet@{v1}")
-    assert greet(client, label="latest") == ("Good morning Ana", f"greet@{v2}")
-    assert greet(client, version=v1) == ("Hello Ana", f"greet@{v1}")
+    assert greet(client) == ("\nHello Ana", f"greet@{v1}")
+    assert greet(client, label="latest") == ("\nGood morning Ana", f"greet@{v2}")
+    assert greet(client, version=v1) == ("\nHello Ana", f"greet@{v1}")
 
     moved = promote(base, label="production", version=v2, reason="friendlier", actor="ana")
     assert moved["from"] == {"version": v1}
-    assert greet(client) == ("Good morning Ana", f"greet@{v2}")
+    assert greet(client) == ("\nGood morning Ana", f"greet@{v2}")
 
     response = httpx.post(
         f"{base}/v1/prompts/greet/labels/production/rollback",
@@ -94,7 +97,7 @@ def test_edit_sync_promote_rollback(gateway: GatewayFactory, prompts_dir: Path) 
         headers=ADMIN,
     )
     assert response.status_code == 200, response.text
-    assert greet(client) == ("Hello Ana", f"greet@{v1}")
+    assert greet(client) == ("\nHello Ana", f"greet@{v1}")
 
     history = httpx.get(
         f"{base}/v1/prompts/greet/history", params={"label": "production"}, headers=ADMIN
@@ -207,7 +210,7 @@ def test_alias_form_variables_header_and_errors(gateway: GatewayFactory, prompts
         json={"model": "prompt/greet@production", "messages": []},
     )
     assert response.status_code == 200, response.text
-    assert response.json()["choices"][0]["message"]["content"] == "Hello Bo"
+    assert response.json()["choices"][0]["message"]["content"] == "\nHello Bo"
     client = sdk(base)
     with pytest.raises(openai.BadRequestError) as caught:
         greet(client, variables={"name": 42})
@@ -231,18 +234,34 @@ def test_alias_form_variables_header_and_errors(gateway: GatewayFactory, prompts
     assert bad_header.status_code == 400
 
 
-def test_request_messages_follow_and_model_override(
+def test_request_messages_are_history_and_model_override(
     gateway: GatewayFactory, prompts_dir: Path
 ) -> None:
     base = gateway(prompts_dir=prompts_dir)
     client = sdk(base)
-    # The request's own messages come after the rendered ones: echo answers the last user one.
+    # The request's own messages are the conversation so far; the prompt has no {{history}},
+    # so they go before its last user message, as Dotprompt places history: echo answers
+    # the prompt's user message.
+    earlier = [
+        {"role": "user", "content": "and one more thing"},
+        {"role": "assistant", "content": "yes?"},
+    ]
     reply = client.chat.completions.create(
         model="prompt",
-        messages=[{"role": "user", "content": "and one more thing"}],
+        messages=earlier,  # type: ignore[arg-type]
         extra_body={"prompt": {"name": "greet", "variables": {"name": "Ana"}}},
     )
-    assert reply.choices[0].message.content == "and one more thing"
+    assert reply.choices[0].message.content == "\nHello Ana"
+    preview = httpx.post(
+        f"{base}/v1/prompts/greet/render",
+        json={"variables": {"name": "Ana"}, "messages": earlier},
+        headers=ADMIN,
+    ).json()
+    assert preview["messages"] == [
+        {"role": "system", "content": "\nYou greet people.\n"},
+        *earlier,
+        {"role": "user", "content": "\nHello Ana"},
+    ]
     with pytest.raises(openai.NotFoundError) as caught:  # an explicit model overrides
         client.chat.completions.create(
             model="no-such-alias",
@@ -293,9 +312,35 @@ def test_inspect_render_and_diff(gateway: GatewayFactory, prompts_dir: Path) -> 
         headers=ADMIN,
     ).json()
     assert preview["messages"] == [
-        {"role": "system", "content": "You greet people."},
-        {"role": "user", "content": "Good morning Cy"},
+        {"role": "system", "content": "\nYou greet people.\n"},
+        {"role": "user", "content": "\nGood morning Cy"},
     ]
     assert preview["config"] == {"temperature": 0.3}
     shown = httpx.get(f"{base}/v1/prompts/greet", headers=ADMIN).json()
     assert shown["labels"]["latest"] == {"version": v2}
+
+
+def test_a_prompt_reference_carries_variant_and_context() -> None:
+    """Dotprompt's variant is the file <name>.<variant>.prompt; context is the @ data, in
+    the body or, for the model-string form, in a header beside the variables."""
+    body: dict[str, Any] = {
+        "model": "prompt",
+        "prompt": {"name": "greet", "variant": "formal", "context": {"plan": "pro"}},
+    }
+    ref = prompt_ref(body, {})
+    assert ref is not None
+    assert (ref.name, ref.context, ref.variables) == ("greet.formal", {"plan": "pro"}, {})
+    headers = {"x-gateway-prompt-variables": '"one value"', "x-gateway-prompt-context": '{"a": 1}'}
+    by_model = prompt_ref({"model": "prompt/greet.formal@staging"}, headers)
+    assert by_model is not None
+    assert (by_model.name, by_model.label) == ("greet.formal", "staging")
+    assert (by_model.variables, by_model.context) == ("one value", {"a": 1})
+    for bad, param in (
+        ({"name": "greet", "context": []}, "prompt.context"),
+        ({"name": "greet", "variant": 3}, "prompt"),
+    ):
+        with pytest.raises(BadRequest) as caught:
+            prompt_ref({"prompt": bad}, {})
+        assert caught.value.param == param
+    with pytest.raises(BadRequest, match="x-gateway-prompt-context must be a JSON object"):
+        prompt_ref({"model": "prompt/greet"}, {"x-gateway-prompt-context": "[1]"})

@@ -79,7 +79,7 @@ def test_failing_deployment_is_skipped_for_a_healthy_one(
     bad, good = "status=500,id=pair-bad", "id=pair-good"
     config = {
         "model_list": [fake_model(upstream, "pair", bad), fake_model(upstream, "pair", good)],
-        "router_settings": _router(allowed_fails=1, cooldown_time=60),
+        "router_settings": _router(allowed_fails=0, cooldown_time=60),
     }
     client = sdk(gateway(config))
     for _ in range(20):
@@ -93,7 +93,7 @@ def test_cooldown_sheds_load_then_recovers(gateway: GatewayFactory, upstream: Fa
     model = "fail_first=2,status=500,id=cooldown"
     config = {
         "model_list": [fake_model(upstream, "solo", model)],
-        "router_settings": _router(num_retries=1, allowed_fails=2, cooldown_time=0.5),
+        "router_settings": _router(num_retries=1, allowed_fails=1, cooldown_time=0.5),
     }
     client = sdk(gateway(config))
     with pytest.raises(openai.InternalServerError) as failed:  # two failures: cooled down
@@ -159,7 +159,7 @@ def test_max_retries_stays_on_a_deployment_until_it_cools_down(
             fake_model(upstream, "mr", healthy, weight=0),
             fake_model(upstream, "mr-400", refused, max_retries=5),
         ],
-        "router_settings": _router(num_retries=1, allowed_fails=2, max_retry_wait=0.05),
+        "router_settings": _router(num_retries=1, allowed_fails=1, max_retry_wait=0.05),
     }
     client = sdk(gateway(config))
     raw = client.chat.completions.with_raw_response.create(model="mr", messages=USER)

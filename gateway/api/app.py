@@ -15,10 +15,13 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api import admin, evals, health, inference, logs, openai, prompts, proxied, registry
+from gateway.api.deps import invalid_request
 from gateway.api.docs import install_docs
 from gateway.api.edge import Edge
+from gateway.api.litellm_admin import routes as litellm_admin
 from gateway.core.config import load_config
-from gateway.core.errors import BadRequest, GatewayError, NotFound, error_response
+from gateway.core.errors import GatewayError, NotFound, error_response
+from gateway.core.general_settings import settings_from_config
 from gateway.core.settings import Settings
 from gateway.identity.auth import resolve_master_key
 from gateway.state import GatewayState
@@ -41,18 +44,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        if not where and first.get("loc", ())[:1] == ("body",):
-            content_type = request.headers.get("content-type", "none")
-            message = (
-                f"Request body must be a JSON object with Content-Type: application/json "
-                f"(got {content_type}): {first.get('msg', 'invalid body')}"
-            )
-            return _render(request, BadRequest(message))
-        message = f"{where}: {first.get('msg', 'invalid request')}"
-        param = ".".join(str(p) for p in first.get("loc", ())[1:])  # without body/query/path
-        return _render(request, BadRequest(message, param=param or None))
+        return _render(request, invalid_request(request, exc))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -134,6 +126,10 @@ def _text_json_named_as_fastapi_knows_it(scope: Scope) -> Scope:
 def create_app(settings: Settings | None = None, *, freeze_after_start: bool = False) -> FastAPI:
     settings = settings or Settings()
     config = load_config(settings.config)
+    settings = settings_from_config(settings, config)  # general_settings.master_key, ...
+    # What a LiteLLM user's file asks for and the gateway does not do as LiteLLM would.
+    config.report.log(logging.getLogger("gateway.config"))
+    config.report.environment.export()
     state = GatewayState.build(settings, config, resolve_master_key(settings))
 
     @asynccontextmanager
@@ -174,6 +170,7 @@ def create_app(settings: Settings | None = None, *, freeze_after_start: bool = F
     app.include_router(evals.router)
     app.include_router(registry.router)
     app.include_router(inference.router)
+    app.include_router(litellm_admin.router)  # LiteLLM's admin routes, for its scripts
     max_body = config.gateway.max_body_bytes or settings.max_body_bytes
     app.edge = Edge(app.serve_with_fastapi, state, max_body_bytes=max_body)
     return app

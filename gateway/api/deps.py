@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 
 from gateway.api import access_log
 from gateway.core.errors import BadRequest
@@ -153,6 +154,22 @@ def field_path(path: tuple[str | int, ...]) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+def invalid_request(request: Request, exc: RequestValidationError) -> BadRequest:
+    """FastAPI's validation failure as a 400 naming the field (not FastAPI's 422)."""
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    if not where and first.get("loc", ())[:1] == ("body",):
+        content_type = request.headers.get("content-type", "none")
+        message = (
+            f"Request body must be a JSON object with Content-Type: application/json "
+            f"(got {content_type}): {first.get('msg', 'invalid body')}"
+        )
+        return BadRequest(message)
+    message = f"{where}: {first.get('msg', 'invalid request')}"
+    param = ".".join(str(p) for p in first.get("loc", ())[1:])  # without body/query/path
+    return BadRequest(message, param=param or None)
 
 
 async def valid_input(request: Request, caller: Annotated[Caller, Depends(authenticate)]) -> None:

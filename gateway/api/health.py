@@ -38,7 +38,7 @@ async def readyz(state: StateDep, response: Response) -> Readiness:
         response.status_code = 503
     return Readiness(
         status="ready" if problem is None else "not ready",
-        models=len(state.router.aliases()),
+        models=len(state.config.aliases()),  # model_names, wildcards included
         checks=checks,
         request_log=RequestLogHealth(
             database="ok" if writer.healthy else "spooling",

@@ -91,7 +91,7 @@ async def infer(
         version=version,
         infer=decode_request(body, binary),
     )
-    await state.calls.admit(call)
+    await state.calls.admit(call, request.headers)
     routed = await state.calls.predict(call)
     prediction = routed.value
     assert call.infer is not None

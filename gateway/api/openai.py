@@ -28,7 +28,7 @@ async def chat_completions(
     body, size = await read_json(request)
     call = Call("chat", body, size, caller, record, prompt=prompt_ref(body, request.headers))
     pipeline = state.calls
-    await pipeline.admit(call)
+    await pipeline.admit(call, request.headers)
     if call.body.get("stream"):
         options = call.body.get("stream_options") or {}
         wants_usage = options.get("include_usage") is True
@@ -49,7 +49,7 @@ async def embeddings(
 ) -> Response:
     body, size = await read_json(request)
     call = Call("embeddings", body, size, caller, record)
-    await state.calls.admit(call)
+    await state.calls.admit(call, request.headers)
     routed = await state.calls.complete(call)
     return Response(
         routed.value.body, media_type="application/json", headers=_headers(call, routed)
@@ -87,17 +87,19 @@ class Model(Answer):
 @router.get("/v1/models")
 @router.get("/models", include_in_schema=False)
 async def list_models(state: StateDep, caller: CallerDep) -> ObjectList[Model]:
-    key = caller.key
-    aliases = [
-        a
-        for a in state.router.aliases()
-        if (key is None or key.allows_model(a)) and a not in state.classic_aliases
-    ]
-    return ObjectList(data=[Model(id=alias) for alias in aliases])
+    key, routes = caller.key, state.router
+    # Classic models (and aliases of them) answer /v2 infer, not the OpenAI API.
+    classic = state.classic_aliases
+    names = [name for name in routes.listed() if routes.names.target(name) not in classic]
+    if key is not None and key.models:
+        names = [name for name in names if routes.permits(name, key.allows_model)]
+    return ObjectList(data=[Model(id=name) for name in names])
 
 
 @router.get("/v1/models/{model:path}")
 async def get_model(model: str, state: StateDep, caller: CallerDep) -> Model:
-    state.router.states(model)  # raises the 404 for unknown aliases
-    caller.check_model(model)
+    state.router.states(model)  # raises the 404 for names no deployment serves
+    key = caller.key
+    if key is not None and key.models and not state.router.permits(model, key.allows_model):
+        caller.check_model(model)  # raises the refusal
     return Model(id=model)

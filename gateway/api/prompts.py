@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import difflib
 from typing import Any
 
 from fastapi import APIRouter, Query
 
 from gateway.api.deps import CallerDep, MasterDep, StateDep, ValidInput
+from gateway.calls.pipeline import caller_auth
 from gateway.core.errors import BadRequest, NotFound
 from gateway.evals.gates import LabelMove
 from gateway.identity.auth import Caller
@@ -29,7 +29,7 @@ from gateway.prompts.models import (
     as_target,
 )
 from gateway.prompts.promotion import promote as move_label
-from gateway.prompts.store import LATEST, hide_root, target_versions
+from gateway.prompts.store import LATEST, hide_root, target_versions, version_diff
 from gateway.state import GatewayState
 
 router = APIRouter(prefix="/v1/prompts", dependencies=[ValidInput])
@@ -138,13 +138,7 @@ async def diff(
     old_v, new_v = _as_version(state, name, start), _as_version(state, name, end)
     old = await asyncio.to_thread(state.prompt_store.version, name, old_v)
     new = await asyncio.to_thread(state.prompt_store.version, name, new_v)
-    lines = difflib.unified_diff(
-        old.content.splitlines(keepends=True),
-        new.content.splitlines(keepends=True),
-        fromfile=f"{name}@{old_v}",
-        tofile=f"{name}@{new_v}",
-    )
-    return PromptDiff(since=old_v, to=new_v, diff="".join(lines))
+    return PromptDiff(since=old_v, to=new_v, diff="".join(version_diff(name, old, new)))
 
 
 @router.post("/{name}/render")
@@ -154,13 +148,17 @@ async def render(
     """A preview of what a call would send: messages, model and config. No model call."""
     _visible(caller, name)
     prompt = state.prompts.resolve(name, request.label, request.version, request.user)
-    messages = await state.prompt_renderer.render(prompt, request.variables)
+    auth = caller_auth(caller) if "auth" in prompt.data_names else None
+    messages = await state.prompt_renderer.render(
+        prompt, request.variables, request.context, request.messages, auth
+    )
     return RenderedPrompt(
         name=name,
         version=prompt.version,
         model=prompt.model,
         config=prompt.config,
         messages=messages,
+        ext=prompt.ext,
     )
 
 

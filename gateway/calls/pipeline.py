@@ -9,25 +9,29 @@ when an answer came, to zero when none did (`settle` in `_route`, the one settle
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.calls.checks import CHECKS, require_model
 from gateway.calls.record import CallRecord
+from gateway.calls.tags import HEADER as TAGS_HEADER
+from gateway.calls.tags import take_tags
 from gateway.calls.token_cap import cap_callers_fields, cap_for_deployment
 from gateway.calls.usage import reply_usage
 from gateway.classic.serving import ServedVersion
 from gateway.classic.tensors import InferRequest
 from gateway.core.errors import BadRequest, GatewayError, ModelNotFound
 from gateway.identity.auth import Caller
-from gateway.metering.meter import Admission, Meter
+from gateway.metering.meter import Admission, Meter, prompt_tokens_sent
 from gateway.metering.prices import PriceTable
 from gateway.observability.call_log import CallLog
 from gateway.observability.redact import redacted_body, redacted_json
 from gateway.observability.samples import PredictionSamples
 from gateway.observability.traces import AttemptSpan
-from gateway.prompts.calling import PromptRef, apply_prompt
+from gateway.prompts.calling import PromptRef, apply_prompt, history_of
 from gateway.prompts.catalog import PromptCatalog
+from gateway.prompts.context import auth_data
 from gateway.prompts.render import PromptRenderer
 from gateway.providers import Deployment, Provider, Reply, Stream, Usage
 from gateway.providers.classic import ClassicProvider, Prediction, is_classic
@@ -52,12 +56,31 @@ class Call:
     # Completion tokens per choice each attempt must set in the field its deployment takes:
     # the budget's cap, when the caller set no limit of its own.
     cap_per_attempt: int | None = None
+    tags: list[str] | None = None  # for tag-based routing, when it is on
     # Infer calls: the model and version the path names (not the body), the decoded
     # tensors, and the registry version they were checked against before admission.
     alias: str | None = None
     version: str | None = None
     infer: InferRequest | None = None
     checked: ServedVersion | None = None
+
+
+def _rendered_chars(messages: list[dict[str, Any]], history: list[dict[str, Any]]) -> int:
+    theirs = {id(m) for m in history}
+    return sum(len(str(m.get("content", ""))) for m in messages if id(m) not in theirs)
+
+
+def caller_auth(caller: Caller) -> dict[str, Any]:
+    """What a prompt's template reads as `@auth`: the caller's key and team."""
+    key, team = caller.key, caller.team
+    team_id = team.id if team is not None else key.team if key is not None else None
+    return auth_data(
+        caller.key_id,
+        key.name if key is not None else None,
+        key.metadata if key is not None else None,
+        team_id,
+        team.metadata if team is not None else None,
+    )
 
 
 async def _chat(provider: Provider, deployment: Deployment, call: Call) -> Reply:
@@ -101,11 +124,13 @@ class Pipeline:
         self.call_log = call_log
         self.log_bodies = log_bodies
         self.traces_attempts = call_log.tracing is not None
+        self.reads_tags = router.settings.enable_tag_filtering
         self.samples = samples
 
-    async def admit(self, call: Call) -> None:
+    async def admit(self, call: Call, headers: Mapping[str, str] | None = None) -> None:
         """Checks the call and reserves its worst case against the caller's budgets and rate
-        limits; raises the refusal. Nothing is reserved when it raises."""
+        limits; raises the refusal. Nothing is reserved when it raises. `headers` are the
+        request's, for what callers may say in one (tags for tag-based routing)."""
         record, caller, body = call.record, call.caller, call.body
         record.identify(caller)
         if call.prompt is not None:
@@ -114,14 +139,18 @@ class Pipeline:
         alias = call.alias or require_model(body)
         record.alias = alias
         if call.kind == "infer":
-            await self._admit_infer(call, alias)
+            await self._admit_infer(call, alias, headers)
             return
         CHECKS[call.kind](body)
+        if self.reads_tags:
+            body, call.tags = take_tags(body, headers.get(TAGS_HEADER) if headers else None)
+            call.body = body
         key = caller.key
         allowed = key.allows_model if key is not None and key.models else None
         # 404 for an unknown alias, before anything is reserved.
-        call.chain = self.router.chain(alias, allowed)
-        caller.check_model(alias)
+        call.chain = self.router.chain(alias, allowed, call.tags)
+        if allowed is not None and not self.router.permits(alias, allowed):
+            caller.check_model(alias)  # raises the refusal
         call.logs_bodies = self.log_bodies or (key is not None and key.log_bodies)
         if call.logs_bodies:
             record.request_body = redacted_json(body)
@@ -134,23 +163,27 @@ class Pipeline:
             if not cap_callers_fields(body, admission.cap.tokens):
                 call.cap_per_attempt = admission.cap.tokens
 
-    async def _admit_infer(self, call: Call, alias: str) -> None:
+    async def _admit_infer(self, call: Call, alias: str, headers: Mapping[str, str] | None) -> None:
         """A classic model's call: the alias must be one (404), the key allowed it (403), the
         version it names ready (404/503) and the tensors fit its signature (400), before
-        its predictions are reserved against the caller's budgets and limits."""
+        its predictions are reserved against the caller's budgets and limits. Tags for
+        tag-based routing come in the header alone (the body is the protocol's)."""
         caller, request = call.caller, call.infer
         assert request is not None
+        if self.reads_tags:
+            call.tags = take_tags({}, headers.get(TAGS_HEADER) if headers else None)[1]
         key = caller.key
         allowed = key.allows_model if key is not None and key.models else None
-        call.chain = self.router.chain(alias, allowed)
-        deployments = [state.deployment for state in self.router.states(alias)]
+        call.chain = self.router.chain(alias, allowed, call.tags)
+        deployments = self.router.deployments(alias)
         if not is_classic(deployments[0]):
             raise ModelNotFound(
                 f"{alias!r} is not a classic model (it answers /v1/chat/completions or "
                 f"/v1/embeddings); GET /v2/models/NAME describes a classic one",
                 param="model",
             )
-        caller.check_model(alias)
+        if allowed is not None and not self.router.permits(alias, allowed):
+            caller.check_model(alias)  # raises the refusal
         classic = self.router.providers.classic
         local = next((d for d in deployments if d.provider == "registry"), None)
         if local is not None:  # in process: one registry model serves the alias
@@ -170,9 +203,13 @@ class Pipeline:
         call.caller.check_prompt(ref.name)
         prompt = self.prompts.resolve(ref.name, ref.label, ref.version, ref.user)
         call.record.prompt_name, call.record.prompt_version = prompt.name, prompt.version
-        messages = await self.renderer.render(prompt, ref.variables)
-        # Rendered text counts toward the worst-case token estimate like the caller's own.
-        call.size += sum(len(str(m.get("content", ""))) for m in messages)
+        history = history_of(call.body)
+        caller = call.caller
+        auth = caller_auth(caller) if "auth" in prompt.data_names else None
+        messages = await self.renderer.render(prompt, ref.variables, ref.context, history, auth)
+        # Rendered text counts toward the worst-case token estimate like the caller's own
+        # (whose messages, placed among the rendered ones as they came, the body counted).
+        call.size += _rendered_chars(messages, history)
         call.body = apply_prompt(call.body, prompt, messages)
 
     async def attempting(self, deployment: Deployment, call: Call) -> None:
@@ -210,8 +247,11 @@ class Pipeline:
                 record.attempt_log.append(attempt)
 
     async def _route(self, call: Call, send: Send[Call, Any]) -> Routed[Any]:
+        router = self.router
+        # An estimate, for the router's pre-call context check and usage-based routing.
+        prompt = prompt_tokens_sent(call.body) if router.needs_prompt_tokens else 0
         try:
-            routed = await self.router.call(call.chain, send, call, self)
+            routed = await router.call(call.chain, send, call, self, prompt, call.tags)
         except BaseException:
             await self.settle(call)  # nothing was priced: gives the whole reservation back
             raise
@@ -232,7 +272,7 @@ class Pipeline:
             call.record.estimated = True
         if call.logs_bodies:
             call.record.response_body = redacted_body(reply.body)
-        self.price(call, routed.deployment, usage)
+        self.price(call, routed.deployment, usage, routed.upstream_seconds)
         await self.settle(call)
         return routed
 
@@ -264,10 +304,16 @@ class Pipeline:
         routed: Routed[Stream] = await self._route(call, _open_stream)
         return routed
 
-    def price(self, call: Call, deployment: Deployment, usage: Usage | None) -> None:
+    def price(
+        self, call: Call, deployment: Deployment, usage: Usage | None, seconds: float = 0.0
+    ) -> None:
+        """The call's cost from its usage (and its seconds upstream, for a deployment priced
+        per second)."""
         record = call.record
         record.usage = usage
-        record.cost = self.prices.cost(deployment, usage)
+        record.cost = self.prices.cost(deployment, usage, seconds)
+        if usage is not None and self.router.counts_usage:
+            self.router.used(deployment, usage.prompt_tokens + usage.completion_tokens)
 
     async def settle(self, call: Call) -> None:
         """Settles the reservation to what the record says the call cost: zero when no answer

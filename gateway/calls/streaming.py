@@ -47,8 +47,11 @@ async def relay(
 
 
 def _price(pipeline: Pipeline, call: Call, opened: Routed[Stream]) -> None:
-    usage = opened.value.usage
+    stream = opened.value
+    usage = stream.usage
     if usage is None:
-        usage = stream_usage(call.body, opened.value)
+        usage = stream_usage(call.body, stream)
         call.record.estimated = True
-    pipeline.price(call, opened.deployment, usage)
+    # A deployment priced per second (LiteLLM's) is billed until the stream's end.
+    seconds = opened.upstream_seconds + (time.perf_counter() - stream.opened_at)
+    pipeline.price(call, opened.deployment, usage, seconds)

@@ -36,6 +36,21 @@ def project() -> Project:
         fail(f"GATEWAY_{str(first['loc'][0]).upper()}: {first['msg']}")
 
 
+def _config_database_url(found: Project) -> str | None:
+    """A LiteLLM config's general_settings.database_url, which the gateway serves from when
+    GATEWAY_DATABASE_URL is unset: the CLI must read and write the same database."""
+    from gateway.core.config import load_config
+    from gateway.core.errors import ConfigError
+    from gateway.core.general_settings import database_url_from_config
+
+    if found.builtin_config or not found.settings.config.is_file():
+        return None
+    try:
+        return database_url_from_config(load_config(found.settings.config))
+    except ConfigError as exc:
+        fail(str(exc))
+
+
 def settings() -> Any:
     return project().settings
 
@@ -47,6 +62,9 @@ def _database_url(found: Project, writes: bool) -> str:
     from gateway.store.db import database_url
 
     current = found.settings
+    from_config = None if current.database_url else _config_database_url(found)
+    if from_config:
+        return from_config
     if current.database_url or current.data_dir.is_dir():
         return str(database_url(current.database_url, current.data_dir))
     if found.stray:

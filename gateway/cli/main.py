@@ -58,14 +58,17 @@ def serve(
             os.environ[f"GATEWAY_{name}"] = str(value)
     from gateway.cli.common import project
     from gateway.core.config import load_config
+    from gateway.core.general_settings import settings_from_config
     from gateway.identity.auth import resolve_master_key
 
     found = project()
-    settings = found.settings
     try:
-        models = load_config(settings.config).aliases()
+        loaded = load_config(found.settings.config)
+        # The file's general_settings.master_key, when GATEWAY_MASTER_KEY is unset.
+        settings = settings_from_config(found.settings, loaded)
     except ConfigError as exc:
         fail(str(exc))
+    models = loaded.aliases()
     # Workers build their settings from the environment: give them the paths found here.
     for name in ("config", "data_dir", "prompts_dir"):
         os.environ[f"GATEWAY_{name.upper()}"] = str(getattr(settings, name))
@@ -114,20 +117,39 @@ def config_check(
             help="The gateway.yaml to check (default: GATEWAY_CONFIG, which serve reads)."
         ),
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Exit 1 when anything is reported: settings not applied or applied "
+            "differently, deployments left out, unpriced deployments (for CI).",
+        ),
+    ] = False,
 ) -> None:
-    """Validate a config file; exit 0 when valid, 2 with file:line errors when not."""
+    """Validate a config file and say what the gateway will not do as LiteLLM would; exit 0
+    when it loads, 2 with file:line errors when not (or a LiteLLM feature it refuses)."""
     from gateway.cli.common import settings
+    from gateway.cli.config_report import report_lines
     from gateway.core.config import load_config
+    from gateway.core.general_settings import settings_from_config
     from gateway.core.wording import plural
 
-    path = path or settings().config
+    current = settings()
+    path = path or current.config
     try:
         config = load_config(path)
+        settings_from_config(current, config)  # a master key or database variable unset
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     deployments = plural(len(config.model_list), "deployment")
-    typer.echo(f"{path}: ok ({deployments}, {plural(len(config.aliases()), 'model')})")
+    lines = report_lines(config)
+    summary = "every setting in it is applied" if not lines else "it reports:"
+    typer.echo(f"{path}: ok ({deployments}, {plural(len(config.aliases()), 'model')}); {summary}")
+    for line in lines:
+        typer.echo(line)
+    if strict and lines:
+        raise typer.Exit(1)
 
 
 @config_app.command("schema")

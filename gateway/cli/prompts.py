@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import difflib
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -64,8 +63,10 @@ def validate(
     """Check prompt files, and that their models are served; prints `file:line: message` and
     exits 2 on any problem."""
     from gateway.prompts.files import PromptError, parse_prompt, scan
+    from gateway.prompts.library import is_partial, load_library
 
-    targets = paths or [settings().prompts_dir]
+    folder = settings().prompts_dir
+    targets = paths or [folder]
     missing: list[str] = []
     files: list[Any] = []
     errors: list[PromptError] = []
@@ -74,8 +75,15 @@ def validate(
             found, failed = scan(target)
             files, errors = files + found, errors + failed
         elif target.exists():
+            # Its partials and schemas: the prompts folder's when the file is in it.
+            inside = folder.resolve() in target.resolve().parents
+            library = load_library(folder if inside else target.parent)
+            if is_partial(target):  # checked with the library it belongs to
+                problems = library.problems.get(target)
+                errors += [PromptError(target, problems)] if problems else []
+                continue
             try:
-                files.append(parse_prompt(target))
+                files.append(parse_prompt(target, library=library))
             except PromptError as error:
                 errors.append(error)
         else:
@@ -170,16 +178,11 @@ def diff(name: str, old: str, new: Annotated[str, typer.Argument()] = "latest") 
     """Unified diff between two versions or labels."""
     store = _store()
     old_v, new_v = _resolve_version(store, name, old), _resolve_version(store, name, new)
-    a = run(lambda: store.version(name, old_v)).content
-    b = run(lambda: store.version(name, new_v)).content
-    lines = list(
-        difflib.unified_diff(
-            a.splitlines(keepends=True),
-            b.splitlines(keepends=True),
-            f"{name}@{old_v}",
-            f"{name}@{new_v}",
-        )
-    )
+    from gateway.prompts.store import version_diff
+
+    a = run(lambda: store.version(name, old_v))
+    b = run(lambda: store.version(name, new_v))
+    lines = version_diff(name, a, b)
     for line in lines:
         typer.echo(line, nl=False)
     if not lines:  # on stderr: stdout stays a patch (an empty one)
@@ -193,31 +196,47 @@ def render(
     label: Annotated[str | None, typer.Option(help="Label (default production).")] = None,
     version: Annotated[str | None, typer.Option(help="Exact version.")] = None,
     variables: Annotated[str, typer.Option("--vars", help="JSON object.")] = "{}",
+    context: Annotated[str, typer.Option(help="The `@` data, a JSON object.")] = "{}",
+    messages: Annotated[
+        str, typer.Option(help="A call's own messages (JSON array), placed as history.")
+    ] = "[]",
     user: Annotated[str | None, typer.Option(help="Sticky user for split labels.")] = None,
 ) -> None:
-    """Print the messages a call would send (no model call)."""
+    """Print the messages a call would send (no model call); `@auth` is the master key's."""
     from gateway.prompts.catalog import PromptCatalog
+    from gateway.prompts.context import auth_data
     from gateway.prompts.models import RenderedPrompt
     from gateway.prompts.render import PromptRenderer
 
-    try:
-        values = json.loads(variables)
-    except json.JSONDecodeError as exc:
-        fail(f"--vars is not JSON: {exc}")
-    if not isinstance(values, dict):
-        fail("--vars must be a JSON object")
+    values = _json_option("--vars", variables, object)
+    data = _json_option("--context", context, dict)
+    history = _json_option("--messages", messages, list)
     catalog = PromptCatalog(_store())
     catalog.refresh()
     prompt = run(lambda: catalog.resolve(name, label, version, user))
-    messages = run(lambda: asyncio.run(PromptRenderer().render(prompt, values)))
+    auth = auth_data("master", None, None, None, None)
+    rendered = run(
+        lambda: asyncio.run(PromptRenderer().render(prompt, values, data, history, auth))
+    )
     shown = RenderedPrompt(
         name=name,
         version=prompt.version,
         model=prompt.model,
         config=prompt.config,
-        messages=messages,
+        messages=rendered,
+        ext=prompt.ext,
     )
     typer.echo(json.dumps(shown.model_dump(), indent=2))
+
+
+def _json_option(option: str, raw: str, kind: type) -> Any:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        fail(f"{option} is not JSON: {exc}")
+    if not isinstance(value, kind):
+        fail(f"{option} must be a JSON {'array' if kind is list else 'object'}")
+    return value
 
 
 @prompts_app.command("promote")

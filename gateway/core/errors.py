@@ -20,6 +20,9 @@ class GatewayError(Exception):
     status = 500
     type = "server_error"
     code: str | None = None
+    # The HTTP status the upstream answered with, when the failure was its answer: the
+    # router's retry_policy and allowed_fails_policy tell a 401 from a 404 or a 502 by it.
+    upstream_status: int | None = None
 
     def __init__(
         self,
@@ -29,6 +32,7 @@ class GatewayError(Exception):
         code: str | None = None,
         headers: dict[str, str] | None = None,
         detail: str | None = None,
+        upstream_status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -36,6 +40,8 @@ class GatewayError(Exception):
         self.param = param
         if code is not None:
             self.code = code
+        if upstream_status is not None:
+            self.upstream_status = upstream_status
         self.headers = dict(headers) if headers else {}
 
     def body(self) -> dict[str, Any]:
@@ -57,6 +63,13 @@ class BadRequest(GatewayError):
     type = "invalid_request_error"
 
 
+# OpenAI's codes for the two refusals a fallback can help with: the prompt does not fit the
+# model's context window (a larger model may take it), or the provider's content filter
+# refused it (another provider may not). Other 400s are the caller's and end the call.
+CONTEXT_WINDOW_EXCEEDED = "context_length_exceeded"
+CONTENT_POLICY_VIOLATION = "content_policy_violation"
+
+
 class AuthenticationFailed(GatewayError):
     status = 401
     type = "authentication_error"
@@ -76,6 +89,19 @@ class NotFound(GatewayError):
 
 class ModelNotFound(NotFound):
     code = "model_not_found"
+
+
+class ModelNotConfigured(GatewayError):
+    """The config names the model, but none of its deployments loaded (a variable they name
+    is not set): the operator's to fix, so clients are told not to retry."""
+
+    status = 503
+    type = "server_error"
+    code = "model_not_configured"
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.headers.setdefault("x-should-retry", "false")
 
 
 class PayloadTooLarge(GatewayError):

@@ -1,4 +1,5 @@
-"""The deterministic checks, one per assertion type, and the types every check shares.
+"""The deterministic checks on text, one per assertion type, each as promptfoo defines it:
+comparisons are exact (no trimming), values are compared as JavaScript writes them.
 
 A check answers for the positive form of its assertion (`evaluate` applies `not-`) and raises
 `CannotJudge` when the answer lacks what it needs: that case is an ERROR, never a FAIL.
@@ -7,97 +8,44 @@ A check answers for the positive form of its assertion (`evaluate` applies `not-
 from __future__ import annotations
 
 import asyncio
-import json
-import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
-from jsonschema.validators import validator_for
-
-from gateway.evals.text_metrics import levenshtein, rouge_n
-from gateway.evals.tool_calls import ToolSchemaError, tool_calls_problem
+from gateway.evals.js_regex import compile_js
+from gateway.evals.jsvalues import js_string
+from gateway.evals.structured import STRUCTURED_CHECKS, parse_json_value
+from gateway.evals.text_metrics import bleu, grapheme_levenshtein, rouge_n, whitespace_words
+from gateway.evals.verdicts import (
+    DEFAULT_THRESHOLDS,
+    CannotJudge,
+    Check,
+    Embed,
+    EvalContext,
+    Judge,
+    Outcome,
+    Verdict,
+    shorten,
+    threshold_of,
+)
 
 if TYPE_CHECKING:
     from gateway.evals.assertions import AssertionSpec
 
-Judge = Callable[[str], Awaitable[str]]
-Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "DETERMINISTIC_CHECKS",
+    "CannotJudge",
+    "Check",
+    "Embed",
+    "EvalContext",
+    "Judge",
+    "Outcome",
+    "Verdict",
+    "shorten",
+    "threshold_of",
+]
 
 # Edit distance is quadratic: past about a million cells (~20 ms) it leaves the event loop.
 _EVENT_LOOP_CELLS = 1_000_000
-
-DEFAULT_THRESHOLDS = {
-    "levenshtein": 5.0,
-    "rouge-n": 0.75,
-    "similar": 0.8,
-    "llm-rubric": 0.5,
-    "python": 0.5,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    passed: bool
-    score: float  # 0..1; binary types give 1.0 or 0.0
-    reason: str
-    error: bool = False  # could not be judged: the case is ERROR, not FAIL
-    skipped: bool = False  # latency of a cached answer: counts as a pass
-
-
-@dataclass(slots=True)
-class EvalContext:
-    output: str
-    vars: dict[str, Any]
-    latency_ms: float | None = None
-    cost_usd: float | None = None
-    cached: bool = False
-    tool_calls: list[dict[str, Any]] | None = None
-    judge: Judge | None = None
-    embed: Embed | None = None
-    tools: list[dict[str, Any]] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """A check's answer for the positive form of its assertion."""
-
-    passed: bool
-    expectation: str  # completes "expected output ...", starting with "to"
-    finding: str = ""  # what was observed, when it explains the verdict
-    score: float | None = None  # None: 1.0 or 0.0 by `passed`
-
-
-class CannotJudge(Exception):
-    """The assertion could not be judged: the case is an error, not a failure."""
-
-
-Check = Callable[["AssertionSpec", EvalContext], Awaitable[Verdict | Outcome]]
-
-
-def threshold_of(spec: AssertionSpec) -> float:
-    return spec.threshold if spec.threshold is not None else DEFAULT_THRESHOLDS[spec.base_type]
-
-
-def shorten(value: Any, limit: int = 60) -> str:
-    """A value as a reason shows it: strings quoted, anything else as JSON, long ones clipped."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return repr(text) if isinstance(value, str) else text
-
-
-class _NotJson(ValueError):
-    pass
-
-
-def _parse_json(text: str) -> Any:
-    try:
-        # The standard parser, not orjson: it keeps integers beyond 64 bits.
-        return json.loads(text)
-    except ValueError as exc:
-        raise _NotJson(f"not JSON: {exc}") from None
 
 
 def _json_equal(a: Any, b: Any) -> bool:
@@ -112,22 +60,17 @@ def _json_equal(a: Any, b: Any) -> bool:
     return (type(a) is type(b) or numbers) and a == b
 
 
-def _schema_problem(document: Any, schema: Any) -> str | None:
-    cls = validator_for(schema, default=Draft202012Validator)
-    validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
-    error = best_match(validator.iter_errors(document))
-    return None if error is None else f"at {error.json_path}: {error.message}"
-
-
 async def check_equals(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
     expectation = f"to equal {shorten(spec.value)}"
-    if isinstance(spec.value, str):
-        return Verdict(ctx.output.strip() == spec.value.strip(), expectation)
-    try:
-        parsed = _parse_json(ctx.output)
-    except _NotJson as exc:
-        return Verdict(False, expectation, str(exc))
-    return Verdict(_json_equal(parsed, spec.value), expectation)
+    if isinstance(spec.value, dict | list) or spec.value is None:
+        # An object or list is compared with the output read as JSON, as promptfoo does.
+        try:
+            parsed = parse_json_value(ctx.output)
+        except ValueError as exc:
+            return Verdict(False, expectation, str(exc))
+        return Verdict(_json_equal(parsed, spec.value), expectation)
+    # Text, numbers and booleans: the output must be exactly that text (`1.0` is "1").
+    return Verdict(ctx.output == js_string(spec.value), expectation)
 
 
 async def check_contains(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
@@ -139,54 +82,86 @@ async def check_icontains(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
     return Verdict(found, f"to contain {shorten(spec.value)} (ignoring case)")
 
 
-async def check_contains_any(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
-    found = [item for item in spec.value if item in ctx.output]
+def _any(spec: AssertionSpec, ctx: EvalContext, fold: bool) -> Verdict:
+    output = ctx.output.casefold() if fold else ctx.output
+    found = [item for item in spec.value if (item.casefold() if fold else item) in output]
     finding = f"found {shorten(found[0])}" if found else "found none"
-    return Verdict(bool(found), f"to contain any of {shorten(spec.value)}", finding)
+    ignoring = " (ignoring case)" if fold else ""
+    return Verdict(bool(found), f"to contain any of {shorten(spec.value)}{ignoring}", finding)
+
+
+def _all(spec: AssertionSpec, ctx: EvalContext, fold: bool) -> Verdict:
+    output = ctx.output.casefold() if fold else ctx.output
+    missing = [item for item in spec.value if (item.casefold() if fold else item) not in output]
+    finding = f"missing {shorten(missing)}" if missing else "found all"
+    ignoring = " (ignoring case)" if fold else ""
+    return Verdict(not missing, f"to contain all of {shorten(spec.value)}{ignoring}", finding)
+
+
+async def check_contains_any(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
+    return _any(spec, ctx, fold=False)
+
+
+async def check_icontains_any(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
+    return _any(spec, ctx, fold=True)
 
 
 async def check_contains_all(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
-    missing = [item for item in spec.value if item not in ctx.output]
-    finding = f"missing {shorten(missing)}" if missing else "found all"
-    return Verdict(not missing, f"to contain all of {shorten(spec.value)}", finding)
+    return _all(spec, ctx, fold=False)
+
+
+async def check_icontains_all(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
+    return _all(spec, ctx, fold=True)
 
 
 async def check_starts_with(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
-    # Models often open with a newline or space that nobody means to assert on.
-    found = ctx.output.lstrip().startswith(spec.value)
-    return Verdict(found, f"to start with {shorten(spec.value)}")
+    return Verdict(ctx.output.startswith(spec.value), f"to start with {shorten(spec.value)}")
 
 
 async def check_regex(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
-    return Verdict(re.search(spec.value, ctx.output) is not None, f"to match /{spec.value}/")
+    found = compile_js(spec.value).search(ctx.output)
+    return Verdict(found, f"to match /{spec.value}/")
 
 
-async def check_is_json(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
-    expectation = "to be JSON" if spec.value is None else "to be JSON matching the schema"
-    try:
-        document = _parse_json(ctx.output)
-    except _NotJson as exc:
-        return Verdict(False, expectation, str(exc))
-    problem = None if spec.value is None else _schema_problem(document, spec.value)
-    return Verdict(problem is None, expectation, problem or "")
+async def check_word_count(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
+    count = len(whitespace_words(ctx.output))
+    finding = f"{count} words"
+    if isinstance(spec.value, dict):
+        low, high = spec.value.get("min"), spec.value.get("max")
+        passed = (low is None or count >= low) and (high is None or count <= high)
+        bounds = [
+            f"at least {low:g}" if low is not None else "",
+            f"at most {high:g}" if high is not None else "",
+        ]
+        shown = " and ".join(bound for bound in bounds if bound)
+        return Verdict(passed, f"to have {shown} words", finding)
+    return Verdict(count == spec.value, f"to have {spec.value:g} words", finding)
 
 
-async def check_json_schema(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
-    return await check_is_json(spec, ctx)
+async def check_finish_reason(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
+    if ctx.finish_reason is None:
+        raise CannotJudge(
+            "the answer has no finish reason (an answer cached by an older gateway? rerun with "
+            "--no-cache)"
+        )
+    return Verdict(
+        ctx.finish_reason.lower() == spec.value.lower(),
+        f"to finish with {spec.value!r}",
+        f"finished with {ctx.finish_reason!r}",
+    )
 
 
 async def check_levenshtein(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
     limit = threshold_of(spec)
     if len(ctx.output) * len(spec.value) > _EVENT_LOOP_CELLS:
-        distance = await asyncio.to_thread(levenshtein, ctx.output, spec.value)
+        distance = await asyncio.to_thread(grapheme_levenshtein, ctx.output, spec.value)
     else:
-        distance = levenshtein(ctx.output, spec.value)
-    longest = max(len(ctx.output), len(spec.value))
+        distance = grapheme_levenshtein(ctx.output, spec.value)
+    # Pass or fail, scored 1 or 0, as promptfoo scores it.
     return Verdict(
         distance <= limit,
         f"to be within {limit:g} edits of {shorten(spec.value)}",
         f"distance {distance}",
-        1.0 - distance / longest if longest else 1.0,
     )
 
 
@@ -197,6 +172,18 @@ async def check_rouge_n(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
         score >= limit,
         f"to reach ROUGE-{n} {limit:g} against {shorten(spec.value)}",
         f"ROUGE-{n} {score:.3f}",
+        score,
+    )
+
+
+async def check_bleu(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
+    references = spec.value if isinstance(spec.value, list) else [spec.value]
+    limit = threshold_of(spec)
+    score = bleu(ctx.output, references)
+    return Verdict(
+        score >= limit,
+        f"to reach BLEU {limit:g} against {shorten(spec.value)}",
+        f"BLEU {score:.4f}",
         score,
     )
 
@@ -226,28 +213,22 @@ async def check_latency(spec: AssertionSpec, ctx: EvalContext) -> Verdict | Outc
     )
 
 
-async def check_tool_call(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
-    expectation = "to be a valid tool call" + (" of the offered tools" if ctx.tools else "")
-    try:
-        problem = tool_calls_problem(ctx.tool_calls, ctx.output, ctx.tools)
-    except ToolSchemaError as exc:
-        raise CannotJudge(str(exc)) from None
-    return Verdict(problem is None, expectation, problem or "")
-
-
 DETERMINISTIC_CHECKS: dict[str, Check] = {
     "equals": check_equals,
     "contains": check_contains,
     "icontains": check_icontains,
     "contains-any": check_contains_any,
     "contains-all": check_contains_all,
+    "icontains-any": check_icontains_any,
+    "icontains-all": check_icontains_all,
     "starts-with": check_starts_with,
     "regex": check_regex,
-    "is-json": check_is_json,
-    "json-schema": check_json_schema,
-    "is-valid-tool-call": check_tool_call,
+    "word-count": check_word_count,
+    "finish-reason": check_finish_reason,
     "levenshtein": check_levenshtein,
     "rouge-n": check_rouge_n,
+    "bleu": check_bleu,
     "cost": check_cost,
     "latency": check_latency,
+    **STRUCTURED_CHECKS,
 }

@@ -1,21 +1,27 @@
-"""Checks that ask a model or user code: similar, llm-rubric and python.
+"""Checks that ask a model: similar (embeddings) and llm-rubric (a judge).
 
-They are the ones that can fail to judge (no judge configured, an unreadable reply, a raising
-function); each such failure raises `CannotJudge` so the case is an ERROR, never a FAIL.
+They are the ones that can fail to judge (no judge configured, an unreadable reply, a failing
+model); each such failure raises `CannotJudge` so the case is an ERROR, never a FAIL.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import math
-from collections.abc import Callable
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gateway.evals.checks import CannotJudge, Check, EvalContext, Verdict, shorten, threshold_of
+from gateway.evals.verdicts import (
+    CannotJudge,
+    Check,
+    Embed,
+    EvalContext,
+    Verdict,
+    shorten,
+    threshold_of,
+)
 
 if TYPE_CHECKING:
     from gateway.evals.assertions import AssertionSpec
@@ -57,8 +63,11 @@ def first_json_object(text: str) -> dict[str, Any] | None:
     return None
 
 
-def parse_judgement(reply: Any, threshold: float) -> tuple[bool, float, str]:
-    """(pass, score, reason) from the judge's reply; ValueError says why it is unusable."""
+def parse_judgement(reply: Any, threshold: float | None) -> tuple[bool, float, str]:
+    """(the judge's pass, score, reason) from its reply. A reply without `pass` passes when
+    its score reaches the threshold (0.5 without one); promptfoo would pass it whatever the
+    score, which makes a judge's `"score": 0.1` a pass. ValueError says why a reply is
+    unusable."""
     if not isinstance(reply, str):
         raise ValueError(f"the judge replied with {type(reply).__name__}, not text")
     verdict = first_json_object(reply)
@@ -69,18 +78,24 @@ def parse_judgement(reply: Any, threshold: float) -> tuple[bool, float, str]:
     if judged_pass is None and score is None:
         raise ValueError(f"the judge's reply has neither pass nor score: {_clip(reply)}")
     if judged_pass is None:
-        judged_pass = score is not None and score >= threshold
+        judged_pass = score is not None and score >= (0.5 if threshold is None else threshold)
     if score is None:
         score = float(judged_pass)
     reason = verdict.get("reason")
     return judged_pass, score, reason.strip() if isinstance(reason, str) else ""
 
 
+_YES = re.compile(r"(true|yes|pass|y)", re.IGNORECASE)
+_NO = re.compile(r"(false|no|fail|n)", re.IGNORECASE)
+
+
 def _as_bool(value: Any) -> bool | None:
     if isinstance(value, bool) or value is None:
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
+    if isinstance(value, str) and _YES.fullmatch(value.strip()):
+        return True
+    if isinstance(value, str) and _NO.fullmatch(value.strip()):
+        return False
     raise ValueError(f"the judge's pass is not true or false: {value!r}")
 
 
@@ -99,11 +114,9 @@ def _clip(text: str, limit: int = 120) -> str:
     return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
-async def check_similar(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
-    if ctx.embed is None:
-        raise CannotJudge("no embedding model is configured")
+async def _cosine(embed: Embed, output: str, reference: str) -> float:
     try:
-        vectors = await ctx.embed([ctx.output, spec.value])
+        vectors = await embed([output, reference])
     except Exception as exc:
         raise CannotJudge(f"embedding failed: {exc}") from None
     if len(vectors) != 2 or len(vectors[0]) != len(vectors[1]) or not vectors[0]:
@@ -112,7 +125,16 @@ async def check_similar(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
     norms = float(np.linalg.norm(a) * np.linalg.norm(b))
     if not norms or not math.isfinite(norms):
         raise CannotJudge("the embedding model returned a zero or non-finite vector")
-    cosine = float(a @ b) / norms
+    return float(a @ b) / norms
+
+
+async def check_similar(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
+    """Cosine similarity with the reference, or with the closest of several (any may match)."""
+    embed = ctx.embed_for(spec.provider)
+    if embed is None:
+        raise CannotJudge("no embedding model is configured")
+    references = spec.value if isinstance(spec.value, list) else [spec.value]
+    cosine = max([await _cosine(embed, ctx.output, reference) for reference in references])
     limit = threshold_of(spec)
     return Verdict(
         cosine >= limit,
@@ -123,96 +145,29 @@ async def check_similar(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
 
 
 async def check_llm_rubric(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
-    if ctx.judge is None:
+    judge = ctx.judge_for(spec.provider)
+    if judge is None:
         raise CannotJudge("no judge model is configured")
     try:
-        reply = await ctx.judge(judge_prompt(spec.value, ctx.output))
+        reply = await judge(judge_prompt(spec.value, ctx.output))
     except Exception as exc:
         raise CannotJudge(f"the judge failed: {exc}") from None
-    limit = threshold_of(spec)
     try:
-        judged_pass, score, reason = parse_judgement(reply, limit)
+        judged_pass, score, reason = parse_judgement(reply, spec.threshold)
     except ValueError as exc:
         raise CannotJudge(str(exc)) from None
     verdict = "pass" if judged_pass else "fail"
+    # As promptfoo: the judge's pass decides; a threshold, when set, must be reached as well.
+    under = spec.threshold is not None and score < spec.threshold
     return Verdict(
-        judged_pass and score >= limit,
+        judged_pass and not under,
         f"to satisfy the rubric {shorten(spec.value)}",
         f"judge: {verdict}, score {score:.2f}" + (f": {reason}" if reason else ""),
         score,
     )
 
 
-def _import_target(target: str) -> Callable[..., Any]:
-    module_name, _, name = target.rpartition(":") if ":" in target else target.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise CannotJudge(f"cannot import {module_name!r}: {exc}") from None
-    function = getattr(module, name, None)
-    if not callable(function):
-        raise CannotJudge(f"{module_name!r} has no function {name!r}")
-    return function  # type: ignore[no-any-return]
-
-
-def _python_verdict(target: str, result: Any, limit: float) -> Verdict:
-    """Read what a user function returned, as promptfoo does: a bool, a score, or a dict."""
-    expectation = f"to pass {target}"
-    if isinstance(result, bool | np.bool_):
-        return Verdict(bool(result), expectation)
-    if _is_number(result):
-        score = _unit_score(target, result)
-        return Verdict(score >= limit, expectation, f"score {score:.3f}", score)
-    if isinstance(result, dict) and ("pass" in result or "score" in result):
-        raw = result.get("score")
-        graded = None if raw is None else _unit_score(target, raw)
-        passed = result.get("pass")
-        if passed is None:  # a bare score passes at the threshold, as a float result does
-            passed = graded is not None and graded >= limit
-        elif not isinstance(passed, bool | np.bool_):
-            raise CannotJudge(f"{target} returned pass={passed!r}; expected true or false")
-        finding = result.get("reason") or ("" if graded is None else f"score {graded:.3f}")
-        return Verdict(bool(passed), expectation, str(finding), graded)
-    raise CannotJudge(
-        f"{target} returned {type(result).__name__}; expected a bool, a score from 0 to 1, "
-        "or a dict with pass, score and reason"
-    )
-
-
-def _is_number(value: Any) -> bool:
-    numeric = int | float | np.floating | np.integer
-    return isinstance(value, numeric) and not isinstance(value, bool | np.bool_)
-
-
-def _unit_score(target: str, value: Any) -> float:
-    if not _is_number(value):
-        raise CannotJudge(f"{target} returned a score that is not a number: {value!r}")
-    score = float(value)
-    if not 0.0 <= score <= 1.0:
-        raise CannotJudge(f"{target} returned score {score:g}, outside 0..1")
-    return score
-
-
-async def check_python(spec: AssertionSpec, ctx: EvalContext) -> Verdict:
-    function = _import_target(spec.value)
-    context = {
-        "vars": ctx.vars,
-        "latency_ms": ctx.latency_ms,
-        "cost_usd": ctx.cost_usd,
-        "cached": ctx.cached,
-        "tool_calls": ctx.tool_calls,
-    }
-    try:
-        result = function(ctx.output, context)
-        if inspect.isawaitable(result):
-            result = await result
-    except Exception as exc:
-        raise CannotJudge(f"{spec.value} raised {type(exc).__name__}: {exc}") from None
-    return _python_verdict(spec.value, result, threshold_of(spec))
-
-
 GRADED_CHECKS: dict[str, Check] = {
     "similar": check_similar,
     "llm-rubric": check_llm_rubric,
-    "python": check_python,
 }

@@ -88,6 +88,9 @@ def terminal(candidate: RunResult, baseline: RunResult | None, verdict: Verdict)
             f"{plural(s['errors'], 'error')}, mean score {run.mean_score:.3f}, "
             f"cost ${run.cost_usd:.6f}, p50 {_fmt_ms(run.p50_latency_ms)}"
         )
+        if run.metrics:
+            shown = ", ".join(f"{name} {score:.3f}" for name, score in run.metrics.items())
+            lines.append(f"{run.target} metrics: {shown}")
     if verdict.regressed:
         lines.append(f"regressed: {', '.join(verdict.regressed)}")
     if verdict.improved:
@@ -166,6 +169,11 @@ def _failure(case: CaseResult) -> str:
     return case.error or ""
 
 
+def _metric(run: RunResult, name: str) -> str:
+    score = run.metrics.get(name)
+    return "-" if score is None else f"{score:.3f}"
+
+
 def markdown(candidate: RunResult, baseline: RunResult | None, verdict: Verdict) -> str:
     icon = "✅" if verdict.passed else "❌"
     lines = [f"### {icon} Eval `{candidate.suite}`: {'passed' if verdict.passed else 'failed'}", ""]
@@ -182,6 +190,8 @@ def markdown(candidate: RunResult, baseline: RunResult | None, verdict: Verdict)
         ("cost", lambda r: f"${r.cost_usd:.6f}"),
         ("p50 latency", lambda r: _fmt_ms(r.p50_latency_ms)),
     ]
+    for metric in sorted({*candidate.metrics, *(baseline.metrics if baseline else {})}):
+        rows.append((f"metric `{metric}`", lambda r, m=metric: _metric(r, m)))
     for name, show in rows:
         lines.append(f"| {name} | {show(candidate)} | {show(baseline) if baseline else '-'} |")
     lines.append("")

@@ -9,22 +9,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import orjson
 
-from gateway.evals.assertions import AssertionSpec, EvalContext, Outcome, evaluate
+from gateway.evals.scoring import Judged, Status, judge_case
+from gateway.evals.scripts import ScriptProblem, run_transform
 from gateway.evals.suite import CaseSpec, Suite, Target
-
-Status = Literal["PASS", "FAIL", "ERROR"]
+from gateway.evals.verdicts import Embed, EvalContext, Judge
 
 
 class TargetError(Exception):
@@ -38,6 +37,7 @@ class Answer:
     cost_usd: float
     tool_calls: list[dict[str, Any]] | None = None
     cached: bool = False
+    finish_reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -52,6 +52,9 @@ class CaseResult:
     cached: bool
     error: str | None
     assertions: list[dict[str, Any]] = field(default_factory=list)
+    named_scores: dict[str, float] = field(default_factory=dict)
+    description: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -83,6 +86,15 @@ class RunResult:
         return sum(c.cost_usd or 0.0 for c in self.cases)
 
     @property
+    def metrics(self) -> dict[str, float]:
+        """Each named score (`metric:`) averaged over the cases that have it."""
+        scores: dict[str, list[float]] = {}
+        for case in self.cases:
+            for name, score in case.named_scores.items():
+                scores.setdefault(name, []).append(score)
+        return {name: round(statistics.fmean(values), 4) for name, values in sorted(scores.items())}
+
+    @property
     def p50_latency_ms(self) -> float | None:
         latencies = [c.latency_ms for c in self.cases if c.latency_ms is not None and not c.cached]
         return statistics.median(latencies) if latencies else None
@@ -99,6 +111,7 @@ class RunResult:
             "mean_score": round(self.mean_score, 4),
             "cost_usd": round(self.cost_usd, 10),
             "p50_latency_ms": self.p50_latency_ms,
+            "metrics": self.metrics,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,12 +203,14 @@ class GatewayClient:
         if response.status_code != 200:
             raise TargetError(f"{response.status_code}: {_message(response)}")
         data = response.json()
-        message = data["choices"][0]["message"]
+        choice = data["choices"][0]
+        message = choice["message"]
         return Answer(
             output=message.get("content") or "",
             latency_ms=latency,
             cost_usd=float(response.headers.get("x-gateway-cost-usd", "0")),
             tool_calls=message.get("tool_calls"),
+            finish_reason=choice.get("finish_reason"),
         )
 
     async def judge(self, alias: str, prompt: str) -> str:
@@ -260,44 +275,28 @@ class AnswerCache:
         tmp.rename(self.directory / f"{key}.json")
 
 
-def _status(case: CaseSpec, outcomes: list[Outcome]) -> tuple[Status, float]:
-    weights = [a.weight for a in case.asserts]
-    total = sum(weights) or 1.0
-    score = sum(w * o.score for w, o in zip(weights, outcomes, strict=True)) / total
-    if any(o.error for o in outcomes):
-        return "ERROR", score
-    if case.threshold is not None:
-        return ("PASS" if score >= case.threshold else "FAIL"), score
-    return ("PASS" if all(o.passed for o in outcomes) else "FAIL"), score
+async def judge_answer(case: CaseSpec, context: EvalContext) -> Judged:
+    """A case's verdict on one answer: its `options.transform` first (ScriptProblem when that
+    fails), then its assertions."""
+    if case.options.transform is not None:
+        context = context.with_output(await run_transform(case.options.transform, context))
+    return await judge_case(case.asserts, context, case.threshold)
 
 
-VARIABLE = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
-
-
-def _with_vars(spec: AssertionSpec, case: CaseSpec) -> AssertionSpec:
-    """`{{var}}` in an assertion's value is the case's variable (as promptfoo users expect)."""
-
-    def fill(value: Any) -> Any:
-        if isinstance(value, str) and "{{" in value:
-            return VARIABLE.sub(lambda m: str(case.vars.get(m.group(1), m.group(0))), value)
-        if isinstance(value, list):
-            return [fill(v) for v in value]
-        return value
-
-    filled = fill(spec.value)
-    return spec if filled == spec.value else spec.model_copy(update={"value": filled})
-
-
-def _assertion_row(spec: AssertionSpec, outcome: Outcome) -> dict[str, Any]:
-    return {
-        "type": spec.type,
-        "metric": spec.metric,
-        "passed": outcome.passed,
-        "score": outcome.score,
-        "reason": outcome.reason,
-        "error": outcome.error,
-        "skipped": outcome.skipped,
-    }
+def _errored(case: CaseSpec, case_id: str, answer: Answer, problem: str) -> CaseResult:
+    return CaseResult(
+        case_id,
+        case.vars,
+        "ERROR",
+        0.0,
+        answer.output,
+        answer.latency_ms,
+        0.0 if answer.cached else answer.cost_usd,
+        answer.cached,
+        problem,
+        description=case.description,
+        metadata=case.metadata,
+    )
 
 
 def case_count(suite: Suite) -> int:
@@ -321,13 +320,22 @@ async def run_suite(
     gate = asyncio.Semaphore(suite.spec.concurrency)
     judge_alias, embed_alias = suite.spec.judge, suite.spec.embedding_model
 
-    async def judge(prompt: str) -> str:
-        if judge_alias is None:
-            raise TargetError("llm-rubric needs `judge: <model alias>` in the suite")
-        return await client.judge(judge_alias, prompt)
+    tools = options.get("tools")
+    offered = tools if isinstance(tools, list) else None
 
-    async def embed(texts: list[str]) -> list[list[float]]:
-        return await client.embed(embed_alias, texts)
+    def judge_with(alias: str | None) -> Judge:
+        async def judge(prompt: str) -> str:
+            if alias is None:
+                raise TargetError("llm-rubric needs `judge: <model alias>` in the suite")
+            return await client.judge(alias, prompt)
+
+        return judge
+
+    def embed_with(alias: str) -> Embed:
+        async def embed(texts: list[str]) -> list[list[float]]:
+            return await client.embed(alias, texts)
+
+        return embed
 
     async def one(case: CaseSpec, repeat: int) -> CaseResult:
         began = time.perf_counter()
@@ -356,22 +364,33 @@ async def run_suite(
                 cost_usd=answer.cost_usd,
                 cached=answer.cached,
                 tool_calls=answer.tool_calls,
-                judge=judge,
-                embed=embed,
+                judge=judge_with(case.options.provider or judge_alias),
+                embed=embed_with(embed_alias),
+                tools=offered,
+                finish_reason=answer.finish_reason,
+                metadata=case.metadata,
+                description=case.description,
+                judge_with=judge_with,
+                embed_with=embed_with,
             )
-            outcomes = [await evaluate(_with_vars(spec, case), context) for spec in case.asserts]
-        status, score = _status(case, outcomes)
+            try:
+                judged = await judge_answer(case, context)
+            except ScriptProblem as exc:
+                return _errored(case, case_id, answer, f"options.transform: {exc}")
         return CaseResult(
             id=case_id,
             vars=case.vars,
-            status=status,
-            score=score,
+            status=judged.status,
+            score=judged.score,
             output=answer.output,
             latency_ms=answer.latency_ms,
             cost_usd=0.0 if answer.cached else answer.cost_usd,
             cached=answer.cached,
             error=None,
-            assertions=[_assertion_row(s, o) for s, o in zip(case.asserts, outcomes, strict=True)],
+            assertions=judged.rows,
+            named_scores=judged.named_scores,
+            description=case.description,
+            metadata=case.metadata,
         )
 
     jobs = [one(case, r) for case in suite.cases for r in range(suite.spec.repeat)]

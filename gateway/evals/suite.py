@@ -5,8 +5,6 @@ Suites are data, validated strictly; an error names the file, the line and the k
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from collections import Counter
@@ -19,21 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.core.errors import ConfigError, GatewayError
 from gateway.core.model_refs import parse_ref
 from gateway.core.typos import unknown_key
-from gateway.core.wording import plural
-from gateway.core.yamlfile import (
-    MIB,
-    YamlDocument,
-    data_problem,
-    format_loc,
-    one_line,
-    read_text,
-    validation_problems,
-)
-from gateway.evals.assertions import KNOWN_TYPES, AssertionSpec
+from gateway.core.yamlfile import YamlDocument, format_loc, one_line, validation_problems
+from gateway.evals.assertions import ALIASES, KNOWN_TYPES, AssertionSpec
+from gateway.evals.cases import prepare_all
+from gateway.evals.datasets import read_dataset
+from gateway.evals.scripts import script_problem
 
-# Datasets are parsed by C code (json, csv) and can be larger than YAML files; a 100 MB file
-# is still refused before it is read.
-MAX_DATASET_BYTES = 64 * MIB
 TARGET = re.compile(r"^(prompt|model|registry):([^@\s]+)(?:@([^@\s]+))?$")
 TARGET_HELP = (
     "prompt:NAME@LABEL, prompt:NAME@VERSION, model:ALIAS, or registry:NAME@REF "
@@ -69,6 +58,34 @@ class Target:
         return f"{self.kind}:{self.name}" + (f"@{self.ref}" if self.ref else "")
 
 
+class CaseOptions(BaseModel):
+    """promptfoo's test `options` the gateway acts on."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    transform: str | None = Field(
+        default=None,
+        description="Python run on the output before every assertion of the case: an "
+        "expression of `output` and `context`, or file://code.py:function.",
+    )
+    provider: str | None = Field(
+        default=None, description="The judge model alias for the case's llm-rubric assertions."
+    )
+    disable_var_expansion: bool = Field(
+        default=False,
+        alias="disableVarExpansion",
+        description="Pass list variables as lists instead of making one case per item.",
+    )
+
+    @field_validator("transform")
+    @classmethod
+    def _code(cls, value: str | None) -> str | None:
+        problem = None if value is None else script_problem(value)
+        if problem is not None:
+            raise ValueError(f"transform: {problem}")
+        return value
+
+
 class CaseSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
@@ -79,6 +96,8 @@ class CaseSpec(BaseModel):
     asserts: list[AssertionSpec] = Field(default_factory=list, alias="assert")
     # The case passes when its weighted score reaches this; by default every assertion must.
     threshold: float | None = Field(default=None, ge=0, le=1)
+    options: CaseOptions = Field(default_factory=CaseOptions)
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class Defaults(BaseModel):
@@ -86,6 +105,8 @@ class Defaults(BaseModel):
 
     vars: dict[str, Any] = Field(default_factory=dict)
     asserts: list[AssertionSpec] = Field(default_factory=list, alias="assert")
+    options: CaseOptions = Field(default_factory=CaseOptions)
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class SuiteSpec(BaseModel):
@@ -138,27 +159,9 @@ class Suite:
         return Target.parse(self.spec.baseline) if self.spec.baseline else None
 
 
-def _expected(value: str) -> dict[str, Any]:
-    """promptfoo's `__expected` column: "contains: Paris", or a bare value meaning equals."""
-    kind, sep, expected = value.partition(":")
-    if sep and kind.strip().removeprefix("not-") in KNOWN_TYPES:
-        return {"type": kind.strip(), "value": expected.strip()}
-    return {"type": "equals", "value": value}
-
-
 def _dataset(path: Path) -> list[CaseSpec]:
-    if not path.exists():
-        raise ConfigError(f"{path}: dataset file not found")
-    # Spreadsheet programs start their CSV with a byte order mark; it is not data.
-    text = read_text(path, MAX_DATASET_BYTES, "split it into several suites").removeprefix("\ufeff")
-    if path.suffix == ".jsonl":
-        rows = _jsonl_rows(path, text)
-    elif path.suffix == ".csv":
-        rows = _csv_rows(path, text)
-    else:
-        raise ConfigError(f"{path}: a dataset is a .jsonl or .csv file")
     cases = []
-    for number, row in rows:
+    for number, row in read_dataset(path, set(KNOWN_TYPES) | set(ALIASES)):
         try:
             cases.append(CaseSpec.model_validate(row))
         except ValidationError as exc:
@@ -171,57 +174,20 @@ def _dataset(path: Path) -> list[CaseSpec]:
     return cases
 
 
-def _jsonl_rows(path: Path, text: str) -> list[tuple[int, Any]]:
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{number}: not JSON: {exc.msg}") from None
-        except (ValueError, RecursionError) as exc:  # an int of 5,000 digits; deep nesting
-            reason = str(exc).split(";")[0] if isinstance(exc, ValueError) else "nested too deep"
-            raise ConfigError(f"{path}:{number}: not usable JSON: {reason}") from None
-        if not isinstance(row, dict):
-            raise ConfigError(f"{path}:{number}: each line must be a JSON object")
-        problem = data_problem(row)
-        if problem is not None:
-            raise ConfigError(f"{path}:{number}: {problem}")
-        rows.append((number, row))
-    return rows
-
-
-def _csv_rows(path: Path, text: str) -> list[tuple[int, Any]]:
-    """CSV columns are variables; __id and __expected are promptfoo's special columns."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    rows = []
-    try:
-        header = next(reader, [])
-        for values in reader:
-            number = reader.line_num
-            if not values:
-                continue  # a blank line
-            if len(values) != len(header):
-                raise ConfigError(
-                    f"{path}:{number}: {plural(len(values), 'value')} but the header names "
-                    f"{plural(len(header), 'column')} (quote values that contain commas)"
-                )
-            problem = data_problem(values)
-            if problem is not None:
-                raise ConfigError(f"{path}:{number}: {problem}")
-            case: dict[str, Any] = {"vars": {}}
-            for column, value in zip(header, values, strict=True):
-                if column == "__id":
-                    case["id"] = value
-                elif column == "__expected":
-                    case["assert"] = [_expected(value)]
-                else:
-                    case["vars"][column] = value
-            rows.append((number, case))
-    except csv.Error as exc:
-        raise ConfigError(f"{path}:{reader.line_num}: not valid CSV: {exc}") from None
-    return rows
+def _with_defaults(case: CaseSpec, defaults: Defaults, index: int) -> CaseSpec:
+    options = {
+        **defaults.options.model_dump(exclude_unset=True),
+        **case.options.model_dump(exclude_unset=True),
+    }
+    return case.model_copy(
+        update={
+            "id": case.id or f"case-{index + 1}",
+            "vars": {**defaults.vars, **case.vars},
+            "asserts": [*defaults.asserts, *case.asserts],
+            "options": CaseOptions(**options),
+            "metadata": {**defaults.metadata, **case.metadata},
+        }
+    )
 
 
 def load_suite(path: Path) -> Suite:
@@ -239,16 +205,11 @@ def load_suite(path: Path) -> Suite:
         raise ConfigError(f"{path}:1: the suite has no cases (add `cases:` or `dataset:`)")
     named = []
     for index, case in enumerate(cases):
-        merged = case.model_copy(
-            update={
-                "id": case.id or f"case-{index + 1}",
-                "vars": {**spec.defaults.vars, **case.vars},
-                "asserts": [*spec.defaults.asserts, *case.asserts],
-            }
-        )
+        merged = _with_defaults(case, spec.defaults, index)
         if not merged.asserts:
             raise ConfigError(f"{path}: case {merged.id!r} has no assertions")
         named.append(merged)
+    named = prepare_all(path, named)
     counts = Counter(c.id for c in named)
     duplicates = sorted(i for i, n in counts.items() if n > 1 and i is not None)
     if duplicates:

@@ -188,6 +188,9 @@ class Authenticator:
             key_id=record.id, is_master=False, key=record, team=self.keys.team(record.team)
         )
 
+    def is_master(self, token: str) -> bool:
+        return hmac.compare_digest(token.encode(), self._master)
+
     def require_master(self, caller: Caller) -> None:
         if not caller.is_master:
             raise PermissionDenied(

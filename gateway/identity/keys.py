@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from gateway.core.errors import BadRequest, NotFound
 from gateway.identity.models import (
@@ -206,8 +206,10 @@ class KeyStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def create(self, fields: Mapping[str, Any]) -> tuple[KeyRecord, str]:
-        key = KEY_PREFIX + secrets.token_urlsafe(32)
+    def create(self, fields: Mapping[str, Any], secret: str | None = None) -> tuple[KeyRecord, str]:
+        """A new key; `secret` is its value when the caller brings one (a key moved from
+        LiteLLM keeps working), else one is drawn."""
+        key = secret or KEY_PREFIX + secrets.token_urlsafe(32)
         stamp = now_utc()
         row = {
             "id": "key_" + secrets.token_hex(8),
@@ -222,11 +224,16 @@ class KeyStore:
             "created_at": stamp,
             "updated_at": stamp,
         }
-        with self.engine.begin() as connection:
-            team = row.get("team")
-            if isinstance(team, str) and team:
-                self._ensure_team(connection, team, stamp)
-            connection.execute(api_keys.insert().values(**row))
+        try:
+            with self.engine.begin() as connection:
+                team = row.get("team")
+                if isinstance(team, str) and team:
+                    self._ensure_team(connection, team, stamp)
+                connection.execute(api_keys.insert().values(**row))
+        except IntegrityError:
+            if secret is None:
+                raise
+            raise BadRequest("A key with this value already exists.", param="key") from None
         return KeyRecord.from_row(row), key
 
     @staticmethod

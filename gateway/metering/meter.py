@@ -15,6 +15,7 @@ nothing more, and one that does not costs one more admission.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from gateway.core.errors import DeploymentBusy, RateLimited
 from gateway.identity.auth import Caller
 from gateway.metering.budgets import NANO, Budget, BudgetExceeded, BudgetHold, format_usd, to_nano
 from gateway.metering.limits import Limit, RateState, Reservation
-from gateway.metering.prices import PriceTable
+from gateway.metering.prices import Price, PriceTable
 from gateway.metering.stores import MeterStore
 from gateway.providers import Deployment, Usage
 
@@ -180,21 +181,34 @@ class Meter:
         default_max_tokens: int,
         *,
         cap_max_tokens_to_budget: bool = True,
+        resolve: Callable[[str], list[Deployment]] | None = None,
     ) -> None:
         self.store = store
         self.prices = prices
         self.default_max_tokens = default_max_tokens
         self.caps = cap_max_tokens_to_budget
+        # The deployments of a name that is not a configured alias (one a wildcard serves),
+        # priced per call: the router keeps what it resolved, and pricing is a few lookups.
+        self._resolve = resolve
         self._worst_price: dict[str, tuple[float, float]] = {}
+        # Prices with long-context tiers, whose dearest rate depends on the prompt's size.
+        self._tiered: dict[str, list[Price]] = {}
         self._row_price: dict[str, float] = {}  # classic models: the dearest per prediction
         for alias, deployments in alias_deployments.items():
+            self._worst_price[alias] = self._dearest(deployments, 0)
             found = [p for p in map(prices.price, deployments) if p is not None]
             self._row_price[alias] = max((p.prediction for p in found), default=0.0)
-            # A cache-read or reasoning rate may exceed the plain one: reserve at the dearest.
-            self._worst_price[alias] = (
-                max((max(p.input, p.cached_input or 0.0) for p in found), default=0.0),
-                max((max(p.output, p.reasoning_output or 0.0) for p in found), default=0.0),
-            )
+            tiered = [p for p in found if p.tiers]
+            if tiered:
+                self._tiered[alias] = tiered
+
+    def _dearest(self, deployments: list[Deployment], prompt_tokens: int) -> tuple[float, float]:
+        # A cache or reasoning rate may exceed the plain one: reserve at the dearest.
+        # (A price per second cannot be reserved: its calls settle what they cost.)
+        found = [
+            p.dearest(prompt_tokens) for p in map(self.prices.price, deployments) if p is not None
+        ]
+        return max((p[0] for p in found), default=0.0), max((p[1] for p in found), default=0.0)
 
     @staticmethod
     def _limits(caller: Caller) -> list[Limit]:
@@ -216,13 +230,25 @@ class Meter:
             budgets.append(Budget(f"team:{team.id}", team.max_budget, team.budget_duration))
         return budgets
 
-    def _price_of(self, aliases: list[str]) -> tuple[float, float]:
-        """The dearest (input, output) price per token any of the aliases may be served at."""
-        prices = [self._worst_price.get(a, (0.0, 0.0)) for a in aliases]
+    def _worst_of(self, alias: str, prompt_tokens: int) -> tuple[float, float]:
+        worst = self._worst_price.get(alias)
+        if worst is not None:
+            return worst
+        if self._resolve is None:
+            return 0.0, 0.0
+        return self._dearest(self._resolve(alias), prompt_tokens)
+
+    def _price_of(self, aliases: list[str], prompt_tokens: int) -> tuple[float, float]:
+        """The dearest (input, output) price per token any of the aliases may be served at,
+        for a prompt of at most `prompt_tokens` (the estimate is an upper bound, so a tier it
+        does not reach cannot apply)."""
+        prices = [self._worst_of(a, prompt_tokens) for a in aliases]
+        for alias in aliases:
+            prices += [p.dearest(prompt_tokens) for p in self._tiered.get(alias, ())]
         return max((p[0] for p in prices), default=0.0), max((p[1] for p in prices), default=0.0)
 
     def worst_cost(self, aliases: list[str], prompt_tokens: int, completion_tokens: int) -> float:
-        input_price, output_price = self._price_of(aliases)
+        input_price, output_price = self._price_of(aliases, prompt_tokens)
         return prompt_tokens * input_price + completion_tokens * output_price
 
     async def admit(
@@ -240,7 +266,7 @@ class Meter:
             tokens = prompt + limit * n
             admitted = await self.store.admit(budgets, 0.0, limits, tokens)
             return Admission(tokens, admitted.hold, admitted.reservation, admitted.state)
-        prices = self._price_of(aliases)
+        prices = self._price_of(aliases, prompt)
         each = limit  # the completion tokens per choice reserved for
         for attempt in range(CAP_ATTEMPTS):
             cost = prompt * prices[0] + each * n * prices[1]

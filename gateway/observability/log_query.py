@@ -44,6 +44,7 @@ class LogFilter:
     `since` is included and `until` excluded (both timezone-aware)."""
 
     key_id: str | None = None
+    key_ids: tuple[str, ...] | None = None  # any of these (LiteLLM's user_id: a user's keys)
     team: str | None = None
     model: str | None = None
     prompt_name: str | None = None
@@ -90,6 +91,8 @@ class LogFilter:
         ):
             if value is not None:
                 found.append(column == value)
+        if self.key_ids is not None:
+            found.append(c.key_id.in_(self.key_ids))
         if self.status is not None:
             low, high = self.status
             if low >= ERRORS[0]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy import Engine, case, func, select
 
 from gateway.identity.keys import KeyCache
 from gateway.metering.budgets import Budget, BudgetLedger, period_bounds
+from gateway.observability.log_query import LogFilter
 from gateway.observability.models import CostRow, GroupBy
 from gateway.store.tables import request_log
 
@@ -55,6 +57,30 @@ async def seed_budgets(engine: Engine, keys: KeyCache, ledger: BudgetLedger) -> 
         _, start, _ = period_bounds(budget.duration, now)
         spent = await asyncio.to_thread(spent_since, engine, column, value, start)
         await ledger.seed(budget, spent)
+
+
+@dataclass(frozen=True, slots=True)
+class DaySpend:
+    day: str  # YYYY-MM-DD (UTC on SQLite, the session's zone on PostgreSQL, as cost reports)
+    key_id: str | None
+    deployment: str | None
+    model: str | None  # the alias called
+    cost_usd: float
+
+
+def daily_spend(engine: Engine, filters: LogFilter) -> list[DaySpend]:
+    """USD per day, key and deployment, over the rows the filters select, oldest day first."""
+    c = request_log.c
+    day = func.date(c.created_at)
+    query = (
+        select(day.label("day"), c.key_id, c.deployment, c.alias, func.sum(c.cost_usd))
+        .where(*filters.conditions())
+        .group_by(day, c.key_id, c.deployment, c.alias)
+        .order_by(day)
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return [DaySpend(str(r[0]), r[1], r[2], r[3], float(r[4] or 0.0)) for r in rows]
 
 
 def cost_report(

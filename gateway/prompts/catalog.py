@@ -12,12 +12,11 @@ import hashlib
 import logging
 import random
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from gateway.core.errors import NotFound
-from gateway.prompts.files import PromptError, PromptFile, parse_prompt
-from gateway.prompts.store import LATEST, PRODUCTION, PromptStore
+from gateway.prompts.files import PromptError, PromptFile
+from gateway.prompts.store import LATEST, PRODUCTION, PromptStore, stored_prompt
 from gateway.store.polling import Poller
 
 log = logging.getLogger("gateway.prompts")
@@ -56,7 +55,7 @@ class PromptCatalog:
             if row.version in self.versions.get(row.name, {}):
                 continue
             try:
-                prompt = parse_prompt(Path(row.path or f"{row.name}.prompt"), row.content)
+                prompt = stored_prompt(row.name, row.path, row.content, row.includes)
             except PromptError as exc:
                 log.error("stored prompt %s@%s does not parse: %s", row.name, row.version, exc)
                 continue

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gateway.core.yamlfile import YamlDocument, format_loc
 
+GATEWAY_NAMESPACE = "gateway"
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -54,10 +56,11 @@ class ModelConfig(_Strict):
 
 
 class InputSpec(_Strict):
-    schema_: dict[str, Any] | None = Field(
+    schema_: dict[str, Any] | str | None = Field(
         default=None,
         alias="schema",
-        description="Picoschema (as Dotprompt defines it) or a JSON Schema object.",
+        description="Picoschema (as Dotprompt defines it: an object, or one value such as "
+        "'string, the text') or a JSON Schema object.",
     )
     default: dict[str, Any] | None = Field(
         default=None, description="Values used for variables the caller leaves out."
@@ -68,13 +71,18 @@ class OutputSpec(_Strict):
     format: Literal["text", "json"] | None = Field(
         default=None, description="Defaults to json when a schema is given, else text."
     )
-    schema_: dict[str, Any] | None = Field(
+    schema_: dict[str, Any] | str | None = Field(
         default=None, alias="schema", description="Picoschema or JSON Schema of a json answer."
     )
 
 
 class FrontMatter(_Strict):
-    """The YAML between the `---` lines of a .prompt file."""
+    """The YAML between the `---` lines of a .prompt file.
+
+    Keys with a dot (`myteam.owner: ada`) are Dotprompt's namespaced metadata: they are
+    kept as `ext` (`{"myteam": {"owner": "ada"}}`) and not validated, except the gateway's
+    own namespace, `gateway.`.
+    """
 
     name: str | None = Field(default=None, description="Must match the file name if given.")
     variant: str | None = None
@@ -85,6 +93,15 @@ class FrontMatter(_Strict):
     output: OutputSpec | None = None
     tools: list[str] | None = None
     metadata: dict[str, Any] | None = Field(default=None, description="Free-form (owner, tags).")
+    ext: dict[str, Any] | None = Field(
+        default=None, description="Dotprompt's extension metadata, kept as written."
+    )
+    gateway_context: Any = Field(
+        default=None,
+        alias="gateway.context",
+        description="Picoschema or JSON Schema of the `@` data callers pass with a call "
+        "(`prompt.context`); the template may read those names and `@auth`.",
+    )
 
 
 def validate_front(
@@ -95,12 +112,11 @@ def validate_front(
     With problems, the front matter returned holds only the valid top-level keys, so the
     checks that follow (schemas, template) still run and every problem is reported at once.
     """
-    data = doc.data or {}
+    data, problems = _without_namespaced(doc)
     try:
-        return FrontMatter.model_validate(data), [], set()
+        return FrontMatter.model_validate(data), problems, set()
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-        problems = []
         for err in errors:
             loc = tuple(err["loc"])
             if err["type"] == "extra_forbidden":
@@ -111,10 +127,37 @@ def validate_front(
     broken = {str(err["loc"][0]) for err in errors if err["loc"]}
     try:
         kept = {k: v for k, v in data.items() if str(k) not in broken}
-        valid = FrontMatter.model_validate(kept)
+        return FrontMatter.model_validate(kept), problems, broken
     except ValidationError:
-        valid = None
-    return valid, problems, broken
+        return None, problems, broken
+
+
+def _without_namespaced(doc: YamlDocument) -> tuple[dict[str, Any], list[tuple[int, str]]]:
+    """The front matter without the namespaced keys Dotprompt keeps as ext, and problems of
+    the ones that look like a mistake (in the gateway's namespace, or a dotted path into a
+    key Dotprompt defines, which Dotprompt would not read as that key)."""
+    data = dict(doc.data or {})
+    problems = []
+    known = _known_keys(())
+    for key in [k for k in data if isinstance(k, str) and "." in k and k not in known]:
+        namespace = key.rpartition(".")[0]
+        line = doc.line_of((key,)) or 1
+        if namespace == GATEWAY_NAMESPACE:
+            ours = [k for k in known if k.startswith(f"{GATEWAY_NAMESPACE}.")]
+            close = difflib.get_close_matches(key, ours, n=1, cutoff=0.7)
+            hint = f": did you mean {close[0]!r}?" if close else f" (allowed: {', '.join(ours)})"
+            problems.append((line, f"unknown key {key!r}{hint}"))
+        elif namespace.split(".")[0] in known:
+            first = namespace.split(".")[0]
+            problems.append(
+                (
+                    line,
+                    f"{key!r} would be kept as ext metadata, not read as {first} (write it "
+                    f"nested under {first}:)",
+                )
+            )
+        del data[key]
+    return data, problems
 
 
 def _unknown_key_message(loc: tuple[str | int, ...]) -> str:
@@ -124,7 +167,8 @@ def _unknown_key_message(loc: tuple[str | int, ...]) -> str:
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.7)
     if close:
         return f"unknown key {key!r}{where}: did you mean {close[0]!r}?"
-    return f"unknown key {key!r}{where} (allowed: {', '.join(known)})"
+    own = "" if parent else "; keep your own under metadata or a namespaced key like team.owner"
+    return f"unknown key {key!r}{where} (allowed: {', '.join(known)}{own})"
 
 
 def _known_keys(loc: tuple[str | int, ...]) -> list[str]:
@@ -151,6 +195,8 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 def front_json_schema() -> str:
     schema = FrontMatter.model_json_schema()
+    # Namespaced keys (a dot inside) are Dotprompt's ext metadata, free-form.
+    schema["patternProperties"] = {r"^[^.]+\..+$": {}}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Gateway prompt front matter (prompts/*.prompt)"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"

@@ -87,6 +87,12 @@ class PromptVersion(Answer):
 
 class PromptVersionText(PromptVersion):
     content: str
+    includes: dict[str, Any] | None = Field(
+        default=None,
+        description="The partials ({name: source}) and named schemas ({name: JSON Schema}) "
+        "the version includes; null for a version registered before the gateway rendered as "
+        "Dotprompt does (it renders as it did then).",
+    )
 
 
 class PromptVersionList(ObjectList[PromptVersion]):
@@ -104,7 +110,16 @@ class RenderRequest(BaseModel):
 
     label: str | None = None
     version: str | None = None
-    variables: dict[str, Any] = Field(default_factory=dict)
+    variables: Any = Field(
+        default_factory=dict,
+        description="An object of named values (one value for an input schema of one value).",
+    )
+    context: dict[str, Any] = Field(
+        default_factory=dict, description="The `@` data, as a call's prompt.context."
+    )
+    messages: list[dict[str, Any]] = Field(
+        default_factory=list, description="A call's own messages, placed as history."
+    )
     user: str | None = None
 
 
@@ -114,6 +129,9 @@ class RenderedPrompt(Answer):
     model: str | None
     config: dict[str, Any]
     messages: list[dict[str, Any]]
+    ext: dict[str, Any] = Field(
+        default_factory=dict, description="Dotprompt's namespaced front matter (team.owner)."
+    )
 
 
 class Rollback(BaseModel):

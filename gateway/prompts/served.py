@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.core.config import CLASSIC_PROVIDERS, GatewayConfig
+from gateway.core.wildcards import WildcardName, first_match, is_wildcard, most_specific_first
 from gateway.prompts.calling import MODEL_PREFIX as PROMPT_PREFIX
 from gateway.prompts.files import PromptError, PromptFile
 
@@ -25,6 +26,9 @@ class ServedModels:
     chat: frozenset[str]
     embedding: frozenset[str]
     source: str  # the config as messages name it
+    # Chat names served otherwise: by a wildcard model_name, or a model_group_alias.
+    chat_wildcards: tuple[WildcardName, ...] = ()
+    chat_aliases: frozenset[str] = frozenset()
     classic: frozenset[str] = frozenset()  # called over /v2 infer, never as chat
 
     @classmethod
@@ -38,11 +42,30 @@ class ServedModels:
         # An alias with one chat deployment and one embedding deployment still serves chat.
         chat = {m.model_name for m in config.model_list if m.model_info.mode != "embedding"}
         chat -= classic
-        return cls(frozenset(chat), frozenset(embedding - chat), source, frozenset(classic))
+        wildcards = tuple(most_specific_first(filter(is_wildcard, chat)))
+        served = cls(
+            frozenset(chat),
+            frozenset(embedding - chat),
+            source,
+            wildcards,
+            classic=frozenset(classic),
+        )
+        aliases = config.router_settings.group_aliases()
+        chat_aliases = frozenset(a for a, target in aliases.items() if served.serves_chat(target))
+        return replace(served, chat_aliases=chat_aliases)
+
+    def serves_chat(self, model: str) -> bool:
+        if is_wildcard(model):  # a pattern, not a model a call can name
+            return False
+        if model in self.chat or model in self.chat_aliases:
+            return True
+        if model in self.embedding or model in self.classic:  # their own name wins, as routed
+            return False
+        return first_match(self.chat_wildcards, model) is not None
 
     def problem(self, model: str) -> str | None:
         """Why a prompt cannot name this model, or None when it can."""
-        if model in self.chat:
+        if self.serves_chat(model):
             return None
         served = self._served()
         if model == "prompt" or model.startswith(PROMPT_PREFIX):

@@ -9,6 +9,8 @@ becomes `production`, so a new prompt is callable without a ceremony.
 
 from __future__ import annotations
 
+import difflib
+import json
 import re
 import subprocess
 from collections.abc import Mapping
@@ -204,6 +206,7 @@ class PromptStore:
                     name=prompt.name,
                     version=prompt.version,
                     content=prompt.text,
+                    includes=prompt.includes,
                     path=shown_path(prompt.path, root),
                     git_commit=git.commit,
                     git_author=git.author,
@@ -239,7 +242,7 @@ class PromptStore:
             ).first()
         if row is None:
             raise NotFound(f"Prompt {name!r} has no version {version!r}.", param="version")
-        return PromptVersionText(**_version_row(row), content=row.content)
+        return PromptVersionText(**_version_row(row), content=row.content, includes=row.includes)
 
     def names(self) -> list[str]:
         with self.engine.connect() as connection:
@@ -326,7 +329,7 @@ class PromptStore:
         one the gateway serves."""
         row = self.version(name, version)
         try:
-            prompt = parse_prompt(Path(row.path or f"{name}{SUFFIX}"), row.content)
+            prompt = stored_prompt(name, row.path, row.content, row.includes)
         except PromptError as exc:
             raise BadRequest(
                 f"Prompt {name}@{version} no longer passes validation: {exc.problems[0]}",
@@ -372,6 +375,62 @@ class PromptStore:
             )
             for r in rows
         ]
+
+
+def version_diff(name: str, old: PromptVersionText, new: PromptVersionText) -> list[str]:
+    """A unified diff of two versions: the file, then each partial and named schema they
+    include (as `_card.prompt`, `Ticket.schema.json`), so a version that changed only
+    through a partial shows where."""
+    lines = list(
+        difflib.unified_diff(
+            _lines(old.content),
+            _lines(new.content),
+            f"{name}@{old.version}",
+            f"{name}@{new.version}",
+        )
+    )
+    before, after = old.includes or {}, new.includes or {}
+    for kind, shown in (("partials", "_{}.prompt"), ("schemas", "{}.schema.json")):
+        a, b = before.get(kind) or {}, after.get(kind) or {}
+        for item in sorted(set(a) | set(b)):
+            texts = [_included_text(side.get(item)) for side in (a, b)]
+            if texts[0] == texts[1]:
+                continue
+            label = shown.format(item)
+            lines += difflib.unified_diff(
+                _lines(texts[0]),
+                _lines(texts[1]),
+                f"{name}@{old.version}/{label}",
+                f"{name}@{new.version}/{label}",
+            )
+    return lines
+
+
+def _lines(text: str) -> list[str]:
+    """Lines for a diff, the last one ended as git shows it when the text has no final
+    line break (a change there reaches the model, so it must show)."""
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n\\ No newline at end of file\n"
+    return lines
+
+
+def _included_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, sort_keys=True) + "\n"
+
+
+def stored_prompt(
+    name: str, path: str | None, content: str, includes: Mapping[str, Any] | None
+) -> PromptFile:
+    """A stored version, parsed with the partials and schemas it was registered with (a
+    version stored without them predates Dotprompt's rendering: legacy)."""
+    return parse_prompt(
+        Path(path or f"{name}{SUFFIX}"), content, includes=includes, legacy=includes is None
+    )
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -3,7 +3,9 @@
 dotpromptz's Handlebars parser keeps no positions, so this small scanner walks the tags itself
 to say *where* a variable is used; the real parser still runs afterwards as a syntax check.
 It tracks scope the way Handlebars does: `#each`, `#with` and plain sections enter a new
-context (names inside are relative to it), `#if` and `#unless` do not.
+context (names inside are relative to it), `#if` and `#unless` do not. It also notes the
+partials a body includes and the `@` data it reads, so the file's checks can say which
+partial is missing and which `@` name nothing fills.
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-# Helpers the gateway renders with. `media` is left out (messages are text only) and so is
-# `log` (it prints to the server's stdout).
-HELPERS = frozenset({"role", "history", "section", "json", "ifEquals", "unlessEquals", "lookup"})
+# Helpers the gateway renders with: Dotprompt's and Handlebars' `lookup`. `log` is left out
+# (it prints to the server's stdout).
+HELPERS = frozenset(
+    {"role", "history", "section", "media", "json", "ifEquals", "unlessEquals", "lookup"}
+)
+# `@` names Handlebars fills itself (in #each, and in partial blocks).
+HANDLEBARS_DATA = frozenset({"root", "index", "key", "first", "last", "level", "partial-block"})
 _SCOPED = frozenset({"each", "with"})
 _CONDITIONS = frozenset({"if", "unless"})
 ROLES = ("system", "user", "model")
@@ -26,9 +32,23 @@ _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 MAX_NESTING = 64
 
 
+@dataclass(frozen=True)
+class PartialUse:
+    name: str
+    line: int
+    # Called in the input's own context ({{> card}} outside #each / #with, no context
+    # argument): the partial's top-level names are then the prompt's variables, bar these.
+    top_level: bool
+    hash_keys: frozenset[str]
+    block: bool = False  # {{#> name}}fallback{{/name}}: a missing partial renders the fallback
+
+
 @dataclass
 class BodyScan:
     variables: dict[str, int] = field(default_factory=dict)  # top-level name -> first line
+    data: dict[str, int] = field(default_factory=dict)  # `@` path (auth.key.id) -> first line
+    partials: list[PartialUse] = field(default_factory=list)
+    inline: set[str] = field(default_factory=set)  # partials the body defines itself
     problems: list[tuple[int, str]] = field(default_factory=list)
 
 
@@ -152,9 +172,19 @@ def _visit_tag(text: str, line: int, stack: list[_Open], out: BodyScan) -> None:
         rest = _tokens(text[5:])
         if rest:  # {{else if cond}}
             _visit_call(rest, line, depth, out)
-    elif text.startswith((">", "#>", "#*")):
-        message = f"{{{{{text}}}}}: partials are not supported in gateway prompts (inline it)"
-        out.problems.append((line, message))
+    elif text.startswith((">", "#>")):
+        block = text.startswith("#")
+        name = _visit_partial(text[2 if block else 1 :], line, depth, out, block)
+        if block:  # {{#> layout}}fallback{{/layout}}: the fallback renders where it stands
+            stack.append(_Open(name or "", line, scoped=False))
+    elif text.startswith("#*"):
+        tokens = _tokens(text[2:])
+        if tokens[:1] != ["inline"] or len(tokens) != 2 or not _is_quoted(tokens[1]):
+            message = f'{{{{{text}}}}}: the only decorator is {{{{#*inline "name"}}}}'
+            out.problems.append((line, message))
+        else:
+            out.inline.add(tokens[1][1:-1])
+        stack.append(_Open("inline", line, scoped=False))
     elif text.startswith(("#", "^")):
         tokens = _tokens(text[1:])
         if not tokens:
@@ -177,6 +207,34 @@ def _visit_tag(text: str, line: int, stack: list[_Open], out: BodyScan) -> None:
         tokens = _tokens(text)
         if tokens:
             _visit_call(tokens, line, depth, out)
+
+
+def _visit_partial(text: str, line: int, depth: int, out: BodyScan, block: bool) -> str | None:
+    """{{> name [context] [key=value ...]}}: notes the use; returns the name."""
+    tokens = _tokens(text)
+    if not tokens:
+        out.problems.append((line, "{{>}} names no partial (write {{> name}})"))
+        return None
+    name, rest = tokens[0], tokens[1:]
+    if name.startswith("("):
+        message = (
+            f"{{{{> {name}}}}}: a partial chosen at render time cannot be checked or versioned "
+            f"(name it: {{{{> card}}}}, or choose with #if)"
+        )
+        out.problems.append((line, message))
+        return None
+    if _is_quoted(name):
+        name = name[1:-1]
+    arguments = [token for token in rest if not _is_hash(token)]
+    hashes = [token.split("=", 1) for token in rest if _is_hash(token)]
+    for token in [*arguments, *(value for _, value in hashes)]:
+        _visit_expr(token, line, depth, out)
+    if len(arguments) > 1:
+        out.problems.append((line, f"{{{{> {name}}}}} takes one context argument at most"))
+    if name != "@partial-block":
+        keys = frozenset(key for key, _ in hashes)
+        out.partials.append(PartialUse(name, line, depth == 0 and not arguments, keys, block))
+    return name
 
 
 def _close(name: str, line: int, stack: list[_Open], out: BodyScan) -> None:
@@ -241,7 +299,10 @@ def _visit_path(path: str, line: int, depth: int, out: BodyScan) -> None:
     if path.startswith("@root.") or path.startswith("@root/"):
         path, depth = path[6:], 0
     elif path.startswith("@"):
-        return  # @index, @key, @first, @last
+        head = re.split(r"[./\[]", path[1:], maxsplit=1)[0]
+        if head and head not in HANDLEBARS_DATA:
+            out.data.setdefault(path[1:].replace("/", "."), line)
+        return
     while path.startswith("../"):
         path, depth = path[3:], depth - 1
     if depth != 0:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 from gateway.classic.serving import VersionSource
 from gateway.core.config import GatewayConfig, ModelEntry
-from gateway.providers.base import Deployment, Provider, Reply, Stream, Usage
+from gateway.core.deployment_params import provider_and_model, split_params
+from gateway.core.price_keys import declared_prices
+from gateway.providers.base import Deployment, Provider, Reply, Stream, Usage, split_model
 from gateway.providers.classic import ClassicProvider, is_classic
 from gateway.providers.litellm_provider import LiteLLMProvider, warm_in_background
 from gateway.providers.local import EMBEDDING_MODELS, LocalProvider
-from gateway.providers.openai_compat import OPENAI_COMPATIBLE_BASES, OpenAICompatibleProvider
+from gateway.providers.openai_compat import OpenAICompatibleProvider, takes_fast_path
+from gateway.providers.unapplied import unapplied_settings
+
+log = logging.getLogger("gateway.providers")
 
 __all__ = [
     "Deployment",
@@ -18,41 +25,47 @@ __all__ = [
     "Stream",
     "Usage",
     "build_deployments",
+    "split_model",
 ]
+
+
+def _first(*values: int | None) -> int | None:
+    return next((value for value in values if value is not None), None)
 
 
 def _deployment(entry: ModelEntry, index: int, config: GatewayConfig) -> Deployment:
     params = entry.litellm_params
-    provider, _, upstream_model = params.model.partition("/")
-    if not upstream_model:
-        provider, upstream_model = "openai", params.model
+    split = split_params(dict(params.model_extra or {}))
+    provider, upstream_model = provider_and_model(params.model, params.model_extra)
     router = config.router_settings
     timeout = params.timeout or router.timeout
     info = entry.model_info
+    base_url = split.litellm.get("base_url")  # litellm's other name for api_base
     return Deployment(
         id=info.id or f"{entry.model_name}#{index}",
         alias=entry.model_name,
         model=params.model,
         provider=provider,
         upstream_model=upstream_model,
-        api_base=params.api_base,
+        api_base=params.api_base or (base_url if isinstance(base_url, str) else None),
         api_key=params.api_key,
         api_version=params.api_version,
         organization=params.organization,
         weight=params.weight,
-        rpm=params.rpm,
-        tpm=params.tpm,
+        # LiteLLM's order: on the entry, in litellm_params, in model_info.
+        rpm=_first(entry.rpm, params.rpm, info.rpm),
+        tpm=_first(entry.tpm, params.tpm, info.tpm),
         timeout=timeout,
         stream_timeout=params.stream_timeout or router.stream_timeout or timeout,
         max_retries=params.max_retries or 0,
-        params=params.extra_params(),
+        params=split.body,
+        litellm_kwargs=split.litellm,
         extra_headers=params.extra_headers or {},
-        input_cost_per_token=info.input_cost_per_token,
-        output_cost_per_token=info.output_cost_per_token,
-        cache_read_input_token_cost=info.cache_read_input_token_cost,
-        output_cost_per_reasoning_token=info.output_cost_per_reasoning_token,
-        base_model=info.base_model,
+        info_prices=declared_prices(dict(info), info.model_extra),
+        param_prices=declared_prices(dict(params), params.model_extra),
+        base_model=info.base_model or params.base_model,
         mode=info.mode or "chat",
+        tags=tuple(params.tags or ()),
         cost_per_1k_predictions=info.cost_per_1k_predictions,
         max_batch_size=info.max_batch_size,
         max_batch_time=info.max_batch_time,
@@ -77,16 +90,16 @@ class Providers:
             for i, entry in enumerate(config.model_list)
             if entry.model_info.transport == "litellm"
         }
+        for line in unapplied_settings(config):
+            log.warning("%s", line)
 
     def for_deployment(self, deployment: Deployment) -> Provider:
         if deployment.provider == "local":
             return self.local
         if is_classic(deployment):
             return self.classic
-        if (
-            deployment.provider in OPENAI_COMPATIBLE_BASES
-            and deployment.id not in self._forced_litellm
-        ):
+        transport = "litellm" if deployment.id in self._forced_litellm else "auto"
+        if takes_fast_path(deployment.provider, transport):
             return self.fast
         return self.litellm
 

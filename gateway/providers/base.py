@@ -18,6 +18,7 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_creation_tokens: int = 0  # prompt tokens written to the provider's cache
 
     @classmethod
     def from_openai(cls, usage: Any) -> Usage | None:
@@ -30,6 +31,13 @@ class Usage:
             completion_tokens=int(usage.get("completion_tokens") or 0),
             cached_tokens=int(prompt_details.get("cached_tokens") or 0),
             reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+            # As litellm reads them: Anthropic's cache writes (which litellm reports here), or
+            # an OpenAI-compatible server's cache_write_tokens.
+            cache_creation_tokens=int(
+                prompt_details.get("cache_write_tokens")
+                or prompt_details.get("cache_creation_tokens")
+                or 0
+            ),
         )
 
 
@@ -53,17 +61,31 @@ class Deployment:
     stream_timeout: float = 60.0
     # Calls retried on this same deployment before the router counts the attempt as failed.
     max_retries: int = 0
+    # The request parameters the provider takes (temperature, ...): the fast path's body.
     params: dict[str, Any] = field(default_factory=dict)
+    # What litellm's call takes besides the request: those parameters and LiteLLM's provider
+    # settings (aws_region_name, vertex_project, drop_params, ...). See core/deployment_params.
+    litellm_kwargs: dict[str, Any] = field(default_factory=dict)
     extra_headers: dict[str, str] = field(default_factory=dict)
-    input_cost_per_token: float | None = None
-    output_cost_per_token: float | None = None
-    cache_read_input_token_cost: float | None = None
-    output_cost_per_reasoning_token: float | None = None
+    # Prices the config declares, by LiteLLM's key names: in model_info, and in litellm_params
+    # (which win). metering/prices.py turns them, the price map and base_model into a Price.
+    info_prices: dict[str, Any] = field(default_factory=dict)
+    param_prices: dict[str, Any] = field(default_factory=dict)
     base_model: str | None = None  # the price map's name for it, when its own name is not
     mode: str = "chat"
+    tags: tuple[str, ...] = ()  # for tag-based routing; never sent upstream
     cost_per_1k_predictions: float | None = None  # classic models (/v2 infer)
     max_batch_size: int | None = None  # classic models in process: adaptive batching
     max_batch_time: float = 0.002
+
+
+def split_model(model: str) -> tuple[str, str]:
+    """LiteLLM's "provider/model" as (provider, the model the upstream is asked for); a name
+    without a provider prefix is OpenAI's."""
+    provider, _, upstream_model = model.partition("/")
+    if not upstream_model:
+        return "openai", model
+    return provider, upstream_model
 
 
 @dataclass(slots=True)

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 import orjson
 
 from gateway.core.errors import (
+    CONTENT_POLICY_VIOLATION,
+    CONTEXT_WINDOW_EXCEEDED,
     BadRequest,
     GatewayError,
     RateLimited,
@@ -65,6 +67,33 @@ def upstream_code(body: bytes) -> str | None:
     return code if isinstance(code, str) else None
 
 
+# What providers say when a prompt is longer than the model takes, or their content filter
+# refused it (LiteLLM's ContextWindowExceededError and ContentPolicyViolationError read the
+# same signs), lower-cased.
+_CONTEXT_CODES = frozenset({CONTEXT_WINDOW_EXCEEDED, "context_window_exceeded"})
+_CONTEXT_WORDS = (
+    "maximum context length",
+    "context length exceeded",
+    "context_length_exceeded",
+    "exceeds the context window",
+    "context window exceeded",
+    "prompt is too long",
+    "input is too long",
+)
+_POLICY_CODES = frozenset({CONTENT_POLICY_VIOLATION, "content_filter", "content_policy"})
+_POLICY_WORDS = ("content management policy", "content_policy_violation", "safety system")
+
+
+def refusal_code(code: str | None, text: str) -> str | None:
+    """CONTEXT_WINDOW_EXCEEDED or CONTENT_POLICY_VIOLATION for an upstream 400 that is one."""
+    lowered = text.lower()
+    if code in _CONTEXT_CODES or any(word in lowered for word in _CONTEXT_WORDS):
+        return CONTEXT_WINDOW_EXCEEDED
+    if code in _POLICY_CODES or any(word in lowered for word in _POLICY_WORDS):
+        return CONTENT_POLICY_VIOLATION
+    return None
+
+
 def where(deployment: Deployment) -> str:
     """The deployment, as the operator's log names it (never the caller's message)."""
     return f"deployment {deployment.id} ({deployment.model})"
@@ -85,6 +114,7 @@ def status_error(
         return UpstreamError(
             f"the upstream of model {model} answered with a redirect; tell the operator",
             detail=f"{detail}; redirected to {location}: set api_base to the final URL",
+            upstream_status=status,
         )
     if status == 429 and upstream_code(body) == "insufficient_quota":
         # The operator's account is out of credit: another deployment may still answer (the
@@ -94,12 +124,14 @@ def status_error(
             retryable=False,
             detail=detail,
             code="insufficient_quota",
+            upstream_status=status,
         )
     if status == 429:
         return RateLimited(
             f"the upstream of model {model} is rate limiting the gateway; retry later",
             retry_after=parse_retry_after(headers),
             detail=detail,
+            upstream_status=status,
         )
     if status in (401, 403):
         # The gateway's own upstream credentials are wrong: not the caller's fault, and the
@@ -107,25 +139,36 @@ def status_error(
         return UpstreamError(
             f"the gateway's credentials for model {model} were rejected; tell the operator",
             detail=detail,
+            upstream_status=status,
         )
     if status == 404:
         return UpstreamError(
-            f"the upstream of model {model} does not serve it; tell the operator", detail=detail
+            f"the upstream of model {model} does not serve it; tell the operator",
+            detail=detail,
+            upstream_status=status,
         )
     if status == 408:
-        return UpstreamTimeout(f"the upstream of model {model} timed out", detail=detail)
+        return UpstreamTimeout(
+            f"the upstream of model {model} timed out", detail=detail, upstream_status=status
+        )
     if status == 503:
         return UpstreamUnavailable(
-            f"the upstream of model {model} is unavailable (503); retry later", detail=detail
+            f"the upstream of model {model} is unavailable (503); retry later",
+            detail=detail,
+            upstream_status=status,
         )
     if status >= 500:
         return UpstreamError(
-            f"the upstream of model {model} failed (error {status})", detail=detail
+            f"the upstream of model {model} failed (error {status})",
+            detail=detail,
+            upstream_status=status,
         )
     return BadRequest(
         f"upstream refused the request for model {model} ({status}): {text}",
         param=param,
+        code=refusal_code(upstream_code(body), text),
         detail=detail,
+        upstream_status=status,
     )
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 
 from gateway.core.errors import (
+    CONTENT_POLICY_VIOLATION,
+    CONTEXT_WINDOW_EXCEEDED,
     BadRequest,
     GatewayError,
     RateLimited,
@@ -86,25 +88,41 @@ def translate_litellm_errors(deployment: Deployment) -> Iterator[None]:
         raise UpstreamError(
             f"the gateway's credentials for model {model} were rejected; tell the operator",
             detail=_detail(deployment, exc),
+            upstream_status=_status(exc, 401),
         ) from None
     except (exc_mod.BadRequestError, exc_mod.UnprocessableEntityError) as exc:
+        code = None
+        if isinstance(exc, exc_mod.ContextWindowExceededError):
+            code = CONTEXT_WINDOW_EXCEEDED
+        elif isinstance(exc, exc_mod.ContentPolicyViolationError):
+            code = CONTENT_POLICY_VIOLATION
         raise BadRequest(
             f"upstream refused the request for model {model}: {exc.message}",
+            code=code,
             detail=_detail(deployment, exc),
+            upstream_status=_status(exc, 400),
         ) from None
     except exc_mod.NotFoundError as exc:
         raise UpstreamError(
             f"the upstream of model {model} does not serve it; tell the operator",
             detail=_detail(deployment, exc),
+            upstream_status=404,
         ) from None
     except exc_mod.APIError as exc:
         raise UpstreamError(
-            f"the upstream of model {model} failed", detail=_detail(deployment, exc)
+            f"the upstream of model {model} failed",
+            detail=_detail(deployment, exc),
+            upstream_status=_status(exc, 500),
         ) from None
     except Exception as exc:  # litellm raises plain exceptions for some provider failures
         raise UpstreamError(
             f"the call to the upstream of model {model} failed", detail=_detail(deployment, exc)
         ) from None
+
+
+def _status(exc: Exception, default: int) -> int:
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else default
 
 
 def _detail(deployment: Deployment, exc: Exception) -> str:
@@ -113,7 +131,9 @@ def _detail(deployment: Deployment, exc: Exception) -> str:
 
 
 def _call_kwargs(deployment: Deployment, body: dict[str, Any]) -> dict[str, Any]:
-    kwargs = {**deployment.params, **body}
+    # The deployment's request parameters and LiteLLM's provider settings (credentials,
+    # region_name, drop_params), never its router or pricing keys (core/deployment_params).
+    kwargs = {**deployment.litellm_kwargs, **body}
     kwargs["model"] = deployment.model
     # The router owns retries and fallbacks, a deployment's max_retries included (litellm maps
     # num_retries onto the provider client's max_retries).

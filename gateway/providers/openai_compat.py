@@ -33,6 +33,11 @@ OPENAI_COMPATIBLE_BASES: dict[str, str | None] = {
 }
 
 
+def takes_fast_path(provider: str, transport: str) -> bool:
+    """Whether a deployment is served by this module (else by litellm, or locally)."""
+    return provider in OPENAI_COMPATIBLE_BASES and transport != "litellm"
+
+
 def _split_events(buffer: bytes) -> tuple[list[bytes], bytes]:
     if b"\r\n" in buffer:
         buffer = buffer.replace(b"\r\n", b"\n")

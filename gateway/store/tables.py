@@ -138,6 +138,9 @@ prompt_versions = Table(
     Column("name", String(200), primary_key=True),
     Column("version", String(16), primary_key=True),
     Column("content", Text, nullable=False),
+    # The partials and named schemas the version includes; null: registered before the
+    # gateway rendered as Dotprompt does (the version keeps rendering as it did then).
+    Column("includes", JSON, nullable=True),
     Column("path", String(500), nullable=True),
     Column("git_commit", String(64), nullable=True),
     Column("git_author", String(200), nullable=True),

@@ -15,9 +15,14 @@ Endpoints (each also without the ``/v1`` prefix)::
 
 Azure's layout answers like the others; without ``api-version`` it is a 404, as Azure's is.
 ``FakeUpstream.last_request(model)`` tells what the latest chat or embeddings request for a
-model string carried (path, query, headers), so a test can see a configured value arrive.
+model string carried (path, query, headers), and ``last_body(model)`` its JSON body, so a test
+can see a configured value arrive (or not).
 
 Anything else is a 404 with an OpenAI error body.
+
+Every path may start with ``/_with/<directives>`` (an ``api_base`` of ``.../_with/cached=4/v1``):
+those directives apply besides the model string's, so a deployment can ask for a behaviour and
+still name a real model (whose price the price map knows).
 
 Replies are deterministic. Chat answers ``"echo: " + <text of the last user message>`` (text
 parts of a list content are joined with spaces). Token counts are whitespace-split word
@@ -46,6 +51,10 @@ with a 400 naming it. The whole string is always echoed back as ``model``.
                     ``invalid_request_error``
 ``quota``           with a 429, the code ``insufficient_quota`` (the account is out of
                     credit, as OpenAI says it) instead of ``rate_limit_exceeded``
+``code=CODE``       with a failure, the error body's ``code`` (``content_filter`` is Azure's
+                    content filter refusing a prompt, as a 400)
+``context=N``       a context window of N tokens: a chat request whose prompt counts more
+                    words than N is refused with OpenAI's 400 ``context_length_exceeded``
 ``retry_after=S``   with a failure, add ``retry-after: S`` and ``retry-after-ms: S*1000``
                     (S may be fractional)
 ``fail_first=N``    the first N requests for this exact model string fail (with ``status=``,
@@ -76,6 +85,12 @@ with a 400 naming it. The whole string is always echoed back as ``model``.
                     answer the request allows (without a limit: the normal answer)
 ``reasoning``       refuse ``max_tokens`` with a 400 naming it, as OpenAI's reasoning models
                     (o-series, gpt-5) do: they take ``max_completion_tokens`` only
+``prompt_tokens=N`` report N prompt tokens instead of the word count (long-context prices)
+``cached=N``        report ``prompt_tokens_details.cached_tokens: N`` (among the prompt's)
+``cache_write=N``   report ``prompt_tokens_details.cache_creation_tokens: N`` (among the
+                    prompt's, as litellm reports Anthropic's cache writes)
+``reasoning_tokens=N``  report ``completion_tokens_details.reasoning_tokens: N``, N more
+                    completion tokens (reasoning is among the completion's, as OpenAI counts)
 ==================  ===========================================================================
 
 Like OpenAI, chat honours ``n`` (that many choices, each with the same answer; completion
@@ -130,6 +145,8 @@ __all__ = [
 _SHUTDOWN_GRACE: Final = 0.1
 _MAX_DIM: Final = 4096
 _AZURE_PREFIX: Final = "/openai/deployments/"
+_WITH_PREFIX: Final = "/_with/"
+_ADDRESS_DIRECTIVES: Final = web.RequestKey("directives", str)
 
 _JSON_HEADERS: Final = {"Content-Type": "application/json"}
 _SSE_HEADERS: Final = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -174,6 +191,12 @@ class Directives:
     fill: bool = False
     reasoning: bool = False
     quota: bool = False
+    code: str | None = None
+    context: int | None = None
+    prompt_tokens: int | None = None
+    cached: int = 0
+    cache_write: int = 0
+    reasoning_tokens: int = 0
 
 
 def _flag(value: str | None) -> bool:
@@ -238,6 +261,12 @@ _DIRECTIVES: Final[dict[str, tuple[str, Callable[[str | None], object]]]] = {
     "fill": ("fill", _flag),
     "reasoning": ("reasoning", _flag),
     "quota": ("quota", _flag),
+    "code": ("code", _required),
+    "context": ("context", _int_between(1, _NO_LIMIT)),
+    "prompt_tokens": ("prompt_tokens", _int_between(0, _NO_LIMIT)),
+    "cached": ("cached", _int_between(0, _NO_LIMIT)),
+    "cache_write": ("cache_write", _int_between(0, _NO_LIMIT)),
+    "reasoning_tokens": ("reasoning_tokens", _int_between(0, _NO_LIMIT)),
 }
 
 
@@ -280,8 +309,9 @@ def _error_response(
 
 
 @lru_cache(maxsize=256)
-def _failure_body(status: int, quota: bool = False) -> bytes:
-    code = ("insufficient_quota" if quota else "rate_limit_exceeded") if status == 429 else None
+def _failure_body(status: int, quota: bool = False, code: str | None = None) -> bytes:
+    if code is None and status == 429:
+        code = "insufficient_quota" if quota else "rate_limit_exceeded"
     error = {
         "message": f"fake upstream error {status}",
         "type": _error_type(status),
@@ -291,11 +321,13 @@ def _failure_body(status: int, quota: bool = False) -> bytes:
     return orjson.dumps({"error": error})
 
 
-def _failure(status: int, retry_after: tuple[str, str] | None, quota: bool = False) -> web.Response:
+def _failure(directives: Directives, status: int) -> web.Response:
     headers = _JSON_HEADERS
+    retry_after = directives.retry_after
     if retry_after is not None:
         headers = {**_JSON_HEADERS, "retry-after": retry_after[0], "retry-after-ms": retry_after[1]}
-    return web.Response(body=_failure_body(status, quota), status=status, headers=headers)
+    body = _failure_body(status, directives.quota, directives.code)
+    return web.Response(body=body, status=status, headers=headers)
 
 
 def _json(payload: object) -> web.Response:
@@ -397,6 +429,25 @@ async def _forever() -> None:
     await asyncio.get_running_loop().create_future()
 
 
+def _usage(directives: Directives, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    if directives.prompt_tokens is not None:
+        prompt_tokens = directives.prompt_tokens
+    completion_tokens += directives.reasoning_tokens
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if directives.cached or directives.cache_write:
+        details = {"cached_tokens": directives.cached}
+        if directives.cache_write:
+            details["cache_creation_tokens"] = directives.cache_write
+        usage["prompt_tokens_details"] = details
+    if directives.reasoning_tokens:
+        usage["completion_tokens_details"] = {"reasoning_tokens": directives.reasoning_tokens}
+    return usage
+
+
 async def _reply(request: web.BaseRequest, body: bytes, first_byte: float) -> web.StreamResponse:
     if not first_byte:
         return web.Response(body=body, headers=_JSON_HEADERS)
@@ -425,11 +476,12 @@ class _Answer:
 
 @dataclass(frozen=True, slots=True)
 class ReceivedRequest:
-    """What one chat or embeddings request carried besides its body."""
+    """What one chat or embeddings request carried."""
 
     path: str
     query: dict[str, str]
     headers: dict[str, str]  # names lower-cased
+    body: dict[str, Any]  # the JSON body, parsed
 
 
 class FakeUpstream:
@@ -445,7 +497,7 @@ class FakeUpstream:
         self._counts: dict[str, int] = {}
         # Changed on the loop thread only; a dict read from a test thread is atomic.
         self._in_flight: dict[str, int] = {}
-        self._last: dict[str, web.BaseRequest] = {}
+        self._last: dict[str, tuple[web.BaseRequest, dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         chat, embeddings = self._chat, self._embeddings
         self._routes: dict[tuple[str, str], _Handler] = {
@@ -495,24 +547,36 @@ class FakeUpstream:
     def last_request(self, model: str) -> ReceivedRequest | None:
         """The latest chat or embeddings request for exactly this model string."""
         with self._lock:
-            request = self._last.get(model)
-        if request is None:
+            last = self._last.get(model)
+        if last is None:
             return None
-        return ReceivedRequest(request.path, dict(request.query), _received_headers(request))
+        request, body = last
+        return ReceivedRequest(request.path, dict(request.query), _received_headers(request), body)
+
+    def last_body(self, model: str) -> dict[str, Any] | None:
+        """The JSON body of the latest chat or embeddings request for exactly this model."""
+        with self._lock:
+            last = self._last.get(model)
+        return None if last is None else last[1]
 
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
 
-    def _azure_route(self, request: web.BaseRequest) -> _Handler | None:
-        if request.method != "POST" or not request.path.startswith(_AZURE_PREFIX):
+    def _azure_route(self, method: str, path: str) -> _Handler | None:
+        if method != "POST" or not path.startswith(_AZURE_PREFIX):
             return None
-        _, _, operation = request.path[len(_AZURE_PREFIX) :].partition("/")
+        _, _, operation = path[len(_AZURE_PREFIX) :].partition("/")
         return {"chat/completions": self._chat, "embeddings": self._embeddings}.get(operation)
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        route = self._routes.get((request.method, request.path)) or self._azure_route(request)
-        azure = route is not None and request.path.startswith(_AZURE_PREFIX)
+        path = request.path
+        if path.startswith(_WITH_PREFIX):  # directives in the address (see the docstring)
+            spec, _, rest = path[len(_WITH_PREFIX) :].partition("/")
+            request[_ADDRESS_DIRECTIVES] = spec
+            path = "/" + rest
+        route = self._routes.get((request.method, path)) or self._azure_route(request.method, path)
+        azure = route is not None and path.startswith(_AZURE_PREFIX)
         if azure and "api-version" not in request.query:
             return _error_response(404, "Resource not found", code="404")
         if route is None:
@@ -540,12 +604,13 @@ class FakeUpstream:
             self._counts[model] = seen
             # Kept as aiohttp's request; read into a ReceivedRequest only when asked, so the
             # benchmark's upstream does no extra work per call.
-            self._last[model] = request
+            self._last[model] = (request, body)
         if answering is not None:
             self._in_flight[model] = self._in_flight.get(model, 0) + 1
             answering.append(model)
+        spec = request.get(_ADDRESS_DIRECTIVES)
         try:
-            directives = parse_directives(model)
+            directives = parse_directives(f"{model},{spec}" if spec else model)
         except DirectiveError as exc:
             return _error_response(400, str(exc), param="model")
         if directives.latency:
@@ -554,9 +619,9 @@ class FakeUpstream:
             await _forever()
         if directives.fail_first is not None:
             if seen <= directives.fail_first:
-                return _failure(directives.status or 500, directives.retry_after, directives.quota)
+                return _failure(directives, directives.status or 500)
         elif directives.status is not None:
-            return _failure(directives.status, directives.retry_after, directives.quota)
+            return _failure(directives, directives.status)
         return body, model, directives
 
     async def _chat(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -590,6 +655,13 @@ class FakeUpstream:
             return _error_response(400, message, param="max_tokens", code="unsupported_parameter")
         n = body.get("n") or 1
         content, prompt_tokens = _echo(messages)
+        if directives.context is not None and prompt_tokens > directives.context:
+            message = (
+                f"This model's maximum context length is {directives.context} tokens. However, "
+                f"your messages resulted in {prompt_tokens} tokens. Please reduce the length "
+                f"of the messages."
+            )
+            return _error_response(400, message, param="messages", code="context_length_exceeded")
         finish = "stop"
         limit = _fill_limit(body) if directives.fill else None
         if limit is not None:
@@ -597,11 +669,7 @@ class FakeUpstream:
         if directives.pad:
             content += " " + "x" * directives.pad
         completion_tokens = len(content.split()) * n
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
+        usage = _usage(directives, prompt_tokens, completion_tokens)
         # "object" is overwritten per reply kind but keeps its place: id, object, created, model.
         head = {
             "id": f"chatcmpl-fake{next(self._ids)}",
@@ -720,6 +788,8 @@ class FakeUpstream:
             embedding: object = base64.b64encode(pack(*vector)).decode() if as_base64 else vector
             data.append({"object": "embedding", "index": index, "embedding": embedding})
         tokens = max(sum(len(text.split()) for text in texts), 1)
+        if directives.prompt_tokens is not None:
+            tokens = directives.prompt_tokens
         reply: dict[str, Any] = {
             "object": "list",
             "data": data,

@@ -1,0 +1,259 @@
+"""LiteLLM's own key names, as data: a config is read without importing litellm.
+
+Generated from litellm 1.110.2 by `python -m tests.test_litellm_keys`; tests/test_litellm_keys.py
+fails when the installed litellm's names differ. Do not edit by hand.
+"""
+
+from __future__ import annotations
+
+LITELLM_VERSION = "1.110.2"
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# litellm_params keys that set a deployment's price (CustomPricingLiteLLMParams).
+CUSTOM_PRICING_PARAMS = _names(
+    """
+    annotation_cost_per_page annotation_cost_per_page_batches cache_creation_input_audio_token_cost
+    cache_creation_input_token_cost cache_creation_input_token_cost_above_100k_tokens
+    cache_creation_input_token_cost_above_100k_tokens_batches
+    cache_creation_input_token_cost_above_12hr
+    cache_creation_input_token_cost_above_12hr_above_272k_tokens
+    cache_creation_input_token_cost_above_12hr_above_272k_tokens_batches
+    cache_creation_input_token_cost_above_12hr_above_272k_tokens_flex
+    cache_creation_input_token_cost_above_12hr_above_272k_tokens_priority
+    cache_creation_input_token_cost_above_12hr_above_272k_tokens_ultrafast
+    cache_creation_input_token_cost_above_12hr_batches
+    cache_creation_input_token_cost_above_12hr_flex
+    cache_creation_input_token_cost_above_12hr_priority
+    cache_creation_input_token_cost_above_12hr_ultrafast cache_creation_input_token_cost_above_1hr
+    cache_creation_input_token_cost_above_1hr_above_100k_tokens
+    cache_creation_input_token_cost_above_200k_tokens
+    cache_creation_input_token_cost_above_200k_tokens_batches
+    cache_creation_input_token_cost_above_272k_tokens
+    cache_creation_input_token_cost_above_272k_tokens_batches
+    cache_creation_input_token_cost_above_272k_tokens_flex
+    cache_creation_input_token_cost_above_272k_tokens_priority
+    cache_creation_input_token_cost_above_272k_tokens_ultrafast
+    cache_creation_input_token_cost_batches cache_creation_input_token_cost_flex
+    cache_creation_input_token_cost_priority cache_creation_input_token_cost_ultrafast
+    cache_read_input_audio_token_cost cache_read_input_audio_token_cost_batches
+    cache_read_input_audio_token_cost_flex cache_read_input_audio_token_cost_priority
+    cache_read_input_image_token_cost cache_read_input_token_cost
+    cache_read_input_token_cost_above_100k_tokens
+    cache_read_input_token_cost_above_100k_tokens_batches
+    cache_read_input_token_cost_above_200k_tokens
+    cache_read_input_token_cost_above_200k_tokens_batches
+    cache_read_input_token_cost_above_200k_tokens_priority
+    cache_read_input_token_cost_above_272k_tokens
+    cache_read_input_token_cost_above_272k_tokens_batches
+    cache_read_input_token_cost_above_272k_tokens_flex
+    cache_read_input_token_cost_above_272k_tokens_priority
+    cache_read_input_token_cost_above_272k_tokens_ultrafast
+    cache_read_input_token_cost_above_512k_tokens cache_read_input_token_cost_balanced
+    cache_read_input_token_cost_batches cache_read_input_token_cost_flex
+    cache_read_input_token_cost_priority cache_read_input_token_cost_ultrafast
+    citation_cost_per_token cost_per_second explicit_cache_read_input_token_cost
+    fedramp_uplift_multiplier google_maps_grounding_cost_per_query input_cost_per_audio_per_second
+    input_cost_per_audio_per_second_above_128k_tokens input_cost_per_audio_token
+    input_cost_per_audio_token_above_200k_tokens
+    input_cost_per_audio_token_above_200k_tokens_batches
+    input_cost_per_audio_token_above_200k_tokens_flex
+    input_cost_per_audio_token_above_200k_tokens_priority input_cost_per_audio_token_batches
+    input_cost_per_audio_token_flex input_cost_per_audio_token_priority input_cost_per_character
+    input_cost_per_character_above_128k_tokens input_cost_per_image
+    input_cost_per_image_above_128k_tokens input_cost_per_image_token
+    input_cost_per_image_token_batches input_cost_per_pixel input_cost_per_query
+    input_cost_per_second input_cost_per_text_message input_cost_per_token
+    input_cost_per_token_above_100k_tokens input_cost_per_token_above_100k_tokens_batches
+    input_cost_per_token_above_128k_tokens input_cost_per_token_above_200k_tokens
+    input_cost_per_token_above_200k_tokens_batches input_cost_per_token_above_200k_tokens_flex
+    input_cost_per_token_above_200k_tokens_priority input_cost_per_token_above_272k_tokens
+    input_cost_per_token_above_272k_tokens_batches input_cost_per_token_above_272k_tokens_flex
+    input_cost_per_token_above_272k_tokens_priority input_cost_per_token_above_272k_tokens_ultrafast
+    input_cost_per_token_above_512k_tokens input_cost_per_token_balanced
+    input_cost_per_token_batches input_cost_per_token_cache_hit input_cost_per_token_flex
+    input_cost_per_token_priority input_cost_per_token_ultrafast input_cost_per_video_per_second
+    input_cost_per_video_per_second_above_128k_tokens
+    input_cost_per_video_per_second_above_15s_interval
+    input_cost_per_video_per_second_above_8s_interval input_cost_per_video_token
+    input_cost_per_video_token_batches ocr_cost_per_credit ocr_cost_per_page
+    ocr_cost_per_page_batches output_cost_per_audio_per_second output_cost_per_audio_token
+    output_cost_per_character output_cost_per_character_above_128k_tokens output_cost_per_image
+    output_cost_per_image_1024 output_cost_per_image_1536 output_cost_per_image_1K
+    output_cost_per_image_2K output_cost_per_image_512 output_cost_per_image_token
+    output_cost_per_image_token_batches output_cost_per_image_token_priority output_cost_per_pixel
+    output_cost_per_reasoning_token output_cost_per_reasoning_token_flex
+    output_cost_per_reasoning_token_priority output_cost_per_second output_cost_per_second_1080p
+    output_cost_per_second_2k output_cost_per_second_480p output_cost_per_second_4k
+    output_cost_per_second_720p output_cost_per_second_768p output_cost_per_token
+    output_cost_per_token_above_100k_tokens output_cost_per_token_above_100k_tokens_batches
+    output_cost_per_token_above_128k_tokens output_cost_per_token_above_200k_tokens
+    output_cost_per_token_above_200k_tokens_batches output_cost_per_token_above_200k_tokens_flex
+    output_cost_per_token_above_200k_tokens_priority output_cost_per_token_above_272k_tokens
+    output_cost_per_token_above_272k_tokens_batches output_cost_per_token_above_272k_tokens_flex
+    output_cost_per_token_above_272k_tokens_priority
+    output_cost_per_token_above_272k_tokens_ultrafast output_cost_per_token_above_512k_tokens
+    output_cost_per_token_balanced output_cost_per_token_batches output_cost_per_token_flex
+    output_cost_per_token_priority output_cost_per_token_ultrafast output_cost_per_video_per_second
+    output_cost_per_video_token output_vector_size regional_endpoint_uplift_multiplier
+    regional_processing_uplift_multiplier_eu regional_processing_uplift_multiplier_us
+    search_context_cost_per_query search_queries_cost_per_query tiered_pricing
+"""
+)
+
+
+# litellm_params keys LiteLLM consumes itself (all_litellm_params,
+# GenericLiteLLMParams, additional_drop_params): never a provider's request parameter.
+LITELLM_ONLY_PARAMS = CUSTOM_PRICING_PARAMS | _names(
+    """
+    _agentic_loop_api_surface _agentic_loop_depth _agentic_loop_fingerprints
+    _code_interpreter_interception_active _code_interpreter_interception_converted_stream
+    _code_interpreter_interception_sandbox_key _code_interpreter_interception_session_scoped
+    _code_interpreter_interception_stream_options _context_compaction_state
+    _encrypted_content_affinity_pinned _headroom_interception_converted_stream
+    _headroom_interception_stream_options _headroom_request_context
+    _litellm_addressed_comparison_response_id _litellm_addressed_response_id
+    _litellm_stream_usage_injected _litellm_strip_stream_usage _router_weights
+    _websearch_interception_converted_stream _websearch_interception_emit_native_blocks
+    _websearch_interception_stream_options acompletion adaptive_router_config
+    adaptive_router_default_model additional_drop_params aembedding aimg_generation
+    allm_passthrough_route allow_client_keepalive_override allow_legacy_cloud_file_ids
+    allowed_model_region allowed_openai_params anthropic_disable_workload_identity_federation
+    anthropic_federation_rule_id anthropic_federation_workspace_id anthropic_identity_source
+    anthropic_identity_token anthropic_identity_token_file anthropic_issuer_audience
+    anthropic_issuer_signing_key_ref anthropic_issuer_subject anthropic_issuer_ttl_seconds
+    anthropic_issuer_url anthropic_keycloak_auth_method anthropic_keycloak_client_id
+    anthropic_keycloak_client_secret_ref anthropic_keycloak_scope anthropic_keycloak_token_url
+    anthropic_organization_id anthropic_service_account_id api_base api_key api_version
+    arize_api_key arize_error_sampling_rate arize_otlp_protocol arize_space_id arize_space_key
+    arize_success_sampling_rate assistant_continue_message async_call atext_completion
+    attempted_targets auto_router_config auto_router_config_path auto_router_default_model
+    auto_router_embedding_model auto_router_max_input_chars auto_router_model_compression
+    auto_router_routing_compression aws_access_key_id aws_batch_role_arn
+    aws_bedrock_control_plane_endpoint aws_bedrock_project_id aws_bedrock_runtime_endpoint
+    aws_external_id aws_profile_name aws_region_name aws_role_name aws_secret_access_key
+    aws_session_name aws_session_tags aws_session_token aws_sts_endpoint aws_web_identity_token
+    azure azure_ad_token azure_ad_token_provider azure_password azure_scope azure_username
+    base_model bedrock_tags bos_token bucket_name budget_duration cache cache_key caching
+    caching_groups chatgpt_auth_file client client_id client_secret client_side_timeout
+    complete_response completion_call_id complexity_router_config complexity_router_default_model
+    configurable_clientside_auth_params context_window_fallback_dict cooldown_time cost_per_query
+    custom_llm_provider custom_prompt_dict daily_reset_time data_residency dd_agent_host
+    dd_agent_port dd_api_key dd_site default_api_key_rpm_limit default_api_key_tpm_limit
+    disable_add_transform_inline_image_block drop_params enable_json_schema_validation
+    enable_prompt_caching enable_tag_filtering ensure_alternating_roles eos_token fallback_depth
+    fallbacks fastest_response final_prompt_value fireworks_forward_user_id force_timeout
+    gcs_bucket_name gcs_path_service_account github_copilot_auth_type github_copilot_host
+    github_copilot_user_session guardrails headers hf_model_name humanloop_api_key id
+    initial_prompt_value itpm keepalive_seconds kubernetes_pod_discovery langfuse_environment
+    langfuse_host langfuse_prompt_version langfuse_public_key langfuse_secret langfuse_secret_key
+    langfuse_span_scope langsmith_api_key langsmith_base_url langsmith_project
+    langsmith_sampling_rate langsmith_tenant_id litellm_call_id litellm_credential_name
+    litellm_disabled_callbacks litellm_logging_obj litellm_metadata litellm_request_debug
+    litellm_session_id litellm_system_prompt litellm_trace_id litellm_trusted_callback_vars
+    log_client_error_tracebacks logger_fn max_agentic_loops max_budget max_fallbacks
+    max_file_size_mb max_parallel_requests max_retries merge_reasoning_content_in_choices metadata
+    milvus_db_name milvus_partition_names milvus_text_field mock_response mock_timeout
+    model_alias_map model_config model_file_id_mapping model_info model_list newrelic_api_key
+    newrelic_region no-log num_retries openai_identity_provider_id openai_identity_token_file
+    openai_service_account_id order organization otpm posthog_api_key posthog_api_url
+    preset_cache_key prompt_environment prompt_id prompt_label prompt_variables prompt_version
+    provider_affinity_header provider_specific_header proxy_server_request quality_router_config
+    quality_router_default_model region_name request_timeout responses_api_version retry_policy
+    retry_strategy roles routing_strategy rpd rpm rust s3_access_key_id s3_bucket_name
+    s3_bucket_owner s3_encryption_key_id s3_endpoint_url s3_output_bucket_name s3_region_name
+    s3_secret_access_key search_tool_name secret_fields self shared_session
+    signoz_ingestion_endpoint signoz_ingestion_key silent_model ssl_verify stream_chunk_size
+    stream_response stream_timeout stream_timeout_by_service_tier supports_system_message
+    switchyard_router_config tag_regex tags tenant_id text_completion
+    thought_signature_in_tool_call_id timeout timeout_by_service_tier token_exchange_audience
+    token_exchange_endpoint token_exchange_profile token_exchange_scope tpd tpm ttl
+    turn_off_message_logging use_chat_completions_api use_client use_in_pass_through
+    use_litellm_proxy use_xai_oauth user_continue_message valkey_embedding_field valkey_host
+    valkey_password valkey_port valkey_ssl valkey_text_field vector_store_id verbose
+    vertex_credentials vertex_location vertex_project wandb_api_key watsonx_region_name
+    weave_project_id weight
+"""
+)
+
+
+# model_info keys LiteLLM knows: its router's ModelInfo, ModelInfoBase, the price map's
+# fields and the custom prices (which LiteLLM mirrors onto model_info).
+MODEL_INFO_KEYS = CUSTOM_PRICING_PARAMS | _names(
+    """
+    access_windows alias_of allow_fail_open audio_transcription_config base_model
+    bedrock_converse_supports_strict_tools bedrock_output_config_effort_ceiling blocked
+    cache_creation_input_token_cost_above_1hr_above_200k_tokens
+    cache_creation_input_token_cost_above_272k_tokens_decisions
+    cache_creation_input_token_cost_decisions cache_read_input_token_cost_above_200k_tokens_flex
+    cache_read_input_token_cost_above_256k_tokens
+    cache_read_input_token_cost_above_272k_tokens_decisions
+    cache_read_input_token_cost_above_32k_tokens cache_read_input_token_cost_decisions
+    code_interpreter_cost_per_session computer_use_input_cost_per_1k_tokens
+    computer_use_output_cost_per_1k_tokens cost_per_ptu_per_hour created_at created_by db_model
+    default_reasoning_effort deprecation_date discoverable enable_tag_filtering
+    enforce_supported_endpoints file_search_cost_per_1k_calls file_search_cost_per_gb_per_day
+    gemini_audio_only_live gemini_native_audio guardrail_cost_per_unit id input_cost_per_request
+    input_cost_per_token_above_256k_tokens input_cost_per_token_above_272k_tokens_decisions
+    input_cost_per_token_above_32k_tokens input_cost_per_token_decisions input_dbu_cost_per_token
+    internal_router_model key litellm_provider max_embedding_batch_size max_input_tokens
+    max_output_tokens max_tokens member_auto_router mode off_peak_pricing output_cost_per_image_0.5K
+    output_cost_per_image_4K output_cost_per_token_above_256k_tokens
+    output_cost_per_token_above_272k_tokens_decisions output_cost_per_token_above_32k_tokens
+    output_cost_per_token_decisions output_dbu_cost_per_token pricing_provider
+    prompt_cache_min_tokens provider_specific_entry ptu_count ptu_effective_from ptu_effective_to
+    ptu_shares reasoning_contexts reasoning_effort_levels reasoning_modes rpm search_free_requests
+    successor_model supported_audio_formats supported_endpoints supported_modalities
+    supported_output_modalities supported_regions supports_adaptive_thinking
+    supports_anthropic_compaction supports_anthropic_thinking_payload supports_assistant_prefill
+    supports_audio_input supports_audio_output supports_bedrock_converse_tool_result_images
+    supports_bedrock_native_structured_output supports_bedrock_native_structured_output_by_default
+    supports_bedrock_runtime_chat_completions_inline_reasoning
+    supports_bedrock_runtime_chat_completions_response_format
+    supports_bedrock_runtime_chat_completions_tools_with_reasoning supports_box_questions
+    supports_computer_use supports_continuation supports_embedding_image_input supports_fast_mode
+    supports_forced_tool_use supports_function_calling supports_image_input supports_image_size
+    supports_legacy_thinking supports_low_reasoning_effort supports_max_reasoning_effort
+    supports_mid_conversation_system supports_minimal_reasoning_effort supports_multimodal
+    supports_native_streaming supports_native_structured_output supports_none_reasoning_effort
+    supports_nova_canvas_image_edit supports_output_config supports_parallel_function_calling
+    supports_parallel_tool_use_config supports_pdf_input supports_per_turn_control
+    supports_prompt_cache_breakpoint supports_prompt_caching supports_reasoning
+    supports_regex_lookaround supports_response_schema supports_sampling_params supports_speed
+    supports_system_messages supports_thinking_cache_preservation supports_tool_choice
+    supports_tool_search supports_url_context supports_video_input supports_vision
+    supports_web_search supports_xhigh_reasoning_effort team_id team_public_model_name
+    thinking_always_on thinking_on_by_default tier token_count_framing token_count_model
+    token_count_responses_framing token_count_responses_tool_framing token_count_tokenizer
+    token_count_tool_framing tpm updated_at updated_by use_openai_responses_path uses_embed_content
+    vector_store_cost_per_gb_per_day vertex_ai_audio_api web_search_billing_unit
+"""
+)
+
+
+# model_info.mode values: ModelInfoBase's and the price map's.
+MODEL_MODES = _names(
+    """
+    audio_speech audio_transcription chat completion decisions embedding evaluation extraction
+    guardrail image_edit image_generation moderation ocr realtime rerank responses search
+    vector_store video_generation
+"""
+)
+
+
+# OpenAI's request parameters (litellm's OPENAI_CHAT_COMPLETION_PARAMS, embeddings' own,
+# extra_body): the names a typo in litellm_params is checked against.
+OPENAI_PARAMS = _names(
+    """
+    api_base api_key api_version audio base_url default_headers deployment_id dimensions
+    encoding_format extra_body extra_headers frequency_penalty function_call functions
+    include_server_side_tool_invocations logit_bias logprobs max_completion_tokens max_retries
+    max_tokens modalities n organization parallel_tool_calls prediction presence_penalty
+    prompt_cache_key prompt_cache_retention reasoning_effort request_timeout response_format
+    safety_identifier seed service_tier stop store stream stream_options temperature thinking
+    timeout tool_choice tools top_logprobs top_p user verbosity web_search_options
+"""
+)
