@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from gateway.calls.pipeline import Pipeline
 from gateway.core.config import GatewayConfig
+from gateway.core.probes import Probe
 from gateway.core.settings import Settings
 from gateway.evals.store import EvalStore
 from gateway.identity.auth import Authenticator
@@ -38,6 +39,7 @@ from gateway.registry.store import RegistryStore
 from gateway.routing.router import Router
 from gateway.store.db import database_url, make_engine, migrate
 from gateway.store.probe import DatabaseProbe
+from gateway.transport.probes import qdrant_probe, redis_probe
 from gateway.transport.resp import ScriptClient
 
 log = logging.getLogger("gateway")
@@ -90,6 +92,9 @@ class GatewayState:
     samples: PredictionSamples
     redis: Any = None
     tracing: Tracing | None = None
+    # Readiness reports these dependencies when they are configured (api/health.py).
+    redis_probe: Probe | None = None
+    qdrant_probe: Probe | None = None
 
     @classmethod
     def build(cls, settings: Settings, config: GatewayConfig, master_key: str) -> GatewayState:
@@ -190,6 +195,8 @@ class GatewayState:
             database_probe=DatabaseProbe(engine, timeout=min(2.0, settings.database_timeout)),
             meter=meter,
             redis=redis,
+            redis_probe=redis_probe(redis) if redis is not None else None,
+            qdrant_probe=qdrant_probe(settings.qdrant_url) if settings.qdrant_url else None,
             tracing=tracing,
             metrics=metrics,
             calls=calls,
@@ -232,6 +239,9 @@ class GatewayState:
         await self.request_log.close()  # drain: every call already answered gets its row
         await self.samples.aclose()
         await self.database_probe.aclose()
+        for probe in (self.redis_probe, self.qdrant_probe):
+            if probe is not None:
+                await probe.aclose()
         if self.tracing is not None:
             await self.tracing.aclose()  # and its span
         await self.metrics.aclose()
