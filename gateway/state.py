@@ -30,6 +30,7 @@ from gateway.metering.stores import LocalMeterStore, MeterStore
 from gateway.observability.call_log import CallLog
 from gateway.observability.metrics import Metrics
 from gateway.observability.request_log import RequestLogWriter, record_price_version
+from gateway.observability.samples import PredictionSamples
 from gateway.observability.spend import seed_budgets
 from gateway.observability.traces import Tracing
 from gateway.prompts.catalog import PromptCatalog
@@ -37,6 +38,8 @@ from gateway.prompts.render import PromptRenderer
 from gateway.prompts.served import ServedModels
 from gateway.prompts.store import REVERTED, PromptStore
 from gateway.providers import Deployment, Providers, build_deployments
+from gateway.providers.classic import is_classic
+from gateway.registry.served import ServedVersions
 from gateway.registry.store import RegistryStore
 from gateway.routing.router import Router
 from gateway.store.db import database_url, make_engine, migrate
@@ -56,7 +59,8 @@ def _context_windows(config: GatewayConfig, deployments: list[Deployment]) -> di
         for entry, d in zip(config.model_list, deployments, strict=True)
     }
     windows = context_windows(deployments, configured)
-    unknown = [d.id for d in deployments if d.id not in windows]
+    # A classic model takes tensors, not a prompt: the check never concerns it.
+    unknown = [d.id for d in deployments if d.id not in windows and not is_classic(d)]
     if unknown:
         log.warning(
             "enable_pre_call_checks: no context window known for %s (set "
@@ -90,6 +94,9 @@ class GatewayState:
     calls: Pipeline
     drift: Drift
     indexes: IndexMonitor
+    classic_versions: ServedVersions  # registry versions served in process (/v2 infer)
+    classic_aliases: frozenset[str]  # aliases of classic models (not listed in /v1/models)
+    samples: PredictionSamples
     redis: Any = None
     tracing: Tracing | None = None
     # Readiness reports these dependencies when they are configured (api/health.py).
@@ -99,7 +106,13 @@ class GatewayState:
     @classmethod
     def build(cls, settings: Settings, config: GatewayConfig, master_key: str) -> GatewayState:
         deployments = build_deployments(config)
-        providers = Providers(config)
+        engine = make_engine(
+            database_url(settings.database_url, settings.data_dir), settings.database_timeout
+        )
+        registry = RegistryStore(engine)
+        served = {d.upstream_model for d in deployments if d.provider == "registry"}
+        classic_versions = ServedVersions(registry, served)
+        providers = Providers(config, classic_versions)
         prices = PriceTable.for_deployments(deployments)
         unavailable = config.report.unavailable({d.alias for d in deployments})
         router = Router(
@@ -110,9 +123,6 @@ class GatewayState:
             unavailable,
             prices=cost_ranks(prices, deployments),
             context_windows=_context_windows(config, deployments),
-        )
-        engine = make_engine(
-            database_url(settings.database_url, settings.data_dir), settings.database_timeout
         )
         keys = KeyStore(engine)
         key_cache = KeyCache(keys)
@@ -161,6 +171,7 @@ class GatewayState:
         registry = RegistryStore(engine)
         drift = Drift.build(config.drift, engine, registry, providers.local.embed_texts)
         metrics.add_collector(drift.gauges)
+        samples = PredictionSamples(engine, config.gateway.prediction_sample_rate)
         calls = Pipeline(
             router,
             meter,
@@ -169,6 +180,7 @@ class GatewayState:
             renderer,
             CallLog(request_log, metrics, tracing),
             log_bodies=config.gateway.log_bodies,
+            samples=samples,
             sampler=drift.sampler,
         )
         indexes = IndexMonitor(
@@ -186,6 +198,9 @@ class GatewayState:
             prompt_renderer=renderer,
             evals=EvalStore(engine),
             registry=registry,
+            classic_versions=classic_versions,
+            classic_aliases=frozenset(d.alias for d in deployments if is_classic(d)),
+            samples=samples,
             settings=settings,
             config=config,
             deployments=deployments,
@@ -218,6 +233,8 @@ class GatewayState:
         await self.prompts.start()
         await seed_budgets(self.engine, self.key_cache, self.meter.store.ledger)
         self.request_log.start()
+        self.samples.start()
+        await self.classic_versions.start()
         if self.tracing is not None:
             self.tracing.start()
         self.metrics.start()
@@ -243,8 +260,10 @@ class GatewayState:
         await self.indexes.aclose()
         await self.prompts.aclose()
         await self.key_cache.aclose()
+        await self.classic_versions.aclose()
         await self.request_log.close()  # drain: every call already answered gets its row
         await self.drift.close()  # and its drift sample, when it was drawn
+        await self.samples.aclose()
         await self.database_probe.aclose()
         for probe in (self.redis_probe, self.qdrant_probe):
             if probe is not None:

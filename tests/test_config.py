@@ -22,7 +22,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_shipped_config_is_valid() -> None:
     config = load_config(ROOT / "config" / "gateway.yaml")
-    assert config.aliases() == ["local/echo", "local/all-MiniLM-L6-v2"]
+    assert config.aliases() == ["local/echo", "local/all-MiniLM-L6-v2", "iris"]
 
 
 def test_litellm_proxy_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -136,7 +136,7 @@ def _check(path: Path) -> subprocess.CompletedProcess[str]:
 def test_config_check_cli_exit_codes(tmp_path: Path) -> None:
     ok = _check(ROOT / "config" / "gateway.yaml")
     assert ok.returncode == 0, ok.stderr
-    assert "ok (2 deployments, 2 models)" in ok.stdout
+    assert "ok (3 deployments, 3 models)" in ok.stdout
 
     bad = _check(write(tmp_path, "model_list:\n  - model_name: a\n"))
     assert bad.returncode == 2

@@ -899,6 +899,56 @@ def log_bodies(h: Harness) -> None:
     assert "config keys" in row[0]
 
 
+async def cost_per_1k_predictions(h: Harness) -> None:
+    entry = {
+        "model_name": "cf-infer",
+        "litellm_params": {"model": "v2/cf-model", "api_base": h.upstream.url},
+        "model_info": {"cost_per_1k_predictions": 2.0},
+    }
+    async with h.built([entry]) as b:
+        assert b.prices.prediction_cost(b.deployment("cf-infer"), 500) == pytest.approx(1.0)
+
+
+def max_batch_size(h: Harness) -> None:
+    from tests.test_classic_batching import batch_sizes
+
+    info = {"max_batch_size": 2, "max_batch_time": 5.0}
+    # Four calls at once: two full batches, each sent as soon as it is full.
+    assert batch_sizes(h.gateway, h.data_dir.parent, info, calls=4) == [2, 2]
+
+
+def max_batch_time(h: Harness) -> None:
+    from tests.test_classic_batching import batch_sizes
+
+    info = {"max_batch_size": 64, "max_batch_time": 1.0}
+    # Far from full: the calls that arrive within the window go together.
+    assert batch_sizes(h.gateway, h.data_dir.parent, info, calls=3) == [3]
+
+
+def prediction_sample_rate(h: Harness) -> None:
+    from tests.fakes.v2_server import running_v2_server
+
+    with running_v2_server() as remote:
+        entry = {
+            "model_name": "cf-sampled",
+            "litellm_params": {"model": "v2/cf-model", "api_base": remote.url},
+        }
+        base = h.gateway({"model_list": [entry], "gateway": {"prediction_sample_rate": 1.0}})
+        tensor = {"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.0]}
+        answered = httpx.post(
+            f"{base}/v2/models/cf-sampled/infer", json={"inputs": [tensor]}, headers=ADMIN
+        )
+    assert answered.status_code == 200, answered.text
+    database = h.data_dir / "gateway.db"
+    deadline = time.monotonic() + 10
+    found: list[Any] = []
+    while not found and time.monotonic() < deadline:
+        with contextlib.closing(sqlite3.connect(database)) as connection:
+            found = connection.execute("SELECT request_id FROM prediction_samples").fetchall()
+        time.sleep(0.05)
+    assert found == [(answered.headers["x-gateway-request-id"],)]
+
+
 async def max_response_bytes(h: Harness) -> None:
     entry = h.model("cf-big", h.tag("pad=4000"))
     async with h.built([entry], gateway={"max_response_bytes": 1024}) as b:
@@ -981,6 +1031,9 @@ CHECKS: dict[str, Check] = {
     "model_list[].model_info.rpm": model_info_rpm,
     "model_list[].model_info.tpm": model_info_tpm,
     "model_list[].model_info.transport": transport,
+    "model_list[].model_info.cost_per_1k_predictions": cost_per_1k_predictions,
+    "model_list[].model_info.max_batch_size": max_batch_size,
+    "model_list[].model_info.max_batch_time": max_batch_time,
     "router_settings.routing_strategy": routing_strategy,
     "router_settings.num_retries": num_retries,
     "router_settings.timeout": router_timeout,
@@ -1011,6 +1064,7 @@ CHECKS: dict[str, Check] = {
     "gateway.cap_max_tokens_to_budget": cap_max_tokens_to_budget,
     "gateway.log_bodies": log_bodies,
     "gateway.max_response_bytes": max_response_bytes,
+    "gateway.prediction_sample_rate": prediction_sample_rate,
     "environment_variables": environment_variables,
     "credential_list[].credential_name": credential_list,
     "credential_list[].credential_values": credential_list,

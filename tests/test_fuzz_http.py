@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -70,7 +71,8 @@ def fixed(examples: int) -> settings:
 
 
 def problem(response: httpx.Response | Any, status: int, text: str) -> str | None:
-    """What is wrong with an answer, if anything: a 5xx, or an error not in OpenAI's shape."""
+    """What is wrong with an answer, if anything: a 5xx, or an error not in its protocol's
+    shape (OpenAI's; the Open Inference Protocol's `{"error": "..."}` under /v2)."""
     if status >= 500:
         return f"{status}: {text[:300]}"
     if status < 400:
@@ -79,6 +81,8 @@ def problem(response: httpx.Response | Any, status: int, text: str) -> str | Non
         error = json.loads(text)["error"]
     except (ValueError, KeyError, TypeError):
         return f"{status} without an OpenAI error body: {text[:300]}"
+    if urlsplit(str(response.request.url)).path.startswith("/v2"):
+        return None if isinstance(error, str) and error else f"{status} malformed: {text[:300]}"
     if set(error) != ERROR_FIELDS or not isinstance(error["message"], str) or not error["message"]:
         return f"{status} with a malformed error: {text[:300]}"
     return None

@@ -122,7 +122,7 @@ def test_config_check_never_says_only_ok(tmp_path: Path) -> None:
     done = check(ROOT / "config" / "gateway.yaml")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith(
-        "ok (2 deployments, 2 models); every setting in it is applied"
+        "ok (3 deployments, 3 models); every setting in it is applied"
     )
     assert check(ROOT / "config" / "gateway.yaml", "--strict").returncode == 0
 

@@ -156,3 +156,39 @@ def test_budgets_reserve_a_long_context_rate_only_for_a_prompt_that_may_reach_it
     # The prompt estimate is an upper bound: at most 1000 tokens never reach the 128k tier.
     assert meter.worst_cost(["r"], 1000, 10) == pytest.approx(1000 * 1e-6 + 10 * 2e-6)
     assert meter.worst_cost(["r"], 200_000, 10) == pytest.approx(200_000 * 5e-6 + 10 * 8e-6)
+
+
+def test_classic_models_are_priced_per_prediction_and_warned_of_only_when_unpriced() -> None:
+    # A catch-all wildcard beside them: a classic deployment is never priced by its name in
+    # the map (nor by the wildcard), only by model_info.cost_per_1k_predictions.
+    config = _config(
+        {**_entry("registry/iris"), "model_name": "iris"},  # in process: free unless priced
+        {**_entry("v2/gpt-4o", {"cost_per_1k_predictions": 2.0}), "model_name": "priced"},
+        {**_entry("mlflow/gpt-4o-mini"), "model_name": "unpriced"},
+        {**_entry("v2/tab", {"input_cost_per_token": 1e-6}), "model_name": "tokens"},
+        {**_entry("openai/*"), "model_name": "*"},
+    )
+    lines = config_price_warnings(config)
+    assert not any("'iris'" in line or "'priced'" in line for line in lines)
+    (unpriced,) = [line for line in lines if "'unpriced'" in line]
+    assert "no price" in unpriced
+    assert "model_info.cost_per_1k_predictions" in unpriced
+    assert "base_model" not in unpriced  # LiteLLM's advice is no use to a classic model
+    (tokens,) = [line for line in lines if "'tokens'" in line and "not applied" in line]
+    assert "input_cost_per_token" in tokens
+    assert "priced per prediction" in tokens
+    unpriced_models = [
+        line.split("of model ")[1].split(" ")[0] for line in unpriced_deployments(config)
+    ]
+    assert unpriced_models == ["'unpriced'", "'tokens'"]
+
+    deployments = build_deployments(config)
+    table = PriceTable.for_deployments(deployments)
+    iris, priced, mlflow, tokens_deployment, _ = deployments
+    assert table.prediction_cost(iris, 1000) == 0.0
+    assert table.prediction_cost(priced, 500) == pytest.approx(1.0)
+    assert table.price(mlflow) is None  # not the map's gpt-4o-mini price
+    assert table.prediction_cost(tokens_deployment, 1000) == 0.0
+    store = LocalMeterStore(MemoryBudgetLedger(), MemoryRateLimiter())
+    meter = Meter(store, table, {d.alias: [d] for d in deployments}, 100)
+    assert meter.worst_cost(["priced", "tokens"], 1000, 10) == 0.0  # tokens never price them

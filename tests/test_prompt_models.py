@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS: list[dict[str, Any]] = [
     *DEFAULT_MODELS,
     {"model_name": "gpt-4o-mini", "litellm_params": {"model": "local/echo"}},
+    {"model_name": "iris", "litellm_params": {"model": "registry/iris"}},  # a classic model
 ]
 TYPO = GREET_V1.replace("model: local/echo", "model: gpt-4o-mni")
 
@@ -75,6 +76,7 @@ def test_validate_names_the_line_and_suggests_the_alias(tmp_path: Path, prompts:
         ("prompt/greet", "names a prompt"),
         ("registry/support-ft@production", "registry"),
         ("local/all-MiniLM-L6-v2", "embedding model"),
+        ("iris", "is a classic model (called with POST /v2/models/iris/infer)"),
         ("claude-opus", "served: gpt-4o-mini, local/echo"),
     ],
 )

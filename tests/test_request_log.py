@@ -189,6 +189,7 @@ def _row(request_id: str) -> dict[str, Any]:
         "reasoning_tokens": 0,
         "cost_usd": 0.0,
         "estimated": False,
+        "predictions": 0,
     }
 
 
@@ -263,12 +264,14 @@ def _every_type() -> tuple[dict[str, Any], ...]:
         "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
         "request_body": '{"messages": [{"content": "{}%s%%$1 \\u0041"}]}',
         "response_body": "",
+        "model_version": "iris@3",
+        "predictions": 2**40,
     }
     minimal = _row("minimal")  # optional columns absent: NULL
     expected_minimal = {**{c.name: None for c in request_log.columns}, **minimal}
-    for column in ("stream", "attempts", "cached_tokens", "cost_usd", "estimated"):
+    for column in ("stream", "attempts", "cached_tokens", "cost_usd", "estimated", "predictions"):
         del minimal[column]  # columns with a default in tables.py: the default
-    expected_minimal.update(stream=False, attempts=0, cached_tokens=0, cost_usd=0.0)
+    expected_minimal.update(stream=False, attempts=0, cached_tokens=0, cost_usd=0.0, predictions=0)
     expected_minimal.update(estimated=False)
     changed = {**full, "status": 200, "team": "replayed"}
     spooled = {**_row("from-spool"), "ttft_ms": 2.5, "request_body": "spooled body"}

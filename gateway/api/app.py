@@ -19,6 +19,7 @@ from gateway.api import (
     evals,
     health,
     indexes,
+    inference,
     logs,
     monitoring,
     openai,
@@ -41,14 +42,21 @@ from gateway.store import errors as store_errors
 log = logging.getLogger("gateway")
 
 
+def _render(request: Request, error: GatewayError) -> Response:
+    """The Open Inference Protocol's error shape under /v2, OpenAI's everywhere else."""
+    if request.url.path.startswith("/v2"):
+        return inference.v2_error(error)
+    return error_response(error)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
-        return error_response(exc)
+        return _render(request, exc)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return error_response(invalid_request(request, exc))
+        return _render(request, invalid_request(request, exc))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -59,11 +67,11 @@ def install_error_handlers(app: FastAPI) -> None:
             error = GatewayError(str(exc.detail))
             error.status = exc.status_code
             error.type = "invalid_request_error"
-        return error_response(error)
+        return _render(request, error)
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(GatewayError("The gateway hit an internal error; it is logged."))
+        return _render(request, GatewayError("The gateway hit an internal error; it is logged."))
 
     async def database_error(request: Request, exc: Exception) -> Response:
         log.warning(
@@ -72,7 +80,7 @@ def install_error_handlers(app: FastAPI) -> None:
             request.url.path,
             store_errors.cause(exc),
         )
-        return error_response(store_errors.unavailable(exc))
+        return _render(request, store_errors.unavailable(exc))
 
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -175,6 +183,7 @@ def create_app(settings: Settings | None = None, *, freeze_after_start: bool = F
     app.include_router(registry.router)
     app.include_router(monitoring.router)
     app.include_router(indexes.router)
+    app.include_router(inference.router)
     app.include_router(litellm_admin.router)  # LiteLLM's admin routes, for its scripts
     max_body = config.gateway.max_body_bytes or settings.max_body_bytes
     app.edge = Edge(app.serve_with_fastapi, state, max_body_bytes=max_body)

@@ -18,9 +18,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api import access_log
-from gateway.api.proxied import ProxiedRoute, by_path
+from gateway.api.proxied import ProxiedRoute, by_path, match, templated
 from gateway.calls.record import CallRecord
-from gateway.core.errors import GatewayError, PayloadTooLarge, error_response
+from gateway.core.errors import GatewayError, PayloadTooLarge
 from gateway.state import GatewayState
 from gateway.store import errors as store_errors
 
@@ -35,6 +35,7 @@ class Edge:
         self.app = app
         self.state = state
         self.routes = by_path()
+        self.templated = templated()
         self.max_body_bytes = max_body_bytes
         self.access_log = state.settings.access_log
 
@@ -45,6 +46,10 @@ class Edge:
         started = time.perf_counter() if self.access_log else 0.0
         request_id = os.urandom(12).hex()
         route = self.routes.get(scope["path"]) if scope["method"] == "POST" else None
+        if route is None and scope["method"] == "POST" and scope["path"].startswith("/v2/"):
+            found = match(self.templated, scope["path"])
+            if found is not None:
+                route, scope["path_params"] = found
         record = None
         if route is not None:
             traceparent = next((v for k, v in scope["headers"] if k == b"traceparent"), None)
@@ -65,7 +70,8 @@ class Edge:
                 status = too_large.status
                 if record is not None:
                     record.error_type = too_large.type
-                await _reject(send, too_large, request_id)
+                rendered = route.errors(too_large) if route is not None else None
+                await _reject(send, too_large, request_id, rendered)
             elif route is None:
                 await self.app(scope, self._capped(receive), send_with_id)
             else:
@@ -91,19 +97,19 @@ class Edge:
             response = await route.handler(request, self.state, caller, record)
         except GatewayError as exc:
             record.error_type = exc.type
-            response = error_response(exc)
+            response = route.errors(exc)
         except store_errors.UNAVAILABLE as exc:
             log.warning(
                 "database unavailable for POST %s: %s", scope["path"], store_errors.cause(exc)
             )
             error = store_errors.unavailable(exc)
             record.error_type = error.type
-            response = error_response(error)
+            response = route.errors(error)
         except Exception:
             log.exception("unexpected error on POST %s", scope["path"])
             internal = GatewayError("The gateway hit an internal error.")
             record.error_type = internal.type
-            response = error_response(internal)
+            response = route.errors(internal)
         await response(scope, receive, send)
 
     def _too_large(self) -> PayloadTooLarge:
@@ -138,8 +144,10 @@ class Edge:
         return capped_receive
 
 
-async def _reject(send: Send, error: PayloadTooLarge, request_id: str) -> None:
-    body = error.json_bytes()
+async def _reject(
+    send: Send, error: PayloadTooLarge, request_id: str, rendered: Response | None
+) -> None:
+    body = rendered.body if rendered is not None else error.json_bytes()
     await send(
         {
             "type": "http.response.start",

@@ -88,7 +88,9 @@ class Model(Answer):
 @router.get("/models", include_in_schema=False)
 async def list_models(state: StateDep, caller: CallerDep) -> ObjectList[Model]:
     key, routes = caller.key, state.router
-    names = routes.listed()
+    # Classic models (and aliases of them) answer /v2 infer, not the OpenAI API.
+    classic = state.classic_aliases
+    names = [name for name in routes.listed() if routes.names.target(name) not in classic]
     if key is not None and key.models:
         names = [name for name in names if routes.permits(name, key.allows_model)]
     return ObjectList(data=[Model(id=name) for name in names])

@@ -19,22 +19,26 @@ from gateway.calls.tags import HEADER as TAGS_HEADER
 from gateway.calls.tags import take_tags
 from gateway.calls.token_cap import cap_callers_fields, cap_for_deployment
 from gateway.calls.usage import reply_usage
-from gateway.core.errors import GatewayError
+from gateway.classic.serving import ServedVersion
+from gateway.classic.tensors import InferRequest
+from gateway.core.errors import BadRequest, GatewayError, ModelNotFound
 from gateway.drift.sampler import Sampler
 from gateway.identity.auth import Caller
 from gateway.metering.meter import Admission, Meter, prompt_tokens_sent
 from gateway.metering.prices import PriceTable
 from gateway.observability.call_log import CallLog
 from gateway.observability.redact import redacted_body, redacted_json
+from gateway.observability.samples import PredictionSamples
 from gateway.observability.traces import AttemptSpan
 from gateway.prompts.calling import PromptRef, apply_prompt, history_of
 from gateway.prompts.catalog import PromptCatalog
 from gateway.prompts.context import auth_data
 from gateway.prompts.render import PromptRenderer
 from gateway.providers import Deployment, Provider, Reply, Stream, Usage
+from gateway.providers.classic import ClassicProvider, Prediction, is_classic
 from gateway.routing.router import Routed, Router, Send
 
-Kind = Literal["chat", "embeddings"]
+Kind = Literal["chat", "embeddings", "infer"]
 
 
 @dataclass(slots=True)
@@ -54,6 +58,12 @@ class Call:
     # the budget's cap, when the caller set no limit of its own.
     cap_per_attempt: int | None = None
     tags: list[str] | None = None  # for tag-based routing, when it is on
+    # Infer calls: the model and version the path names (not the body), the decoded
+    # tensors, and the registry version they were checked against before admission.
+    alias: str | None = None
+    version: str | None = None
+    infer: InferRequest | None = None
+    checked: ServedVersion | None = None
 
 
 def _rendered_chars(messages: list[dict[str, Any]], history: list[dict[str, Any]]) -> int:
@@ -86,6 +96,15 @@ async def _embeddings(provider: Provider, deployment: Deployment, call: Call) ->
     return await provider.embeddings(deployment, call.body)
 
 
+async def _infer(provider: Provider, deployment: Deployment, call: Call) -> Prediction:
+    if not isinstance(provider, ClassicProvider):  # a fallback to an LLM alias
+        raise BadRequest(
+            f"model {deployment.alias!r} is not a classic model: it cannot answer /v2 infer"
+        )
+    assert call.infer is not None
+    return await provider.infer(deployment, call.infer, call.version, call.checked)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -97,6 +116,7 @@ class Pipeline:
         call_log: CallLog,
         log_bodies: bool,
         sampler: Sampler,
+        samples: PredictionSamples | None = None,
     ) -> None:
         self.router = router
         self.meter = meter
@@ -108,6 +128,7 @@ class Pipeline:
         self.traces_attempts = call_log.tracing is not None
         self.reads_tags = router.settings.enable_tag_filtering
         self.sampler = sampler
+        self.samples = samples
 
     async def admit(self, call: Call, headers: Mapping[str, str] | None = None) -> None:
         """Checks the call and reserves its worst case against the caller's budgets and rate
@@ -118,8 +139,11 @@ class Pipeline:
         if call.prompt is not None:
             await self._apply_prompt(call)
             body = call.body
-        alias = require_model(body)
+        alias = call.alias or require_model(body)
         record.alias = alias
+        if call.kind == "infer":
+            await self._admit_infer(call, alias, headers)
+            return
         CHECKS[call.kind](body)
         if self.reads_tags:
             body, call.tags = take_tags(body, headers.get(TAGS_HEADER) if headers else None)
@@ -145,6 +169,40 @@ class Pipeline:
             record.sample = self.sampler.draw(
                 alias, record.prompt_name, record.prompt_version, call.body
             )
+
+    async def _admit_infer(self, call: Call, alias: str, headers: Mapping[str, str] | None) -> None:
+        """A classic model's call: the alias must be one (404), the key allowed it (403), the
+        version it names ready (404/503) and the tensors fit its signature (400), before
+        its predictions are reserved against the caller's budgets and limits. Tags for
+        tag-based routing come in the header alone (the body is the protocol's)."""
+        caller, request = call.caller, call.infer
+        assert request is not None
+        if self.reads_tags:
+            call.tags = take_tags({}, headers.get(TAGS_HEADER) if headers else None)[1]
+        key = caller.key
+        allowed = key.allows_model if key is not None and key.models else None
+        call.chain = self.router.chain(alias, allowed, call.tags)
+        deployments = self.router.deployments(alias)
+        if not is_classic(deployments[0]):
+            raise ModelNotFound(
+                f"{alias!r} is not a classic model (it answers /v1/chat/completions or "
+                f"/v1/embeddings); GET /v2/models/NAME describes a classic one",
+                param="model",
+            )
+        if allowed is not None and not self.router.permits(alias, allowed):
+            caller.check_model(alias)  # raises the refusal
+        classic = self.router.providers.classic
+        local = next((d for d in deployments if d.provider == "registry"), None)
+        if local is not None:  # in process: one registry model serves the alias
+            served = classic.check_ready(local, call.version)
+            call.record.model_version = served.ref  # also on the row of a refused call
+            assert served.signature is not None  # a version without one never gets ready
+            served.signature.check(request)
+            call.checked = served
+        call.logs_bodies = self.log_bodies or (key is not None and key.log_bodies)
+        if call.logs_bodies:
+            call.record.request_body = redacted_json(call.body)
+        call.admission = await self.meter.admit_predictions(caller, call.chain, request.rows)
 
     async def _apply_prompt(self, call: Call) -> None:
         ref = call.prompt
@@ -225,6 +283,28 @@ class Pipeline:
             call.record.sample.reply = reply.body
         self.price(call, routed.deployment, usage, routed.upstream_seconds)
         await self.settle(call)
+        return routed
+
+    async def predict(self, call: Call) -> Routed[Prediction]:
+        """An infer call's predictions, priced per row and settled; a sample of them kept
+        for drift monitoring."""
+        routed: Routed[Prediction] = await self._route(call, _infer)
+        prediction, record = routed.value, call.record
+        record.predictions = prediction.rows
+        record.model_version = prediction.version_ref
+        record.cost = self.prices.prediction_cost(routed.deployment, prediction.rows)
+        await self.settle(call)
+        if self.samples is not None:
+            assert call.infer is not None
+            assert record.alias is not None
+            self.samples.offer(
+                record.request_id,
+                record.alias,
+                record.model_version,
+                prediction.rows,
+                call.infer.inputs,
+                prediction.outputs,
+            )
         return routed
 
     async def open_stream(self, call: Call) -> Routed[Stream]:

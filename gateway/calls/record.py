@@ -52,6 +52,8 @@ class CallRecord:
     traceparent: bytes | None = None  # the caller's, so the call's span joins its trace
     attempt_log: list[AttemptSpan] | None = None  # kept when tracing is on (a span per attempt)
     sample: Sample | None = None  # when drift monitoring drew this call (gateway/drift/)
+    model_version: str | None = None  # the registry version that answered, NAME@N
+    predictions: int = 0  # rows a classic model predicted
 
     @classmethod
     def begin(cls, request_id: str, route: str, traceparent: bytes | None) -> CallRecord:
@@ -101,4 +103,6 @@ class CallRecord:
             "trace_id": self.trace_id,
             "request_body": self.request_body,
             "response_body": self.response_body,
+            "model_version": self.model_version,
+            "predictions": self.predictions,
         }

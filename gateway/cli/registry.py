@@ -44,14 +44,19 @@ def _pairs(option: str, items: list[str]) -> dict[str, Any]:
     return values
 
 
-def _aliases() -> list[str]:
+def _config() -> Any:
     from gateway.core.config import load_config
     from gateway.core.errors import ConfigError
 
     try:
-        return load_config(settings().config).aliases()
+        return load_config(settings().config, secrets=False)
     except ConfigError as exc:
         fail(str(exc))
+
+
+def _aliases() -> list[str]:
+    aliases: list[str] = _config().aliases()
+    return aliases
 
 
 def _dataset_hash(dataset: str | None) -> str | None:
@@ -90,6 +95,25 @@ def register(
     meta: Annotated[
         list[str] | None, typer.Option("--meta", help="Metadata KEY=VALUE (repeat).")
     ] = None,
+    artifact: Annotated[
+        Path | None,
+        typer.Option(help="Classic: the model file served in process (hashed, signature read)."),
+    ] = None,
+    framework: Annotated[
+        str | None,
+        typer.Option(help="skops, onnx, joblib or pickle (default: from --artifact's suffix)."),
+    ] = None,
+    signature: Annotated[
+        Path | None,
+        typer.Option(help="A JSON file {inputs, outputs} overriding the artifact's own."),
+    ] = None,
+    trust: Annotated[
+        list[str] | None,
+        typer.Option("--trust", help="A skops type to trust after reviewing it (repeat)."),
+    ] = None,
+    trust_pickle: Annotated[
+        bool, typer.Option(help="Allow a joblib/pickle --artifact (it runs code when loaded).")
+    ] = False,
 ) -> None:
     """Register the next version of NAME (1, 2, 3...)."""
     from pydantic import ValidationError
@@ -97,6 +121,12 @@ def register(
     from gateway.registry.spec import VersionSpec
 
     computed = _dataset_hash(dataset)
+    classic: dict[str, Any] = {}
+    if artifact is not None:
+        classic = _artifact_fields(artifact, framework, signature, trust or [], trust_pickle)
+        kind = "classic"
+    elif framework or signature or trust or trust_pickle:
+        fail("--framework, --signature, --trust and --trust-pickle describe an --artifact")
     fields = {
         "alias": alias,
         "kind": kind,
@@ -107,6 +137,7 @@ def register(
         "description": description,
         "tags": tag or [],
         "metadata": _pairs("--meta", meta or []),
+        **classic,
     }
     try:
         spec = VersionSpec.model_validate(fields)
@@ -120,6 +151,110 @@ def register(
     store = _store(writes=True)
     version = run(lambda: store.register(name, spec, aliases=aliases, actor=actor()))
     typer.echo(f"registered {version.ref} (alias {version.alias})")
+
+
+def _artifact_fields(
+    artifact: Path, framework: str | None, signature: Path | None, trust: list[str], pickle: bool
+) -> dict[str, Any]:
+    """What a classic version records of its artifact, read from the file itself."""
+    from gateway.classic.artifacts import ArtifactProblem, framework_of, inspect
+    from gateway.classic.signature import Signature
+
+    if not artifact.is_file():
+        fail(f"--artifact {artifact}: no such file")
+    try:
+        chosen = framework or framework_of(artifact)
+        found = inspect(artifact, chosen, trust, pickle)
+    except ArtifactProblem as exc:
+        fail(f"--artifact {exc}")
+    described = found.signature
+    if signature is not None:
+        try:
+            described = Signature.parse(json.loads(signature.read_text()), "--signature")
+        except (OSError, ValueError) as exc:
+            fail(f"--signature {signature}: {exc}")
+    return {
+        "artifact": str(artifact.resolve()),
+        "artifact_sha256": found.sha256,
+        "framework": chosen,
+        "signature": described,
+        "trusted_types": trust,
+        "trusted": pickle,
+    }
+
+
+@registry_app.command("train-example")
+def train_example(
+    name: Annotated[str, typer.Option(help="The registry model to register it as.")] = "iris",
+    dataset: Annotated[
+        str, typer.Option(help="A data set bundled with scikit-learn: iris, wine, breast_cancer.")
+    ] = "iris",
+    alias: Annotated[
+        str | None,
+        typer.Option(help="The config model_name serving it (default: the one of registry/NAME)."),
+    ] = None,
+    approver: Annotated[
+        str | None, typer.Option(help="Who approves the production label (default: you).")
+    ] = None,
+) -> None:
+    """Train scikit-learn on a data set it ships (offline), save it with skops, register it
+    with the data set's sha256 and feature statistics, and label it production."""
+    from gateway.classic.example import DATASETS
+    from gateway.classic.example import train_example as train
+    from gateway.core.model_refs import check_name
+    from gateway.registry.promotion import promote
+    from gateway.registry.spec import VersionSpec
+
+    if dataset not in DATASETS:
+        fail(f"--dataset {dataset!r}: one of {', '.join(DATASETS)}")
+    run(lambda: check_name(name))
+    config = _config()
+    served = [
+        m.model_name for m in config.model_list if m.litellm_params.model == f"registry/{name}"
+    ]
+    chosen = alias or (served[0] if served else name)
+    if chosen not in config.aliases():
+        fail(
+            f"no model_name {chosen!r} in the config to serve it: add one with "
+            f"litellm_params.model: registry/{name} (config/gateway.yaml has iris)"
+        )
+    typer.echo(f"training on the {dataset} data set bundled with scikit-learn...", err=True)
+    folder = settings().data_dir / "models" / name
+    trained = train(dataset, folder)
+    spec = VersionSpec(
+        alias=chosen,
+        kind="classic",
+        dataset=str(trained.dataset.resolve()),
+        dataset_hash=trained.dataset_sha256,
+        hyperparameters=trained.hyperparameters,
+        description=f"example: scikit-learn on sklearn.datasets.load_{dataset}",
+        tags=["example"],
+        metadata={"accuracy": trained.accuracy, "classes": trained.classes},
+        artifact=str(trained.artifact.resolve()),
+        artifact_sha256=trained.artifact_sha256,
+        framework="skops",
+        signature=trained.signature,
+        feature_stats=trained.feature_stats,
+    )
+    store = _store(writes=True)
+    who = actor()
+    version = run(lambda: store.register(name, spec, aliases=config.aliases(), actor=who))
+    typer.echo(
+        f"registered {version.ref} (alias {version.alias}; accuracy {trained.accuracy:.3f} on "
+        f"held-out rows; {trained.artifact})"
+    )
+    moved = run(
+        lambda: promote(
+            store,
+            store.evals,
+            _ref(version.ref),
+            "production",
+            approver=approver or who,
+            actor=who,
+            reason="gateway registry train-example",
+        )
+    )
+    typer.echo(f"{name}: production {moved.since or '(none)'} -> {moved.to}")
 
 
 @registry_app.command("list")

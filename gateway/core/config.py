@@ -48,6 +48,9 @@ log = logging.getLogger("gateway.config")
 
 # LiteLLM's name for a credential_list entry, in a deployment's litellm_params.
 CREDENTIAL_KEY = "litellm_credential_name"
+# Providers (the prefix of litellm_params.model) of classic models, called over /v2 infer:
+# a registry version in process, a remote Open Inference Protocol server, an MLflow server.
+CLASSIC_PROVIDERS = ("registry", "v2", "mlflow")
 
 
 def _reject_typos(known: set[str] | frozenset[str], data: Any) -> Any:
@@ -156,6 +159,13 @@ class ModelInfo(BaseModel):
     # rest through litellm; "litellm" forces litellm (e.g. to compare behaviour).
     transport: Literal["auto", "litellm"] = "auto"
     description: str | None = None
+    # Ours, for classic models (/v2 infer): USD per 1,000 rows predicted.
+    cost_per_1k_predictions: float | None = Field(default=None, ge=0)
+    # Ours, for classic models served in process: adaptive batching, off unless set.
+    # Concurrent calls to one version are predicted together, up to this many rows...
+    max_batch_size: int | None = Field(default=None, ge=2)
+    # ...a call waiting at most this many seconds for others to join it.
+    max_batch_time: float = Field(default=0.002, gt=0, le=10)
 
     @model_validator(mode="before")
     @classmethod
@@ -403,6 +413,9 @@ class GatewaySection(BaseModel):
     # call fails with a 502: an upstream that never stops sending must not take the memory
     # every other call needs. Large embedding batches are the biggest legitimate answers.
     max_response_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    # Share of classic-model calls (/v2 infer) whose inputs and predictions are kept (table
+    # prediction_samples) for drift monitoring, written off the request path.
+    prediction_sample_rate: float = Field(default=0.1, ge=0, le=1)
 
 
 class Credential(BaseModel):

@@ -193,9 +193,12 @@ class Meter:
         self._worst_price: dict[str, tuple[float, float]] = {}
         # Prices with long-context tiers, whose dearest rate depends on the prompt's size.
         self._tiered: dict[str, list[Price]] = {}
+        self._row_price: dict[str, float] = {}  # classic models: the dearest per prediction
         for alias, deployments in alias_deployments.items():
             self._worst_price[alias] = self._dearest(deployments, 0)
-            tiered = [p for p in map(prices.price, deployments) if p is not None and p.tiers]
+            found = [p for p in map(prices.price, deployments) if p is not None]
+            self._row_price[alias] = max((p.prediction for p in found), default=0.0)
+            tiered = [p for p in found if p.tiers]
             if tiered:
                 self._tiered[alias] = tiered
 
@@ -280,6 +283,22 @@ class Meter:
             tokens = prompt + each * n
             return Admission(tokens, admitted.hold, admitted.reservation, admitted.state, cap=cap)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def admit_predictions(self, caller: Caller, aliases: list[str], rows: int) -> Admission:
+        """A classic model's call, priced per row predicted: its cost is known before it
+        runs, at the dearest deployment that may serve it. No tokens: TPM limits ignore it."""
+        budgets, limits = self._budgets(caller), self._limits(caller)
+        price = max((self._row_price.get(a, 0.0) for a in aliases), default=0.0)
+        cost = rows * price if budgets else 0.0
+        try:
+            admitted = await self.store.admit(budgets, cost, limits, 0)
+        except BudgetExceeded as refused:
+            needs = (
+                f"needs up to {format_usd(cost)} ({rows} predictions at "
+                f"{format_usd(price * 1000)} per 1,000)"
+            )
+            raise refused.explained(to_nano(cost), needs) from None
+        return Admission(0, admitted.hold, admitted.reservation, admitted.state)
 
     def _refusal(
         self,

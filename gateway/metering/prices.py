@@ -18,6 +18,10 @@ output rate when unset). When the prompt exceeds a tier (`..._above_128k_tokens`
 call is billed at that tier's rates. A deployment priced per second (and not per token) costs
 its seconds upstream. tests/test_litellm_prices.py holds all this to litellm's own figures.
 
+A classic model (`registry/`, `v2/`, `mlflow/`: /v2 infer) is not LiteLLM's: it is priced per
+row it predicts (model_info.cost_per_1k_predictions), a `registry/` one running in this
+process being free unless so priced.
+
 The map is the JSON file inside the installed litellm package, read without importing litellm.
 """
 
@@ -39,6 +43,7 @@ from gateway.core.litellm_keys import CUSTOM_PRICING_PARAMS
 from gateway.core.wildcards import is_wildcard
 from gateway.providers import Deployment, Usage, build_deployments
 from gateway.providers.catalogue import ModelCatalogue
+from gateway.providers.classic import is_classic
 
 log = logging.getLogger("gateway.prices")
 
@@ -89,6 +94,7 @@ class Price:
     tiers: tuple[Tier, ...] = ()  # by `above`, ascending
     per_second: float | None = None  # set only when nothing is priced per token
     source: str = "none"
+    prediction: float = 0.0  # per row a classic model predicts
 
     def cost(self, usage: Usage, seconds: float = 0.0) -> float:
         if self.per_second is not None:
@@ -232,6 +238,8 @@ class Priced:
 
 def resolve(d: Deployment, catalogue: dict[str, Any], map_source: str) -> Priced:
     """The deployment's price, chosen as LiteLLM's proxy chooses it (see the docstring)."""
+    if is_classic(d):
+        return _classic_price(d)
     if is_custom_priced(d):
         entry = {**d.info_prices, **d.param_prices}
         if _prices_anything(entry):
@@ -260,6 +268,18 @@ def resolve(d: Deployment, catalogue: dict[str, Any], map_source: str) -> Priced
     return Priced(price_of(found, map_source), name, unused)
 
 
+def _classic_price(d: Deployment) -> Priced:
+    """A classic model (/v2 infer) is priced per row it predicts, by its own key alone
+    (model_info.cost_per_1k_predictions): LiteLLM's token prices and map know nothing of it.
+    One served in this process from the registry is free unless priced."""
+    if d.cost_per_1k_predictions is not None:
+        price = Price(prediction=d.cost_per_1k_predictions / 1000, source="config")
+        return Priced(price, "config")
+    if d.provider == "registry":
+        return Priced(FREE, "registry: predicted in this process")
+    return Priced(None, "model_info.cost_per_1k_predictions is not set")
+
+
 class PriceTable:
     def __init__(self, prices: dict[str, Price], version: str) -> None:
         self._prices = prices
@@ -276,7 +296,7 @@ class PriceTable:
         prices: dict[str, Price] = {}
         wildcards: dict[str, Price] = {}
         for d in deployments:
-            if is_wildcard(d.model) and not is_custom_priced(d):
+            if is_wildcard(d.model) and not is_classic(d) and not is_custom_priced(d):
                 # Priced per call by the model it is asked for: the version names the map.
                 wildcards[d.id] = Price(source=f"{source} by model name")
                 continue
@@ -308,12 +328,17 @@ class PriceTable:
 
     def price(self, deployment: Deployment) -> Price | None:
         price = self._prices.get(deployment.id)
-        if price is None and self._by_name:
+        if price is None and self._by_name and not is_classic(deployment):
             # A wildcard's copy for one model (or a deployment the map has no price for).
             by_name = self._by_name
             names = [*_names(deployment.model, deployment.provider), deployment.upstream_model]
             price = next((by_name[n] for n in names if n in by_name), None)
         return price
+
+    def prediction_cost(self, deployment: Deployment, rows: int) -> float:
+        """A classic model's call: its rows at the deployment's price per prediction."""
+        price = self._prices.get(deployment.id)
+        return rows * price.prediction if price is not None else 0.0
 
     def cost(self, deployment: Deployment, usage: Usage | None, seconds: float = 0.0) -> float:
         price = self.price(deployment)
@@ -341,6 +366,9 @@ def price_warnings(
     can stop them) and price keys the config sets that the gateway does not apply."""
     found = []
     for d in deployments:
+        if is_classic(d):
+            found += _classic_warnings(d)
+            continue
         priced = resolve(d, catalogue, source)
         # A wildcard is priced per call by the model it is asked for.
         if priced.price is None and not is_wildcard(d.model):
@@ -366,6 +394,24 @@ def price_warnings(
                 "seconds; not audio, image, video or character units, service tiers, batches, "
                 "tier tables, off-peak hours or regional uplifts)"
             )
+    return found
+
+
+def _classic_warnings(d: Deployment) -> list[str]:
+    """A classic model's: unpriced (a remote one with no price per prediction), or given
+    LiteLLM's token prices, which its calls never use."""
+    found = []
+    if _classic_price(d).price is None:
+        found.append(
+            f"{_named(d)} has no price (model_info.cost_per_1k_predictions is not set): it is "
+            "metered at $0 and no budget can stop it. Set model_info.cost_per_1k_predictions"
+        )
+    declared = sorted({*d.info_prices, *d.param_prices})
+    if declared:
+        found.append(
+            f"{_named(d)}: price keys accepted and not applied: {', '.join(declared)} (a "
+            "classic model is priced per prediction: model_info.cost_per_1k_predictions)"
+        )
     return found
 
 

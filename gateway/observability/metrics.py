@@ -91,6 +91,12 @@ class Metrics:
             ["model", "team", "key"],
             registry=registry,
         )
+        self.predictions = Counter(
+            "gateway_predictions",
+            "Rows predicted by classic models (/v2 infer), by model alias, team and key id.",
+            ["model", "team", "key"],
+            registry=registry,
+        )
         self.retries = Counter(
             "gateway_upstream_retries",
             "Upstream attempts beyond the first (retries and fallbacks), by model alias.",
@@ -148,6 +154,8 @@ class Metrics:
                     sums[self.tokens, (model, team, key, kind)] += count
             if row["cost_usd"]:
                 sums[self.cost, (model, team, key)] += row["cost_usd"]
+            if row.get("predictions"):
+                sums[self.predictions, (model, team, key)] += row["predictions"]
             if row["attempts"] > 1:
                 sums[self.retries, (model,)] += row["attempts"] - 1
             if row["prompt_name"] is not None:

@@ -75,6 +75,8 @@ class LogRow(Answer):
     estimated: bool = Field(description="Usage estimated (the upstream reported none).")
     price_version: str | None
     trace_id: str | None
+    model_version: str | None = Field(description="The registry version that answered (NAME@N).")
+    predictions: int = Field(description="Rows predicted (classic models, /v2 infer).")
 
 
 class LogDetail(LogRow):

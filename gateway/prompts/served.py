@@ -12,7 +12,7 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from gateway.core.config import GatewayConfig
+from gateway.core.config import CLASSIC_PROVIDERS, GatewayConfig
 from gateway.core.wildcards import WildcardName, first_match, is_wildcard, most_specific_first
 from gateway.prompts.calling import MODEL_PREFIX as PROMPT_PREFIX
 from gateway.prompts.files import PromptError, PromptFile
@@ -29,14 +29,27 @@ class ServedModels:
     # Chat names served otherwise: by a wildcard model_name, or a model_group_alias.
     chat_wildcards: tuple[WildcardName, ...] = ()
     chat_aliases: frozenset[str] = frozenset()
+    classic: frozenset[str] = frozenset()  # called over /v2 infer, never as chat
 
     @classmethod
     def from_config(cls, config: GatewayConfig, source: str) -> ServedModels:
+        classic = {
+            m.model_name
+            for m in config.model_list
+            if m.litellm_params.model.partition("/")[0] in CLASSIC_PROVIDERS
+        }
         embedding = {m.model_name for m in config.model_list if m.model_info.mode == "embedding"}
         # An alias with one chat deployment and one embedding deployment still serves chat.
         chat = {m.model_name for m in config.model_list if m.model_info.mode != "embedding"}
+        chat -= classic
         wildcards = tuple(most_specific_first(filter(is_wildcard, chat)))
-        served = cls(frozenset(chat), frozenset(embedding - chat), source, wildcards)
+        served = cls(
+            frozenset(chat),
+            frozenset(embedding - chat),
+            source,
+            wildcards,
+            classic=frozenset(classic),
+        )
         aliases = config.router_settings.group_aliases()
         chat_aliases = frozenset(a for a, target in aliases.items() if served.serves_chat(target))
         return replace(served, chat_aliases=chat_aliases)
@@ -46,7 +59,9 @@ class ServedModels:
             return False
         if model in self.chat or model in self.chat_aliases:
             return True
-        return model not in self.embedding and first_match(self.chat_wildcards, model) is not None
+        if model in self.embedding or model in self.classic:  # their own name wins, as routed
+            return False
+        return first_match(self.chat_wildcards, model) is not None
 
     def problem(self, model: str) -> str | None:
         """Why a prompt cannot name this model, or None when it can."""
@@ -62,6 +77,11 @@ class ServedModels:
             return (
                 f"model {model!r} is a registry ref, which chat calls do not route yet; name "
                 f"the alias that serves the version ({served})"
+            )
+        if model in self.classic:
+            return (
+                f"model {model!r} is a classic model (called with POST /v2/models/{model}/infer) "
+                f"and a prompt is called as a chat completion ({served})"
             )
         if model in self.embedding:
             return (

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 
+from gateway.classic.serving import VersionSource
 from gateway.core.config import GatewayConfig, ModelEntry
 from gateway.core.deployment_params import provider_and_model, split_params
 from gateway.core.price_keys import declared_prices
 from gateway.providers.base import Deployment, Provider, Reply, Stream, Usage, split_model
+from gateway.providers.classic import ClassicProvider, is_classic
 from gateway.providers.litellm_provider import LiteLLMProvider, warm_in_background
 from gateway.providers.local import EMBEDDING_MODELS, LocalProvider
 from gateway.providers.openai_compat import OpenAICompatibleProvider, takes_fast_path
@@ -64,6 +66,9 @@ def _deployment(entry: ModelEntry, index: int, config: GatewayConfig) -> Deploym
         base_model=info.base_model or params.base_model,
         mode=info.mode or "chat",
         tags=tuple(params.tags or ()),
+        cost_per_1k_predictions=info.cost_per_1k_predictions,
+        max_batch_size=info.max_batch_size,
+        max_batch_time=info.max_batch_time,
     )
 
 
@@ -74,10 +79,12 @@ def build_deployments(config: GatewayConfig) -> list[Deployment]:
 class Providers:
     """Picks the implementation for each deployment and owns their connection pools."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, classic: VersionSource | None = None) -> None:
         self.local = LocalProvider()
         self.fast = OpenAICompatibleProvider(config.gateway.max_response_bytes)
         self.litellm = LiteLLMProvider()
+        # Classic models: registry versions in process (from `classic`), remote v2 and MLflow.
+        self.classic = ClassicProvider(classic, config.gateway.max_response_bytes)
         self._forced_litellm = {
             entry.model_info.id or f"{entry.model_name}#{i}"
             for i, entry in enumerate(config.model_list)
@@ -89,6 +96,8 @@ class Providers:
     def for_deployment(self, deployment: Deployment) -> Provider:
         if deployment.provider == "local":
             return self.local
+        if is_classic(deployment):
+            return self.classic
         transport = "litellm" if deployment.id in self._forced_litellm else "auto"
         if takes_fast_path(deployment.provider, transport):
             return self.fast
@@ -107,5 +116,5 @@ class Providers:
         )
 
     async def aclose(self) -> None:
-        for provider in (self.fast, self.local, self.litellm):
+        for provider in (self.fast, self.local, self.litellm, self.classic):
             await provider.aclose()

@@ -74,6 +74,9 @@ class Deployment:
     base_model: str | None = None  # the price map's name for it, when its own name is not
     mode: str = "chat"
     tags: tuple[str, ...] = ()  # for tag-based routing; never sent upstream
+    cost_per_1k_predictions: float | None = None  # classic models (/v2 infer)
+    max_batch_size: int | None = None  # classic models in process: adaptive batching
+    max_batch_time: float = 0.002
 
 
 def split_model(model: str) -> tuple[str, str]:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from gateway.classic.signature import Signature
 from gateway.core.answers import Answer, ObjectList
 
 
@@ -44,6 +45,15 @@ class RegistryVersion(Answer):
     metadata: dict[str, Any]
     created_at: str
     created_by: str
+    artifact: str | None = Field(description="Classic: the artifact served in process.")
+    artifact_sha256: str | None = Field(description="Checked each time it is loaded.")
+    framework: str | None = Field(description="skops, onnx, joblib or pickle.")
+    signature: Signature | None = Field(description="The tensors it takes and gives.")
+    trusted_types: list[str] = Field(description="skops types beyond skops' own it may load.")
+    trusted: bool = Field(description="A joblib or pickle artifact may be loaded.")
+    feature_stats: dict[str, Any] | None = Field(
+        description="The training data's per-feature statistics (the drift reference)."
+    )
 
 
 class EvalLink(Answer):

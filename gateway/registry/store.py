@@ -106,6 +106,13 @@ class RegistryStore:
                     metadata=spec.metadata,
                     created_at=stamp,
                     created_by=created_by,
+                    artifact=spec.artifact,
+                    artifact_sha256=spec.artifact_sha256,
+                    framework=spec.framework,
+                    signature=spec.signature.model_dump() if spec.signature else None,
+                    trusted_types=spec.trusted_types or None,
+                    trusted=spec.trusted or None,
+                    feature_stats=spec.feature_stats,
                 )
             )
         return self.version(ModelRef(name, str(number)))
@@ -294,6 +301,28 @@ class RegistryStore:
             descendants=[Descendant(**_fields(r), depth=depth) for r, depth in down],
         )
 
+    def classic_changes(
+        self, names: Collection[str], since: datetime
+    ) -> tuple[list[Row[Any]], list[Row[Any]]]:
+        """Classic versions registered and labels moved since `since`, of the models named:
+        what a replica serving them re-reads (see registry/served.py)."""
+        if not names:
+            return [], []
+        with self.engine.connect() as connection:
+            versions = connection.execute(
+                select(registry_versions).where(
+                    registry_versions.c.name.in_(names),
+                    registry_versions.c.kind == "classic",
+                    registry_versions.c.created_at >= since,
+                )
+            ).all()
+            labels = connection.execute(
+                select(registry_labels).where(
+                    registry_labels.c.name.in_(names), registry_labels.c.updated_at >= since
+                )
+            ).all()
+        return list(versions), list(labels)
+
     # --- labels ---------------------------------------------------------------------------
     @staticmethod
     def _labels(connection: Connection, name: str) -> dict[str, int]:
@@ -400,4 +429,11 @@ def _fields(row: Row[Any]) -> dict[str, Any]:
         "metadata": values["metadata"],
         "created_at": iso(values["created_at"]),
         "created_by": values["created_by"],
+        "artifact": values["artifact"],
+        "artifact_sha256": values["artifact_sha256"],
+        "framework": values["framework"],
+        "signature": values["signature"],
+        "trusted_types": values["trusted_types"] or [],
+        "trusted": bool(values["trusted"]),
+        "feature_stats": values["feature_stats"],
     }

@@ -97,6 +97,9 @@ request_log = Table(
     Column("trace_id", String(32), nullable=True),
     Column("request_body", Text, nullable=True),
     Column("response_body", Text, nullable=True),
+    # The registry version that answered (NAME@N), and for classic models the rows predicted.
+    Column("model_version", String(300), nullable=True),
+    Column("predictions", BigInteger, nullable=False, default=0),
     # Reading the log back (GET /v1/logs, budgets, cost reports) filters on these, newest
     # first; the partial ones cost a write only for the rows they hold.
     Index("ix_request_log_created_at", "created_at"),
@@ -222,7 +225,19 @@ registry_versions = Table(
     Column("metadata", JSON, nullable=False, default=dict),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(200), nullable=False),
+    # Classic versions: the artifact served in process, checked against its sha256 when
+    # loaded; how it is saved; the tensors it takes and gives; the skops types it may hold;
+    # whether a pickle/joblib file may be loaded at all; its training data's statistics.
+    Column("artifact", String(1000), nullable=True),
+    Column("artifact_sha256", String(80), nullable=True),
+    Column("framework", String(16), nullable=True),
+    Column("signature", JSON, nullable=True),
+    Column("trusted_types", JSON, nullable=True),
+    Column("trusted", Boolean, nullable=True),
+    Column("feature_stats", JSON, nullable=True),
     Index("ix_registry_versions_base", "base_name", "base_version"),
+    # Replicas poll for classic versions registered since their last look.
+    Index("ix_registry_versions_created_at", "created_at"),
 )
 
 registry_labels = Table(
@@ -311,4 +326,20 @@ drift_states = Table(
     Column("subject", String(300), primary_key=True),
     Column("verdict", String(16), nullable=False),  # "drift" | "no_drift"
     Column("changed_at", DateTime(timezone=True), nullable=False),
+)
+
+# A sample of classic-model calls (their inputs and predictions), written off the request
+# path, for drift monitoring against the version's training statistics.
+prediction_samples = Table(
+    "prediction_samples",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("request_id", String(32), nullable=False),
+    Column("alias", String(200), nullable=False),
+    Column("model_version", String(300), nullable=True),
+    Column("rows", Integer, nullable=False),
+    Column("inputs", JSON, nullable=False),  # [{name, datatype, shape, data}], data flat
+    Column("outputs", JSON, nullable=False),
+    Index("ix_prediction_samples_alias_created", "alias", "created_at"),
 )

@@ -1,0 +1,104 @@
+"""The example classic model: scikit-learn trained on a data set that ships inside
+scikit-learn (no network), saved with skops, with what registering it records: the data set
+written out and hashed, per-feature reference statistics, the signature, a held-out score."""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.classic.artifacts import import_skops, sha256_of
+from gateway.classic.signature import Signature, TensorSpec
+from gateway.classic.stats import feature_stats
+
+# Data sets bundled with scikit-learn (sklearn.datasets.load_<name>), all classification.
+DATASETS = ("iris", "wine", "breast_cancer")
+TEST_SIZE = 0.25
+SEED = 0
+MAX_ITER = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class TrainedExample:
+    artifact: Path
+    artifact_sha256: str
+    dataset: Path
+    dataset_sha256: str
+    signature: Signature
+    feature_stats: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    accuracy: float
+    classes: list[str]
+
+
+def train_example(dataset: str, folder: Path) -> TrainedExample:
+    """Trains, saves and describes the model; its files go in `folder` (created)."""
+    import numpy as np
+    from sklearn import datasets
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    sio = import_skops()  # first: it imports scikit-learn without torch
+    bunch = getattr(datasets, f"load_{dataset}")()
+    features = [str(name) for name in bunch.feature_names]
+    rows, target = np.asarray(bunch.data), np.asarray(bunch.target)
+    folder.mkdir(parents=True, exist_ok=True)
+    data_file = folder / f"{dataset}.csv"
+    _write_csv(data_file, features, rows, target)
+    train, test, train_target, test_target = train_test_split(
+        rows, target, test_size=TEST_SIZE, random_state=SEED, stratify=target
+    )
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=MAX_ITER))
+    model.fit(train.astype(np.float32), train_target)
+    accuracy = float(model.score(test.astype(np.float32), test_target))
+    classes = [str(name) for name in bunch.target_names]
+    signature = Signature(
+        inputs=[TensorSpec(name="input-0", datatype="FP32", shape=[-1, len(features)])],
+        outputs=[
+            TensorSpec(name="predict", datatype="INT64", shape=[-1]),
+            TensorSpec(name="predict_proba", datatype="FP64", shape=[-1, len(classes)]),
+        ],
+        features=features,
+    )
+    saved = sio.dumps(model)
+    artifact = folder / f"{dataset}-{sha256_of(saved)[7:19]}.skops"
+    _write_atomically(artifact, saved)
+    return TrainedExample(
+        artifact=artifact,
+        artifact_sha256=sha256_of(saved),
+        dataset=data_file,
+        dataset_sha256=sha256_of(data_file.read_bytes()),
+        signature=signature,
+        feature_stats=feature_stats(train, features),
+        hyperparameters={
+            "estimator": "StandardScaler + LogisticRegression",
+            "max_iter": MAX_ITER,
+            "test_size": TEST_SIZE,
+            "random_state": SEED,
+        },
+        accuracy=accuracy,
+        classes=classes,
+    )
+
+
+def _write_csv(path: Path, features: list[str], rows: Any, target: Any) -> None:
+    """The data set as trained on: its features and the target, one row per sample."""
+    with tempfile.NamedTemporaryFile(
+        "w", newline="", dir=path.parent, delete=False, suffix=".tmp"
+    ) as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*features, "target"])
+        for row, label in zip(rows.tolist(), target.tolist(), strict=True):
+            writer.writerow([*(repr(float(v)) for v in row), int(label)])
+    Path(handle.name).replace(path)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as handle:
+        handle.write(data)
+    Path(handle.name).replace(path)
