@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from gateway.calls.pipeline import Pipeline
+from gateway.calls.recovery import StreamRecovery
 from gateway.core.config import GatewayConfig
 from gateway.core.settings import Settings
 from gateway.evals.store import EvalStore
@@ -18,7 +19,7 @@ from gateway.identity.keys import KeyCache, KeyStore
 from gateway.metering.budgets import MemoryBudgetLedger, RedisBudgetLedger
 from gateway.metering.limits import MemoryRateLimiter, RedisRateLimiter
 from gateway.metering.meter import Meter
-from gateway.metering.prices import PriceTable, context_windows, cost_ranks
+from gateway.metering.prices import PriceTable, assistant_prefill, context_windows, cost_ranks
 from gateway.metering.redis_meter import RedisMeterStore
 from gateway.metering.stores import LocalMeterStore, MeterStore
 from gateway.observability.call_log import CallLog
@@ -57,6 +58,19 @@ def _context_windows(config: GatewayConfig, deployments: list[Deployment]) -> di
             ", ".join(unknown),
         )
     return windows
+
+
+def _stream_recovery(config: GatewayConfig, deployments: list[Deployment]) -> StreamRecovery | None:
+    """For gateway.stream_recovery: None when no model name has it on (streams then keep no
+    text), else which deployments continue a stream by prefill."""
+    names = config.gateway.stream_recovery
+    if not any(names.values()):
+        return None
+    configured = {
+        d.id: entry.model_info.supports_assistant_prefill
+        for entry, d in zip(config.model_list, deployments, strict=True)
+    }
+    return StreamRecovery(names, assistant_prefill(deployments, configured))
 
 
 @dataclass
@@ -154,6 +168,7 @@ class GatewayState:
             renderer,
             CallLog(request_log, metrics, tracing),
             log_bodies=config.gateway.log_bodies,
+            recovery=_stream_recovery(config, deployments),
         )
         return cls(
             prompt_store=prompt_store,

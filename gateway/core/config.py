@@ -153,6 +153,9 @@ class ModelInfo(BaseModel):
     # Ours: "auto" sends OpenAI-compatible upstreams through the pooled fast path and the
     # rest through litellm; "litellm" forces litellm (e.g. to compare behaviour).
     transport: Literal["auto", "litellm"] = "auto"
+    # LiteLLM's flag (else the price map's): the model continues a final assistant message
+    # marked `prefix: true`, which mid-stream recovery (gateway.stream_recovery) uses.
+    supports_assistant_prefill: bool | None = None
     description: str | None = None
 
     @model_validator(mode="before")
@@ -401,6 +404,9 @@ class GatewaySection(BaseModel):
     # call fails with a 502: an upstream that never stops sending must not take the memory
     # every other call needs. Large embedding batches are the biggest legitimate answers.
     max_response_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    # Per model name (or "*" for every other): a stream cut or stalled after it began goes on
+    # on the next deployment the router chooses, which continues the text the client has.
+    stream_recovery: dict[str, bool] = Field(default_factory=dict)
 
 
 class Credential(BaseModel):
@@ -431,7 +437,7 @@ class GatewayConfig(BaseModel):
         """litellm_settings' router keys, where router_settings leaves them unset, as LiteLLM's
         Router reads them (`router value or litellm.<key>`)."""
         origins = apply_litellm_router_keys(self.router_settings, self.litellm_settings)
-        problems = fallback_problems(self, origins)
+        problems = fallback_problems(self, origins) + stream_recovery_problems(self)
         if problems:
             raise ConfigProblems(problems)
         return self
@@ -547,6 +553,17 @@ def fallback_problems(config: GatewayConfig, origins: dict[str, str]) -> list[tu
                 check_targets(at, names)
     check_targets((origins["default_fallbacks"], "default_fallbacks"), router.default_fallbacks)
     return problems
+
+
+def stream_recovery_problems(config: GatewayConfig) -> list[tuple[Loc, str]]:
+    """gateway.stream_recovery names a model name a request may ask for, or "*"."""
+    sources, _ = config.fallback_names()
+    known = f"(known: {', '.join(sorted(sources))})"
+    return [
+        (("gateway", "stream_recovery", name), f"{name!r} is not a model_name {known}")
+        for name in config.gateway.stream_recovery
+        if name not in sources and not config.routes(name)
+    ]
 
 
 def _without_empty_sections(data: dict[Any, Any]) -> dict[Any, Any]:

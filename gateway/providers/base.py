@@ -113,6 +113,10 @@ class Stream:
         self.usage: Usage | None = None
         self.done = False
         self.content_chars = 0
+        # With keep_text() (mid-stream recovery): the text relayed so far, piece by piece.
+        self.text: list[str] | None = None
+        self.text_only = True  # no delta carried anything but text (a tool call, say)
+        self.head: dict[str, Any] = {}  # the first event's id, created and model
         # Observed now, so a malformed first event fails before anything reaches the client
         # (and the router may still fall back).
         self._first = self._observed(first)
@@ -150,10 +154,64 @@ class Stream:
                     self.content_chars += len(content)
         return bool(usage) and not choices
 
+    def keep_text(self) -> None:
+        """From here on, also keep the text each event carries and whether anything else came
+        (for mid-stream recovery, which replays the text). Costs nothing per event unless
+        called: `batches` picks the observer once."""
+        self.text = []
+        for event, _ in self._first:
+            chunk = _chunk_of(event)
+            if not self.head and chunk is not None:
+                self.head = {k: chunk[k] for k in ("id", "created", "model") if k in chunk}
+            if chunk is not None:
+                self._keep(chunk.get("choices"))
+
+    def _observe_keeping(self, event: bytes) -> bool:
+        """_observe, keeping the text too. A copy rather than a shared helper or a flag, so
+        the plain observer (every stream without recovery) does no more than it did."""
+        if event.startswith(b"data: [DONE]"):
+            self.done = True
+            return False
+        try:
+            chunk = orjson.loads(event[6:])
+        except orjson.JSONDecodeError:
+            raise UpstreamError("upstream sent a malformed stream event") from None
+        if not isinstance(chunk, dict):
+            return False
+        choices = chunk.get("choices")
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = Usage.from_openai(usage)
+        if choices:
+            self.content_chars += self._keep(choices)
+        return bool(usage) and not choices
+
+    def _keep(self, choices: Any) -> int:
+        """Keeps the text of one event's choices; returns its length. One choice, text only,
+        is what a recovery can replay: anything else marks the stream as not text only."""
+        text = self.text
+        assert text is not None
+        kept = 0
+        for choice in choices if isinstance(choices, list) else ():
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if not isinstance(delta, dict):
+                continue
+            if choice.get("index", 0) != 0:
+                self.text_only = False
+            for key, value in delta.items():
+                if key == "content":
+                    if isinstance(value, str) and value:
+                        text.append(value)
+                        kept += len(value)
+                elif key != "role" and value:
+                    self.text_only = False  # a tool call, reasoning, audio, a refusal
+        return kept
+
     async def batches(self, strip_usage: bool = False) -> AsyncIterator[list[bytes]]:
         """Batches of events, the last ending with [DONE]; usage-only events dropped when
         asked. A malformed event ends the stream with an error after the events before it."""
         seen = self._first
+        observe = self._observe if self.text is None else self._observe_keeping
         while True:
             kept = [event for event, usage_only in seen if not (strip_usage and usage_only)]
             if kept:
@@ -166,7 +224,7 @@ class Stream:
             seen = []
             for event in batch:
                 try:
-                    seen.append((event, self._observe(event)))
+                    seen.append((event, observe(event)))
                 except UpstreamError:
                     kept = [e for e, usage_only in seen if not (strip_usage and usage_only)]
                     if kept:
@@ -185,6 +243,16 @@ class Stream:
         close = getattr(self._rest, "aclose", None)
         if close is not None:
             await close()
+
+
+def _chunk_of(event: bytes) -> dict[str, Any] | None:
+    if event.startswith(b"data: [DONE]"):
+        return None
+    try:
+        chunk = orjson.loads(event[6:])
+    except orjson.JSONDecodeError:
+        return None
+    return chunk if isinstance(chunk, dict) else None
 
 
 class Provider(Protocol):
