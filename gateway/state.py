@@ -64,6 +64,8 @@ def _stream_recovery(config: GatewayConfig, deployments: list[Deployment]) -> St
     """For gateway.stream_recovery: None when no model name has it on (streams then keep no
     text), else which deployments continue a stream by prefill."""
     names = config.gateway.stream_recovery
+    if config.router_settings.enable_mid_stream_fallback_continuation:
+        names = {"*": True, **names}  # LiteLLM's switch, unless "*" says otherwise
     if not any(names.values()):
         return None
     configured = {

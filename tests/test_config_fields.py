@@ -905,7 +905,7 @@ async def max_response_bytes(h: Harness) -> None:
     assert "max_response_bytes" in caught.value.message
 
 
-def _recovering(h: Harness, prefill: bool) -> tuple[str, str]:
+def _recovering(h: Harness, prefill: bool, **sections: Any) -> tuple[str, str]:
     """A stream of "cf-recover" cut on its first deployment and continued on the second (of
     weight 0: chosen only once the first is left out); returns the answer and the spare."""
     broken, spare = h.tag("cut=2"), h.tag("gpt-4o-mini")
@@ -914,7 +914,7 @@ def _recovering(h: Harness, prefill: bool) -> tuple[str, str]:
             h.model("cf-recover", broken, weight=1),
             h.model("cf-recover", spare, {"supports_assistant_prefill": prefill}, weight=0),
         ],
-        "gateway": {"stream_recovery": {"cf-recover": True}},
+        **(sections or {"gateway": {"stream_recovery": {"cf-recover": True}}}),
     }
     stream = sdk(h.gateway(config)).chat.completions.create(
         model="cf-recover",
@@ -927,6 +927,12 @@ def _recovering(h: Harness, prefill: bool) -> tuple[str, str]:
 def stream_recovery(h: Harness) -> None:
     answer, _ = _recovering(h, prefill=True)
     assert answer == "echo: config keys"  # an error event midway without it
+
+
+def enable_mid_stream_fallback_continuation(h: Harness) -> None:
+    router = {"enable_mid_stream_fallback_continuation": True}
+    answer, _ = _recovering(h, prefill=True, router_settings=router)
+    assert answer == "echo: config keys"
 
 
 def supports_assistant_prefill(h: Harness) -> None:
@@ -1039,6 +1045,9 @@ CHECKS: dict[str, Check] = {
     "router_settings.model_group_alias": model_group_alias,
     "router_settings.enable_tag_filtering": enable_tag_filtering,
     "router_settings.tag_filtering_match_any": tag_filtering_match_any,
+    "router_settings.enable_mid_stream_fallback_continuation": (
+        enable_mid_stream_fallback_continuation
+    ),
     "gateway.max_body_bytes": max_body_bytes,
     "gateway.default_max_tokens": default_max_tokens,
     "gateway.cap_max_tokens_to_budget": cap_max_tokens_to_budget,

@@ -325,6 +325,9 @@ class RouterSettings(BaseModel):
     # match (any one of them, or all of them when tag_filtering_match_any is false).
     enable_tag_filtering: bool = False
     tag_filtering_match_any: bool = True
+    # LiteLLM's switch for mid-stream recovery on every model name: gateway.stream_recovery's
+    # "*" when that leaves it unset.
+    enable_mid_stream_fallback_continuation: bool = False
 
     @model_validator(mode="before")
     @classmethod
