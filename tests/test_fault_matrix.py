@@ -100,6 +100,21 @@ def failed(status: int, error: str, attempts: int = 2, deployment: str = "faulty
     return Holds(status, error, attempts, deployment)
 
 
+def recovered(name: str, upstream: str) -> Fault:
+    """A stream that broke midway, continued on faulty's fallback (stream recovery on)."""
+    holds = Holds(200, None, 2, "fallback1#1", "estimated", recovered_from="faulty#0")
+    return Fault(
+        name,
+        upstream,
+        Sees(200, complete=True),
+        holds,
+        calls=(1, 1),
+        stream=True,
+        fallbacks=("gpt-4o-mini",),
+        recovery=True,
+    )
+
+
 SERVED = Holds(200, None, 1, "faulty#0", (PROMPT_TOKENS, ANSWER_TOKENS))
 SERVED_PADDED = Holds(200, None, 1, "faulty#0", (PROMPT_TOKENS, ANSWER_TOKENS + 1))
 UPSTREAM_5XX = ("upstream_error", "bad_gateway")
@@ -206,27 +221,9 @@ UPSTREAM_FAULTS = [
         calls=(1,),
         stream=True,
     ),
-    Fault(
-        # With gateway.stream_recovery the fallback continues the text the client has.
-        "stream-cut-recovered",
-        "cut=2",
-        Sees(200, complete=True),
-        Holds(200, None, 2, "fallback1#1", "estimated", recovered_from="faulty#0"),
-        calls=(1, 1),
-        stream=True,
-        fallbacks=("gpt-4o-mini",),
-        recovery=True,
-    ),
-    Fault(
-        "stream-stall-recovered",
-        "stall=2",
-        Sees(200, complete=True),
-        Holds(200, None, 2, "fallback1#1", "estimated", recovered_from="faulty#0"),
-        calls=(1, 1),
-        stream=True,
-        fallbacks=("gpt-4o-mini",),
-        recovery=True,
-    ),
+    # With gateway.stream_recovery the fallback continues the text the client has.
+    recovered("stream-cut-recovered", "cut=2"),
+    recovered("stream-stall-recovered", "stall=2"),
     Fault(
         # The continuation cannot be opened: the client gets the break's own error event.
         "stream-cut-recovery-failing",

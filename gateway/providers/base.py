@@ -159,12 +159,12 @@ class Stream:
         (for mid-stream recovery, which replays the text). Costs nothing per event unless
         called: `batches` picks the observer once."""
         self.text = []
+        chunk = _chunk_of(self._first[0][0]) if self._first else None
+        if chunk is not None:
+            self.head = {k: chunk[k] for k in ("id", "created", "model") if k in chunk}
+        self.content_chars = 0  # counted again, with the text kept
         for event, _ in self._first:
-            chunk = _chunk_of(event)
-            if not self.head and chunk is not None:
-                self.head = {k: chunk[k] for k in ("id", "created", "model") if k in chunk}
-            if chunk is not None:
-                self._keep(chunk.get("choices"))
+            self._observe_keeping(event)
 
     def _observe_keeping(self, event: bytes) -> bool:
         """_observe, keeping the text too. A copy rather than a shared helper or a flag, so
@@ -183,29 +183,19 @@ class Stream:
         if usage:
             self.usage = Usage.from_openai(usage)
         if choices:
-            self.content_chars += self._keep(choices)
-        return bool(usage) and not choices
-
-    def _keep(self, choices: Any) -> int:
-        """Keeps the text of one event's choices; returns its length. One choice, text only,
-        is what a recovery can replay: anything else marks the stream as not text only."""
-        text = self.text
-        assert text is not None
-        kept = 0
-        for choice in choices if isinstance(choices, list) else ():
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            if not isinstance(delta, dict):
-                continue
-            if choice.get("index", 0) != 0:
-                self.text_only = False
-            for key, value in delta.items():
-                if key == "content":
-                    if isinstance(value, str) and value:
-                        text.append(value)
-                        kept += len(value)
-                elif key != "role" and value:
+            for choice in choices:
+                delta = choice.get("delta") if isinstance(choice, dict) else None
+                if not isinstance(delta, dict):
+                    continue
+                content = delta.get("content")
+                if isinstance(content, str) and content:
+                    self.text.append(content)  # type: ignore[union-attr]  # set by keep_text
+                    self.content_chars += len(content)
+                if (len(delta) > 1 or content is None) and any(
+                    value for key, value in delta.items() if key not in _TEXT_KEYS
+                ):
                     self.text_only = False  # a tool call, reasoning, audio, a refusal
-        return kept
+        return bool(usage) and not choices
 
     async def batches(self, strip_usage: bool = False) -> AsyncIterator[list[bytes]]:
         """Batches of events, the last ending with [DONE]; usage-only events dropped when
@@ -243,6 +233,10 @@ class Stream:
         close = getattr(self._rest, "aclose", None)
         if close is not None:
             await close()
+
+
+# What a delta may carry besides its text and still be replayed as text alone.
+_TEXT_KEYS = frozenset({"content", "role"})
 
 
 def _chunk_of(event: bytes) -> dict[str, Any] | None:
