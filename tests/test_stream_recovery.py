@@ -16,7 +16,7 @@ import pytest
 
 from gateway.calls.recovery import CONTINUE
 from gateway.core.config import load_config
-from gateway.core.errors import ConfigError
+from gateway.core.errors import ConfigError, UpstreamError
 from gateway.providers.base import Stream
 from tests.conftest import MASTER_KEY, GatewayFactory, fake_model, sdk
 from tests.fakes.upstream import FakeUpstream
@@ -331,4 +331,20 @@ async def test_a_stream_keeps_its_text_and_notes_a_tool_call() -> None:
     assert len(seen) == 4
     assert stream.text == ["hel", "lo"]
     assert stream.content_chars == 5
-    assert stream.text_only is False  # a tool call cannot be resumed mid-arguments
+    assert stream.continuable is False  # a tool call cannot be resumed mid-arguments
+
+
+async def test_a_finished_answer_is_not_continued() -> None:
+    finished = {"id": "c1", "choices": [{"index": 0, "delta": {"content": "."}}]}
+    finished["choices"][0]["finish_reason"] = "stop"
+
+    async def rest() -> AsyncIterator[list[bytes]]:
+        yield [b"data: " + orjson.dumps(finished) + b"\n\n"]  # then cut: no usage, no [DONE]
+
+    stream = Stream([_event({"role": "assistant", "content": "Done"})], rest(), time.perf_counter())
+    stream.keep_text()
+    assert stream.continuable is True
+    with pytest.raises(UpstreamError):
+        _ = [b async for b in stream.batches()]
+    assert stream.text == ["Done", "."]
+    assert stream.continuable is False

@@ -26,7 +26,8 @@ adds the broken attempt's, and its one `[DONE]` ends the answer.
 Not recovered (the stream fails as it would without recovery): n > 1, a response_format other
 than text, a forced tool_choice, a caller's final assistant message that is not plain text,
 deltas that carried anything but text (a tool call cannot be resumed mid-arguments; nor can
-reasoning, audio or a refusal), and a stream whose completion limit the sent text used up.
+reasoning, audio or a refusal), a stream that had sent its finish_reason (the answer was
+whole), and a stream whose completion limit the sent text used up.
 """
 
 from __future__ import annotations

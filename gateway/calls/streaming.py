@@ -52,7 +52,7 @@ async def relay(
                 yield b"".join(batch)
         except GatewayError as exc:
             pipeline.router.stream_failed(opened.deployment, exc)
-            if not call.recovers or not is_retryable(exc) or not stream.text_only:
+            if not call.recovers or not is_retryable(exc) or not stream.continuable:
                 raise
             recovered = await _recover(pipeline, call, opened, exc)
             if recovered is None:

@@ -115,7 +115,8 @@ class Stream:
         self.content_chars = 0
         # With keep_text() (mid-stream recovery): the text relayed so far, piece by piece.
         self.text: list[str] | None = None
-        self.text_only = True  # no delta carried anything but text (a tool call, say)
+        # No delta carried anything but text (a tool call, say), and no choice finished.
+        self.continuable = True
         self.head: dict[str, Any] = {}  # the first event's id, created and model
         # Observed now, so a malformed first event fails before anything reaches the client
         # (and the router may still fall back).
@@ -191,10 +192,13 @@ class Stream:
                 if isinstance(content, str) and content:
                     self.text.append(content)  # type: ignore[union-attr]  # set by keep_text
                     self.content_chars += len(content)
-                if (len(delta) > 1 or content is None) and any(
-                    value for key, value in delta.items() if key not in _TEXT_KEYS
+                if choice.get("finish_reason") or (
+                    (len(delta) > 1 or content is None)
+                    and any(value for key, value in delta.items() if key not in _TEXT_KEYS)
                 ):
-                    self.text_only = False  # a tool call, reasoning, audio, a refusal
+                    # The answer is whole, or carries what text cannot replay: a tool call,
+                    # reasoning, audio, a refusal.
+                    self.continuable = False
         return bool(usage) and not choices
 
     async def batches(self, strip_usage: bool = False) -> AsyncIterator[list[bytes]]:
