@@ -152,6 +152,24 @@ def test_a_stalled_stream_continues_on_a_fallback(
     assert (found["deployment"], found["attempts"], found["error_type"]) == ("backup#1", 2, None)
 
 
+@pytest.mark.slow  # imports litellm (about 3 s)
+def test_a_continuation_through_litellm(gateway: GatewayFactory, upstream: FakeUpstream) -> None:
+    broken, spare = unique("cut=2"), unique("gpt-4o-mini")
+    config = two_deployments(upstream, broken, spare, gateway=RECOVER)
+    spare_entry = config["model_list"][1]
+    spare_entry["model_info"]["transport"] = "litellm"
+    spare_entry["litellm_params"]["api_key"] = "unused"  # litellm's openai/ wants one
+
+    text, chunks, request_id = read(sdk(base := gateway(config)))
+
+    assert text == ANSWER  # litellm passed `prefix: true` on, and its stream was joined
+    assert len({(c.id, c.model, c.created) for c in chunks}) == 1
+    sent = upstream.last_body(spare)
+    assert sent is not None
+    assert sent["messages"][-1]["prefix"] is True
+    assert row(base, request_id)["recovered_from"] == "chat#0"
+
+
 def test_without_recovery_a_broken_stream_fails_as_before(
     gateway: GatewayFactory, upstream: FakeUpstream
 ) -> None:

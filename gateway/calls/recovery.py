@@ -8,8 +8,9 @@ already has and asked for the rest:
 - a deployment that supports assistant prefill (model_info.supports_assistant_prefill, else
   the price map's flag: Anthropic, DeepSeek, Mistral, Bedrock's Claude, ...) gets the text as
   a final assistant message marked `prefix: true`: DeepSeek's and Mistral's own field (for
-  DeepSeek on its `/beta` base), which litellm turns into Anthropic's prefill; it answers
-  with what follows, exactly;
+  DeepSeek on its `/beta` base), which litellm turns into Anthropic's prefill; it streams
+  what follows, and only that (litellm prepends the prefix to Anthropic's JSON replies, not
+  to its streams);
 - any other gets the text as an assistant message and then a user message asking it to go on
   from where it stopped without repeating it: best effort, as the model may still rephrase.
 
