@@ -12,7 +12,9 @@ from sqlalchemy import Engine
 from gateway.calls.pipeline import Pipeline
 from gateway.calls.recovery import StreamRecovery
 from gateway.core.config import GatewayConfig
+from gateway.core.probes import Probe
 from gateway.core.settings import Settings
+from gateway.drift.service import Drift
 from gateway.evals.store import EvalStore
 from gateway.identity.auth import Authenticator
 from gateway.identity.keys import KeyCache, KeyStore
@@ -36,6 +38,7 @@ from gateway.registry.store import RegistryStore
 from gateway.routing.router import Router
 from gateway.store.db import database_url, make_engine, migrate
 from gateway.store.probe import DatabaseProbe
+from gateway.transport.probes import qdrant_probe, redis_probe
 from gateway.transport.resp import ScriptClient
 
 log = logging.getLogger("gateway")
@@ -97,8 +100,12 @@ class GatewayState:
     registry: RegistryStore
     metrics: Metrics
     calls: Pipeline
+    drift: Drift
     redis: Any = None
     tracing: Tracing | None = None
+    # Readiness reports these dependencies when they are configured (api/health.py).
+    redis_probe: Probe | None = None
+    qdrant_probe: Probe | None = None
 
     @classmethod
     def build(cls, settings: Settings, config: GatewayConfig, master_key: str) -> GatewayState:
@@ -162,6 +169,9 @@ class GatewayState:
         request_log = RequestLogWriter(engine, settings.data_dir / "spool")
         metrics = Metrics(models=router.names.known())
         tracing = Tracing(settings.otlp_endpoint) if settings.otlp_endpoint else None
+        registry = RegistryStore(engine)
+        drift = Drift.build(config.drift, engine, registry, providers.local.embed_texts)
+        metrics.add_collector(drift.gauges)
         calls = Pipeline(
             router,
             meter,
@@ -170,6 +180,7 @@ class GatewayState:
             renderer,
             CallLog(request_log, metrics, tracing),
             log_bodies=config.gateway.log_bodies,
+            sampler=drift.sampler,
             recovery=_stream_recovery(config, deployments),
         )
         return cls(
@@ -177,7 +188,7 @@ class GatewayState:
             prompts=prompts,
             prompt_renderer=renderer,
             evals=EvalStore(engine),
-            registry=RegistryStore(engine),
+            registry=registry,
             settings=settings,
             config=config,
             deployments=deployments,
@@ -192,9 +203,12 @@ class GatewayState:
             database_probe=DatabaseProbe(engine, timeout=min(2.0, settings.database_timeout)),
             meter=meter,
             redis=redis,
+            redis_probe=redis_probe(redis) if redis is not None else None,
+            qdrant_probe=qdrant_probe(settings.qdrant_url) if settings.qdrant_url else None,
             tracing=tracing,
             metrics=metrics,
             calls=calls,
+            drift=drift,
         )
 
     async def start(self) -> None:
@@ -210,6 +224,7 @@ class GatewayState:
         if self.tracing is not None:
             self.tracing.start()
         self.metrics.start()
+        await self.drift.start()
         self.providers.warm(self.deployments, self.settings.preload_embeddings)
 
     async def sync_prompts(self) -> None:
@@ -229,7 +244,11 @@ class GatewayState:
         await self.prompts.aclose()
         await self.key_cache.aclose()
         await self.request_log.close()  # drain: every call already answered gets its row
+        await self.drift.close()  # and its drift sample, when it was drawn
         await self.database_probe.aclose()
+        for probe in (self.redis_probe, self.qdrant_probe):
+            if probe is not None:
+                await probe.aclose()
         if self.tracing is not None:
             await self.tracing.aclose()  # and its span
         await self.metrics.aclose()

@@ -44,6 +44,7 @@ from gateway.metering.prices import PriceTable, price_map_path
 from gateway.providers import Deployment, Providers, Reply, Usage, build_deployments
 from gateway.routing.router import Routed, Router
 from tests.conftest import MASTER_KEY, REDIS_URL, GatewayFactory, sdk
+from tests.drift_checks import DRIFT_CHECKS
 from tests.fakes.upstream import FakeUpstream, ReceivedRequest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -1059,6 +1060,7 @@ CHECKS: dict[str, Check] = {
     "credential_list[].credential_values": credential_list,
     "general_settings": general_settings,
 }
+CHECKS |= DRIFT_CHECKS  # the drift: section's keys (tests/drift_checks.py)
 
 # These import litellm (about 3 s, once per session).
 THROUGH_LITELLM = {

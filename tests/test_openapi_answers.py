@@ -21,7 +21,8 @@ METHODS = {"get", "post", "put", "patch", "delete"}
 
 @pytest.fixture
 def openapi(gateway: GatewayFactory) -> dict[str, Any]:
-    response = httpx.get(f"{gateway()}/openapi.json")
+    # Built on first request (FastAPI caches it): a loaded machine may take seconds.
+    response = httpx.get(f"{gateway()}/openapi.json", timeout=60)
     assert response.status_code == 200
     found: dict[str, Any] = response.json()
     return found

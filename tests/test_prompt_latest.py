@@ -132,13 +132,13 @@ def test_a_running_server_follows_a_revert_on_its_next_sync(
     v1 = greet(client, label="latest")[1].split("@")[1]
     (prompts_dir / "greet.prompt").write_text(GREET_V2)
     v2 = sync(base)["registered"][0].split("@")[1]
-    assert greet(client, label="latest") == ("Good morning Ana", f"greet@{v2}")
+    assert greet(client, label="latest") == ("\nGood morning Ana", f"greet@{v2}")
 
     (prompts_dir / "greet.prompt").write_text(GREET_V1)
     result = sync(base)
     assert result["registered"] == []
     assert result["latest_moved"] == [f"greet@{v1}"]
-    assert greet(client, label="latest") == ("Hello Ana", f"greet@{v1}")
+    assert greet(client, label="latest") == ("\nHello Ana", f"greet@{v1}")
     history = httpx.get(
         f"{base}/v1/prompts/greet/history", params={"label": "latest"}, headers=ADMIN
     ).json()["data"]

@@ -14,7 +14,17 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api import admin, evals, health, logs, openai, prompts, proxied, registry
+from gateway.api import (
+    admin,
+    evals,
+    health,
+    logs,
+    monitoring,
+    openai,
+    prompts,
+    proxied,
+    registry,
+)
 from gateway.api.deps import invalid_request
 from gateway.api.docs import install_docs
 from gateway.api.edge import Edge
@@ -162,6 +172,7 @@ def create_app(settings: Settings | None = None, *, freeze_after_start: bool = F
     app.include_router(prompts.router)
     app.include_router(evals.router)
     app.include_router(registry.router)
+    app.include_router(monitoring.router)
     app.include_router(litellm_admin.router)  # LiteLLM's admin routes, for its scripts
     max_body = config.gateway.max_body_bytes or settings.max_body_bytes
     app.edge = Edge(app.serve_with_fastapi, state, max_body_bytes=max_body)

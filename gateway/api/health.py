@@ -3,10 +3,13 @@ scrapers (no auth: keep the port off the public internet, metrics name keys and 
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from fastapi.responses import Response
 
 from gateway.api.deps import StateDep
+from gateway.core.probes import Probe
 from gateway.observability.metrics import CONTENT_TYPE
 from gateway.observability.models import Health, Readiness, RequestLogHealth
 
@@ -21,10 +24,23 @@ async def healthz() -> Health:
 @router.get("/readyz", responses={503: {"model": Readiness, "description": "Not ready."}})
 async def readyz(state: StateDep, response: Response) -> Readiness:
     """Ready when the database answers (within a short timeout, checked at most once a
-    second) and, with GATEWAY_PRELOAD_EMBEDDINGS, the embedding model has loaded; the
+    second), Redis too when configured (unless GATEWAY_REDIS_FAIL_OPEN lets calls through
+    without it) and, with GATEWAY_PRELOAD_EMBEDDINGS, the embedding model has loaded; a
+    configured Qdrant server is reported, not held against readiness (no call needs it); the
     request log's backlog is reported either way."""
-    problem = await state.database_probe.problem()
-    checks = {"database": problem or "ok"}
+    probes: dict[str, Probe | None] = {
+        "database": state.database_probe,
+        "redis": state.redis_probe,
+        "qdrant": state.qdrant_probe,
+    }
+    configured = {name: probe for name, probe in probes.items() if probe is not None}
+    # Together: the slowest bound is the wait, not the sum of them.
+    answers = await asyncio.gather(*(probe.problem() for probe in configured.values()))
+    found = dict(zip(configured, answers, strict=True))
+    checks = {name: answer or "ok" for name, answer in found.items()}
+    problem = found["database"]
+    if found.get("redis") and not state.settings.redis_fail_open:
+        problem = problem or f"redis: {found['redis']}"
     providers = state.providers
     if providers.serves_local_embeddings(state.deployments):
         checks["embeddings"] = providers.local.embedding_status()

@@ -21,6 +21,7 @@ from gateway.calls.tags import take_tags
 from gateway.calls.token_cap import cap_callers_fields, cap_for_deployment
 from gateway.calls.usage import reply_usage
 from gateway.core.errors import GatewayError
+from gateway.drift.sampler import Sampler
 from gateway.identity.auth import Caller
 from gateway.metering.meter import Admission, Meter, prompt_tokens_sent
 from gateway.metering.prices import PriceTable
@@ -103,6 +104,7 @@ class Pipeline:
         renderer: PromptRenderer,
         call_log: CallLog,
         log_bodies: bool,
+        sampler: Sampler,
         recovery: StreamRecovery | None = None,
     ) -> None:
         self.router = router
@@ -114,6 +116,7 @@ class Pipeline:
         self.log_bodies = log_bodies
         self.traces_attempts = call_log.tracing is not None
         self.reads_tags = router.settings.enable_tag_filtering
+        self.sampler = sampler
         self.recovery = recovery  # None: no model name recovers its streams
 
     async def admit(self, call: Call, headers: Mapping[str, str] | None = None) -> None:
@@ -148,6 +151,10 @@ class Pipeline:
             call.body = body = dict(body)
             if not cap_callers_fields(body, admission.cap.tokens):
                 call.cap_per_attempt = admission.cap.tokens
+        if self.sampler.on and call.kind == "chat":
+            record.sample = self.sampler.draw(
+                alias, record.prompt_name, record.prompt_version, call.body
+            )
 
     async def _apply_prompt(self, call: Call) -> None:
         ref = call.prompt
@@ -224,6 +231,8 @@ class Pipeline:
             call.record.estimated = True
         if call.logs_bodies:
             call.record.response_body = redacted_body(reply.body)
+        if call.record.sample is not None:
+            call.record.sample.reply = reply.body
         self.price(call, routed.deployment, usage, routed.upstream_seconds)
         await self.settle(call)
         return routed
@@ -268,7 +277,10 @@ class Pipeline:
 
     def finish(self, record: CallRecord, status: int) -> None:
         """The call's row, metrics and span, once its answer has ended."""
-        self.call_log.record(record.row(status), record.traceparent, record.attempt_log)
+        row = record.row(status)
+        self.call_log.record(row, record.traceparent, record.attempt_log)
+        if record.sample is not None:
+            self.sampler.keep(record.sample, row)
 
     @staticmethod
     def overhead_ms(record: CallRecord, upstream_seconds: float) -> float:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gateway.drift.signals import Sample
 from gateway.identity.auth import Caller
 from gateway.observability.traces import AttemptSpan
 from gateway.providers import Deployment, Usage
@@ -52,6 +53,7 @@ class CallRecord:
     trace_id: str | None = None
     traceparent: bytes | None = None  # the caller's, so the call's span joins its trace
     attempt_log: list[AttemptSpan] | None = None  # kept when tracing is on (a span per attempt)
+    sample: Sample | None = None  # when drift monitoring drew this call (gateway/drift/)
 
     @classmethod
     def begin(cls, request_id: str, route: str, traceparent: bytes | None) -> CallRecord:

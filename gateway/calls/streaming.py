@@ -43,9 +43,12 @@ async def relay(
     record, stream = call.record, opened.value
     record.ttft_s = stream.first_event_seconds
     broken: _Broken | None = None
+    sample = record.sample
     try:
         try:
             async for batch in stream.batches(strip_usage):
+                if sample is not None:  # a call drift monitoring drew: its answer's text
+                    sample.observe(batch)
                 if stream.done:  # the batch ends with [DONE]
                     _price(pipeline, call, opened)
                     batch.insert(-1, f": x-gateway-cost-usd={record.cost:.10f}\n\n".encode())
@@ -60,6 +63,8 @@ async def relay(
             opened, broken, continued = recovered
             stream = opened.value
             async for batch in continued.batches(strip_usage):
+                if sample is not None:
+                    sample.observe(batch)
                 if stream.done:
                     _price(pipeline, call, opened, broken)
                     batch.insert(-1, f": x-gateway-cost-usd={record.cost:.10f}\n\n".encode())

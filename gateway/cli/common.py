@@ -83,6 +83,7 @@ def engine(writes: bool = False) -> Any:
     from sqlalchemy.exc import SQLAlchemyError
 
     from gateway.store.db import make_engine, migrate
+    from gateway.store.errors import cause
 
     found = project()
     current = found.settings
@@ -91,7 +92,7 @@ def engine(writes: bool = False) -> Any:
         db = make_engine(url, current.database_timeout)
         migrate(db)
     except SQLAlchemyError as exc:
-        fail(f"cannot open the database: {exc.__class__.__name__}: {exc.args[0]}")
+        fail(f"cannot open the database: {cause(exc)}")  # one line: the driver's own
     return db
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from gateway.cli.admin import costs_app, keys_app
+from gateway.cli.drift import drift_app
 from gateway.cli.evals import eval_app
 from gateway.cli.logs import logs_app
 from gateway.cli.prompts import prompts_app
@@ -35,6 +36,7 @@ app.add_typer(logs_app, name="logs")
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(eval_app, name="eval")
 app.add_typer(registry_app, name="registry")
+app.add_typer(drift_app, name="drift")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -66,6 +68,9 @@ def serve(
         loaded = load_config(found.settings.config)
         # The file's general_settings.master_key, when GATEWAY_MASTER_KEY is unset.
         settings = settings_from_config(found.settings, loaded)
+        # Resolved here, once, so several workers share one key instead of racing to make
+        # one; refused over a shared database when no key is given (replicas must agree).
+        master_key = resolve_master_key(settings)
     except ConfigError as exc:
         fail(str(exc))
     models = loaded.aliases()
@@ -74,8 +79,7 @@ def serve(
         os.environ[f"GATEWAY_{name.upper()}"] = str(getattr(settings, name))
     if server not in ("uvicorn", "granian"):
         fail(f"--server must be uvicorn or granian, not {server!r}")
-    # Resolved here, once, so several workers share one key instead of racing to make one.
-    os.environ["GATEWAY_MASTER_KEY"] = resolve_master_key(settings)
+    os.environ["GATEWAY_MASTER_KEY"] = master_key
     if settings.workers > 1:
         share_metrics(settings.data_dir / "metrics")
     from gateway.api.server import configure_logging
@@ -107,6 +111,20 @@ def run_server(settings: Settings, server: Literal["uvicorn", "granian"] | str) 
         servers.run_granian(settings)
     else:
         servers.run_uvicorn(settings)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database to this version's schema, then exit. Under the migration lock
+    (PostgreSQL's advisory lock): replicas or jobs running it together wait for one another.
+    `gateway serve` does the same at start; this is for a job or init container."""
+    from gateway.cli.common import engine
+    from gateway.store.db import head_revision
+
+    db = engine(writes=True)
+    where = db.url.render_as_string(hide_password=True)
+    db.dispose()
+    typer.echo(f"{where}: at schema revision {head_revision()}")
 
 
 @config_app.command("check")

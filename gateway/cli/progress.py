@@ -74,3 +74,30 @@ def _bar(label: str, total: int, stream: TextIO) -> Iterator[Callable[[CaseResul
             progress.update(task, advance=1, failed=f"{failed} not passed" if failed else "")
 
         yield advance
+
+
+@contextlib.contextmanager
+def item_progress(
+    label: str, total: int, noun: str, stream: TextIO | None = None
+) -> Iterator[Callable[[str, str], None]]:
+    """Yields the callback that reports one finished item (its name and outcome): a bar on a
+    terminal, a line per item elsewhere."""
+    stream = stream or sys.stderr
+    if on_terminal(stream):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, console=Console(file=stream), transient=True) as progress:
+            task = progress.add_task(label, total=total)
+            yield lambda name, outcome: progress.update(task, advance=1)
+        return
+    print(f"{label}: {plural(total, noun)}", file=stream, flush=True)
+    done = 0
+
+    def line(name: str, outcome: str) -> None:
+        nonlocal done
+        done += 1
+        print(f"[{done}/{total}] {name} {outcome}", file=stream, flush=True)
+
+    yield line

@@ -28,6 +28,7 @@ from pydantic import (
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from gateway.core.deployment_params import CREDENTIAL_PREFIXES
+from gateway.core.drift_config import DriftSection
 from gateway.core.errors import ConfigError
 from gateway.core.file_env import ENV_PREFIX, FileEnvironment, missing_variable, referenced, resolve
 from gateway.core.includes import read_config
@@ -434,6 +435,8 @@ class GatewayConfig(BaseModel):
     litellm_settings: dict[str, Any] = Field(default_factory=dict)
     general_settings: dict[str, Any] = Field(default_factory=dict)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
+    # Drift monitoring (gateway/core/drift_config.py): sampling, references, tests, webhook.
+    drift: DriftSection = Field(default_factory=DriftSection)
 
     @model_validator(mode="after")
     def _litellm_reliability(self) -> GatewayConfig:

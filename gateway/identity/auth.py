@@ -13,13 +13,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.core.errors import AuthenticationFailed, PermissionDenied, RateLimited
+from gateway.core.errors import AuthenticationFailed, ConfigError, PermissionDenied, RateLimited
 from gateway.core.settings import Settings
 from gateway.identity.keys import KeyCache, KeyRecord, TeamRecord, hash_key, now_utc
+from gateway.store.db import is_shared
 
 log = logging.getLogger("gateway.auth")
 
 MASTER_KEY_FILE = "master_key"
+SHARED_DATABASE_NEEDS_A_KEY = (
+    "the database is shared (GATEWAY_DATABASE_URL is not SQLite), so every replica must be "
+    "given the same master key: set GATEWAY_MASTER_KEY (or the config's "
+    "general_settings.master_key, or LITELLM_MASTER_KEY); a key generated here would be this "
+    "replica's alone, and the others would answer it with 401"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +62,13 @@ def resolve_master_key(settings: Settings) -> str:
     """GATEWAY_MASTER_KEY, else the key saved under the data dir, else a new one saved there.
 
     A new key is printed once, with where it is kept; the file is readable by its owner only.
+    Over a shared database (PostgreSQL) the key must be given: a key kept in one replica's
+    data dir is that replica's alone, and the others would answer it with 401 (ConfigError).
     """
     if settings.master_key:
         return settings.master_key
+    if is_shared(settings.database_url):
+        raise ConfigError(SHARED_DATABASE_NEEDS_A_KEY)
     path = Path(settings.data_dir) / MASTER_KEY_FILE
     if path.exists():
         key = path.read_text(encoding="utf-8").strip()

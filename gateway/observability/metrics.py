@@ -18,6 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from gateway.core.background import stop_task
 
@@ -107,6 +108,10 @@ class Metrics:
 
     def record(self, row: dict[str, Any]) -> None:
         self._queue.append(row)
+
+    def add_collector(self, collector: Collector) -> None:
+        """Series computed at scrape time from the collector's own state (drift gauges)."""
+        (self._scrape if self._multiprocess else self.registry).register(collector)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="metrics")

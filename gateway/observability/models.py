@@ -113,6 +113,7 @@ class Readiness(Answer):
     status: Literal["ready", "not ready"]
     models: int = Field(description="Model aliases served.")
     checks: dict[str, str] = Field(
-        description='{"database": "ok" or what is wrong, "embeddings": the local model\'s state}'
+        description='{"database": "ok" or what is wrong, and when configured "redis", "qdrant" '
+        '(the same), "embeddings": the local model\'s state}'
     )
     request_log: RequestLogHealth

@@ -163,6 +163,11 @@ class LocalProvider:
         self._preloading = future  # held, so the task is not collected while it runs
         return future
 
+    def embed_texts(self, texts: list[str]) -> Any:
+        """Vectors (float32, normalized) of texts, in the caller's thread: for work off the
+        request path (drift) that must not queue behind or hold up embeddings calls."""
+        return self._embedder.embed(texts)[0]
+
     @property
     def embedding_state(self) -> EmbedderState:
         return self._embedder.state

@@ -17,6 +17,12 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK = 727_001
 
 
+def is_shared(url: str | None) -> bool:
+    """A database other processes may serve from too (PostgreSQL), unlike the data dir's
+    SQLite file, which belongs to the processes of one machine."""
+    return bool(url) and not str(url).startswith("sqlite")
+
+
 def database_url(explicit: str | None, data_dir: Path) -> str:
     if explicit:
         return explicit

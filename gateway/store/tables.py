@@ -11,6 +11,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -252,4 +253,65 @@ registry_label_history = Table(
     Column("eval_suite", String(200), nullable=True),
     Column("eval_run", String(32), nullable=True),
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# Drift monitoring (gateway/drift/). Samples of calls, taken off the request path: signals as
+# JSON `values` ({"output_tokens": 12, "finish_reason": "stop", ...} or a classic model's
+# features), texts, and their embeddings once the background job has computed them.
+drift_samples = Table(
+    "drift_samples",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("subject", String(300), nullable=False),
+    Column("kind", String(16), nullable=False),  # "llm" | "features"
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("prompt_name", String(200), nullable=True),
+    Column("prompt_version", String(64), nullable=True),
+    Column("alias", String(200), nullable=True),
+    Column("values", JSON, nullable=False),
+    Column("input_text", Text, nullable=True),
+    Column("output_text", Text, nullable=True),
+    Column("input_embedding", LargeBinary, nullable=True),  # float32, little-endian
+    Column("output_embedding", LargeBinary, nullable=True),
+    Index("ix_drift_samples_subject_created", "subject", "created_at"),
+)
+
+# A subject's reference, saved as binned statistics when it is made (gateway/drift/sketch.py),
+# with the hash of the settings that chose its rows: changed settings make a new one.
+drift_references = Table(
+    "drift_references",
+    metadata,
+    Column("subject", String(300), primary_key=True),
+    Column("spec", String(64), nullable=False),
+    Column("source", String(300), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("made_at", DateTime(timezone=True), nullable=False),
+    Column("until", DateTime(timezone=True), nullable=True),  # its last sample's time
+    Column("body", LargeBinary, nullable=False),  # the sketch as JSON bytes
+)
+
+# Every computed comparison: the history GET /v1/monitoring/drift/{subject} answers.
+drift_runs = Table(
+    "drift_runs",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("subject", String(300), nullable=False),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("report", JSON, nullable=False),
+    Index("ix_drift_runs_subject_computed", "subject", "computed_at"),
+)
+
+# The last verdict per subject. Changed by compare-and-set, so among replicas and the CLI
+# exactly one notices each change (and sends the one webhook call for it).
+drift_states = Table(
+    "drift_states",
+    metadata,
+    Column("subject", String(300), primary_key=True),
+    Column("verdict", String(16), nullable=False),  # "drift" | "no_drift"
+    Column("changed_at", DateTime(timezone=True), nullable=False),
 )

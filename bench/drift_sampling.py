@@ -1,0 +1,94 @@
+"""What drift sampling adds to a call on the request path, per call.
+
+The pipeline does two things for drift: when a chat call is admitted, `Sampler.draw` (a dict
+lookup by alias and prompt version, and one random draw when the subject has a rate; a drawn
+call gets a `Sample` holding references); when its row is made, `Sampler.keep` for a drawn
+call (a deque append). A drawn stream also has its events read as they pass. This times
+those steps in-process, as the request path calls them, at several rates, with a config of a
+few `drift.subjects` entries; the median of several rounds is reported (this machine's
+neighbours come and go).
+
+    .venv/bin/python -m bench.drift_sampling [--calls 200000] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from gateway.core.drift_config import DriftSection
+from gateway.drift.sampler import Sampler
+
+BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
+ROW: dict[str, Any] = {"created_at": datetime.now(UTC), "status": 200}
+CHUNK = orjson.dumps(
+    {"choices": [{"index": 0, "delta": {"content": " word"}, "finish_reason": None}]}
+)
+EVENTS = [b"data: " + CHUNK + b"\n\n"] * 5 + [b"data: [DONE]\n\n"]
+
+
+def sampler(rate: float) -> Sampler:
+    section = DriftSection.model_validate(
+        {
+            "subjects": [
+                {"prompt": "support-triage", "sample_rate": 0.5},
+                {"model": "claude", "sample_rate": 0.2},
+                {"prompt": "summarize", "model": "gpt-4o", "sample_rate": 1.0},
+                {"sample_rate": rate},
+            ]
+        }
+    )
+    found = Sampler(section, None, queue_limit=10**9)
+    found.on = True  # as when any subject samples, even at rate 0 here
+    return found
+
+
+def per_call_ns(rate: float, calls: int) -> float:
+    """draw + keep for `calls` calls, as the pipeline runs them; the queue is emptied every
+    1,000 calls, as the writer empties it every second (its work is off the request path and
+    not counted)."""
+    chosen = sampler(rate)
+    draw, keep = chosen.draw, chosen.keep
+    spent = 0
+    for _ in range(calls // 1000):
+        started = time.perf_counter_ns()
+        for _ in range(1000):
+            sample = draw("gpt-4o-mini", "bench", "3f2a9c01b7de", BODY)
+            if sample is not None:
+                keep(sample, ROW)
+        spent += time.perf_counter_ns() - started
+        chosen._queue.clear()
+    return spent / (calls // 1000 * 1000)
+
+
+def stream_ns(calls: int) -> float:
+    """Reading a drawn stream's six events (five content chunks and [DONE])."""
+    chosen = sampler(1.0)
+    started = time.perf_counter_ns()
+    for _ in range(calls):
+        sample = chosen.draw("gpt-4o-mini", None, None, BODY)
+        assert sample is not None
+        sample.observe(EVENTS)
+    return (time.perf_counter_ns() - started) / calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    print(f"drift sampling on the request path, median of {args.rounds} rounds:")
+    for rate in (0.0, 0.01, 0.1, 1.0):
+        figures = [per_call_ns(rate, args.calls) for _ in range(args.rounds)]
+        print(f"  rate {rate:<4}: {statistics.median(figures) / 1000:.3f} µs per call")
+    figures = [stream_ns(args.calls // 10) for _ in range(args.rounds)]
+    print(f"  a drawn stream, 6 events read: {statistics.median(figures) / 1000:.3f} µs per call")
+
+
+if __name__ == "__main__":
+    main()
