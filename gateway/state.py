@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from gateway.calls.internal import CHECKS_CALLER, embed
 from gateway.calls.pipeline import Pipeline
+from gateway.calls.recovery import StreamRecovery
 from gateway.core.config import GatewayConfig
 from gateway.core.probes import Probe
 from gateway.core.settings import Settings
@@ -24,7 +25,7 @@ from gateway.indexes.monitor import IndexMonitor
 from gateway.metering.budgets import MemoryBudgetLedger, RedisBudgetLedger
 from gateway.metering.limits import MemoryRateLimiter, RedisRateLimiter
 from gateway.metering.meter import Meter
-from gateway.metering.prices import PriceTable, context_windows, cost_ranks
+from gateway.metering.prices import PriceTable, assistant_prefill, context_windows, cost_ranks
 from gateway.metering.redis_meter import RedisMeterStore
 from gateway.metering.stores import LocalMeterStore, MeterStore
 from gateway.observability.call_log import CallLog
@@ -68,6 +69,21 @@ def _context_windows(config: GatewayConfig, deployments: list[Deployment]) -> di
             ", ".join(unknown),
         )
     return windows
+
+
+def _stream_recovery(config: GatewayConfig, deployments: list[Deployment]) -> StreamRecovery | None:
+    """For gateway.stream_recovery: None when no model name has it on (streams then keep no
+    text), else which deployments continue a stream by prefill."""
+    names = config.gateway.stream_recovery
+    if config.router_settings.enable_mid_stream_fallback_continuation:
+        names = {"*": True, **names}  # LiteLLM's switch, unless "*" says otherwise
+    if not any(names.values()):
+        return None
+    configured = {
+        d.id: entry.model_info.supports_assistant_prefill
+        for entry, d in zip(config.model_list, deployments, strict=True)
+    }
+    return StreamRecovery(names, assistant_prefill(deployments, configured))
 
 
 @dataclass
@@ -182,6 +198,7 @@ class GatewayState:
             log_bodies=config.gateway.log_bodies,
             samples=samples,
             sampler=drift.sampler,
+            recovery=_stream_recovery(config, deployments),
         )
         indexes = IndexMonitor(
             config,

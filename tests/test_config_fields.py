@@ -957,6 +957,46 @@ async def max_response_bytes(h: Harness) -> None:
     assert "max_response_bytes" in caught.value.message
 
 
+def _recovering(h: Harness, prefill: bool, **sections: Any) -> tuple[str, str]:
+    """A stream of "cf-recover" cut on its first deployment and continued on the second (of
+    weight 0: chosen only once the first is left out); returns the answer and the spare."""
+    broken, spare = h.tag("cut=2"), h.tag("gpt-4o-mini")
+    config = {
+        "model_list": [
+            h.model("cf-recover", broken, weight=1),
+            h.model("cf-recover", spare, {"supports_assistant_prefill": prefill}, weight=0),
+        ],
+        **(sections or {"gateway": {"stream_recovery": {"cf-recover": True}}}),
+    }
+    stream = sdk(h.gateway(config)).chat.completions.create(
+        model="cf-recover",
+        messages=USER,  # type: ignore[arg-type]
+        stream=True,
+    )
+    return "".join(c.choices[0].delta.content or "" for c in stream if c.choices), spare
+
+
+def stream_recovery(h: Harness) -> None:
+    answer, _ = _recovering(h, prefill=True)
+    assert answer == "echo: config keys"  # an error event midway without it
+
+
+def enable_mid_stream_fallback_continuation(h: Harness) -> None:
+    router = {"enable_mid_stream_fallback_continuation": True}
+    answer, _ = _recovering(h, prefill=True, router_settings=router)
+    assert answer == "echo: config keys"
+
+
+def supports_assistant_prefill(h: Harness) -> None:
+    for prefill in (True, False):
+        _, spare = _recovering(h, prefill)
+        sent = h.upstream.last_body(spare)
+        assert sent is not None
+        # With it: the text as a prefix to continue; without: a request to go on after it.
+        assert (sent["messages"][-1].get("prefix") is True) is prefill
+        assert (sent["messages"][-1]["role"] == "user") is not prefill
+
+
 # --- LiteLLM's sections beside model_list ------------------------------------------------------
 
 
@@ -1034,6 +1074,7 @@ CHECKS: dict[str, Check] = {
     "model_list[].model_info.cost_per_1k_predictions": cost_per_1k_predictions,
     "model_list[].model_info.max_batch_size": max_batch_size,
     "model_list[].model_info.max_batch_time": max_batch_time,
+    "model_list[].model_info.supports_assistant_prefill": supports_assistant_prefill,
     "router_settings.routing_strategy": routing_strategy,
     "router_settings.num_retries": num_retries,
     "router_settings.timeout": router_timeout,
@@ -1059,12 +1100,16 @@ CHECKS: dict[str, Check] = {
     "router_settings.model_group_alias": model_group_alias,
     "router_settings.enable_tag_filtering": enable_tag_filtering,
     "router_settings.tag_filtering_match_any": tag_filtering_match_any,
+    "router_settings.enable_mid_stream_fallback_continuation": (
+        enable_mid_stream_fallback_continuation
+    ),
     "gateway.max_body_bytes": max_body_bytes,
     "gateway.default_max_tokens": default_max_tokens,
     "gateway.cap_max_tokens_to_budget": cap_max_tokens_to_budget,
     "gateway.log_bodies": log_bodies,
     "gateway.max_response_bytes": max_response_bytes,
     "gateway.prediction_sample_rate": prediction_sample_rate,
+    "gateway.stream_recovery": stream_recovery,
     "environment_variables": environment_variables,
     "credential_list[].credential_name": credential_list,
     "credential_list[].credential_values": credential_list,

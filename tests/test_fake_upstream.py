@@ -126,6 +126,24 @@ async def test_content_parts_and_empty_conversation(
     assert reply["usage"]["prompt_tokens"] == 1
 
 
+async def test_a_prefix_message_is_continued(
+    fake: FakeUpstream, http: aiohttp.ClientSession
+) -> None:
+    def ending_with(message: dict[str, Any]) -> dict[str, Any]:
+        return {"model": "m", "messages": [*CONVERSATION, message]}
+
+    async def answer(message: dict[str, Any]) -> str:
+        _, raw, _ = await post(http, fake, "/chat/completions", ending_with(message))
+        content: str = orjson.loads(raw)["choices"][0]["message"]["content"]
+        return content
+
+    prefix = {"role": "assistant", "content": "echo: hello", "prefix": True}
+    assert await answer(prefix) == " there world"
+    assert await answer({**prefix, "content": "something else"}) == ANSWER
+    # Without the flag an assistant message is a turn like any other.
+    assert await answer({"role": "assistant", "content": "echo: hello"}) == ANSWER
+
+
 async def test_stream_spells_the_same_answer(
     fake: FakeUpstream, http: aiohttp.ClientSession
 ) -> None:
@@ -286,6 +304,29 @@ async def test_stream_cut_ends_the_body_early(
     assert len(frames) == 3  # the role chunk and two content chunks, nothing after
     assert b"[DONE]" not in received
     assert b'"finish_reason":"stop"' not in received
+
+
+async def test_stream_cut_mid_stops_inside_a_character(
+    fake: FakeUpstream, http: aiohttp.ClientSession
+) -> None:
+    conversation = [{"role": "user", "content": "ça va très bien"}]
+    body: dict[str, Any] = {"model": "cut_mid=1", "messages": conversation, "stream": True}
+    pieces: list[bytes] = []
+
+    async def read_all(response: aiohttp.ClientResponse) -> None:
+        async for piece in response.content.iter_any():  # a torn last line too
+            pieces.append(piece)
+
+    async with http.post(fake.url + "/chat/completions", json=body) as response:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await read_all(response)
+    received = b"".join(pieces)
+    *frames, torn = received.split(b"\n\n")
+    assert len(frames) == 2  # the role chunk and one content chunk, then part of the next
+    assert torn.startswith(b"data: {")
+    assert torn.endswith(b"\xc3")
+    with pytest.raises(UnicodeDecodeError):
+        torn.decode()
 
 
 async def test_stream_stall_keeps_the_client_waiting(

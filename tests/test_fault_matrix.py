@@ -78,6 +78,7 @@ class Holds:
     # exact (input, output) from the upstream's usage, or "estimated": counted by the gateway
     # (input from the request it sent, output from what it relayed) and flagged as such
     tokens: tuple[int, int] | Literal["estimated"] = (0, 0)
+    recovered_from: str | None = None  # the deployment whose stream broke, when recovered
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,28 @@ class Fault:
     stream: bool = False
     fallbacks: tuple[str, ...] = ()  # directives of faulty's fallback aliases, tried in order
     timeout: float | None = None  # faulty's own, for rows whose answer must come through
+    # gateway.stream_recovery on for faulty (every deployment supporting assistant prefill)
+    recovery: bool = False
 
 
 def failed(status: int, error: str, attempts: int = 2, deployment: str = "faulty#0") -> Holds:
     """The row of a call that failed before any byte reached the client."""
     return Holds(status, error, attempts, deployment)
+
+
+def recovered(name: str, upstream: str) -> Fault:
+    """A stream that broke midway, continued on faulty's fallback (stream recovery on)."""
+    holds = Holds(200, None, 2, "fallback1#1", "estimated", recovered_from="faulty#0")
+    return Fault(
+        name,
+        upstream,
+        Sees(200, complete=True),
+        holds,
+        calls=(1, 1),
+        stream=True,
+        fallbacks=("gpt-4o-mini",),
+        recovery=True,
+    )
 
 
 SERVED = Holds(200, None, 1, "faulty#0", (PROMPT_TOKENS, ANSWER_TOKENS))
@@ -202,6 +220,20 @@ UPSTREAM_FAULTS = [
         Holds(200, "timeout_error", 1, "faulty#0", "estimated"),
         calls=(1,),
         stream=True,
+    ),
+    # With gateway.stream_recovery the fallback continues the text the client has.
+    recovered("stream-cut-recovered", "cut=2"),
+    recovered("stream-stall-recovered", "stall=2"),
+    Fault(
+        # The continuation cannot be opened: the client gets the break's own error event.
+        "stream-cut-recovery-failing",
+        "cut=2",
+        Sees(200, UPSTREAM_5XX),
+        Holds(200, "upstream_error", 3, "faulty#0", "estimated"),
+        calls=(1, 2),
+        stream=True,
+        fallbacks=("status=500",),
+        recovery=True,
     ),
     Fault(
         "malformed-json",
@@ -445,9 +477,11 @@ def row_problems(row: dict[str, Any], holds: Holds) -> dict[str, str]:
         if not ok:
             problems[field] = f"{field} is {row[field]!r}, expected {wanted}"
 
-    for field in ("status", "error_type", "attempts", "deployment"):
+    for field in ("status", "error_type", "attempts", "deployment", "recovered_from"):
         wanted = getattr(holds, field)
         expect(field, row[field] == wanted, repr(wanted))
+    recovered = holds.recovered_from is not None
+    expect("recovered", bool(row["recovered"]) is recovered, repr(recovered))
     if holds.tokens == "estimated":
         expect("estimated", bool(row["estimated"]), "True")
         expect(
@@ -493,6 +527,10 @@ def test_upstream_fault(fault: Fault, serve: Any, upstream: FakeUpstream) -> Non
     models = dict(zip(aliases, [fault.upstream, *fault.fallbacks], strict=True))
     fallbacks = [{"faulty": aliases[1:]}] if fault.fallbacks else []
     settings, sent = config(upstream, models, {"faulty": fault.timeout}, fallbacks=fallbacks)
+    if fault.recovery:
+        settings["gateway"] = {"stream_recovery": {"faulty": True}}
+        for deployment in settings["model_list"]:
+            deployment["model_info"] = {**PRICES, "supports_assistant_prefill": True}
     base, db, client = serve(settings)
     padded = ANSWER + " " + "x" * OVERSIZED if "pad=" in fault.upstream else ANSWER
 

@@ -190,6 +190,7 @@ def _row(request_id: str) -> dict[str, Any]:
         "cost_usd": 0.0,
         "estimated": False,
         "predictions": 0,
+        "recovered": False,
     }
 
 
@@ -244,6 +245,8 @@ def _every_type() -> tuple[dict[str, Any], ...]:
         "alias": "gpt-4o-mini 🚀",
         "deployment": "gpt-4o-mini#0",
         "provider": "openai",
+        "recovered": True,
+        "recovered_from": "gpt-4o-mini#1",
         "prompt_name": "greet",
         "prompt_version": "abc123",
         "status": 502,
@@ -269,10 +272,18 @@ def _every_type() -> tuple[dict[str, Any], ...]:
     }
     minimal = _row("minimal")  # optional columns absent: NULL
     expected_minimal = {**{c.name: None for c in request_log.columns}, **minimal}
-    for column in ("stream", "attempts", "cached_tokens", "cost_usd", "estimated", "predictions"):
+    for column in (
+        "stream",
+        "attempts",
+        "cached_tokens",
+        "cost_usd",
+        "estimated",
+        "predictions",
+        "recovered",
+    ):
         del minimal[column]  # columns with a default in tables.py: the default
     expected_minimal.update(stream=False, attempts=0, cached_tokens=0, cost_usd=0.0, predictions=0)
-    expected_minimal.update(estimated=False)
+    expected_minimal.update(estimated=False, recovered=False)
     changed = {**full, "status": 200, "team": "replayed"}
     spooled = {**_row("from-spool"), "ttft_ms": 2.5, "request_body": "spooled body"}
     return full, minimal, expected_minimal, changed, spooled

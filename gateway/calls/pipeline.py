@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from gateway.calls.checks import CHECKS, require_model
 from gateway.calls.record import CallRecord
+from gateway.calls.recovery import Continuation, StreamRecovery
 from gateway.calls.tags import HEADER as TAGS_HEADER
 from gateway.calls.tags import take_tags
 from gateway.calls.token_cap import cap_callers_fields, cap_for_deployment
@@ -64,6 +65,8 @@ class Call:
     version: str | None = None
     infer: InferRequest | None = None
     checked: ServedVersion | None = None
+    recovers: bool = False  # a stream that breaks after it began is continued elsewhere
+    continuation: Continuation | None = None  # how, once it is
 
 
 def _rendered_chars(messages: list[dict[str, Any]], history: list[dict[str, Any]]) -> int:
@@ -92,6 +95,11 @@ async def _open_stream(provider: Provider, deployment: Deployment, call: Call) -
     return await provider.open_stream(deployment, call.body)
 
 
+async def _open_continuation(provider: Provider, deployment: Deployment, call: Call) -> Stream:
+    assert call.continuation is not None
+    return await provider.open_stream(deployment, call.continuation.body_for(call.body, deployment))
+
+
 async def _embeddings(provider: Provider, deployment: Deployment, call: Call) -> Reply:
     return await provider.embeddings(deployment, call.body)
 
@@ -117,6 +125,7 @@ class Pipeline:
         log_bodies: bool,
         sampler: Sampler,
         samples: PredictionSamples | None = None,
+        recovery: StreamRecovery | None = None,
     ) -> None:
         self.router = router
         self.meter = meter
@@ -129,6 +138,7 @@ class Pipeline:
         self.reads_tags = router.settings.enable_tag_filtering
         self.sampler = sampler
         self.samples = samples
+        self.recovery = recovery  # None: no model name recovers its streams
 
     async def admit(self, call: Call, headers: Mapping[str, str] | None = None) -> None:
         """Checks the call and reserves its worst case against the caller's budgets and rate
@@ -311,7 +321,22 @@ class Pipeline:
         """An open stream; the relay settles it when it ends (see calls.streaming)."""
         call.record.stream = True
         routed: Routed[Stream] = await self._route(call, _open_stream)
+        recovery = self.recovery
+        if recovery is not None:
+            alias = call.chain[0]
+            if recovery.applies(alias, self.router.names.target(alias), call.body):
+                call.recovers = True
+                routed.value.keep_text()
         return routed
+
+    async def continue_stream(self, call: Call, broken: Deployment) -> Routed[Stream]:
+        """The continuation of a stream `broken` cut (call.body and call.continuation say
+        what to ask), routed as a new call would be but never to `broken`."""
+        router = self.router
+        prompt = prompt_tokens_sent(call.body) if router.needs_prompt_tokens else 0
+        return await router.call(
+            call.chain, _open_continuation, call, self, prompt, call.tags, avoid=broken
+        )
 
     def price(
         self, call: Call, deployment: Deployment, usage: Usage | None, seconds: float = 0.0

@@ -35,6 +35,8 @@ class CallRecord:
     team: str | None = None
     alias: str | None = None
     deployment: Deployment | None = None
+    # The deployment whose stream broke and was continued on `deployment` (stream recovery).
+    recovered_from: Deployment | None = None
     attempts: int = 0
     upstream_s: float | None = None
     ttft_s: float | None = None
@@ -81,6 +83,8 @@ class CallRecord:
             "alias": self.alias,
             "deployment": deployment.id if deployment else None,
             "provider": deployment.provider if deployment else None,
+            "recovered": self.recovered_from is not None,
+            "recovered_from": self.recovered_from.id if self.recovered_from else None,
             "prompt_name": self.prompt_name,
             "prompt_version": self.prompt_version,
             "status": status,

@@ -158,6 +158,9 @@ class ModelInfo(BaseModel):
     # Ours: "auto" sends OpenAI-compatible upstreams through the pooled fast path and the
     # rest through litellm; "litellm" forces litellm (e.g. to compare behaviour).
     transport: Literal["auto", "litellm"] = "auto"
+    # LiteLLM's flag (else the price map's): the model continues a final assistant message
+    # marked `prefix: true`, which mid-stream recovery (gateway.stream_recovery) uses.
+    supports_assistant_prefill: bool | None = None
     description: str | None = None
     # Ours, for classic models (/v2 infer): USD per 1,000 rows predicted.
     cost_per_1k_predictions: float | None = Field(default=None, ge=0)
@@ -334,6 +337,9 @@ class RouterSettings(BaseModel):
     # match (any one of them, or all of them when tag_filtering_match_any is false).
     enable_tag_filtering: bool = False
     tag_filtering_match_any: bool = True
+    # LiteLLM's switch for mid-stream recovery on every model name: gateway.stream_recovery's
+    # "*" when that leaves it unset.
+    enable_mid_stream_fallback_continuation: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -416,6 +422,9 @@ class GatewaySection(BaseModel):
     # Share of classic-model calls (/v2 infer) whose inputs and predictions are kept (table
     # prediction_samples) for drift monitoring, written off the request path.
     prediction_sample_rate: float = Field(default=0.1, ge=0, le=1)
+    # Per model name (or "*" for every other): a stream cut or stalled after it began goes on
+    # on the next deployment the router chooses, which continues the text the client has.
+    stream_recovery: dict[str, bool] = Field(default_factory=dict)
 
 
 class Credential(BaseModel):
@@ -449,7 +458,7 @@ class GatewayConfig(BaseModel):
         """litellm_settings' router keys, where router_settings leaves them unset, as LiteLLM's
         Router reads them (`router value or litellm.<key>`)."""
         origins = apply_litellm_router_keys(self.router_settings, self.litellm_settings)
-        problems = fallback_problems(self, origins)
+        problems = fallback_problems(self, origins) + stream_recovery_problems(self)
         if problems:
             raise ConfigProblems(problems)
         return self
@@ -565,6 +574,17 @@ def fallback_problems(config: GatewayConfig, origins: dict[str, str]) -> list[tu
                 check_targets(at, names)
     check_targets((origins["default_fallbacks"], "default_fallbacks"), router.default_fallbacks)
     return problems
+
+
+def stream_recovery_problems(config: GatewayConfig) -> list[tuple[Loc, str]]:
+    """gateway.stream_recovery names a model name a request may ask for, or "*"."""
+    sources, _ = config.fallback_names()
+    known = f"(known: {', '.join(sorted(sources))})"
+    return [
+        (("gateway", "stream_recovery", name), f"{name!r} is not a model_name {known}")
+        for name in config.gateway.stream_recovery
+        if name not in sources and not config.routes(name)
+    ]
 
 
 def _without_empty_sections(data: dict[Any, Any]) -> dict[Any, Any]:

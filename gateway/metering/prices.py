@@ -435,6 +435,14 @@ def config_price_warnings(config: GatewayConfig) -> list[str]:
     return price_warnings(build_deployments(config), catalogue, source)
 
 
+def _model_entry(catalogue: dict[str, Any], d: Deployment) -> dict[str, Any] | None:
+    """The price map's entry for the deployment's base_model, else for its model."""
+    models = [m for m in (d.base_model, d.model) if m]
+    return next(
+        (e for m in models if (e := _map_entry(catalogue, m, d.provider)) is not None), None
+    )
+
+
 def context_windows(
     deployments: list[Deployment], configured: dict[str, int | None]
 ) -> dict[str, int]:
@@ -446,16 +454,30 @@ def context_windows(
     for d in deployments:
         window = configured.get(d.id)
         if window is None:
-            models = [m for m in (d.base_model, d.model) if m]
-            entry = next(
-                (e for m in models if (e := _map_entry(catalogue, m, d.provider)) is not None),
-                None,
-            )
+            entry = _model_entry(catalogue, d)
             found = entry.get("max_input_tokens") if entry else None
             window = found if isinstance(found, int) and found > 0 else None
         if window is not None:
             windows[d.id] = window
     return windows
+
+
+def assistant_prefill(
+    deployments: list[Deployment], configured: dict[str, bool | None]
+) -> frozenset[str]:
+    """The ids of the deployments whose model continues a final assistant message marked
+    `prefix: true`: as model_info.supports_assistant_prefill says (`configured`), else as the
+    price map says for its base_model, else for its model (LiteLLM's own reading)."""
+    catalogue, _ = load_price_map()
+    found: set[str] = set()
+    for d in deployments:
+        declared = configured.get(d.id)
+        if declared is None:
+            entry = _model_entry(catalogue, d)
+            declared = bool(entry and entry.get("supports_assistant_prefill") is True)
+        if declared:
+            found.add(d.id)
+    return frozenset(found)
 
 
 def cost_ranks(prices: PriceTable, deployments: list[Deployment]) -> dict[str, float]:

@@ -185,7 +185,7 @@ def _summary(row: Any) -> dict[str, Any]:
     shown = {RENAMED.get(name, name): value for name, value in row._mapping.items()}
     for name in ("created_at", "finished_at"):
         shown[name] = utc(shown[name]).isoformat()
-    for name in ("stream", "estimated"):
+    for name in ("stream", "estimated", "recovered"):
         shown[name] = bool(shown[name])
     return shown
 

@@ -57,6 +57,13 @@ class LogRow(Answer):
     model: str | None
     deployment: str | None = Field(description="The deployment that answered (alias#n).")
     provider: str | None
+    recovered: bool = Field(
+        default=False,
+        description="A stream that broke mid-answer and was continued on `deployment`.",
+    )
+    recovered_from: str | None = Field(
+        default=None, description="The deployment whose stream broke, when recovered."
+    )
     prompt_name: str | None
     prompt_version: str | None
     status: int

@@ -116,6 +116,11 @@ class Stream:
         self.usage: Usage | None = None
         self.done = False
         self.content_chars = 0
+        # With keep_text() (mid-stream recovery): the text relayed so far, piece by piece.
+        self.text: list[str] | None = None
+        # No delta carried anything but text (a tool call, say), and no choice finished.
+        self.continuable = True
+        self.head: dict[str, Any] = {}  # the first event's id, created and model
         # Observed now, so a malformed first event fails before anything reaches the client
         # (and the router may still fall back).
         self._first = self._observed(first)
@@ -153,10 +158,57 @@ class Stream:
                     self.content_chars += len(content)
         return bool(usage) and not choices
 
+    def keep_text(self) -> None:
+        """From here on, also keep the text each event carries and whether anything else came
+        (for mid-stream recovery, which replays the text). Costs nothing per event unless
+        called: `batches` picks the observer once."""
+        self.text = []
+        chunk = _chunk_of(self._first[0][0]) if self._first else None
+        if chunk is not None:
+            self.head = {k: chunk[k] for k in ("id", "created", "model") if k in chunk}
+        self.content_chars = 0  # counted again, with the text kept
+        for event, _ in self._first:
+            self._observe_keeping(event)
+
+    def _observe_keeping(self, event: bytes) -> bool:
+        """_observe, keeping the text too. A copy rather than a shared helper or a flag, so
+        the plain observer (every stream without recovery) does no more than it did."""
+        if event.startswith(b"data: [DONE]"):
+            self.done = True
+            return False
+        try:
+            chunk = orjson.loads(event[6:])
+        except orjson.JSONDecodeError:
+            raise UpstreamError("upstream sent a malformed stream event") from None
+        if not isinstance(chunk, dict):
+            return False
+        choices = chunk.get("choices")
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = Usage.from_openai(usage)
+        if choices:
+            for choice in choices:
+                delta = choice.get("delta") if isinstance(choice, dict) else None
+                if not isinstance(delta, dict):
+                    continue
+                content = delta.get("content")
+                if isinstance(content, str) and content:
+                    self.text.append(content)  # type: ignore[union-attr]  # set by keep_text
+                    self.content_chars += len(content)
+                if choice.get("finish_reason") or (
+                    (len(delta) > 1 or content is None)
+                    and any(value for key, value in delta.items() if key not in _TEXT_KEYS)
+                ):
+                    # The answer is whole, or carries what text cannot replay: a tool call,
+                    # reasoning, audio, a refusal.
+                    self.continuable = False
+        return bool(usage) and not choices
+
     async def batches(self, strip_usage: bool = False) -> AsyncIterator[list[bytes]]:
         """Batches of events, the last ending with [DONE]; usage-only events dropped when
         asked. A malformed event ends the stream with an error after the events before it."""
         seen = self._first
+        observe = self._observe if self.text is None else self._observe_keeping
         while True:
             kept = [event for event, usage_only in seen if not (strip_usage and usage_only)]
             if kept:
@@ -169,7 +221,7 @@ class Stream:
             seen = []
             for event in batch:
                 try:
-                    seen.append((event, self._observe(event)))
+                    seen.append((event, observe(event)))
                 except UpstreamError:
                     kept = [e for e, usage_only in seen if not (strip_usage and usage_only)]
                     if kept:
@@ -188,6 +240,20 @@ class Stream:
         close = getattr(self._rest, "aclose", None)
         if close is not None:
             await close()
+
+
+# What a delta may carry besides its text and still be replayed as text alone.
+_TEXT_KEYS = frozenset({"content", "role"})
+
+
+def _chunk_of(event: bytes) -> dict[str, Any] | None:
+    if event.startswith(b"data: [DONE]"):
+        return None
+    try:
+        chunk = orjson.loads(event[6:])
+    except orjson.JSONDecodeError:
+        return None
+    return chunk if isinstance(chunk, dict) else None
 
 
 class Provider(Protocol):

@@ -2,7 +2,9 @@
 
 Only gateway errors are seen here; providers have already translated library failures.
 A stream counts as successful once its first event arrived, so a stream may move to another
-deployment or a fallback only before the client has received a byte.
+deployment or a fallback only before the client has received a byte; one that fails later
+counts toward its deployment's cooldown (`stream_failed`), and mid-stream recovery
+(calls/streaming.py) routes its continuation through `call` again, without it (`avoid`).
 """
 
 from __future__ import annotations
@@ -231,16 +233,27 @@ class Router:
             matched = [s for s in states if wanted.issubset(s.deployment.tags)]
         return matched or defaults
 
-    def used(self, deployment: Deployment, tokens: int) -> None:
-        """An answer's tokens, for usage-based routing (counted in this minute)."""
+    def _state_of(self, deployment: Deployment) -> DeploymentState | None:
         state = self._by_id.get(deployment.id)
         if state is None or state.deployment is not deployment:
             # A wildcard's copy: its state is among those its name resolved to.
             resolved = self.names.find(deployment.alias) or []
             state = next((s for s in resolved if s.deployment is deployment), None)
+        return state
+
+    def used(self, deployment: Deployment, tokens: int) -> None:
+        """An answer's tokens, for usage-based routing (counted in this minute)."""
+        state = self._state_of(deployment)
         if state is not None:
             state.usage(current_minute())
             state.minute_tokens += tokens
+
+    def stream_failed(self, deployment: Deployment, error: GatewayError) -> None:
+        """A stream the deployment cut or let stall after its first event: a failure of the
+        deployment like any other (toward allowed_fails and its cooldown)."""
+        state = self._state_of(deployment)
+        if state is not None and is_retryable(error):
+            state.failed(error, self.settings, self.policy, time.monotonic())
 
     async def call(
         self,
@@ -250,12 +263,15 @@ class Router:
         hook: AttemptHook[P] | None = None,
         prompt_tokens: int = 0,
         tags: Sequence[str] | None = None,
+        avoid: Deployment | None = None,
     ) -> Routed[T]:
         """Tries chain[0], then its fallbacks among `chain` (from chain()), until one
         answers; each attempt is `send(provider, deployment, payload)` between the hook's
         two calls. `prompt_tokens`, an estimate, serves enable_pre_call_checks and
         usage-based routing (see needs_prompt_tokens); with tag filtering on, only the
-        deployments the request's `tags` select are tried."""
+        deployments the request's `tags` select are tried. `avoid` (a deployment whose
+        stream just broke) is never tried: its alias's other deployments are, then its
+        fallbacks."""
         name = chain[0]
         plan = self.fallbacks.regular.get(name)
         attempts, spent, fallbacks = 0, 0.0, 0
@@ -263,7 +279,7 @@ class Router:
         while True:
             try:
                 return await self._call_alias(
-                    name, send, payload, hook, attempts, spent, prompt_tokens, tags
+                    name, send, payload, hook, attempts, spent, prompt_tokens, tags, avoid
                 )
             except _AliasFailed as failure:
                 attempts, spent, error = failure.attempts, failure.spent, failure.error
@@ -313,10 +329,18 @@ class Router:
         spent: float,
         prompt_tokens: int,
         tags: Sequence[str] | None,
+        avoid: Deployment | None = None,
     ) -> Routed[T]:
         states = self._fitting(name, prompt_tokens, tags)
         if isinstance(states, GatewayError):
             raise _AliasFailed(states, attempts, spent)
+        if avoid is not None:
+            states = [s for s in states if s.deployment is not avoid]
+            if not states:  # on to the fallbacks
+                error = UpstreamUnavailable(
+                    f"{self._alias_of.get(name, name)!r} has no other deployment to continue on"
+                )
+                raise _AliasFailed(error, attempts, spent)
         tried: set[int] = set()
         last_error: GatewayError | None = None
         attempt = 0

@@ -77,6 +77,9 @@ request_log = Table(
     Column("alias", String(200), nullable=True),
     Column("deployment", String(200), nullable=True),
     Column("provider", String(64), nullable=True),
+    # A stream that broke and was continued on `deployment` (gateway.stream_recovery).
+    Column("recovered", Boolean, nullable=False, default=False),
+    Column("recovered_from", String(200), nullable=True),
     Column("prompt_name", String(200), nullable=True),
     Column("prompt_version", String(64), nullable=True),
     Column("status", Integer, nullable=False),

@@ -32,6 +32,10 @@ answer, a finish chunk, a usage chunk (``choices: []``) only when
 ``stream_options.include_usage`` is true, then ``data: [DONE]``. Embedding vectors are a hash
 of the text, L2-normalised.
 
+A conversation whose last message is an assistant message marked ``"prefix": true`` (DeepSeek's
+and Mistral's way to have a model continue a text) is continued: the answer is the rest of the
+echo of the last user message after that text (the whole echo when it does not start with it).
+
 Directive grammar of the model string::
 
     model      := directive ("," directive)*
@@ -69,6 +73,9 @@ with a 400 naming it. The whole string is always echoed back as ``model``.
 ``cut=N``           in a stream, close the connection after N content chunks: no finish
                     chunk, no [DONE], no chunked-encoding terminator (N >= chunks: after the
                     last content chunk)
+``cut_mid=N``       like ``cut=N``, but first send part of the next content chunk's event:
+                    up to the middle of its first multi-byte UTF-8 character (half the
+                    event when it has none)
 ``stall=N``         in a stream, send nothing more after N content chunks, keeping the
                     connection open
 ``malformed``       200 with a body that is not JSON; a stream sends one valid chunk, then
@@ -181,6 +188,7 @@ class Directives:
     chunks: int = 5
     chunk_delay: float = 0.0
     cut: int | None = None
+    cut_mid: int | None = None
     stall: int | None = None
     malformed: bool = False
     dim: int = 8
@@ -251,6 +259,7 @@ _DIRECTIVES: Final[dict[str, tuple[str, Callable[[str | None], object]]]] = {
     "chunks": ("chunks", _int_between(1, 10_000)),
     "chunk_delay": ("chunk_delay", _millis),
     "cut": ("cut", _int_between(0, _NO_LIMIT)),
+    "cut_mid": ("cut_mid", _int_between(0, _NO_LIMIT)),
     "stall": ("stall", _int_between(0, _NO_LIMIT)),
     "malformed": ("malformed", _flag),
     "dim": ("dim", _int_between(1, _MAX_DIM)),
@@ -357,7 +366,12 @@ def _echo(messages: list[Any]) -> tuple[str, int]:
         words += len(text.split())
         if message.get("role") == "user":
             last_user = text
-    return "echo: " + last_user, max(words, 1)
+    answer = "echo: " + last_user
+    last = messages[-1] if messages else None
+    if isinstance(last, dict) and last.get("role") == "assistant" and last.get("prefix") is True:
+        prefix = _text_of(last.get("content"))
+        answer = answer.removeprefix(prefix)
+    return answer, max(words, 1)
 
 
 REASONING_EFFORTS = ("minimal", "low", "medium", "high")
@@ -462,6 +476,12 @@ async def _reply(request: web.BaseRequest, body: bytes, first_byte: float) -> we
 
 def _sse(payload: object) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _part_of(event: bytes) -> bytes:
+    """The event up to the middle of its first multi-byte UTF-8 character, else its half."""
+    lead = next((i for i, byte in enumerate(event) if byte >= 0xC0), None)
+    return event[: lead + 1] if lead is not None else event[: len(event) // 2]
 
 
 _Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -744,14 +764,15 @@ class FakeUpstream:
         tail.append(_DONE)
 
         delay = directives.chunk_delay
-        if not delay and directives.cut is None and directives.stall is None:
+        cut = directives.cut if directives.cut_mid is None else directives.cut_mid
+        if not delay and cut is None and directives.stall is None:
             # One write for the whole stream: headers, events and terminator in one syscall.
             await response.write_eof(b"".join([first, *pieces, *tail]))
             return response
 
         await response.write(first)
         count = len(pieces)
-        cut_at = None if directives.cut is None else min(directives.cut, count)
+        cut_at = None if cut is None else min(cut, count)
         stall_at = None if directives.stall is None else min(directives.stall, count)
         for sent in range(count + 1):
             if sent == stall_at:
@@ -760,6 +781,8 @@ class FakeUpstream:
                 # close() flushes what was written, then drops the connection without the
                 # zero-length chunk, so the client sees a body that ended early. aiohttp's
                 # own write_eof afterwards hits the closed transport and gives up quietly.
+                if directives.cut_mid is not None and sent < count:
+                    await response.write(_part_of(pieces[sent]))
                 if request.transport is not None:
                     request.transport.close()
                 return response
