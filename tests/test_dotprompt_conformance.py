@@ -243,10 +243,18 @@ def test_the_shipped_prompts_render_as_dotpromptz_renders_them() -> None:
         suite = load_suite(suite_path)
         if suite.target.kind != "prompt" or suite.target.name not in prompts:
             continue
+        retrieve = suite.spec.retrieve
+        # A suite that retrieves fills that variable from a collection when it runs: here
+        # with passages of the shape its search answers.
+        retrieved = (
+            {retrieve.into: [{"source": "README.md#a-section", "text": "A passage.\n"}]}
+            if retrieve is not None
+            else {}
+        )
         for test_case in suite.cases:
             case = {
                 "prompt": suite.target.name,
-                "variables": {**suite.spec.defaults.vars, **test_case.vars},
+                "variables": {**suite.spec.defaults.vars, **retrieved, **test_case.vars},
                 "messages": [{"role": "user", "content": "an earlier question"}],
             }
             ours = gateway_messages(prompts[suite.target.name], case)
