@@ -177,6 +177,12 @@ def test_search_embeds_through_the_gateway_and_returns_payloads(
     bad = httpx.post(f"{base}/v1/indexes/support/search", json={"limit": 3}, headers=ADMIN)
     assert bad.status_code == 400
     assert "query" in bad.json()["error"]["message"]
+    long = httpx.post(
+        f"{base}/v1/indexes/support/search", json={"query": "q" * 30_000}, headers=ADMIN
+    )
+    assert long.status_code == 400
+    assert long.json()["error"]["param"] == "query"
+    assert "qqqq" not in long.text  # named by its field, never echoed
     gone = httpx.post(f"{base}/v1/indexes/gone/search", json={"query": "x"}, headers=ADMIN)
     assert gone.status_code == 404
     assert gone.json()["error"]["code"] == "collection_not_found"

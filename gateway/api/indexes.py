@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
 
 from gateway.api.deps import CallerDep, StateDep, ValidInput, read_json
 from gateway.calls.internal import embed
@@ -102,8 +103,11 @@ async def search_index(
     body, _ = await read_json(request)
     try:
         asked = SearchRequest.model_validate(body)
-    except ValueError as exc:
-        raise BadRequest(f"search body: {' '.join(str(exc).split())[:300]}") from None
+    except ValidationError as exc:
+        # The first problem, named by its field, as every other route's 400; never the value.
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise BadRequest(f"{field or 'search body'}: {first['msg']}", param=field or None) from None
     (vector,) = await embed(state.calls, caller, collection.model, [asked.query])
     from gateway.indexes.search import nearest
 
