@@ -433,7 +433,8 @@ def test_logs_follow_prints_new_rows_until_interrupted(
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-        env=cli_env(tmp_path, database),
+        # A follower that outlives its Ctrl-C dumps every thread's stack on SIGABRT (below).
+        env={**cli_env(tmp_path, database), "PYTHONFAULTHANDLER": "1"},
     )
     lines: queue.Queue[str] = queue.Queue()
     output = follower.stdout
@@ -469,8 +470,16 @@ def test_logs_follow_prints_new_rows_until_interrupted(
             assert joined.count(response.headers["x-gateway-request-id"]) == 1
         assert first.headers["x-gateway-request-id"] not in joined  # printed once, not again
     finally:
+        # Stopped whatever happened above, without hiding it: a follower still running 30 s
+        # after Ctrl-C is made to print where it is stuck, and that is the failure shown.
         follower.send_signal(signal.SIGINT)
-        follower.wait(timeout=15)
+        try:
+            follower.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            follower.send_signal(signal.SIGABRT)
+            follower.wait(timeout=10)
+            stuck = follower.stderr.read() if follower.stderr else ""
+            pytest.fail(f"gateway logs --follow ignored Ctrl-C for 30 s:\n{stuck}")
     assert follower.returncode == 0, follower.stderr.read() if follower.stderr else ""
 
 
