@@ -76,6 +76,42 @@ def test_missing_and_wrong_key_are_401(gateway: GatewayFactory) -> None:
     assert response.status_code == 401
 
 
+@pytest.mark.parametrize(
+    "header, value",
+    [
+        ("x-litellm-api-key", MASTER_KEY),
+        ("x-litellm-api-key", f"Bearer {MASTER_KEY}"),
+        ("api-key", MASTER_KEY),  # Azure OpenAI's SDKs
+        ("x-api-key", MASTER_KEY),  # Anthropic's
+    ],
+)
+def test_a_key_is_read_from_the_headers_litellm_reads(
+    gateway: GatewayFactory, header: str, value: str
+) -> None:
+    """Every route, chat and embeddings included, takes the key from where LiteLLM's proxy
+    does, so clients configured for LiteLLM or Azure keep working unchanged."""
+    base = gateway()
+    body = {"model": "local/echo", "messages": USER}
+    chat = httpx.post(f"{base}/v1/chat/completions", json=body, headers={header: value})
+    assert chat.status_code == 200, chat.text
+    models = httpx.get(f"{base}/v1/models", headers={header: value})
+    assert models.status_code == 200, models.text
+    # x-litellm-api-key wins over Authorization, as in LiteLLM
+    both = {"x-litellm-api-key": MASTER_KEY, "Authorization": "Bearer wrong"}
+    assert httpx.post(f"{base}/v1/chat/completions", json=body, headers=both).status_code == 200
+    wrong = httpx.post(f"{base}/v1/chat/completions", json=body, headers={header: "wrong"})
+    assert wrong.status_code == 401
+    assert _error_shape(wrong)["code"] == "invalid_api_key"
+
+
+def test_the_openai_sdk_can_send_its_key_in_another_header(gateway: GatewayFactory) -> None:
+    """LiteLLM's documented way: the SDK's own api_key stays a placeholder (or a provider's
+    key), the gateway's key travels in x-litellm-api-key, and that header wins."""
+    client = sdk(gateway(), key="sk-placeholder", default_headers={"x-litellm-api-key": MASTER_KEY})
+    reply = client.chat.completions.create(model="local/echo", messages=USER)
+    assert reply.choices[0].message.content
+
+
 def test_unknown_model_is_404(gateway: GatewayFactory) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         sdk(gateway()).chat.completions.create(model="no-such-model", messages=USER)

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 
 from gateway.api import access_log
 from gateway.core.errors import BadRequest
-from gateway.identity.auth import Caller
+from gateway.identity.auth import Caller, presented_key
 from gateway.state import GatewayState
 
 
@@ -27,7 +27,7 @@ async def get_state(request: Request) -> GatewayState:
 async def authenticate(request: Request) -> Caller:
     state: GatewayState = request.app.state.gateway
     caller = await state.auth.authenticate(
-        request.headers.get("authorization"), request.scope.get("client")
+        presented_key(request.headers), request.scope.get("client")
     )
     request.scope[access_log.KEY_ID] = caller.key_id  # the edge's access log names it
     return caller

@@ -21,6 +21,7 @@ from gateway.api import access_log
 from gateway.api.proxied import ProxiedRoute, by_path, match, templated
 from gateway.calls.record import CallRecord
 from gateway.core.errors import GatewayError, PayloadTooLarge
+from gateway.identity.auth import presented_key
 from gateway.state import GatewayState
 from gateway.store import errors as store_errors
 
@@ -91,7 +92,7 @@ class Edge:
         response: Response
         try:
             caller = await self.state.auth.authenticate(
-                request.headers.get("authorization"), scope.get("client")
+                presented_key(request.headers), scope.get("client")
             )
             record.identify(caller)
             response = await route.handler(request, self.state, caller, record)

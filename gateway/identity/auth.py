@@ -10,6 +10,7 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,21 @@ def resolve_master_key(settings: Settings) -> str:
         flush=True,
     )
     return key
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key as an Authorization value, from whichever header LiteLLM's proxy reads it:
+    `x-litellm-api-key` (with or without "Bearer "), then `Authorization: Bearer`, then
+    `api-key` (Azure OpenAI's SDKs) and `x-api-key` (Anthropic's)."""
+    own = headers.get("x-litellm-api-key")
+    if own:
+        token = own.removeprefix("Bearer ").removeprefix("bearer ").strip()
+        return f"Bearer {token}"
+    authorization = headers.get("authorization")
+    if authorization:
+        return authorization
+    other = headers.get("api-key") or headers.get("x-api-key")
+    return f"Bearer {other.strip()}" if other else None
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -1,7 +1,7 @@
 """The LiteLLM admin routes: thin adapters over litellm_admin's modules.
 
-Keys are taken where LiteLLM looks for them: `x-litellm-api-key` (with or without
-"Bearer "), then `Authorization: Bearer`, then `api-key` and `x-api-key`. Errors keep the
+Keys are taken where LiteLLM looks for them (identity/auth.py `presented_key`, as on every
+route). Errors keep the
 gateway's shape, which is LiteLLM's, with LiteLLM's `code`: the HTTP status as a string.
 """
 
@@ -37,7 +37,7 @@ from gateway.api.litellm_admin.models import (
     TeamRequest,
 )
 from gateway.core.errors import GatewayError
-from gateway.identity.auth import Caller
+from gateway.identity.auth import Caller, presented_key
 from gateway.state import GatewayState
 from gateway.store import errors as store_errors
 
@@ -75,22 +75,11 @@ class LiteLLMRoute(APIRoute):
         return handle
 
 
-def presented_key(request: Request) -> str | None:
-    """The key as an Authorization value, from whichever header LiteLLM would read it."""
-    headers = request.headers
-    own = headers.get("x-litellm-api-key")
-    if own:
-        token = own.removeprefix("Bearer ").removeprefix("bearer ").strip()
-        return f"Bearer {token}"
-    if headers.get("authorization"):
-        return headers["authorization"]
-    other = headers.get("api-key") or headers.get("x-api-key")
-    return f"Bearer {other.strip()}" if other else None
-
-
 async def litellm_caller(request: Request) -> Caller:
     state: GatewayState = request.app.state.gateway
-    caller = await state.auth.authenticate(presented_key(request), request.scope.get("client"))
+    caller = await state.auth.authenticate(
+        presented_key(request.headers), request.scope.get("client")
+    )
     request.scope[access_log.KEY_ID] = caller.key_id
     await valid_input(request, caller)  # storable values only, as every admin route
     return caller
