@@ -232,7 +232,7 @@ class GatewayState:
             database_probe=DatabaseProbe(engine, timeout=min(2.0, settings.database_timeout)),
             meter=meter,
             redis=redis,
-            redis_probe=redis_probe(redis) if redis is not None else None,
+            redis_probe=redis_probe(redis, settings.redis_prefix) if redis is not None else None,
             qdrant_probe=qdrant_probe(settings.qdrant_url) if settings.qdrant_url else None,
             tracing=tracing,
             metrics=metrics,

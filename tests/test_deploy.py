@@ -344,6 +344,7 @@ def test_nginx_balances_every_replica_and_keeps_metrics_inside() -> None:
     assert {port for _, port in servers} == {"8080"}
     assert re.search(r"location \^~ /metrics \{\s*return 404;", conf)
     assert "proxy_buffering off;" in conf  # streams pass as they are written
+    assert re.search(r"upstream gateway \{[^}]*least_conn;", conf)  # long calls, uneven
     listen = re.search(r"listen (\d+);", conf)
     assert listen
     assert SERVICES["lb"]["ports"][0].endswith(f":{listen.group(1)}")

@@ -18,6 +18,11 @@ CACHE_S = 1.0
 Check = Callable[[], Coroutine[Any, Any, None]]
 
 
+class Refused(Exception):
+    """Raised by a check whose dependency answers but will not serve the gateway (wrong
+    credentials, missing permissions): reported in its own words, not as "unreachable"."""
+
+
 def first_line(exc: BaseException) -> str:
     """An exception as one line: its type and the first line of its message."""
     lines = str(exc).strip().splitlines()
@@ -48,6 +53,8 @@ class Probe:
             await asyncio.wait_for(asyncio.shield(self._check), max(0.0, remaining))
         except TimeoutError:
             problem: str | None = f"did not answer within {self.timeout:g} s"
+        except Refused as exc:
+            problem = str(exc)
         except Exception as exc:  # whatever the client raised: unreachable, refused, ...
             problem = f"unreachable ({self.describe(exc)})"
         else:

@@ -34,6 +34,7 @@ from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.core.errors import GatewayError, MeterUnavailable, RateLimited
+from gateway.transport.redis_refusal import refusal
 from gateway.transport.resp import ConnectionLost
 
 log = logging.getLogger("gateway.metering")
@@ -621,29 +622,50 @@ class RedisGuard:
             return await command()
         except (RedisError, OSError) as exc:
             # A dropped connection fails only the calls in flight on it; pausing calls for a
-            # probe interval is for a Redis that cannot be reached at all.
-            if isinstance(exc, self.UNREACHABLE) and not isinstance(exc, ConnectionLost):
+            # probe interval is for a Redis that cannot be reached, or refuses the gateway.
+            if self._unusable(exc) and not isinstance(exc, ConnectionLost):
                 self._down_until = time.monotonic() + self.PROBE_EVERY_S
                 self._down_error = exc
             self._without_redis(exc, refuse)
             return None
 
+    def _unusable(self, exc: Exception) -> bool:
+        """Unreachable, or refusing the gateway (credentials, ACL permissions): either way
+        Redis cannot be used now, so calls are refused with 503 (or let through under
+        fail-open) rather than failed as a bug."""
+        return isinstance(exc, self.UNREACHABLE) or refusal(exc) is not None
+
     def _without_redis(self, exc: Exception, refuse: bool) -> None:
-        unreachable = isinstance(exc, self.UNREACHABLE)
-        refused = refuse and (not unreachable or not self.fail_open)
+        unusable = self._unusable(exc)
+        refused = refuse and (not unusable or not self.fail_open)
+        denied = refusal(exc)
         now = time.monotonic()
         if now - self._warned_at >= self.WARN_EVERY_S:
             self._warned_at = now
-            state = "is unreachable" if unreachable else "failed"
+            state = "failed"
+            if denied is not None:
+                state = f"cannot be used ({denied})"
+            elif unusable:
+                state = "is unreachable"
             if refused:
                 what = "refusing metered calls"
             else:
                 what = "letting calls through" if refuse else "a settle was lost"
             log.warning("%s (Redis) %s, %s: %s", self.store, state, what, exc)
-        if refuse and not unreachable:
+        if refuse and not unusable:
             raise GatewayError(
                 "The gateway's budget and rate limit store failed; the error is logged.",
                 detail=f"{self.store} (Redis) failed: {exc}",
+            ) from exc
+        if refused and denied is not None:
+            # Waiting will not fix it, the operator must: no retry-after, and SDKs told not
+            # to retry.
+            raise MeterUnavailable(
+                "The gateway's budget and rate limit store cannot be used: "
+                f"{denied}. Calls with budgets or limits are refused until the operator "
+                "fixes it (or sets GATEWAY_REDIS_FAIL_OPEN=true to let them through).",
+                detail=f"{self.store} (Redis) refuses the gateway: {exc}",
+                headers={"x-should-retry": "false"},
             ) from exc
         if refused:
             # The Redis address and error are for the operator's log, not for callers.

@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 
-from gateway.core.probes import Probe
+from gateway.core.probes import Probe, Refused
+from gateway.transport.redis_refusal import refusal
 
 # Each check's bound: a dependency slower than this to answer a ping is "not answering".
 # Below the clients' own timeouts (Redis: 2 s per command), so the bound is what ends a
@@ -15,13 +16,26 @@ from gateway.core.probes import Probe
 PROBE_TIMEOUT_S = 1.0
 
 
-def redis_probe(client: Any, timeout: float = PROBE_TIMEOUT_S) -> Probe:
-    """PING on the gateway's own redis-py client (its socket timeouts end a hung check)."""
+# What metering does, in one round trip: a Lua script reading a key under the gateway's
+# prefix. An ACL user allowed to PING may still be refused scripts or those keys.
+ACCESS_CHECK = "return redis.call('EXISTS', KEYS[1])"
 
-    async def ping() -> None:
-        await client.ping()
 
-    return Probe(ping, timeout)
+def redis_probe(client: Any, prefix: str, timeout: float = PROBE_TIMEOUT_S) -> Probe:
+    """The access check on the gateway's own redis-py client (its socket timeouts end a hung
+    check); a Redis refusing the gateway is reported as what to fix."""
+
+    async def check() -> None:
+        try:
+            await client.eval(ACCESS_CHECK, 1, f"{prefix}readyz")
+        except Exception as exc:
+            denied = refusal(exc)
+            if denied is None:
+                raise
+            said = str(exc).strip().splitlines()
+            raise Refused(f"{denied} (Redis: {said[0] if said else type(exc).__name__})") from exc
+
+    return Probe(check, timeout)
 
 
 def qdrant_probe(url: str, timeout: float = PROBE_TIMEOUT_S) -> Probe:

@@ -25,6 +25,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.transport.redis_refusal import refusal_of_reply
+
 
 class ConnectionLost(RedisConnectionError):
     """An established connection dropped (Redis restarted, or the client was killed): the
@@ -173,7 +175,7 @@ class ScriptClient:
             # First use on this server (or after SCRIPT FLUSH): EVAL also caches it.
             reply = await self._command(b"EVAL", script.source, len(keys), *keys, *args)
         if isinstance(reply, hiredis.ReplyError):
-            raise ResponseError(str(reply))
+            raise refusal_of_reply(str(reply)) or ResponseError(str(reply))
         return reply
 
     async def _command(self, *args: Any) -> Any:
@@ -211,13 +213,18 @@ class ScriptClient:
             commands.append((b"AUTH", address.username, address.password))
         elif address.password is not None:
             commands.append((b"AUTH", address.password))
+        else:
+            # Whether Redis wants a password: it answers an unauthenticated script call not
+            # with NOAUTH but with a protocol error, closing the connection.
+            commands.append((b"PING",))
         if address.db:
             commands.append((b"SELECT", address.db))
         for command in commands:
             reply = await connection.send(command)
             if isinstance(reply, hiredis.ReplyError):
                 connection.close()
-                raise ResponseError(f"Redis refused {command[0].decode()}: {reply}")
+                context = f"Redis refused {command[0].decode()}: "
+                raise refusal_of_reply(str(reply), context) or ResponseError(context + str(reply))
 
     async def aclose(self) -> None:
         if self._connection is not None:
