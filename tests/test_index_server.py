@@ -77,7 +77,7 @@ class FakeQdrant:
         self.seen.append(f"{request.method} {request.path}")
         if request.method == "GET" and request.path == "/":  # qdrant-client asks the version
             return web.json_response(
-                {"title": "qdrant - vector search engine", "version": "1.15.0"}
+                {"title": "qdrant - vector search engine", "version": "1.20.0"}
             )
         if request.method == "GET" and request.path == "/collections/support":
             return web.json_response({"result": self.info, "status": "ok", "time": 0.001})
