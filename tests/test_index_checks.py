@@ -221,9 +221,8 @@ def test_query_drift_is_caught_by_the_drift_check_only(tmp_path: Path) -> None:
     drift = health.check("query_drift")
     assert drift.value is not None
     assert drift.value > 0.75
-    # The drift room's other statistics, computed beside it, agree.
+    # The drift room's MMD², computed beside it, agrees.
     assert drift.details["mmd"] > drift.details["mmd_threshold"]
-    assert drift.details["domain_classifier_auc"] > drift.details["domain_classifier_threshold"]
 
 
 def test_another_model_in_the_metadata_is_critical(tmp_path: Path) -> None:
