@@ -16,12 +16,13 @@ from gateway.calls.recovery import StreamRecovery
 from gateway.core.config import GatewayConfig
 from gateway.core.probes import Probe
 from gateway.core.settings import Settings
+from gateway.drift.queries import QuerySampler, QueryStore
 from gateway.drift.service import Drift
 from gateway.evals.store import EvalStore
 from gateway.identity.auth import Authenticator
 from gateway.identity.keys import KeyCache, KeyStore
 from gateway.indexes.models import CollectionHealth
-from gateway.indexes.monitor import IndexMonitor
+from gateway.indexes.monitor import IndexMonitor, WebhookAlerts
 from gateway.metering.budgets import MemoryBudgetLedger, RedisBudgetLedger
 from gateway.metering.limits import MemoryRateLimiter, RedisRateLimiter
 from gateway.metering.meter import Meter
@@ -110,6 +111,8 @@ class GatewayState:
     calls: Pipeline
     drift: Drift
     indexes: IndexMonitor
+    query_store: QueryStore  # query embeddings sampled for the indexes' query drift
+    query_sampler: QuerySampler
     classic_versions: ServedVersions  # registry versions served in process (/v2 infer)
     classic_aliases: frozenset[str]  # aliases of classic models (not listed in /v1/models)
     samples: PredictionSamples
@@ -188,6 +191,13 @@ class GatewayState:
         drift = Drift.build(config.drift, engine, registry, providers.local.embed_texts)
         metrics.add_collector(drift.gauges)
         samples = PredictionSamples(engine, config.gateway.prediction_sample_rate)
+        query_store = QueryStore(engine)
+        query_sampler = QuerySampler(
+            {c.model for c in config.indexes.collections},
+            config.indexes.query_sample_rate,
+            query_store,
+            skip={CHECKS_CALLER.key_id},  # the gateway's own embeddings: probes, golden queries
+        )
         calls = Pipeline(
             router,
             meter,
@@ -199,6 +209,7 @@ class GatewayState:
             samples=samples,
             sampler=drift.sampler,
             recovery=_stream_recovery(config, deployments),
+            queries=query_sampler,
         )
         indexes = IndexMonitor(
             config,
@@ -207,9 +218,13 @@ class GatewayState:
             settings.qdrant_url,
             embed=lambda alias, texts: embed(calls, CHECKS_CALLER, alias, texts),
             on_health=lambda health: _gauges(metrics, health),
+            alerts=WebhookAlerts(drift.webhook),
+            queries=query_store,
         )
         return cls(
             indexes=indexes,
+            query_store=query_store,
+            query_sampler=query_sampler,
             prompt_store=prompt_store,
             prompts=prompts,
             prompt_renderer=renderer,
@@ -256,6 +271,7 @@ class GatewayState:
             self.tracing.start()
         self.metrics.start()
         await self.drift.start()
+        self.query_sampler.start()
         self.providers.warm(self.deployments, self.settings.preload_embeddings)
         if self.settings.index_checks:
             self.indexes.start()  # periodic, each in a worker process
@@ -280,6 +296,7 @@ class GatewayState:
         await self.classic_versions.aclose()
         await self.request_log.close()  # drain: every call already answered gets its row
         await self.drift.close()  # and its drift sample, when it was drawn
+        await self.query_sampler.close()  # and the query embeddings drawn so far
         await self.samples.aclose()
         await self.database_probe.aclose()
         for probe in (self.redis_probe, self.qdrant_probe):

@@ -100,6 +100,14 @@ def build(folder: Path, spec: Spec) -> np.ndarray[Any, Any]:
     return vectors
 
 
+# Search latency is graded by the clock, which a loaded test machine cannot promise: the
+# tests whose subject is not latency give it room (tests/test_index_checks.py grades it alone).
+UNTIMED = {"latency_p95_ms": [60_000.0, 120_000.0]}
+# An HNSW graph too sparse to walk: recall@10 ~0.1 whatever the build's threads and draws
+# (m=2, ef_construct=4 gave 0.54-0.74 from one build to the next, across the 0.7 boundary).
+TOO_LOW = {"m": 1, "ef_construct": 2}
+
+
 def config(name: str, **given: Any) -> IndexCollection:
     values: dict[str, Any] = {
         "name": name,
@@ -107,6 +115,7 @@ def config(name: str, **given: Any) -> IndexCollection:
         "timestamp_field": "updated_at",
         "source_field": "source",
         "sample_size": 300,
+        "thresholds": UNTIMED,
     }
     return IndexCollection.model_validate({**values, **given})
 

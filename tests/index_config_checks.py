@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-from tests.conftest import MASTER_KEY, fake_model
+from tests.conftest import MASTER_KEY, fake_model, sdk
 from tests.index_collections import Spec, build, source_of
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -62,6 +62,29 @@ def interval(h: Any) -> None:
     while 'gateway_index_status{collection="cf-never"}' not in httpx.get(f"{base}/metrics").text:
         assert time.monotonic() < deadline, "no background check"
         time.sleep(0.2)
+
+
+def query_sample_rate(h: Any) -> None:
+    """At 1.0 every single-input embeddings call for the collection's model is a recorded
+    query: twenty of them reach the query drift check."""
+    deployment, entry = _embed_model(h)
+    folder = h.data_dir.parent / "collections"
+    build(folder / "cf-queries", Spec(dim=DIM, points=300, model=deployment))
+    collection = {"name": "cf-queries", "location": str(folder), "model": "cf-embed"}
+    indexes = {"interval": 0, "query_sample_rate": 1.0, "collections": [collection]}
+    base: str = h.gateway({"model_list": [entry], "indexes": indexes})
+    client = sdk(base)
+    for n in range(20):
+        client.embeddings.create(model="cf-embed", input=f"question {n}")
+    url = f"{base}/v1/monitoring/indexes/cf-queries"
+    deadline = time.monotonic() + 120
+    while True:
+        health = httpx.get(url, params={"refresh": "true"}, headers=ADMIN, timeout=120).json()
+        drift = _check(health, "query_drift")
+        if drift["status"] != "not available" and drift["details"]["queries"] == 20:
+            return
+        assert time.monotonic() < deadline, drift
+        time.sleep(0.5)
 
 
 def name(h: Any) -> None:
@@ -188,6 +211,7 @@ def thresholds(h: Any) -> None:
 
 INDEX_CHECKS = {
     "indexes.interval": interval,
+    "indexes.query_sample_rate": query_sample_rate,
     "indexes.collections[].name": name,
     "indexes.collections[].location": location,
     "indexes.collections[].api_key": api_key,

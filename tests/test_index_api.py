@@ -15,9 +15,11 @@ import httpx
 import numpy as np
 import pytest
 
+from gateway.drift.webhook import SIGNATURE_HEADER, signature
 from tests.conftest import MASTER_KEY, GatewayFactory, fake_model, sdk
 from tests.fakes.upstream import FakeUpstream
-from tests.index_collections import Spec, build
+from tests.fakes.webhook import running_receiver
+from tests.index_collections import UNTIMED, Spec, build, source_of
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 DIM = 32
@@ -80,7 +82,8 @@ def served(gateway: GatewayFactory, upstream: FakeUpstream, tmp_path: Path) -> t
         "golden_queries": str(golden),
         "timestamp_field": "updated_at",
         "source_field": "source",
-        "thresholds": {"age_days": [100_000, 200_000]},  # built "in 2030": never stale here
+        # Built "in 2030": never stale here; latency is graded by a clock (untimed here).
+        "thresholds": {"age_days": [100_000, 200_000], **UNTIMED},
     }
     missing = {"name": "gone", "location": str(folder), "model": "embed"}
     return gateway(_config(entry, collection, missing)), deployment, str(folder)
@@ -213,3 +216,76 @@ def test_checks_run_in_the_background_and_alert_on_a_change(
         "index never-built: None -> critical" in a and "no qdrant-edge collection" in a
         for a in alerts
     ), alerts
+
+
+def test_background_checks_send_one_signed_webhook_call_per_change(
+    gateway: GatewayFactory, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    deployment, entry = _model(upstream, tmp_path)
+    spec = Spec(dim=DIM, model=deployment, points=300)
+    build(tmp_path / "collections" / "watched", spec)
+    documents = sorted({source_of(i) for i in range(spec.points)})
+    sources = tmp_path / "sources.txt"
+    sources.write_text("\n".join(documents))
+    collection = {
+        "name": "watched",
+        "location": str(tmp_path / "collections"),
+        "model": "embed",
+        "source_field": "source",
+        "sources": str(sources),
+        "thresholds": UNTIMED,
+    }
+    with running_receiver() as receiver:
+        config = _config(entry, collection, interval=0.5)
+        config["drift"] = {"webhook": {"url": receiver.url, "secret": "s3cret"}}
+        base = gateway(config)
+
+        def checked(status: float) -> bool:
+            return (
+                f'gateway_index_status{{collection="watched"}} {status}'
+                in httpx.get(f"{base}/metrics").text
+            )
+
+        def deliveries(count: int) -> bool:
+            return len(receiver.received()) >= count
+
+        until("a first background check, ok", lambda: checked(0.0))
+        assert receiver.received() == []  # a first check that finds all well is no change
+        sources.write_text("\n".join(documents[:90]))  # the other documents were deleted
+        until("an alert for the orphans", lambda: deliveries(1))
+        sources.write_text("\n".join(documents))  # and restored
+        until("an alert for the recovery", lambda: deliveries(2))
+        # Checks go on, the status stays ok: no third call.
+        after = httpx.get(f"{base}/v1/monitoring/indexes/watched", headers=ADMIN).json()
+        until(
+            "another background check",
+            lambda: (
+                httpx.get(f"{base}/v1/monitoring/indexes/watched", headers=ADMIN).json()[
+                    "checked_at"
+                ]
+                > after["checked_at"]
+            ),
+        )
+        broke, recovered = receiver.received()
+        for delivery in (broke, recovered):
+            assert delivery.headers[SIGNATURE_HEADER.lower()] == signature("s3cret", delivery.body)
+            assert delivery.headers["x-gateway-event"] == "index.status_changed"
+        first, second = broke.json(), recovered.json()
+        assert (first["subject"], first["previous"], first["state"]) == (
+            "watched",
+            "ok",
+            "critical",
+        )
+        assert [c["name"] for c in first["failing"]] == ["orphans"]
+        assert first["report"]["checks"]
+        assert (second["previous"], second["state"]) == ("critical", "ok")
+        assert second["failing"] == []
+        assert first["id"] != second["id"]
+        assert len(receiver.received()) == 2
+
+
+def until(what: str, check: Any, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.2)

@@ -23,6 +23,7 @@ from gateway.calls.usage import reply_usage
 from gateway.classic.serving import ServedVersion
 from gateway.classic.tensors import InferRequest
 from gateway.core.errors import BadRequest, GatewayError, ModelNotFound
+from gateway.drift.queries import QuerySampler
 from gateway.drift.sampler import Sampler
 from gateway.identity.auth import Caller
 from gateway.metering.meter import Admission, Meter, prompt_tokens_sent
@@ -126,6 +127,7 @@ class Pipeline:
         sampler: Sampler,
         samples: PredictionSamples | None = None,
         recovery: StreamRecovery | None = None,
+        queries: QuerySampler | None = None,
     ) -> None:
         self.router = router
         self.meter = meter
@@ -139,6 +141,8 @@ class Pipeline:
         self.sampler = sampler
         self.samples = samples
         self.recovery = recovery  # None: no model name recovers its streams
+        # Query embeddings for index health's query drift; None when no collection is watched.
+        self.queries = queries if queries is not None and queries.on else None
 
     async def admit(self, call: Call, headers: Mapping[str, str] | None = None) -> None:
         """Checks the call and reserves its worst case against the caller's budgets and rate
@@ -291,6 +295,8 @@ class Pipeline:
             call.record.response_body = redacted_body(reply.body)
         if call.record.sample is not None:
             call.record.sample.reply = reply.body
+        if self.queries is not None and call.kind == "embeddings":
+            self.queries.offer(call.record.alias, call.record.key_id, call.body, reply.body)
         self.price(call, routed.deployment, usage, routed.upstream_seconds)
         await self.settle(call)
         return routed

@@ -94,7 +94,7 @@ async def _check_here(
 
     found = []
     async with _gateway(settings) as state:
-        preparer = Preparer(config, settings.config.parent, _embedder(state))
+        preparer = Preparer(config, settings.config.parent, _embedder(state), state.query_store)
         for collection in chosen:
             prepared = await preparer.prepare(collection)
             place = place_of(collection, settings.data_dir, settings.qdrant_url)

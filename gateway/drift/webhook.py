@@ -80,7 +80,8 @@ class WebhookSender:
         import httpx  # here: the gateway starts without it
 
         body = orjson.dumps(event)
-        headers = {"Content-Type": "application/json", "X-Gateway-Event": EVENT}
+        # Index health sends its own events through this sender (gateway/indexes/monitor.py).
+        headers = {"Content-Type": "application/json", "X-Gateway-Event": event.get("event", EVENT)}
         if self.secret is not None:
             headers[SIGNATURE_HEADER] = signature(self.secret, body)
         problem = ""
@@ -101,7 +102,8 @@ class WebhookSender:
                     break
         self.failed += 1
         log.error(
-            "drift webhook for %s (%s) not delivered to %s: %s",
+            "webhook %s for %s (%s) not delivered to %s: %s",
+            event.get("event", EVENT),
             event["subject"],
             event["state"],
             self.url,

@@ -17,10 +17,11 @@ import json
 import logging
 import os
 import sys
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from gateway.core.background import stop_task
 from gateway.core.config import GatewayConfig
@@ -29,12 +30,16 @@ from gateway.core.index_config import IndexCollection
 from gateway.indexes.engine import Place, place_of
 from gateway.indexes.models import CheckResult, CollectionHealth
 
+if TYPE_CHECKING:
+    from gateway.drift.webhook import WebhookSender
+
 log = logging.getLogger("gateway.indexes")
 
 FIRST_DELAY_S = 30.0  # after start, so a starting gateway's CPU goes to starting
 WORKER_TIMEOUT_S = 600.0
 HEALTH_FOLDER = "index-health"
 LOCK_FILE = "index-checks.lock"
+ALERT_EVENT = "index.status_changed"
 # The worker imports this very gateway, whatever folder the server started in.
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -49,33 +54,50 @@ class Alerts(Protocol):
 
 
 class LogAlerts:
-    """Alerts as log lines, until a webhook is configured."""
+    """Alerts as log lines (always), and through the drift room's webhook when one is set."""
 
     async def send(self, event: dict[str, Any]) -> None:
-        failing = "; ".join(f"{c['name']} {c['status']}: {c['summary']}" for c in event["checks"])
-        level = logging.INFO if event["status"] in ("ok", "not available") else logging.WARNING
+        failing = "; ".join(f"{c['name']} {c['status']}: {c['summary']}" for c in event["failing"])
+        level = logging.INFO if event["state"] in ("ok", "not available") else logging.WARNING
         log.log(
             level,
             "index %s: %s -> %s%s",
             event["subject"],
             event["previous"],
-            event["status"],
+            event["state"],
             f" ({failing})" if failing else "",
         )
 
 
+class WebhookAlerts(LogAlerts):
+    """The drift room's signed webhook (`drift.webhook`): one POST per change of a
+    collection's status, signed and retried as drift's are, sent from a worker thread."""
+
+    def __init__(self, sender: WebhookSender | None) -> None:
+        self.sender = sender
+
+    async def send(self, event: dict[str, Any]) -> None:
+        await super().send(event)
+        if self.sender is not None:
+            await asyncio.to_thread(self.sender.send, event)
+
+
 def alert_event(health: CollectionHealth, previous: str | None) -> dict[str, Any]:
+    """Shaped as drift's webhook event: a delivery id, the subject, its state and the one
+    before, the time, what is failing, and the whole check."""
     return {
-        "kind": "index_health",
+        "id": uuid.uuid4().hex,
+        "event": ALERT_EVENT,
         "subject": health.name,
+        "state": health.status,
         "previous": previous,
-        "status": health.status,
-        "checked_at": health.checked_at,
-        "checks": [
+        "at": health.checked_at,
+        "failing": [
             c.model_dump(include={"name", "status", "summary", "value"})
             for c in health.checks
             if c.status in ("warn", "critical")
         ],
+        "report": health.model_dump(mode="json"),
     }
 
 
@@ -122,6 +144,7 @@ class IndexMonitor:
         self._task: asyncio.Task[None] | None = None
         self._lock_file: IO[str] | None = None
         self._processes: set[asyncio.subprocess.Process] = set()
+        self._alerting: set[asyncio.Task[None]] = set()
 
     def collection(self, name: str) -> IndexCollection:
         found = self.collections.get(name)
@@ -214,10 +237,17 @@ class IndexMonitor:
             self.on_health(health)
         before = previous.status if previous is not None else None
         if before != health.status and (before is not None or health.status != "ok"):
-            try:
-                await self.alerts.send(alert_event(health, before))
-            except Exception:
-                log.exception("index health alert for %s could not be sent", health.name)
+            # Sent beside the check, not in its way: a refresh answers without waiting for
+            # a slow receiver's retries.
+            task = asyncio.create_task(self._alert(alert_event(health, before)))
+            self._alerting.add(task)
+            task.add_done_callback(self._alerting.discard)
+
+    async def _alert(self, event: dict[str, Any]) -> None:
+        try:
+            await self.alerts.send(event)
+        except Exception:
+            log.exception("index health alert for %s could not be sent", event["subject"])
 
     def start(self) -> None:
         if self.section.interval <= 0 or not self.collections or not self._take_lock():
@@ -252,6 +282,8 @@ class IndexMonitor:
 
     async def aclose(self) -> None:
         await stop_task(self._task)
+        if self._alerting:  # the alerts under way are delivered (each bounded by its retries)
+            await asyncio.wait(list(self._alerting))
         for process in list(self._processes):
             with contextlib.suppress(ProcessLookupError):
                 process.kill()

@@ -4,6 +4,7 @@ same way, the live source ids, and recent query embeddings for query drift."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -151,5 +152,10 @@ class Preparer:
             except SourceProblem as exc:
                 prepared.sources_problem = str(exc)
         if self.queries is not None:
-            prepared.queries = self.queries.recent(collection.model, DRIFT_QUERIES)
+            try:  # a database read: off the event loop
+                prepared.queries = await asyncio.to_thread(
+                    self.queries.recent, collection.model, DRIFT_QUERIES
+                )
+            except Exception as exc:  # the check reports it; the others run
+                prepared.queries_reason = f"reading the recent queries failed: {exc}"[:300]
         return prepared

@@ -331,6 +331,21 @@ drift_states = Table(
     Column("changed_at", DateTime(timezone=True), nullable=False),
 )
 
+# Query embeddings: a sample of what the embeddings endpoint answered for the models of the
+# collections under `indexes:`, written off the request path (gateway/drift/queries.py), for
+# index health's query drift. Each alias keeps its latest rows only.
+drift_queries = Table(
+    "drift_queries",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("alias", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("embedding", LargeBinary, nullable=False),  # float32, little-endian
+    Index("ix_drift_queries_alias_id", "alias", "id"),
+)
+
 # A sample of classic-model calls (their inputs and predictions), written off the request
 # path, for drift monitoring against the version's training statistics.
 prediction_samples = Table(
