@@ -77,7 +77,7 @@ def test_missing_and_wrong_key_are_401(gateway: GatewayFactory) -> None:
 
 
 @pytest.mark.parametrize(
-    "header, value",
+    ("header", "value"),
     [
         ("x-litellm-api-key", MASTER_KEY),
         ("x-litellm-api-key", f"Bearer {MASTER_KEY}"),
