@@ -18,7 +18,7 @@ import pytest
 from gateway.classic.tensors import Output, Tensor
 from gateway.core.drift_config import DriftSection
 from gateway.drift.predictions import prediction_rows
-from gateway.drift.sampler import Sampler
+from gateway.drift.sampler import PREDICTION_ROWS_LIMIT, Sampler
 from gateway.drift.signals import REFUSAL, Sample, signals
 from gateway.drift.store import DriftStore, SampleRow
 from gateway.store.db import make_engine
@@ -214,3 +214,12 @@ def test_classic_calls_are_drawn_at_their_subject_rate_and_written_by_the_writer
     asyncio.run(sampler.flush())
     rows = DriftStore(engine).latest(subject, 10, None, None)
     assert [row.values for row in rows] == [{"x": 1.5}, {"x": 2.5}]
+
+
+def test_big_batches_fill_the_queue_by_their_rows() -> None:
+    section = DriftSection.model_validate({"subjects": [{"sample_rate": 1.0}]})
+    sampler = Sampler(section, None)
+    tensor = Tensor("x", "FP64", (5000,), [0.0] * 5000)  # counts as the 1,000 rows it keeps
+    for _ in range(PREDICTION_ROWS_LIMIT // 1000 + 3):
+        sampler.keep_prediction("classic:m@1", "m", 5000, None, [tensor], [])
+    assert sampler.dropped == 3

@@ -25,7 +25,7 @@ from gateway.classic.tensors import Output, Tensor
 from gateway.core.background import stop_task
 from gateway.core.drift_config import DriftSection
 from gateway.drift import subjects
-from gateway.drift.predictions import prediction_rows
+from gateway.drift.predictions import MAX_ROWS, prediction_rows
 from gateway.drift.settings import resolve
 from gateway.drift.signals import Sample, signals
 from gateway.observability.redact import MASK, SECRET_VALUES
@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.drift")
 
 QUEUE_LIMIT = 10_000
+# Predicted rows waiting for the writer, at most: a drawn call holds its tensors until then,
+# so big batches count by their rows, not as one call.
+PREDICTION_ROWS_LIMIT = 100_000
 WRITE_INTERVAL_S = 1.0
 RATE_CACHE_LIMIT = 10_000  # (alias, prompt, version) triples remembered
 UNVERSIONED = "unversioned"  # a remote classic model whose answers name no version
@@ -65,6 +68,7 @@ class Sampler:
         self._queue: deque[tuple[Sample, dict[str, Any]]] = deque()
         self._features: deque[dict[str, Any]] = deque()
         self._predictions: deque[_Prediction] = deque()
+        self._prediction_rows = 0
         self._random = random.random
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
@@ -136,9 +140,11 @@ class Sampler:
         outputs: Sequence[Output],
     ) -> None:
         """A drawn classic call: its tensors by reference (made rows by the writer)."""
-        if len(self._predictions) < self.queue_limit:
+        counted = self._prediction_rows + min(rows, MAX_ROWS)
+        if len(self._predictions) < self.queue_limit and counted <= PREDICTION_ROWS_LIMIT:
             kept = _Prediction(subject, alias, datetime.now(UTC), rows, features, inputs, outputs)
             self._predictions.append(kept)
+            self._prediction_rows = counted
         else:
             self.dropped += 1
 
@@ -178,6 +184,7 @@ class Sampler:
         samples = [self._queue.popleft() for _ in range(len(self._queue))]
         features = [self._features.popleft() for _ in range(len(self._features))]
         predictions = [self._predictions.popleft() for _ in range(len(self._predictions))]
+        self._prediction_rows = 0
         if samples or features or predictions:
             await asyncio.to_thread(self._write, samples, features, predictions)
 
