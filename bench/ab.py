@@ -20,9 +20,13 @@ import argparse
 import contextlib
 import statistics
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from bench import services
 from bench.configs import CONFIGS, KEY_REQUESTS, MODES, write_gateway_files
@@ -33,6 +37,7 @@ from bench.services import (
     ROOT,
     feature_settings,
     free_port,
+    gateway_env,
     make_key,
     start_gateway,
     start_upstream,
@@ -105,7 +110,9 @@ def main() -> None:
         port = free_port()
         upstream = start_upstream(port, workdir / "upstream.log", cpus=other_cpus)
         stack.callback(stop, upstream)
-        config, prompts = write_gateway_files(workdir, f"http://127.0.0.1:{port}/v1")
+        config, prompts = write_gateway_files(
+            workdir, f"http://127.0.0.1:{port}/v1", classic=args.mode == "infer"
+        )
         gateways: dict[str, tuple[Any, str]] = {}
         for label, revision in (("before", args.before), ("after", args.after)):
             data_dir = workdir / label
@@ -118,10 +125,14 @@ def main() -> None:
             settings |= feature_settings(features, stack, other_cpus)
             data_dir.mkdir()
             root = checkout(revision, stack)
+            if args.mode == "infer":
+                train_example(root, settings)
             gateway = start_gateway(
                 settings, 1, data_dir / "gateway.log", root=root, cpus=gateway_cpus
             )
             stack.callback(stop, gateway.process)
+            if args.mode == "infer":
+                wait_ready(gateway.base + "/v2/models/bench-iris/ready")
             key = MASTER_KEY
             if features.key != "master":
                 key = make_key(gateway, KEY_REQUESTS[features.key])
@@ -160,6 +171,28 @@ def main() -> None:
                 for label, rows in samples.items()
             }
             print_medians(f"medians over the windows with other < {args.quiet_below:g}%:", quiet)
+
+
+def train_example(root: Path, settings: dict[str, str]) -> None:
+    """The example model, registered by that revision's own code (its migrations)."""
+    env = gateway_env(free_port(), settings)
+    subprocess.run(
+        [sys.executable, "-m", "gateway", "registry", "train-example"],
+        cwd=root,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+def wait_ready(url: str, seconds: float = 120) -> None:
+    """Until the model is loaded (a worker thread loads it after the start)."""
+    deadline = time.monotonic() + seconds
+    headers = {"authorization": f"Bearer {MASTER_KEY}"}
+    while httpx.get(url, headers=headers, timeout=10).status_code != 200:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{url}: the example model never became ready")
+        time.sleep(0.2)
 
 
 def print_medians(title: str, samples: dict[str, list[tuple[float, ...]]]) -> None:

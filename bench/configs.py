@@ -11,6 +11,12 @@ import orjson
 MESSAGE = "Say hello to the benchmark, please."
 CHAT_PATH = "/v1/chat/completions"
 EMBED_PATH = "/v1/embeddings"
+INFER_PATH = "/v2/models/bench-iris/infer"
+# One row of the example classic model's features (bench.ab --mode infer).
+INFER_ROW = [[6.8, 2.8, 4.8, 1.4]]
+# The share of the example model's calls drift samples in the infer mode (the default
+# config's rate for it).
+INFER_SAMPLE_RATE = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +30,9 @@ class Mode:
 
     def body(self, model: str) -> str:
         payload: dict[str, Any]
+        if self.name == "infer":
+            tensor = {"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": INFER_ROW}
+            return orjson.dumps({"inputs": [tensor]}).decode()
         if self.name == "embed":
             payload = {"model": model, "input": MESSAGE}
         elif self.name == "prompt":
@@ -45,6 +54,8 @@ MODES = {
     "embed": Mode("embed", EMBED_PATH, "text-embedding-3-small", "bench-embed"),
     # The upstream sees an ordinary chat call, so the direct figures are json's.
     "prompt": Mode("prompt", CHAT_PATH, "gpt-4o-mini", "prompt", direct_as="json"),
+    # A classic model in process (bench.ab only: `gateway registry train-example` first).
+    "infer": Mode("infer", INFER_PATH, "", "bench-iris"),
 }
 BASE_MODES = ("json", "stream", "embed")
 
@@ -119,8 +130,10 @@ Say {{x}}
 """
 
 
-def write_gateway_files(directory: Path, upstream: str) -> tuple[Path, Path]:
-    """The gateway config (aliases `bench` and `bench-embed`) and a prompts dir with `bench`."""
+def write_gateway_files(directory: Path, upstream: str, classic: bool = False) -> tuple[Path, Path]:
+    """The gateway config (aliases `bench` and `bench-embed`; with `classic`, `bench-iris`
+    served from the registry and a drift sample of its calls) and a prompts dir with
+    `bench`."""
     model_list = [
         {
             "model_name": "bench",
@@ -131,8 +144,14 @@ def write_gateway_files(directory: Path, upstream: str) -> tuple[Path, Path]:
             "litellm_params": {"model": "openai/text-embedding-3-small", "api_base": upstream},
         },
     ]
+    sections: dict[str, Any] = {"model_list": model_list}
+    if classic:
+        model_list.append(
+            {"model_name": "bench-iris", "litellm_params": {"model": "registry/iris"}}
+        )
+        sections["drift"] = {"subjects": [{"model": "iris", "sample_rate": INFER_SAMPLE_RATE}]}
     config = directory / "bench.yaml"
-    config.write_bytes(orjson.dumps({"model_list": model_list}))  # JSON is valid YAML
+    config.write_bytes(orjson.dumps(sections))  # JSON is valid YAML
     prompts = directory / "prompts"
     prompts.mkdir(exist_ok=True)
     (prompts / "bench.prompt").write_text(PROMPT_FILE, encoding="utf-8")

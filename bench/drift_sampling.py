@@ -3,7 +3,9 @@
 The pipeline does two things for drift: when a chat call is admitted, `Sampler.draw` (a dict
 lookup by alias and prompt version, and one random draw when the subject has a rate; a drawn
 call gets a `Sample` holding references); when its row is made, `Sampler.keep` for a drawn
-call (a deque append). A drawn stream also has its events read as they pass. This times
+call (a deque append). A drawn stream also has its events read as they pass. A classic
+model's call, once predicted, is drawn (`draw_prediction`: the same lookup and draw) and a
+drawn one's tensors kept by reference (`keep_prediction`: a deque append). This times
 those steps in-process, as the request path calls them, at several rates, with a config of a
 few `drift.subjects` entries; the median of several rounds is reported (this machine's
 neighbours come and go).
@@ -21,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from gateway.classic.tensors import Output, Tensor
 from gateway.core.drift_config import DriftSection
 from gateway.drift.sampler import Sampler
 
@@ -66,6 +69,31 @@ def per_call_ns(rate: float, calls: int) -> float:
     return spent / (calls // 1000 * 1000)
 
 
+FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+INPUTS = [Tensor("input-0", "FP32", (1, 4), [6.8, 2.8, 4.8, 1.4])]
+OUTPUTS = [Output("predict", "INT64", [1], [1]), Output("predict_proba", "FP64", [1, 3], [0, 1, 0])]
+
+
+def predict_ns(rate: float, calls: int) -> float:
+    """draw_prediction + keep_prediction for `calls` infer calls, as Pipeline.predict runs
+    them (the queue emptied every 1,000 calls, as the writer does every second)."""
+    chosen = sampler(0.0)
+    chosen.section.subjects[0].model = "iris"  # the example model's entry, at this rate
+    chosen.section.subjects[0].prompt = None
+    chosen.section.subjects[0].sample_rate = rate
+    draw, keep = chosen.draw_prediction, chosen.keep_prediction
+    spent = 0
+    for _ in range(calls // 1000):
+        started = time.perf_counter_ns()
+        for _ in range(1000):
+            subject = draw("iris", "1")
+            if subject is not None:
+                keep(subject, "iris", 1, FEATURES, INPUTS, OUTPUTS)
+        spent += time.perf_counter_ns() - started
+        chosen._predictions.clear()
+    return spent / (calls // 1000 * 1000)
+
+
 def stream_ns(calls: int) -> float:
     """Reading a drawn stream's six events (five content chunks and [DONE])."""
     chosen = sampler(1.0)
@@ -86,6 +114,9 @@ def main() -> None:
     for rate in (0.0, 0.01, 0.1, 1.0):
         figures = [per_call_ns(rate, args.calls) for _ in range(args.rounds)]
         print(f"  rate {rate:<4}: {statistics.median(figures) / 1000:.3f} µs per call")
+    for rate in (0.0, 0.1, 1.0):
+        figures = [predict_ns(rate, args.calls) for _ in range(args.rounds)]
+        print(f"  infer, rate {rate:<4}: {statistics.median(figures) / 1000:.3f} µs per call")
     figures = [stream_ns(args.calls // 10) for _ in range(args.rounds)]
     print(f"  a drawn stream, 6 events read: {statistics.median(figures) / 1000:.3f} µs per call")
 

@@ -32,7 +32,6 @@ from gateway.metering.stores import LocalMeterStore, MeterStore
 from gateway.observability.call_log import CallLog
 from gateway.observability.metrics import Metrics
 from gateway.observability.request_log import RequestLogWriter, record_price_version
-from gateway.observability.samples import PredictionSamples
 from gateway.observability.spend import seed_budgets
 from gateway.observability.traces import Tracing
 from gateway.prompts.catalog import PromptCatalog
@@ -115,7 +114,6 @@ class GatewayState:
     query_sampler: QuerySampler
     classic_versions: ServedVersions  # registry versions served in process (/v2 infer)
     classic_aliases: frozenset[str]  # aliases of classic models (not listed in /v1/models)
-    samples: PredictionSamples
     redis: Any = None
     tracing: Tracing | None = None
     # Readiness reports these dependencies when they are configured (api/health.py).
@@ -190,7 +188,6 @@ class GatewayState:
         registry = RegistryStore(engine)
         drift = Drift.build(config.drift, engine, registry, providers.local.embed_texts)
         metrics.add_collector(drift.gauges)
-        samples = PredictionSamples(engine, config.gateway.prediction_sample_rate)
         query_store = QueryStore(engine)
         query_sampler = QuerySampler(
             {c.model for c in config.indexes.collections},
@@ -206,7 +203,6 @@ class GatewayState:
             renderer,
             CallLog(request_log, metrics, tracing),
             log_bodies=config.gateway.log_bodies,
-            samples=samples,
             sampler=drift.sampler,
             recovery=_stream_recovery(config, deployments),
             queries=query_sampler,
@@ -232,7 +228,6 @@ class GatewayState:
             registry=registry,
             classic_versions=classic_versions,
             classic_aliases=frozenset(d.alias for d in deployments if is_classic(d)),
-            samples=samples,
             settings=settings,
             config=config,
             deployments=deployments,
@@ -265,7 +260,6 @@ class GatewayState:
         await self.prompts.start()
         await seed_budgets(self.engine, self.key_cache, self.meter.store.ledger)
         self.request_log.start()
-        self.samples.start()
         await self.classic_versions.start()
         if self.tracing is not None:
             self.tracing.start()
@@ -297,7 +291,6 @@ class GatewayState:
         await self.request_log.close()  # drain: every call already answered gets its row
         await self.drift.close()  # and its drift sample, when it was drawn
         await self.query_sampler.close()  # and the query embeddings drawn so far
-        await self.samples.aclose()
         await self.database_probe.aclose()
         for probe in (self.redis_probe, self.qdrant_probe):
             if probe is not None:

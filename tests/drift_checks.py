@@ -5,16 +5,20 @@ loopback webhook receiver gets."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sqlite3
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from gateway.core.config import GatewayConfig
 from gateway.drift.models import DriftReport
@@ -24,6 +28,7 @@ from gateway.drift.webhook import SIGNATURE_HEADER, signature
 from gateway.registry.store import RegistryStore
 from gateway.store.db import make_engine, migrate
 from tests.conftest import MASTER_KEY, fake_model
+from tests.fakes.v2_server import running_v2_server
 from tests.fakes.webhook import running_receiver
 
 if TYPE_CHECKING:
@@ -156,6 +161,64 @@ def sample_rate(h: Harness) -> None:
     parts = built(h, {"subjects": [{"sample_rate": 0.25}]})
     assert 50 <= sampled(parts, "any") <= 150
     assert built(h, {"subjects": []}).sampler.on is False  # the default: no sampling
+    # And on the inference path: a remote v2 model's call, its row kept by name.
+    with running_v2_server() as remote:
+        entry = {
+            "model_name": "cf-sampled",
+            "litellm_params": {"model": "v2/cf-model", "api_base": remote.url},
+        }
+        drift = {"subjects": [{"model": "cf-model", "sample_rate": 1.0}]}
+        base = h.gateway({"model_list": [entry], "drift": drift})
+        tensor = {"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.0]}
+        answered = httpx.post(
+            f"{base}/v2/models/cf-sampled/infer",
+            json={"inputs": [tensor]},
+            headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        )
+        assert answered.status_code == 200, answered.text
+        query = 'SELECT subject, alias, "values" FROM drift_samples'
+        found = _until_rows(h.data_dir / "gateway.db", query)
+    [(subject, alias, values)] = found
+    assert (subject, alias) == ("classic:cf-model@7", "cf-sampled")
+    assert orjson.loads(values)["x[0]"] == 1.0
+
+
+def _until_rows(database: Path, query: str) -> list[Any]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.closing(sqlite3.connect(database)) as connection:
+            found = connection.execute(query).fetchall()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no rows for {query}")
+
+
+# --- retention ------------------------------------------------------------------------------
+
+
+def retention_rows(h: Harness) -> None:
+    parts = built(h, {**small(), "retention": {"rows": 150, "age": None}})
+    add(parts, normal(400))
+    other = for_call("other", None, None)
+    add(parts, normal(120), subject=other)
+    parts.job.run_once()  # the job deletes beyond retention before it compares
+    kept = parts.store.latest(MODEL.id, 1000, None, None)
+    assert len(kept) == 150
+    assert kept[-1].values["x"] == normal(400)[-1]["x"]  # the newest stay
+    assert len(parts.store.latest(other.id, 1000, None, None)) == 120  # per subject
+
+
+def retention_age(h: Harness) -> None:
+    parts = built(h, {**small(), "retention": {"age": "1h", "rows": None}})
+    add(parts, normal(300), start=datetime.now(UTC) - timedelta(hours=3))
+    add(parts, normal(70, seed=1), start=datetime.now(UTC) - timedelta(minutes=5))
+    parts.job.run_once()
+    assert len(parts.store.latest(MODEL.id, 1000, None, None)) == 70
+    kept = built(h, {**small(), "retention": {"age": None, "rows": None}})
+    add(kept, normal(300), start=datetime.now(UTC) - timedelta(days=400))
+    kept.job.run_once()
+    assert len(kept.store.latest(MODEL.id, 1000, None, None)) == 300  # no limit
 
 
 # --- windows --------------------------------------------------------------------------------
@@ -375,4 +438,6 @@ DRIFT_CHECKS = {
     "drift.webhook.secret": webhook_secret,
     "drift.webhook.retries": webhook_retries,
     "drift.webhook.timeout": webhook_timeout,
+    "drift.retention.rows": retention_rows,
+    "drift.retention.age": retention_age,
 }

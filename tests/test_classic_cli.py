@@ -55,6 +55,19 @@ def test_train_example_registers_a_model_that_serve_answers(project: Project) ->
     assert petal["min"] <= petal["quantiles"]["p50"] <= petal["max"]
     assert sum(petal["histogram"]["counts"]) == shown["feature_stats"]["rows"] == 112
     assert shown["metadata"]["classes"] == ["setosa", "versicolor", "virginica"]
+    reference = shown["metadata"]["drift_reference"]  # drift's, with no step of its own
+    assert reference["format"] == "gateway-drift-reference/1"
+    assert (reference["rows"], reference["source"]) == (
+        112,
+        "training data: sklearn.datasets.load_iris, 112 rows",
+    )
+    assert list(reference["columns"]) == [
+        *features,
+        "predict",
+        "predict_proba[0]",
+        "predict_proba[1]",
+        "predict_proba[2]",
+    ]
 
     env = project.env()
     with gateway_process(Path(env["GATEWAY_DATA_DIR"]), env=env) as (base, _):

@@ -6,6 +6,7 @@ budgets and request log as LLM calls."""
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 import sqlite3
 import subprocess
@@ -119,7 +120,8 @@ def infer(
 @pytest.fixture
 def served(gateway: GatewayFactory, example: TrainedExample) -> str:
     """A gateway serving iris@1, labelled production and loaded."""
-    base = gateway({"model_list": [IRIS], "gateway": {"prediction_sample_rate": 1.0}})
+    drift = {"subjects": [{"model": "iris", "sample_rate": 1.0}]}
+    base = gateway({"model_list": [IRIS], "drift": drift})
     label(base, register(base, version_body(example)))
     until(lambda: ready(base).status_code == 200)
     return base
@@ -249,12 +251,16 @@ def test_calls_are_logged_metered_and_sampled(served: str, tmp_path: Path) -> No
     ]
     logged = httpx.get(f"{served}/v1/logs/{request_id}", headers=ADMIN).json()
     assert (logged["model_version"], logged["predictions"]) == ("iris@1", 2)
-    samples = "SELECT request_id, model_version, rows, inputs, outputs FROM prediction_samples"
-    until(lambda: len(rows_of(database, samples)) == 1)
-    [(sampled, version, count, inputs, outputs)] = rows_of(database, samples)
-    assert (sampled, version, count) == (request_id, "iris@1", 2)
-    assert '"shape": [2, 4]' in inputs or '"shape":[2,4]' in inputs
-    assert "predict_proba" in outputs
+    # Drift's sample: one row per predicted row, its features and outputs by name.
+    samples = 'SELECT subject, alias, "values" FROM drift_samples ORDER BY id'
+    until(lambda: len(rows_of(database, samples)) == 2)
+    sampled = rows_of(database, samples)
+    assert [(subject, alias) for subject, alias, _ in sampled] == [("classic:iris@1", "iris")] * 2
+    first = json.loads(sampled[0][2])
+    assert first["sepal length (cm)"] == pytest.approx(6.8)
+    assert first["petal width (cm)"] == pytest.approx(1.4)
+    assert first["predict"] in (0, 1, 2)
+    assert sum(first[f"predict_proba[{j}]"] for j in range(3)) == pytest.approx(1.0)
     metrics = httpx.get(f"{served}/metrics").text
     assert 'gateway_requests_total{model="iris",route="infer",status="200"}' in metrics
 

@@ -925,30 +925,6 @@ def max_batch_time(h: Harness) -> None:
     assert batch_sizes(h.gateway, h.data_dir.parent, info, calls=3) == [3]
 
 
-def prediction_sample_rate(h: Harness) -> None:
-    from tests.fakes.v2_server import running_v2_server
-
-    with running_v2_server() as remote:
-        entry = {
-            "model_name": "cf-sampled",
-            "litellm_params": {"model": "v2/cf-model", "api_base": remote.url},
-        }
-        base = h.gateway({"model_list": [entry], "gateway": {"prediction_sample_rate": 1.0}})
-        tensor = {"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.0]}
-        answered = httpx.post(
-            f"{base}/v2/models/cf-sampled/infer", json={"inputs": [tensor]}, headers=ADMIN
-        )
-    assert answered.status_code == 200, answered.text
-    database = h.data_dir / "gateway.db"
-    deadline = time.monotonic() + 10
-    found: list[Any] = []
-    while not found and time.monotonic() < deadline:
-        with contextlib.closing(sqlite3.connect(database)) as connection:
-            found = connection.execute("SELECT request_id FROM prediction_samples").fetchall()
-        time.sleep(0.05)
-    assert found == [(answered.headers["x-gateway-request-id"],)]
-
-
 async def max_response_bytes(h: Harness) -> None:
     entry = h.model("cf-big", h.tag("pad=4000"))
     async with h.built([entry], gateway={"max_response_bytes": 1024}) as b:
@@ -1108,7 +1084,6 @@ CHECKS: dict[str, Check] = {
     "gateway.cap_max_tokens_to_budget": cap_max_tokens_to_budget,
     "gateway.log_bodies": log_bodies,
     "gateway.max_response_bytes": max_response_bytes,
-    "gateway.prediction_sample_rate": prediction_sample_rate,
     "gateway.stream_recovery": stream_recovery,
     "environment_variables": environment_variables,
     "credential_list[].credential_name": credential_list,

@@ -1,8 +1,9 @@
 """Classic models through drift's interface, on SQLite and PostgreSQL: a registry version
 carries its training data's statistics (`build_reference(...).to_json()` under
-`metadata.drift_reference`), the serving path hands the sampler each sampled call's features
-and prediction (`Sampler.keep_features`), and the job compares them. Until classic serving
-lands, this test plays the serving path's part through that same interface."""
+`metadata.drift_reference`), rows of features and prediction by name reach the sampler
+(`Sampler.keep_features`, the interface for rows already named; the inference path's
+`keep_prediction` makes the same rows from tensors, see tests/test_drift_end_to_end.py), and
+the job compares them."""
 
 from __future__ import annotations
 

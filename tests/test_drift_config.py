@@ -59,3 +59,39 @@ def test_each_setting_comes_from_the_first_entry_that_matches_and_sets_it(tmp_pa
     assert (churn.sample_rate, churn.min_rows, churn.current_rows) == (0.1, 30, 500)
     plain = resolve(section, for_call("gpt", None, None))
     assert (plain.sample_rate, plain.min_rows, plain.reference_rows) == (0.1, 100, 1000)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (
+            "drift:\n  subjects:\n    - current: {rows: 5000}\n  retention: {rows: 1000}\n",
+            "drift: subjects[0].current.rows: 5000 is more than the 1000 samples per subject "
+            "retention.rows keeps",
+        ),
+        (
+            "drift:\n  subjects:\n    - current: {window: 60d}\n",
+            "subjects[0].current.window: 60d is longer than retention.age (30d) keeps samples",
+        ),
+        ("drift:\n  retention: {age: 1w}\n", "drift.retention.age: must look like"),
+        ("drift:\n  retention: {rows: 10}\n", "drift.retention.rows: Input should be greater"),
+        (
+            "gateway:\n  prediction_sample_rate: 0.1\n",
+            "gateway: prediction_sample_rate moved to drift monitoring: a classic model's calls "
+            "are sampled at its drift.subjects entry's sample_rate",
+        ),
+    ],
+)
+def test_retention_must_keep_what_the_windows_need(tmp_path: Path, text: str, says: str) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert says in str(caught.value)
+
+
+def test_retention_defaults_bound_every_subject(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("drift:\n  retention: {age: null}\n")
+    retention = load_config(path).drift.retention
+    assert (retention.rows, retention.age_seconds()) == (100_000, None)

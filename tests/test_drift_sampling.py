@@ -1,20 +1,24 @@
 """Drift samples: which calls the gateway draws, and what a sample holds once written off the
 request path (signals, texts with secrets masked), for JSON, streamed, JSON-mode and failed
-calls through the loopback upstream."""
+calls through the loopback upstream; a classic model's call as rows of named columns."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import orjson
 import pytest
 
+from gateway.classic.tensors import Output, Tensor
 from gateway.core.drift_config import DriftSection
-from gateway.drift.sampler import Sampler
+from gateway.drift.predictions import prediction_rows
+from gateway.drift.sampler import PREDICTION_ROWS_LIMIT, Sampler
 from gateway.drift.signals import REFUSAL, Sample, signals
 from gateway.drift.store import DriftStore, SampleRow
 from gateway.store.db import make_engine
@@ -153,3 +157,69 @@ def test_a_full_queue_drops_new_samples_and_counts_them() -> None:
         assert sample is not None
         sampler.keep(sample, ROW)
     assert sampler.dropped == 1
+
+
+# --- classic models' calls ------------------------------------------------------------------
+
+
+def test_a_prediction_becomes_one_row_per_predicted_row_by_name() -> None:
+    features = ["sepal length (cm)", "sepal width (cm)"]
+    inputs = [
+        Tensor("input-0", "FP32", (2, 2), [6.8, 2.8, 6.0, 3.4]),
+        Tensor("segment", "BYTES", (2,), ["retail", "b2b"]),
+        Tensor("image", "FP32", (2, 1, 1), [0.0, 1.0]),  # rank 3: left out
+    ]
+    outputs = [
+        Output("predict", "INT64", [2], np.array([1, 2])),
+        Output("predict_proba", "FP64", [2, 3], np.array([0.1, 0.7, 0.2, 0.0, 0.1, 0.9])),
+        Output("embedding", "FP32", [2, 100], np.zeros(200, dtype=np.float32)),  # too wide
+    ]
+    first, second = prediction_rows(2, features, inputs, outputs)
+    assert first == {
+        # float32, as the model reads it and as a binary tensor would bring it
+        "sepal length (cm)": float(np.float32(6.8)),
+        "sepal width (cm)": float(np.float32(2.8)),
+        "segment": "retail",
+        "predict": 1,
+        "predict_proba[0]": 0.1,
+        "predict_proba[1]": 0.7,
+        "predict_proba[2]": 0.2,
+    }
+    assert second["segment"] == "b2b"
+    assert second["predict_proba[2]"] == 0.9
+    unnamed = prediction_rows(1, ["only one name"], [Tensor("x", "INT64", (1, 2), [3, 4])], [])
+    assert unnamed == [{"x[0]": 3, "x[1]": 4}]  # the names do not fit its width
+    assert len(prediction_rows(5000, None, [Tensor("x", "INT64", (5000,), [1] * 5000)], [])) == (
+        1000
+    )  # a huge batch is sampled by its first rows
+
+
+def test_classic_calls_are_drawn_at_their_subject_rate_and_written_by_the_writer(
+    tmp_path: Path,
+) -> None:
+    from gateway.store.db import migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'drift.db'}")
+    migrate(engine)
+    section = DriftSection.model_validate(
+        {"subjects": [{"model": "iris", "sample_rate": 1.0}, {"sample_rate": 0.0}]}
+    )
+    sampler = Sampler(section, DriftStore(engine))
+    assert sampler.draw_prediction("wine", "1") is None
+    subject = sampler.draw_prediction("iris", "3")
+    assert subject == "classic:iris@3"
+    tensor = Tensor("x", "FP64", (2,), [1.5, 2.5])
+    sampler.keep_prediction(subject, "iris-alias", 2, None, [tensor], [])
+    assert sampler.draw_prediction("iris", None) == "classic:iris@unversioned"
+    asyncio.run(sampler.flush())
+    rows = DriftStore(engine).latest(subject, 10, None, None)
+    assert [row.values for row in rows] == [{"x": 1.5}, {"x": 2.5}]
+
+
+def test_big_batches_fill_the_queue_by_their_rows() -> None:
+    section = DriftSection.model_validate({"subjects": [{"sample_rate": 1.0}]})
+    sampler = Sampler(section, None)
+    tensor = Tensor("x", "FP64", (5000,), [0.0] * 5000)  # counts as the 1,000 rows it keeps
+    for _ in range(PREDICTION_ROWS_LIMIT // 1000 + 3):
+        sampler.keep_prediction("classic:m@1", "m", 5000, None, [tensor], [])
+    assert sampler.dropped == 3

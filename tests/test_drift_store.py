@@ -1,15 +1,21 @@
 """Drift's store on SQLite and PostgreSQL: texts embedded once and kept (bytes), the current
-window starting after the reference's last sample even when samples share a time."""
+window starting after the reference's last sample even when samples share a time; retention;
+the classic samples of the old prediction_samples table moved in by migration 0011."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect, text
 
 from gateway.core.drift_config import DriftSection
 from gateway.drift.service import Drift
+from gateway.drift.store import DriftStore, Pruned
 from gateway.drift.subjects import for_call
+from gateway.store.db import migrate
+from gateway.store.tables import drift_runs
 from tests.drift_checks import hashed
 
 
@@ -51,3 +57,87 @@ def test_texts_are_embedded_once_and_windows_split_on_time_and_id(engine: Engine
     stored = parts.store.latest(subject.id, 50, None, None)
     assert all(isinstance(row.input_embedding, bytes) for row in stored)
     assert len(stored[0].input_embedding or b"") == 16 * 4
+
+
+def test_retention_deletes_old_samples_and_reports_but_each_subject_keeps_its_latest(
+    engine: Engine,
+) -> None:
+    store = DriftStore(engine)
+    now = datetime.now(UTC)
+    old, new = now - timedelta(days=40), now - timedelta(minutes=1)
+    store.add_samples(
+        [
+            {"subject": s, "kind": "features", "created_at": at, "values": {"x": i}}
+            for s in ("classic:a@1", "classic:b@1")
+            for i, at in enumerate([old] * 30 + [new] * 250)
+        ]
+    )
+    with engine.begin() as connection:
+        connection.execute(
+            drift_runs.insert(),
+            [
+                {"subject": s, "computed_at": at, "state": "no_drift", "report": {"n": n}}
+                for s, moments in (("classic:a@1", [old, old, new]), ("gone", [old, old]))
+                for n, at in enumerate(moments)
+            ],
+        )
+    pruned = store.prune(rows=200, older_than=now - timedelta(days=30))
+    assert (pruned.samples, pruned.runs) == (2 * 80, 3)
+    for subject in ("classic:a@1", "classic:b@1"):
+        kept = store.latest(subject, 1000, None, None)
+        assert [row.values["x"] for row in kept] == list(range(80, 280))  # the newest 200
+    assert [r["n"] for r in store.history("classic:a@1", 10)] == [2]
+    assert [r["n"] for r in store.history("gone", 10)] == [1]  # its latest report stays
+    assert store.prune(rows=200, older_than=now - timedelta(days=30)) == Pruned(0, 0)
+
+
+def test_the_old_prediction_samples_move_into_drift_samples(engine: Engine) -> None:
+    """Migration 0011 on a database that had classic samples in prediction_samples."""
+    from alembic import command
+    from alembic.config import Config
+
+    from gateway.store.db import MIGRATIONS
+
+    def alembic(connection: Any) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        return config
+
+    with engine.begin() as connection:
+        command.downgrade(alembic(connection), "0010")
+    signature = {"inputs": [], "outputs": [], "features": ["length", "width"]}
+    moment = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO registry_versions (name, version, kind, alias, hyperparameters, "
+                "tags, metadata, created_at, created_by, signature) VALUES ('iris', 2, "
+                "'classic', 'iris', '{}', '[]', '{}', :at, 't', :signature)"
+            ),
+            {"at": moment, "signature": json.dumps(signature)},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO prediction_samples (created_at, request_id, alias, model_version, "
+                "rows, inputs, outputs) VALUES (:at, 'r1', 'iris', 'iris@2', 2, :i, :o), "
+                "(:at, 'r2', 'fraud', NULL, 1, :x, '[]')"
+            ),
+            {
+                "at": moment,
+                "i": json.dumps([{"name": "input-0", "shape": [2, 2], "data": [1, 2, 3, 4]}]),
+                "o": json.dumps([{"name": "predict", "shape": [2], "data": [0, 1]}]),
+                "x": json.dumps([{"name": "x", "shape": [1], "data": [7.5]}]),
+            },
+        )
+    migrate(engine)
+    store = DriftStore(engine)
+    moved = store.latest("classic:iris@2", 10, None, None)
+    assert [row.values for row in moved] == [
+        {"length": 1, "width": 2, "predict": 0},
+        {"length": 3, "width": 4, "predict": 1},
+    ]
+    assert moved[0].created_at == moment
+    [unversioned] = store.latest("classic:fraud@unversioned", 10, None, None)
+    assert unversioned.values == {"x": 7.5}
+    assert not inspect(engine).has_table("prediction_samples")

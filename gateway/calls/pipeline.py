@@ -30,7 +30,6 @@ from gateway.metering.meter import Admission, Meter, prompt_tokens_sent
 from gateway.metering.prices import PriceTable
 from gateway.observability.call_log import CallLog
 from gateway.observability.redact import redacted_body, redacted_json
-from gateway.observability.samples import PredictionSamples
 from gateway.observability.traces import AttemptSpan
 from gateway.prompts.calling import PromptRef, apply_prompt, history_of
 from gateway.prompts.catalog import PromptCatalog
@@ -125,7 +124,6 @@ class Pipeline:
         call_log: CallLog,
         log_bodies: bool,
         sampler: Sampler,
-        samples: PredictionSamples | None = None,
         recovery: StreamRecovery | None = None,
         queries: QuerySampler | None = None,
     ) -> None:
@@ -139,7 +137,6 @@ class Pipeline:
         self.traces_attempts = call_log.tracing is not None
         self.reads_tags = router.settings.enable_tag_filtering
         self.sampler = sampler
-        self.samples = samples
         self.recovery = recovery  # None: no model name recovers its streams
         # Query embeddings for index health's query drift; None when no collection is watched.
         self.queries = queries if queries is not None and queries.on else None
@@ -310,17 +307,19 @@ class Pipeline:
         record.model_version = prediction.version_ref
         record.cost = self.prices.prediction_cost(routed.deployment, prediction.rows)
         await self.settle(call)
-        if self.samples is not None:
-            assert call.infer is not None
-            assert record.alias is not None
-            self.samples.offer(
-                record.request_id,
-                record.alias,
-                record.model_version,
-                prediction.rows,
-                call.infer.inputs,
-                prediction.outputs,
-            )
+        sampler = self.sampler
+        if sampler.on:  # drift: a drawn call's tensors kept by reference
+            subject = sampler.draw_prediction(prediction.name, prediction.model_version)
+            if subject is not None:
+                assert call.infer is not None
+                sampler.keep_prediction(
+                    subject,
+                    record.alias,
+                    prediction.rows,
+                    prediction.features,
+                    call.infer.inputs,
+                    prediction.outputs,
+                )
         return routed
 
     async def open_stream(self, call: Call) -> Routed[Stream]:

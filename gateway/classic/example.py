@@ -1,6 +1,8 @@
 """The example classic model: scikit-learn trained on a data set that ships inside
 scikit-learn (no network), saved with skops, with what registering it records: the data set
-written out and hashed, per-feature reference statistics, the signature, a held-out score."""
+written out and hashed, per-feature reference statistics, the signature, a held-out score,
+and the training rows' columns as serving names them (features, `predict`,
+`predict_proba[j]`), from which the CLI makes the version's drift reference."""
 
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ class TrainedExample:
     hyperparameters: dict[str, Any]
     accuracy: float
     classes: list[str]
+    # The training rows as the model saw them (float32) and what it predicts for them, by
+    # the column names drift gives a served call's values (gateway/drift/predictions.py).
+    training_columns: dict[str, list[Any]]
 
 
 def train_example(dataset: str, folder: Path) -> TrainedExample:
@@ -54,7 +59,8 @@ def train_example(dataset: str, folder: Path) -> TrainedExample:
         rows, target, test_size=TEST_SIZE, random_state=SEED, stratify=target
     )
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=MAX_ITER))
-    model.fit(train.astype(np.float32), train_target)
+    seen = train.astype(np.float32)
+    model.fit(seen, train_target)
     accuracy = float(model.score(test.astype(np.float32), test_target))
     classes = [str(name) for name in bunch.target_names]
     signature = Signature(
@@ -83,7 +89,19 @@ def train_example(dataset: str, folder: Path) -> TrainedExample:
         },
         accuracy=accuracy,
         classes=classes,
+        training_columns=_columns(model, seen, features, len(classes)),
     )
+
+
+def _columns(model: Any, rows: Any, features: list[str], classes: int) -> dict[str, list[Any]]:
+    columns: dict[str, list[Any]] = {
+        name: rows[:, index].tolist() for index, name in enumerate(features)
+    }
+    columns["predict"] = model.predict(rows).tolist()
+    probabilities = model.predict_proba(rows)
+    for index in range(classes):
+        columns[f"predict_proba[{index}]"] = probabilities[:, index].tolist()
+    return columns
 
 
 def _write_csv(path: Path, features: list[str], rows: Any, target: Any) -> None:

@@ -198,10 +198,12 @@ def train_example(
     ] = None,
 ) -> None:
     """Train scikit-learn on a data set it ships (offline), save it with skops, register it
-    with the data set's sha256 and feature statistics, and label it production."""
+    with the data set's sha256, feature statistics and drift reference, and label it
+    production."""
     from gateway.classic.example import DATASETS
     from gateway.classic.example import train_example as train
     from gateway.core.model_refs import check_name
+    from gateway.drift.reference import REGISTRY_KEY, build_reference
     from gateway.registry.promotion import promote
     from gateway.registry.spec import VersionSpec
 
@@ -221,6 +223,11 @@ def train_example(
     typer.echo(f"training on the {dataset} data set bundled with scikit-learn...", err=True)
     folder = settings().data_dir / "models" / name
     trained = train(dataset, folder)
+    rows = len(trained.training_columns["predict"])
+    reference = build_reference(  # what its served calls' drift is measured against
+        trained.training_columns,
+        source=f"training data: sklearn.datasets.load_{dataset}, {rows} rows",
+    )
     spec = VersionSpec(
         alias=chosen,
         kind="classic",
@@ -229,7 +236,11 @@ def train_example(
         hyperparameters=trained.hyperparameters,
         description=f"example: scikit-learn on sklearn.datasets.load_{dataset}",
         tags=["example"],
-        metadata={"accuracy": trained.accuracy, "classes": trained.classes},
+        metadata={
+            "accuracy": trained.accuracy,
+            "classes": trained.classes,
+            REGISTRY_KEY: reference.to_json(),
+        },
         artifact=str(trained.artifact.resolve()),
         artifact_sha256=trained.artifact_sha256,
         framework="skops",

@@ -419,12 +419,20 @@ class GatewaySection(BaseModel):
     # call fails with a 502: an upstream that never stops sending must not take the memory
     # every other call needs. Large embedding batches are the biggest legitimate answers.
     max_response_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
-    # Share of classic-model calls (/v2 infer) whose inputs and predictions are kept (table
-    # prediction_samples) for drift monitoring, written off the request path.
-    prediction_sample_rate: float = Field(default=0.1, ge=0, le=1)
     # Per model name (or "*" for every other): a stream cut or stalled after it began goes on
     # on the next deployment the router chooses, which continues the text the client has.
     stream_recovery: dict[str, bool] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "prediction_sample_rate" in value:
+            raise ValueError(
+                "prediction_sample_rate moved to drift monitoring: a classic model's calls "
+                "are sampled at its drift.subjects entry's sample_rate (e.g. drift: "
+                "{subjects: [{model: iris, sample_rate: 0.1}]}); remove it here"
+            )
+        return value
 
 
 class Credential(BaseModel):

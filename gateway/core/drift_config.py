@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.core.durations import UNIT_S
 
@@ -157,12 +157,53 @@ class DriftWebhook(_Strict):
         return value
 
 
+class DriftRetention(_Strict):
+    """How many samples are kept: per subject the newest `rows`, and none older than `age`
+    (either may be null: no such limit). The background job deletes the rest on each run;
+    the history of reports older than `age` goes too, but each subject's latest report stays."""
+
+    rows: int | None = Field(default=100_000, ge=100, le=100_000_000)
+    age: str | None = "30d"
+
+    @field_validator("age")
+    @classmethod
+    def _age(cls, value: str | None) -> str | None:
+        if value is not None:
+            window_seconds(value)
+        return value
+
+    def age_seconds(self) -> int | None:
+        return window_seconds(self.age) if self.age else None
+
+
 class DriftSection(_Strict):
     # Seconds between the background job's runs; 0: no background job (`gateway drift report`
-    # still computes on demand).
+    # still computes on demand, and samples are kept until a job runs).
     interval: float = Field(default=300.0, ge=0, le=86_400 * 7)
     subjects: list[DriftSubjectConfig] = Field(default_factory=list)
     webhook: DriftWebhook | None = None
+    retention: DriftRetention = Field(default_factory=DriftRetention)
+
+    @model_validator(mode="after")
+    def _windows_fit_what_is_kept(self) -> DriftSection:
+        """A window larger than what retention keeps would never fill."""
+        kept, age = self.retention.rows, self.retention.age_seconds()
+        for index, entry in enumerate(self.subjects):
+            for part in ("current", "reference"):
+                window = getattr(entry, part)
+                rows = window.rows if window is not None else None
+                if kept is not None and rows is not None and rows > kept:
+                    raise ValueError(
+                        f"subjects[{index}].{part}.rows: {rows} is more than the "
+                        f"{kept} samples per subject retention.rows keeps; raise it or lower this"
+                    )
+            current = entry.current.window if entry.current is not None else None
+            if age is not None and current is not None and window_seconds(current) > age:
+                raise ValueError(
+                    f"subjects[{index}].current.window: {current} is longer than "
+                    f"retention.age ({self.retention.age}) keeps samples; raise it or shorten this"
+                )
+        return self
 
     def samples_anything(self) -> bool:
         return any((entry.sample_rate or 0) > 0 for entry in self.subjects)

@@ -1,5 +1,6 @@
-"""The drift job: every `drift.interval` seconds, each sampled subject compared, in a thread
-of its own (embeddings and statistics never run on the event loop).
+"""The drift job: every `drift.interval` seconds, the samples beyond `drift.retention` deleted
+and each sampled subject compared, in a thread of its own (embeddings and statistics never
+run on the event loop).
 
 With several workers or replicas each runs the job; a subject another process compared
 within the last half interval is not compared again (its report is read instead), and the
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from gateway.core.background import stop_task
+from gateway.core.drift_config import DriftRetention
 from gateway.drift.gauges import DriftGauges
 from gateway.drift.store import DriftStore
 
@@ -33,11 +35,13 @@ class DriftJob:
         store: DriftStore,
         gauges: DriftGauges,
         interval: float,
+        retention: DriftRetention | None = None,
     ) -> None:
         self.monitor = monitor  # built on the first run (it imports the statistics)
         self.store = store
         self.gauges = gauges
         self.interval = interval
+        self.retention = retention or DriftRetention()
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="drift")
         self.runs = 0
@@ -64,6 +68,10 @@ class DriftJob:
         self.gauges.update(self.store.latest_runs())
 
     def run_once(self) -> None:
+        try:
+            self.prune()
+        except Exception:  # the comparisons go on; the next run deletes what this one did not
+            log.exception("drift: deleting old samples failed")
         monitor = self.monitor()
         latest = {r["subject"]: r for r in self.store.latest_runs()}
         fresh = datetime.now(UTC) - timedelta(seconds=self.interval / 2)
@@ -79,6 +87,15 @@ class DriftJob:
             latest[subject.id] = evaluation.report.model_dump(mode="json")
         self.gauges.update(list(latest.values()))
         self.runs += 1
+
+    def prune(self) -> None:
+        """Retention, before the comparisons (each replica's job may do it: deleting what
+        another just deleted is nothing)."""
+        age = self.retention.age_seconds()
+        older_than = datetime.now(UTC) - timedelta(seconds=age) if age is not None else None
+        pruned = self.store.prune(self.retention.rows, older_than)
+        if pruned.samples or pruned.runs:
+            log.info("drift: retention deleted %d samples, %d reports", pruned.samples, pruned.runs)
 
     async def close(self) -> None:
         await stop_task(self._task)

@@ -1,11 +1,14 @@
 """Which calls drift monitoring samples, and their way into the store.
 
-On the request path: `draw` (when the call is admitted) is a dict lookup and, for a subject
-with a rate, one `random()`; a drawn call carries a `Sample` holding references only, and
-`keep` (when its row is made) appends it to a bounded deque. Everything else happens in the
+On the request path: `draw` (when a chat call is admitted) is a dict lookup and, for a
+subject with a rate, one `random()`; a drawn call carries a `Sample` holding references only,
+and `keep` (when its row is made) appends it to a bounded deque. A classic model's call is
+drawn once it has predicted (`draw_prediction`, the same lookup and draw) and a drawn one's
+tensors are appended by reference (`keep_prediction`). Everything else happens in the
 writer: every second it turns the queued samples into rows (signals, texts with secrets
-masked) in a worker thread and inserts them. When the queue is full (the database cannot keep
-up), new samples are dropped and counted: they are a sample, and the calls never wait.
+masked; a prediction's features and outputs by name) in a worker thread and inserts them.
+When the queue is full (the database cannot keep up), new samples are dropped and counted:
+they are a sample, and the calls never wait.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ import asyncio
 import logging
 import random
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from gateway.classic.tensors import Output, Tensor
 from gateway.core.background import stop_task
 from gateway.core.drift_config import DriftSection
 from gateway.drift import subjects
+from gateway.drift.predictions import MAX_ROWS, prediction_rows
 from gateway.drift.settings import resolve
 from gateway.drift.signals import Sample, signals
 from gateway.observability.redact import MASK, SECRET_VALUES
@@ -30,8 +36,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.drift")
 
 QUEUE_LIMIT = 10_000
+# Predicted rows waiting for the writer, at most: a drawn call holds its tensors until then,
+# so big batches count by their rows, not as one call.
+PREDICTION_ROWS_LIMIT = 100_000
 WRITE_INTERVAL_S = 1.0
 RATE_CACHE_LIMIT = 10_000  # (alias, prompt, version) triples remembered
+UNVERSIONED = "unversioned"  # a remote classic model whose answers name no version
 
 
 def masked(text: str | None) -> str | None:
@@ -54,9 +64,11 @@ class Sampler:
         self.interval = interval
         self.queue_limit = queue_limit
         self._draws: dict[tuple[str, str | None, str | None], tuple[float, str]] = {}
-        self._model_rates: dict[str, float] = {}
+        self._model_rates: dict[tuple[str, str], tuple[float, str]] = {}
         self._queue: deque[tuple[Sample, dict[str, Any]]] = deque()
         self._features: deque[dict[str, Any]] = deque()
+        self._predictions: deque[_Prediction] = deque()
+        self._prediction_rows = 0
         self._random = random.random
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
@@ -92,19 +104,54 @@ class Sampler:
         else:
             self.dropped += 1
 
+    def draw_prediction(self, name: str, version: str | None) -> str | None:
+        """For a classic model's call (the inference path), once it has predicted: the
+        subject's id when this call is kept, else None. `name` is the model where it runs
+        (the registry model, or the remote server's), `version` its version."""
+        key = (name, version or UNVERSIONED)
+        found = self._model_rates.get(key)
+        if found is None:
+            found = self._model_rate(key)
+        rate, subject = found
+        if rate > 0.0 and self._random() < rate:
+            return subject
+        return None
+
+    def _model_rate(self, key: tuple[str, str]) -> tuple[float, str]:
+        subject = subjects.classic(*key)
+        found = (resolve(self.section, subject).sample_rate, subject.id)
+        if len(self._model_rates) >= RATE_CACHE_LIMIT:
+            self._model_rates.clear()
+        self._model_rates[key] = found
+        return found
+
     def draws_model(self, subject: subjects.Subject) -> bool:
-        """For a classic model's calls (the inference path): whether to keep this one."""
-        rate = self._model_rates.get(subject.id)
-        if rate is None:
-            if len(self._model_rates) >= RATE_CACHE_LIMIT:
-                self._model_rates.clear()
-            rate = self._model_rates[subject.id] = resolve(self.section, subject).sample_rate
-        return rate > 0.0 and self._random() < rate
+        """Whether to keep this call of a classic subject (what `draw_prediction` draws)."""
+        assert subject.version is not None
+        return self.draw_prediction(subject.model, subject.version) is not None
+
+    def keep_prediction(
+        self,
+        subject: str,
+        alias: str | None,
+        rows: int,
+        features: Sequence[str] | None,
+        inputs: Sequence[Tensor],
+        outputs: Sequence[Output],
+    ) -> None:
+        """A drawn classic call: its tensors by reference (made rows by the writer)."""
+        counted = self._prediction_rows + min(rows, MAX_ROWS)
+        if len(self._predictions) < self.queue_limit and counted <= PREDICTION_ROWS_LIMIT:
+            kept = _Prediction(subject, alias, datetime.now(UTC), rows, features, inputs, outputs)
+            self._predictions.append(kept)
+            self._prediction_rows = counted
+        else:
+            self.dropped += 1
 
     def keep_features(
         self, subject: subjects.Subject, values: dict[str, Any], at: datetime | None = None
     ) -> None:
-        """A classic model's call: its features and prediction, by name (JSON values)."""
+        """A classic model's row, already by name: its features and prediction (JSON values)."""
         if len(self._features) >= self.queue_limit:
             self.dropped += 1
             return
@@ -136,13 +183,24 @@ class Sampler:
         """Writes what is queued now."""
         samples = [self._queue.popleft() for _ in range(len(self._queue))]
         features = [self._features.popleft() for _ in range(len(self._features))]
-        if samples or features:
-            await asyncio.to_thread(self._write, samples, features)
+        predictions = [self._predictions.popleft() for _ in range(len(self._predictions))]
+        self._prediction_rows = 0
+        if samples or features or predictions:
+            await asyncio.to_thread(self._write, samples, features, predictions)
 
     def _write(
-        self, samples: list[tuple[Sample, dict[str, Any]]], features: list[dict[str, Any]]
+        self,
+        samples: list[tuple[Sample, dict[str, Any]]],
+        features: list[dict[str, Any]],
+        predictions: list[_Prediction],
     ) -> None:
         rows = features
+        for kept in predictions:
+            try:
+                rows.extend(kept.rows())
+            except Exception:  # one odd call must not cost the others their samples
+                self.dropped += 1
+                log.exception("drift: a sampled prediction of %s could not be read", kept.subject)
         for sample, row in samples:
             values, text_in, text_out = signals(sample, row)
             rows.append(
@@ -172,3 +230,42 @@ class Sampler:
         self._task = None
         if self.store is not None:
             await self.flush()
+
+
+class _Prediction:
+    """A drawn classic call, as the request path left it: references, no copies."""
+
+    __slots__ = ("alias", "at", "features", "inputs", "outputs", "rows_predicted", "subject")
+
+    def __init__(
+        self,
+        subject: str,
+        alias: str | None,
+        at: datetime,
+        rows: int,
+        features: Sequence[str] | None,
+        inputs: Sequence[Tensor],
+        outputs: Sequence[Output],
+    ) -> None:
+        self.subject = subject
+        self.alias = alias
+        self.at = at
+        self.rows_predicted = rows
+        self.features = features
+        self.inputs = inputs
+        self.outputs = outputs
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Its drift rows: one per predicted row (the writer's work)."""
+        return [
+            {
+                "subject": self.subject,
+                "kind": "features",
+                "created_at": self.at,
+                "alias": self.alias,
+                "values": values,
+            }
+            for values in prediction_rows(
+                self.rows_predicted, self.features, self.inputs, self.outputs
+            )
+        ]

@@ -50,7 +50,7 @@ class Drift:
         webhook = WebhookSender(section.webhook) if section.webhook is not None else None
         gauges = DriftGauges()
         parts: Drift
-        job = DriftJob(lambda: parts.monitor, store, gauges, section.interval)
+        job = DriftJob(lambda: parts.monitor, store, gauges, section.interval, section.retention)
         parts = cls(section, store, registry, embed, webhook, Sampler(section, store), gauges, job)
         return parts
 

@@ -10,7 +10,18 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Engine, Text, and_, bindparam, func, or_, select, type_coerce, update
+from sqlalchemy import (
+    Engine,
+    Text,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.core.times import utc
@@ -36,11 +47,20 @@ class SampleRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Pruned:
+    samples: int
+    runs: int
+
+
+@dataclass(frozen=True, slots=True)
 class SubjectCount:
     subject: str
     kind: str
     samples: int
     last: datetime
+
+
+PRUNE_BATCH = 10_000  # rows deleted per statement: the sampler's writes wait for no more
 
 
 def spec_hash(spec: Any) -> str:
@@ -119,6 +139,67 @@ class DriftStore:
         if rows:
             with self.engine.begin() as connection:
                 connection.execute(statement, rows)
+
+    def prune(self, rows: int | None, older_than: datetime | None) -> Pruned:
+        """Retention: per subject, deletes the samples older than `older_than` and all but
+        the newest `rows`, and the reports older than `older_than` but each subject's latest."""
+        samples = runs = 0
+        for counted in self.subjects():
+            c = drift_samples.c
+            if older_than is not None:
+                samples += self._delete(c.subject == counted.subject, c.created_at < older_than)
+            if rows is not None and counted.samples > rows:
+                edge = self._nth_newest(counted.subject, rows)
+                if edge is not None:  # it and everything older goes
+                    moment, row_id = edge
+                    older = or_(c.created_at < moment, and_(c.created_at == moment, c.id <= row_id))
+                    samples += self._delete(c.subject == counted.subject, older)
+        if older_than is not None:
+            runs = self._prune_runs(older_than)
+        return Pruned(samples, runs)
+
+    def _nth_newest(self, subject: str, rows: int) -> tuple[datetime, int] | None:
+        """The newest sample beyond the `rows` newest, by (time, id)."""
+        c = drift_samples.c
+        query = (
+            select(c.created_at, c.id)
+            .where(c.subject == subject)
+            .order_by(c.created_at.desc(), c.id.desc())
+            .offset(rows)
+            .limit(1)
+        )
+        with self.engine.connect() as connection:
+            found = connection.execute(query).first()
+        return (found[0], found[1]) if found is not None else None
+
+    def _delete(self, *where: Any) -> int:
+        """Deletes the samples `where` selects, a batch per transaction."""
+        deleted = 0
+        while True:
+            batch = select(drift_samples.c.id).where(*where).limit(PRUNE_BATCH)
+            with self.engine.begin() as connection:
+                ids = list(connection.execute(batch).scalars())
+                if ids:
+                    connection.execute(delete(drift_samples).where(drift_samples.c.id.in_(ids)))
+            deleted += len(ids)
+            if len(ids) < PRUNE_BATCH:
+                return deleted
+
+    def _prune_runs(self, older_than: datetime) -> int:
+        c = drift_runs.c
+        with self.engine.connect() as connection:
+            subjects = list(connection.execute(select(c.subject).distinct()).scalars())
+        deleted = 0
+        for subject in subjects:
+            latest = select(func.max(c.id)).where(c.subject == subject).scalar_subquery()
+            with self.engine.begin() as connection:
+                done = connection.execute(
+                    delete(drift_runs).where(
+                        c.subject == subject, c.computed_at < older_than, c.id < latest
+                    )
+                )
+            deleted += max(done.rowcount or 0, 0)
+        return deleted
 
     # --- references -----------------------------------------------------------------------
 

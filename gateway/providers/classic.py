@@ -47,6 +47,10 @@ class Prediction:
     rows: int
     parameters: dict[str, Any] | None
     upstream_seconds: float
+    # For drift monitoring: the model where it ran (the registry model, or the remote
+    # server's) and the names of a 2-D input's columns, when known.
+    name: str = ""
+    features: list[str] | None = None
 
 
 class ModelFailed(GatewayError):
@@ -146,7 +150,16 @@ class ClassicProvider:
                 detail=f"{served.ref}: {type(exc).__name__}: {exc}",
             ) from None
         seconds = time.perf_counter() - started
-        return Prediction(outputs, str(served.number), served.ref, request.rows, None, seconds)
+        return Prediction(
+            outputs,
+            str(served.number),
+            served.ref,
+            request.rows,
+            None,
+            seconds,
+            served.name,
+            served.signature.features,
+        )
 
     def _predictor(self, deployment: Deployment, served: ServedVersion) -> Predict:
         """The version's predict in a worker thread; behind a batcher when configured."""
@@ -232,7 +245,16 @@ class ClassicProvider:
         parameters = (
             answer.get("parameters") if isinstance(answer.get("parameters"), dict) else None
         )
-        return Prediction(outputs, model_version, ref, request.rows, parameters, seconds)
+        return Prediction(
+            outputs,
+            model_version,
+            ref,
+            request.rows,
+            parameters,
+            seconds,
+            deployment.upstream_model,
+            _columns(request),
+        )
 
     async def _mlflow(self, deployment: Deployment, request: InferRequest) -> Prediction:
         answer, seconds = await self._post(
@@ -240,7 +262,16 @@ class ClassicProvider:
         )
         predictions = answer.get("predictions") if isinstance(answer, dict) else None
         outputs = predictions_as_outputs(predictions, deployment)
-        return Prediction(outputs, None, None, request.rows, None, seconds)
+        return Prediction(
+            outputs,
+            None,
+            None,
+            request.rows,
+            None,
+            seconds,
+            deployment.upstream_model,
+            _columns(request),
+        )
 
     # --- metadata and readiness of remote models (not the request path) -----------------------
     async def remote_get(self, deployment: Deployment, path: str) -> tuple[int, Any]:
@@ -299,6 +330,17 @@ def _json_input(tensor: Tensor) -> dict[str, Any]:
     if parameters:
         item["parameters"] = parameters
     return item
+
+
+def _columns(request: InferRequest) -> list[str] | None:
+    """The column names a caller gave its one 2-D input (`parameters.columns`, as MLflow
+    takes them), for drift."""
+    if len(request.inputs) != 1:
+        return None
+    columns = (request.inputs[0].parameters or {}).get("columns")
+    if isinstance(columns, list) and all(isinstance(c, str) for c in columns):
+        return columns
+    return None
 
 
 def _malformed(deployment: Deployment, what: str) -> UpstreamError:

@@ -271,8 +271,9 @@ registry_label_history = Table(
 )
 
 # Drift monitoring (gateway/drift/). Samples of calls, taken off the request path: signals as
-# JSON `values` ({"output_tokens": 12, "finish_reason": "stop", ...} or a classic model's
-# features), texts, and their embeddings once the background job has computed them.
+# JSON `values` ({"output_tokens": 12, "finish_reason": "stop", ...}, or a classic model's
+# features and prediction, one row per predicted row), texts, and their embeddings once the
+# background job has computed them. Kept as drift.retention says (the job deletes the rest).
 drift_samples = Table(
     "drift_samples",
     metadata,
@@ -344,20 +345,4 @@ drift_queries = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("embedding", LargeBinary, nullable=False),  # float32, little-endian
     Index("ix_drift_queries_alias_id", "alias", "id"),
-)
-
-# A sample of classic-model calls (their inputs and predictions), written off the request
-# path, for drift monitoring against the version's training statistics.
-prediction_samples = Table(
-    "prediction_samples",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("request_id", String(32), nullable=False),
-    Column("alias", String(200), nullable=False),
-    Column("model_version", String(300), nullable=True),
-    Column("rows", Integer, nullable=False),
-    Column("inputs", JSON, nullable=False),  # [{name, datatype, shape, data}], data flat
-    Column("outputs", JSON, nullable=False),
-    Index("ix_prediction_samples_alias_created", "alias", "created_at"),
 )
