@@ -40,6 +40,7 @@ from gateway.prompts.served import ServedModels
 from gateway.prompts.store import REVERTED, PromptStore
 from gateway.providers import Deployment, Providers, build_deployments
 from gateway.providers.classic import is_classic
+from gateway.registry.llm_versions import LlmVersions
 from gateway.registry.served import ServedVersions
 from gateway.registry.store import RegistryStore
 from gateway.routing.router import Router
@@ -112,6 +113,7 @@ class GatewayState:
     indexes: IndexMonitor
     classic_versions: ServedVersions  # registry versions served in process (/v2 infer)
     classic_aliases: frozenset[str]  # aliases of classic models (not listed in /v1/models)
+    llm_versions: LlmVersions  # registry/NAME@REF as a chat or embeddings model, in memory
     samples: PredictionSamples
     redis: Any = None
     tracing: Tracing | None = None
@@ -184,7 +186,7 @@ class GatewayState:
         request_log = RequestLogWriter(engine, settings.data_dir / "spool")
         metrics = Metrics(models=router.names.known())
         tracing = Tracing(settings.otlp_endpoint) if settings.otlp_endpoint else None
-        registry = RegistryStore(engine)
+        llm_versions = LlmVersions(registry)
         drift = Drift.build(config.drift, engine, registry, providers.local.embed_texts)
         metrics.add_collector(drift.gauges)
         samples = PredictionSamples(engine, config.gateway.prediction_sample_rate)
@@ -199,6 +201,7 @@ class GatewayState:
             samples=samples,
             sampler=drift.sampler,
             recovery=_stream_recovery(config, deployments),
+            registry=llm_versions,
         )
         indexes = IndexMonitor(
             config,
@@ -216,6 +219,7 @@ class GatewayState:
             evals=EvalStore(engine),
             registry=registry,
             classic_versions=classic_versions,
+            llm_versions=llm_versions,
             classic_aliases=frozenset(d.alias for d in deployments if is_classic(d)),
             samples=samples,
             settings=settings,
@@ -252,6 +256,7 @@ class GatewayState:
         self.request_log.start()
         self.samples.start()
         await self.classic_versions.start()
+        await self.llm_versions.start()
         if self.tracing is not None:
             self.tracing.start()
         self.metrics.start()
@@ -278,6 +283,7 @@ class GatewayState:
         await self.prompts.aclose()
         await self.key_cache.aclose()
         await self.classic_versions.aclose()
+        await self.llm_versions.aclose()
         await self.request_log.close()  # drain: every call already answered gets its row
         await self.drift.close()  # and its drift sample, when it was drawn
         await self.samples.aclose()
