@@ -248,6 +248,16 @@ def test_importing_a_job_twice_registers_it_once(base: str) -> None:
     assert ok(httpx.get(f"{base}{MODELS}/support", headers=ADMIN))["latest"] == 1
 
 
+def test_a_fine_tune_of_an_imported_fine_tune_is_built_on_its_version(base: str) -> None:
+    ok(post(base, FINETUNES, job()))
+    again = "ft:gpt-4o-mini-2024-07-18:acme:support-bot:Cc3"
+    continued = job(3, model=FIRST, fine_tuned_model=again)
+    version = ok(post(base, FINETUNES, continued, alias="local/echo"))
+    assert (version["ref"], version["base"]["ref"]) == ("support-bot@2", "support-bot@1")
+    lineage = ok(httpx.get(f"{base}{MODELS}/support-bot/lineage", headers=ADMIN, timeout=30))
+    assert [v["ref"] for v in lineage["ancestors"]] == ["support-bot@1"]
+
+
 def test_bad_jobs_are_refused_naming_what_is_wrong(base: str) -> None:
     running = job(status="running", fine_tuned_model=None, finished_at=None)
     error = error_of(post(base, FINETUNES, running), 400)
@@ -275,6 +285,8 @@ def test_bad_jobs_are_refused_naming_what_is_wrong(base: str) -> None:
     assert "--alias" in error["message"]
     error = error_of(post(base, FINETUNES, unserved, alias="nope"), 400)
     assert "unknown alias 'nope'" in error["message"]
+    assert "alias" in error_of(post(base, FINETUNES, unserved, alias="x" * 300), 400)["param"]
+    assert "id" in error_of(post(base, FINETUNES, {**job(), "id": "f" * 300}), 400)["message"]
     # Given an alias, it registers; no suffix: named after its base.
     served = ok(post(base, FINETUNES, unserved, alias="local/echo"))
     assert served["ref"] == "gpt-4o-mini-2024-07-18-ft@1"

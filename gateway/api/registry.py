@@ -122,7 +122,8 @@ async def move_label(
         require_eval=move.require_eval,
         reason=move.reason,
     )
-    await asyncio.to_thread(state.llm_versions.refresh)  # this replica routes it at once
+    if state.llm_versions.knows(name):
+        await asyncio.to_thread(state.llm_versions.refresh)  # this replica routes it at once
     return moved
 
 

@@ -371,8 +371,12 @@ def _job_json(path: str) -> Any:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"{path}: cannot read it ({exc})")
+
+    def refuse(constant: str) -> None:
+        fail(f"{path}: {constant} is not a number JSON allows")
+
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=refuse)
     except json.JSONDecodeError as exc:
         fail(
             f"{path}: not JSON ({exc}): save the job as the API returns it "

@@ -46,13 +46,14 @@ class Method(_Lenient):
 
 
 Text = Annotated[str, Field(min_length=1, max_length=500)]
+JobId = Annotated[str, Field(min_length=1, max_length=200)]  # as the registry stores it
 
 
 class FineTuningJob(_Lenient):
     """OpenAI's `fine_tuning.job` object. Fields the registry needs are required; the others
     are checked when present (a job the API returned always has them)."""
 
-    id: Text
+    id: JobId
     object: Literal["fine_tuning.job"]
     model: Text
     status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
@@ -87,14 +88,13 @@ def parse_job(data: Any, given_as: str = "the job") -> FineTuningJob:
         return FineTuningJob.model_validate(data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the job"
-        hint = (
-            ' (a fine-tuning job says "object": "fine_tuning.job")'
-            if first["loc"][:1] == ("object",)
-            else ""
-        )
+        loc = first["loc"]
+        where = ".".join(str(part) for part in loc) or "the job"
+        hint = ""
+        if loc[:1] == ("object",):
+            hint = ' (a fine-tuning job says "object": "fine_tuning.job")'
         raise BadRequest(
-            f"{given_as}: {where}: {first['msg']}{hint}", param=str(first["loc"][0])
+            f"{given_as}: {where}: {first['msg']}{hint}", param=str(loc[0]) if loc else None
         ) from None
 
 
@@ -182,7 +182,18 @@ def hyperparameters(job: FineTuningJob) -> dict[str, Any]:
 
 
 def version_spec(job: FineTuningJob, alias: str, created_by: str | None = None) -> VersionSpec:
+    """The version the job registers; a value the registry cannot keep (an alias too long)
+    is a 400 naming it."""
     fine_tuned = require_succeeded(job)
+    try:
+        return _spec(job, fine_tuned, alias, created_by)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise BadRequest(f"{field}: {first['msg']}", param=field or None) from None
+
+
+def _spec(job: FineTuningJob, fine_tuned: str, alias: str, created_by: str | None) -> VersionSpec:
     lineage: dict[str, Any] = {
         "provider": "openai",
         "fine_tuned_model": fine_tuned,

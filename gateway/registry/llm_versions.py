@@ -65,6 +65,10 @@ class LlmVersions:
         await self._poller.aclose()
 
     # --- the request path: dict lookups -------------------------------------------------------
+    def knows(self, name: str) -> bool:
+        """Whether `name` has an LLM version here (a classic model's label moves are not ours)."""
+        return name in self._versions
+
     def resolve(self, model: str) -> LlmVersion:
         """The version `registry/NAME[@REF]` names; a 404 naming what is missing."""
         name, at, ref = model.removeprefix(PREFIX).partition("@")
