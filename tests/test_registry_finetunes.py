@@ -207,11 +207,15 @@ def test_streams_and_embeddings_name_the_version_too(base: str) -> None:
     assert embedded.headers["x-gateway-model-version"] == "embedder@1"
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_a_label_move_changes_what_answers_on_every_replica_within_a_second(
-    gateway: GatewayFactory, upstream: FakeUpstream
+    gateway: GatewayFactory, upstream: FakeUpstream, request: pytest.FixtureRequest, database: str
 ) -> None:
-    one = gateway(config(upstream))
-    other = gateway(config(upstream))  # another replica on the same database
+    settings: dict[str, Any] = {}
+    if database == "postgresql":
+        settings["database_url"] = request.getfixturevalue("pg_url")
+    one = gateway(config(upstream), **settings)
+    other = gateway(config(upstream), **settings)  # another replica on the same database
     ok(post(one, FINETUNES, job(1)))
     second = ok(post(one, FINETUNES, job(2)))
     assert (second["ref"], second["alias"]) == ("support-bot@2", "ft-support-v2")
