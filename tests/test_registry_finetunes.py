@@ -300,9 +300,16 @@ def test_bad_jobs_are_refused_naming_what_is_wrong(base: str) -> None:
 
 
 def test_unknown_names_labels_and_versions_are_404s_naming_them(base: str) -> None:
-    unknown = error_of(chat(base, "registry/nobody@production"), 404)
+    refused = chat(base, "registry/nobody@production")
+    unknown = error_of(refused, 404)
     assert unknown["code"] == "model_not_found"
     assert "'nobody'" in unknown["message"]
+    row = logged(base, refused.headers["x-gateway-request-id"])
+    assert (row["model"], row["model_version"], row["status"]) == (
+        "registry/nobody@production",
+        None,
+        404,
+    )
     ok(post(base, FINETUNES, job()))
     unlabelled = error_of(chat(base, "registry/support-bot"), 404)
     assert "labelled 'production'" in unlabelled["message"]
@@ -323,9 +330,12 @@ def test_a_key_must_be_allowed_the_alias_serving_the_version(base: str) -> None:
     ok(post(base, FINETUNES, job(2)))
     key = ok(post(base, "/v1/keys", {"models": ["ft-support"]}))["key"]
     assert chat(base, "registry/support-bot@1", key).status_code == 200
-    refused = error_of(chat(base, "registry/support-bot@2", key), 403)
+    answered = chat(base, "registry/support-bot@2", key)
+    refused = error_of(answered, 403)
     assert refused["code"] == "model_not_allowed"
     assert "support-bot@2 is served by 'ft-support-v2'" in refused["message"]
+    row = logged(base, answered.headers["x-gateway-request-id"])
+    assert (row["model_version"], row["status"]) == ("support-bot@2", 403)
     # The registry name is not a model the key can be given: the alias is.
     by_name = ok(post(base, "/v1/keys", {"models": ["registry/*"]}))["key"]
     assert error_of(chat(base, "registry/support-bot@1", by_name), 403)

@@ -153,13 +153,12 @@ class Pipeline:
             await self._apply_prompt(call)
             body = call.body
         alias = call.alias or require_model(body)
+        record.alias = alias
         if call.kind == "infer":
-            record.alias = alias
             await self._admit_infer(call, alias, headers)
             return
         if self.registry is not None and is_registry_ref(alias):
-            alias = self._registry_alias(self.registry, call, alias)
-        record.alias = alias
+            alias = record.alias = self._registry_alias(self.registry, call, alias)
         CHECKS[call.kind](body)
         if self.reads_tags:
             body, call.tags = take_tags(body, headers.get(TAGS_HEADER) if headers else None)
