@@ -40,6 +40,7 @@ from gateway.prompts.served import ServedModels
 from gateway.prompts.store import REVERTED, PromptStore
 from gateway.providers import Deployment, Providers, build_deployments
 from gateway.providers.classic import is_classic
+from gateway.registry.llm_versions import LlmVersions
 from gateway.registry.served import ServedVersions
 from gateway.registry.store import RegistryStore
 from gateway.routing.router import Router
@@ -114,6 +115,7 @@ class GatewayState:
     query_sampler: QuerySampler
     classic_versions: ServedVersions  # registry versions served in process (/v2 infer)
     classic_aliases: frozenset[str]  # aliases of classic models (not listed in /v1/models)
+    llm_versions: LlmVersions  # registry/NAME@REF as a chat or embeddings model, in memory
     redis: Any = None
     tracing: Tracing | None = None
     # Readiness reports these dependencies when they are configured (api/health.py).
@@ -185,7 +187,7 @@ class GatewayState:
         request_log = RequestLogWriter(engine, settings.data_dir / "spool")
         metrics = Metrics(models=router.names.known())
         tracing = Tracing(settings.otlp_endpoint) if settings.otlp_endpoint else None
-        registry = RegistryStore(engine)
+        llm_versions = LlmVersions(registry)
         drift = Drift.build(config.drift, engine, registry, providers.local.embed_texts)
         metrics.add_collector(drift.gauges)
         query_store = QueryStore(engine)
@@ -206,6 +208,7 @@ class GatewayState:
             sampler=drift.sampler,
             recovery=_stream_recovery(config, deployments),
             queries=query_sampler,
+            registry=llm_versions,
         )
         indexes = IndexMonitor(
             config,
@@ -227,6 +230,7 @@ class GatewayState:
             evals=EvalStore(engine),
             registry=registry,
             classic_versions=classic_versions,
+            llm_versions=llm_versions,
             classic_aliases=frozenset(d.alias for d in deployments if is_classic(d)),
             settings=settings,
             config=config,
@@ -261,6 +265,7 @@ class GatewayState:
         await seed_budgets(self.engine, self.key_cache, self.meter.store.ledger)
         self.request_log.start()
         await self.classic_versions.start()
+        await self.llm_versions.start()
         if self.tracing is not None:
             self.tracing.start()
         self.metrics.start()
@@ -288,6 +293,7 @@ class GatewayState:
         await self.prompts.aclose()
         await self.key_cache.aclose()
         await self.classic_versions.aclose()
+        await self.llm_versions.aclose()
         await self.request_log.close()  # drain: every call already answered gets its row
         await self.drift.close()  # and its drift sample, when it was drawn
         await self.query_sampler.close()  # and the query embeddings drawn so far

@@ -181,6 +181,7 @@ def create_app(settings: Settings | None = None, *, freeze_after_start: bool = F
     app.include_router(prompts.router)
     app.include_router(evals.router)
     app.include_router(registry.router)
+    app.include_router(registry.finetunes)
     app.include_router(monitoring.router)
     app.include_router(indexes.router)
     app.include_router(inference.router)

@@ -16,6 +16,7 @@ from gateway.calls.streaming import relay
 from gateway.core.answers import Answer, ObjectList
 from gateway.identity.auth import Caller
 from gateway.prompts.calling import prompt_ref
+from gateway.registry.llm_versions import is_registry_ref
 from gateway.routing.router import Routed
 from gateway.state import GatewayState
 
@@ -72,6 +73,8 @@ def _headers(call: Call, routed: Routed[Any]) -> dict[str, str]:
         headers["x-gateway-cost-usd"] = f"{record.cost:.10f}"
     if record.prompt_name is not None:
         headers["x-gateway-prompt"] = f"{record.prompt_name}@{record.prompt_version}"
+    if record.model_version is not None:  # a registry version was named: registry/NAME@REF
+        headers["x-gateway-model-version"] = record.model_version
     return headers
 
 
@@ -98,8 +101,11 @@ async def list_models(state: StateDep, caller: CallerDep) -> ObjectList[Model]:
 
 @router.get("/v1/models/{model:path}")
 async def get_model(model: str, state: StateDep, caller: CallerDep) -> Model:
-    state.router.states(model)  # raises the 404 for names no deployment serves
+    alias = model
+    if is_registry_ref(model) and state.router.names.find(model) is None:
+        alias = state.llm_versions.resolve(model).alias  # raises the 404 naming what is missing
+    state.router.states(alias)  # raises the 404 for names no deployment serves
     key = caller.key
-    if key is not None and key.models and not state.router.permits(model, key.allows_model):
-        caller.check_model(model)  # raises the refusal
+    if key is not None and key.models and not state.router.permits(alias, key.allows_model):
+        caller.check_model(alias)  # raises the refusal
     return Model(id=model)

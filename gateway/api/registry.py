@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Body, Query
 
 from gateway.api.deps import CallerDep, MasterDep, StateDep, ValidInput
 from gateway.api.visibility import Visibility
@@ -12,6 +13,7 @@ from gateway.core.errors import BadRequest
 from gateway.core.model_refs import LATEST, VERSION, check_name, model_ref
 from gateway.evals.gates import LabelMove
 from gateway.identity.auth import Caller
+from gateway.registry.finetunes import import_job
 from gateway.registry.models import (
     Lineage,
     RegistryHistory,
@@ -29,6 +31,7 @@ from gateway.registry.store import no_model
 from gateway.state import GatewayState
 
 router = APIRouter(prefix="/v1/registry/models", dependencies=[ValidInput])
+finetunes = APIRouter(prefix="/v1/registry/finetunes", dependencies=[ValidInput])
 
 ACTOR = "api:master"  # who made a change over HTTP (only the master key may)
 
@@ -54,9 +57,12 @@ async def register(
     name: str, spec: VersionSpec, state: StateDep, caller: MasterDep
 ) -> RegistryVersionDetail:
     aliases = state.config.aliases()
-    return await asyncio.to_thread(
+    version = await asyncio.to_thread(
         state.registry.register, name, spec, aliases=aliases, actor=ACTOR
     )
+    if version.kind == "llm":
+        await asyncio.to_thread(state.llm_versions.refresh)  # this replica routes it at once
+    return version
 
 
 @router.get("/{name}")
@@ -105,7 +111,7 @@ async def move_label(
 ) -> RegistryLabelSet:
     move.takes_only("registry", "version", "approver", "reason", "require_eval")
     number = _version_number(move)
-    return await asyncio.to_thread(
+    moved = await asyncio.to_thread(
         promote,
         state.registry,
         state.evals,
@@ -116,6 +122,9 @@ async def move_label(
         require_eval=move.require_eval,
         reason=move.reason,
     )
+    if state.llm_versions.knows(name):
+        await asyncio.to_thread(state.llm_versions.refresh)  # this replica routes it at once
+    return moved
 
 
 @router.get("/{name}/history")
@@ -162,3 +171,36 @@ async def get_lineage(name: str, state: StateDep, caller: CallerDep, ref: str = 
         )
 
     return await asyncio.to_thread(visible)
+
+
+@finetunes.post("")
+async def import_finetune(
+    job: Annotated[dict[str, Any], Body(description="An OpenAI fine-tuning job object.")],
+    state: StateDep,
+    caller: MasterDep,
+    name: Annotated[str | None, Query(description="Registry model (default: the suffix).")] = None,
+    alias: Annotated[
+        str | None, Query(description="The model_name serving it (default: found in config).")
+    ] = None,
+) -> RegistryVersionDetail:
+    """Registers a succeeded OpenAI fine-tuning job as the next `llm` version of `name`; a job
+    imported before is a 409 naming its version."""
+    config = state.config
+    deployments = [(m.model_name, m.litellm_params.model) for m in config.model_list]
+
+    def imported() -> RegistryVersionDetail:
+        version = import_job(
+            state.registry,
+            job,
+            name=name,
+            alias=alias,
+            deployments=deployments,
+            aliases=config.aliases(),
+            source=state.settings.config.name,
+            actor=ACTOR,
+            given_as="the body",
+        )
+        state.llm_versions.refresh()
+        return version
+
+    return await asyncio.to_thread(imported)

@@ -22,7 +22,7 @@ from gateway.calls.token_cap import cap_callers_fields, cap_for_deployment
 from gateway.calls.usage import reply_usage
 from gateway.classic.serving import ServedVersion
 from gateway.classic.tensors import InferRequest
-from gateway.core.errors import BadRequest, GatewayError, ModelNotFound
+from gateway.core.errors import BadRequest, GatewayError, ModelNotFound, PermissionDenied
 from gateway.drift.queries import QuerySampler
 from gateway.drift.sampler import Sampler
 from gateway.identity.auth import Caller
@@ -37,6 +37,7 @@ from gateway.prompts.context import auth_data
 from gateway.prompts.render import PromptRenderer
 from gateway.providers import Deployment, Provider, Reply, Stream, Usage
 from gateway.providers.classic import ClassicProvider, Prediction, is_classic
+from gateway.registry.llm_versions import LlmVersions, is_registry_ref
 from gateway.routing.router import Routed, Router, Send
 
 Kind = Literal["chat", "embeddings", "infer"]
@@ -126,6 +127,7 @@ class Pipeline:
         sampler: Sampler,
         recovery: StreamRecovery | None = None,
         queries: QuerySampler | None = None,
+        registry: LlmVersions | None = None,
     ) -> None:
         self.router = router
         self.meter = meter
@@ -140,6 +142,7 @@ class Pipeline:
         self.recovery = recovery  # None: no model name recovers its streams
         # Query embeddings for index health's query drift; None when no collection is watched.
         self.queries = queries if queries is not None and queries.on else None
+        self.registry = registry  # None: `registry/NAME@REF` names no model
 
     async def admit(self, call: Call, headers: Mapping[str, str] | None = None) -> None:
         """Checks the call and reserves its worst case against the caller's budgets and rate
@@ -155,6 +158,8 @@ class Pipeline:
         if call.kind == "infer":
             await self._admit_infer(call, alias, headers)
             return
+        if self.registry is not None and is_registry_ref(alias):
+            alias = record.alias = self._registry_alias(self.registry, call, alias)
         CHECKS[call.kind](body)
         if self.reads_tags:
             body, call.tags = take_tags(body, headers.get(TAGS_HEADER) if headers else None)
@@ -180,6 +185,37 @@ class Pipeline:
             record.sample = self.sampler.draw(
                 alias, record.prompt_name, record.prompt_version, call.body
             )
+
+    def _registry_alias(self, registry: LlmVersions, call: Call, model: str) -> str:
+        """The alias serving the registry version `model` names (a config model_name spelled
+        `registry/...` is that model instead). The key must be allowed that alias, as it must
+        to see the version in the registry's API."""
+        names = self.router.names
+        if model in names.exact or model in names.group_aliases:
+            return model
+        version = registry.resolve(model)
+        call.record.model_version = version.ref  # also on the row of a refused call
+        key = call.caller.key
+        if (
+            key is not None
+            and key.models
+            and not self.router.permits(version.alias, key.allows_model)
+        ):
+            raise PermissionDenied(
+                f"Key {key.id} may not use model {model!r}: {version.ref} is served by "
+                f"{version.alias!r}, which the key is not allowed (allowed: "
+                f"{', '.join(key.models)}).",
+                param="model",
+                code="model_not_allowed",
+            )
+        if names.find(version.alias) is None and version.alias not in self.router.unavailable:
+            raise ModelNotFound(
+                f"The model {model!r} is {version.ref}, served by {version.alias!r}, which "
+                f"this gateway's config does not serve: add it to model_list, or register a "
+                f"version with an alias the config has.",
+                param="model",
+            )
+        return version.alias
 
     async def _admit_infer(self, call: Call, alias: str, headers: Mapping[str, str] | None) -> None:
         """A classic model's call: the alias must be one (404), the key allowed it (403), the

@@ -367,3 +367,78 @@ def lineage(ref: Annotated[str, typer.Argument(help="NAME[@REF] (default: latest
         typer.echo("  " * version.depth + _line(version))
     if not tree.descendants:
         typer.echo("  (nothing yet)")
+
+
+finetune_app = typer.Typer(
+    no_args_is_help=True, help="Fine-tunes made with a provider, imported into the registry."
+)
+registry_app.add_typer(finetune_app, name="finetune")
+
+
+def _job_json(path: str) -> Any:
+    import sys
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{path}: cannot read it ({exc})")
+
+    def refuse(constant: str) -> None:
+        fail(f"{path}: {constant} is not a number JSON allows")
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except json.JSONDecodeError as exc:
+        fail(
+            f"{path}: not JSON ({exc}): save the job as the API returns it "
+            f"(GET /v1/fine_tuning/jobs/ID)"
+        )
+
+
+@finetune_app.command("import")
+def import_finetune(
+    job: Annotated[
+        str, typer.Argument(help="An OpenAI fine-tuning job object, as JSON ('-': stdin).")
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option(help="The registry model (default: the fine-tune's suffix, else BASE-ft)."),
+    ] = None,
+    alias: Annotated[
+        str | None,
+        typer.Option(help="The model_name serving it (default: the one whose model it is)."),
+    ] = None,
+) -> None:
+    """Register a succeeded fine-tuning job as the next llm version of NAME: its base model,
+    job id, training and validation files and hyperparameters. Importing a job again
+    registers nothing and says which version it is."""
+    from gateway.core.errors import GatewayError
+    from gateway.registry.finetunes import import_job
+    from gateway.registry.store import AlreadyImported
+
+    data = _job_json(job)
+    config = _config()
+    deployments = [(m.model_name, m.litellm_params.model) for m in config.model_list]
+    store = _store(writes=True)
+    try:
+        version = import_job(
+            store,
+            data,
+            name=name,
+            alias=alias,
+            deployments=deployments,
+            aliases=config.aliases(),
+            source=str(settings().config),
+            actor=actor(),
+            given_as="stdin" if job == "-" else job,
+        )
+    except AlreadyImported as exc:  # nothing to do: running an import twice is harmless
+        typer.echo(exc.message)
+        return
+    except GatewayError as exc:
+        fail(exc.message)
+    base = version.base.ref if version.base is not None else "?"
+    typer.echo(
+        f"imported {version.job_id} as {version.ref} (alias {version.alias}; base {base}); "
+        f"serve it: gateway registry promote {version.ref} production --approver WHO"
+    )

@@ -75,8 +75,9 @@ class ServedModels:
             )
         if model.startswith(REGISTRY_PREFIX):
             return (
-                f"model {model!r} is a registry ref, which chat calls do not route yet; name "
-                f"the alias that serves the version ({served})"
+                f"model {model!r} is a registry ref: a call may name one, but a prompt's "
+                f"model is checked against the config, so name the alias that serves the "
+                f"version ({served})"
             )
         if model in self.classic:
             return (

@@ -45,6 +45,9 @@ class RegistryVersion(Answer):
     metadata: dict[str, Any]
     created_at: str
     created_by: str
+    job_id: str | None = Field(
+        default=None, description="The provider's fine-tuning job it was imported from."
+    )
     artifact: str | None = Field(description="Classic: the artifact served in process.")
     artifact_sha256: str | None = Field(description="Checked each time it is loaded.")
     framework: str | None = Field(description="skops, onnx, joblib or pickle.")

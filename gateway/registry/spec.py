@@ -42,6 +42,8 @@ class VersionSpec(BaseModel):
     tags: list[Tag] = Field(default_factory=list, max_length=100)
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_by: str | None = Field(default=None, min_length=1, max_length=200)
+    # The provider's job it came from (OpenAI's ftjob-...): a job registers one version only.
+    job_id: str | None = Field(default=None, min_length=1, max_length=200)
     # Classic versions served in process: the artifact (a path or file:// URI on the gateway's
     # machine) and its sha256, checked whenever it is loaded; how it is saved; its signature.
     artifact: str | None = Field(default=None, min_length=1, max_length=1000)

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, func, select
 from sqlalchemy.exc import IntegrityError
 
-from gateway.core.errors import NotFound
+from gateway.core.errors import GatewayError, NotFound
 from gateway.core.model_refs import (
     EVAL_PREFIX,
     LATEST,
@@ -66,6 +66,22 @@ def no_model(name: str) -> NotFound:
     )
 
 
+class AlreadyImported(GatewayError):
+    """The provider's job already has a version: importing it again registers nothing."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "already_imported"
+
+    def __init__(self, job_id: str, ref: str) -> None:
+        super().__init__(
+            f"fine-tuning job {job_id} was already imported as {ref} (nothing registered; "
+            f"gateway registry show {ref} shows it)",
+            param="id",
+        )
+        self.ref = ref
+
+
 class RegistryStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -78,9 +94,43 @@ class RegistryStore:
         """Stores the next version of `name`; `aliases` are the config's model names."""
         check_name(name)
         check_alias(spec.alias, aliases)
+        if spec.job_id is not None:
+            self.refuse_reimport(spec.job_id)
         base_name, base_version, base_external = self._base(spec.base)
         created_by = spec.created_by or actor
         self._ensure_model(name, created_by)
+        try:
+            number = self._insert(name, spec, base_name, base_version, base_external, created_by)
+        except IntegrityError:
+            if spec.job_id is not None:  # another replica imported the same job just now
+                self.refuse_reimport(spec.job_id)
+            raise
+        return self.version(ModelRef(name, str(number)))
+
+    def imported(self, job_id: str) -> str | None:
+        """NAME@N of the version imported from a provider's job, if any."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(registry_versions.c.name, registry_versions.c.version).where(
+                    registry_versions.c.job_id == job_id
+                )
+            ).first()
+        return None if row is None else f"{row.name}@{row.version}"
+
+    def refuse_reimport(self, job_id: str) -> None:
+        ref = self.imported(job_id)
+        if ref is not None:
+            raise AlreadyImported(job_id, ref)
+
+    def _insert(
+        self,
+        name: str,
+        spec: VersionSpec,
+        base_name: str | None,
+        base_version: int | None,
+        base_external: str | None,
+        created_by: str,
+    ) -> int:
         with self.engine.begin() as connection:
             stamp = self._lock(connection, name)
             latest = connection.execute(
@@ -113,9 +163,10 @@ class RegistryStore:
                     trusted_types=spec.trusted_types or None,
                     trusted=spec.trusted or None,
                     feature_stats=spec.feature_stats,
+                    job_id=spec.job_id,
                 )
             )
-        return self.version(ModelRef(name, str(number)))
+        return number
 
     def _base(self, text: str | None) -> tuple[str | None, int | None, str | None]:
         """(registry name, version) for `NAME@REF`, else the text as an external base."""
@@ -323,6 +374,37 @@ class RegistryStore:
             ).all()
         return list(versions), list(labels)
 
+    def llm_changes(self, since: datetime) -> tuple[list[Row[Any]], list[Row[Any]]]:
+        """Labels moved and LLM versions registered since `since`: what a replica routing
+        `registry/NAME@REF` model strings re-reads (see registry/llm_versions.py). Labels are
+        read first: every version a label read names was committed before the versions read,
+        so the versions read include it."""
+        with self.engine.connect() as connection:
+            labels = connection.execute(
+                select(registry_labels).where(registry_labels.c.updated_at >= since)
+            ).all()
+            versions = connection.execute(
+                select(registry_versions).where(
+                    registry_versions.c.kind == "llm", registry_versions.c.created_at >= since
+                )
+            ).all()
+        return list(versions), list(labels)
+
+    def finetune_of(self, fine_tuned_model: str) -> str | None:
+        """NAME@N of the version imported as this fine-tuned model, if any: a fine-tune of a
+        fine-tune names it as its base."""
+        with self.engine.connect() as connection:
+            versions = registry_versions.c
+            rows = connection.execute(
+                select(versions.name, versions.version, versions.metadata).where(
+                    versions.job_id.is_not(None)
+                )
+            ).all()
+        for row in rows:
+            if (row.metadata or {}).get("fine_tuned_model") == fine_tuned_model:
+                return f"{row.name}@{row.version}"
+        return None
+
     # --- labels ---------------------------------------------------------------------------
     @staticmethod
     def _labels(connection: Connection, name: str) -> dict[str, int]:
@@ -429,6 +511,7 @@ def _fields(row: Row[Any]) -> dict[str, Any]:
         "metadata": values["metadata"],
         "created_at": iso(values["created_at"]),
         "created_by": values["created_by"],
+        "job_id": values["job_id"],
         "artifact": values["artifact"],
         "artifact_sha256": values["artifact_sha256"],
         "framework": values["framework"],

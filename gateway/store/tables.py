@@ -238,7 +238,10 @@ registry_versions = Table(
     Column("trusted_types", JSON, nullable=True),
     Column("trusted", Boolean, nullable=True),
     Column("feature_stats", JSON, nullable=True),
+    # The provider's job a fine-tune was imported from (OpenAI's ftjob-...): one version each.
+    Column("job_id", String(200), nullable=True),
     Index("ix_registry_versions_base", "base_name", "base_version"),
+    Index("ix_registry_versions_job_id", "job_id", unique=True),
     # Replicas poll for classic versions registered since their last look.
     Index("ix_registry_versions_created_at", "created_at"),
 )
