@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import ssl
 from dataclasses import dataclass
-from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,21 +21,6 @@ class TLSOptions:
     verify: bool | str = True
     certificate: str | None = None
     certificate_key: str | None = None
-
-    def problems(self) -> list[str]:
-        """What makes these options unusable (a missing file), for the config check."""
-        found = []
-        if isinstance(self.verify, str) and not Path(self.verify).exists():
-            found.append(f"ssl_verify: no CA bundle at {self.verify}")
-        for name, path in (
-            ("ssl_certificate", self.certificate),
-            ("ssl_certificate_key", self.certificate_key),
-        ):
-            if path is not None and not Path(path).is_file():
-                found.append(f"{name}: no file at {path}")
-        if self.certificate_key is not None and self.certificate is None:
-            found.append("ssl_certificate_key is set without ssl_certificate")
-        return found
 
 
 DEFAULT_TLS = TLSOptions()
