@@ -123,7 +123,12 @@ def _parse_url(url: str, tls: TLSOptions, proxies: Proxies | None) -> _Target:
 def _connect_request(key: _Key) -> bytes:
     assert key.proxy is not None
     host = f"[{key.host}]" if ":" in key.host else key.host
-    lines = [f"CONNECT {host}:{key.port} HTTP/1.1\r\n", f"host: {host}:{key.port}\r\n"]
+    # What httpx (httpcore) sends, so a proxy sees the same request from either client.
+    lines = [
+        f"CONNECT {host}:{key.port} HTTP/1.1\r\n",
+        f"host: {host}:{key.port}\r\n",
+        "accept: */*\r\n",
+    ]
     if key.proxy.authorization:
         lines.append(f"proxy-authorization: {key.proxy.authorization}\r\n")
     return ("".join(lines) + "\r\n").encode()
