@@ -20,7 +20,6 @@ import base64
 import contextlib
 import re
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -32,7 +31,8 @@ from gateway.providers.openai_compat import OpenAICompatibleProvider
 from gateway.transport.http_client import HTTPClient, ProxyError
 from gateway.transport.proxies import Proxies
 from gateway.transport.tls import TLSOptions
-from tests.test_http_client import Run, run  # noqa: F401
+from tests.test_http_client import Run
+from tests.test_http_client import run as run_on_both_loops  # noqa: F401 (the `run` fixture)
 from tests.test_transport_conformance import BODY, deployment, fake_upstream
 from tests.tls_material import Material, make_material
 
@@ -74,7 +74,7 @@ ENVIRONMENTS = [
 URLS = [
     "https://example.com/v1", "https://api.example.com/v1", "https://notexample.com/",
     "http://x.internal.test/", "https://internal.test/", "http://localhost:8000/",
-    "https://sub.localhost/", "http://127.0.0.1:9/", "http://[::1]:8080/", 
+    "https://sub.localhost/", "http://127.0.0.1:9/", "http://[::1]:8080/",
     "http://[::3]/", "http://10.0.0.1/", "http://10.0.0.0/", "https://api.example.org:8443/",
     "https://api.example.org/", "http://plain.test/", "https://plain.test/", "https://foo.test/",
     "https://bar.test/", "https://bar.test:443/", "https://bar.test:8443/",
@@ -129,6 +129,12 @@ def test_unsupported_proxy_is_named_not_bypassed(proxy_env: pytest.MonkeyPatch) 
 # --- a forward proxy and recording origins -----------------------------------------------------
 
 
+DENIED = (
+    b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+    b"proxy-authenticate: Basic\r\ncontent-length: 0\r\n\r\n"
+)
+
+
 class ForwardProxy:
     """CONNECT tunnels and absolute-form forwarding; `credentials` demands Basic auth."""
 
@@ -162,8 +168,7 @@ class ForwardProxy:
             if self.credentials is not None:
                 expected = "basic " + base64.b64encode(self.credentials.encode()).decode()
                 if f"proxy-authorization: {expected}".lower() not in head.decode().lower():
-                    writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
-                                 b"proxy-authenticate: Basic\r\ncontent-length: 0\r\n\r\n")  # fmt: skip
+                    writer.write(DENIED)
                     await writer.drain()
                     return
             if method == "CONNECT":

@@ -72,7 +72,7 @@ def _authority(common: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificat
                 decipher_only=False,
             ),
             critical=True,
-        )  # fmt: skip
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         .sign(key, hashes.SHA256())
     )
@@ -98,7 +98,7 @@ def _leaf(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()), False
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[0].public_key()), False
         )
     )
     if names:
