@@ -163,7 +163,7 @@ async def test_acl_users(servers: Servers) -> None:
     await reader.aclose()
     # A key outside the user's patterns is refused by Redis inside the script too.
     meter = ScriptClient(f"redis://meter:s3cret%3Apw@127.0.0.1:{port}/0")
-    with pytest.raises(ResponseError, match="No permissions to access a key|NOPERM"):
+    with pytest.raises(ResponseError, match=r"No permissions to access a key|NOPERM"):
         await meter.run(INCR, ["other:x"], [1])
     await meter.aclose()
 
@@ -245,11 +245,13 @@ def test_sentinel_url_must_name_the_master() -> None:
 
 async def test_cluster_through_redis_py_with_a_hash_tagged_prefix(servers: Servers) -> None:
     ports = [servers.start("--cluster-enabled", "yes") for _ in range(3)]
-    subprocess.run(
-        ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
-         "--cluster-replicas", "0", "--cluster-yes"],
-        check=True, capture_output=True, timeout=60,
+    create = await asyncio.create_subprocess_exec(
+        "redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+        "--cluster-replicas", "0", "--cluster-yes",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
+    output, _ = await asyncio.wait_for(create.communicate(), 60)
+    assert create.returncode == 0, output.decode()
     checker = await redis_py(ports[0])
     deadline = time.monotonic() + 30
     while (await checker.execute_command("CLUSTER", "INFO")).find(b"cluster_state:ok") < 0:

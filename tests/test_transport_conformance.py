@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import re
 import shutil
 import signal
 import subprocess
@@ -483,3 +484,68 @@ def test_a_gzip_stream_is_decoded_event_by_event(run: Run) -> None:
             await provider.aclose()
 
     run(scenario)
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+def write_config(folder: Path, text: str) -> Path:
+    path = folder / "gateway.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_tls_settings_from_the_config(tmp_path: Path, tls: Material) -> None:
+    from gateway.core.config import load_config
+    from gateway.providers import build_deployments
+
+    config = load_config(
+        write_config(
+            tmp_path,
+            f"""
+model_list:
+  - model_name: own-ca
+    litellm_params:
+      model: openai/m
+      api_base: https://localhost:1/v1
+      ssl_verify: {tls.ca}
+      ssl_certificate: {tls.client.cert}
+      ssl_certificate_key: {tls.client.key}
+      temperature: 0.5
+  - model_name: defaults
+    litellm_params: {{model: openai/m, api_base: https://localhost:1/v1}}
+  - model_name: unchecked
+    litellm_params: {{model: openai/m, api_base: https://localhost:1/v1, ssl_verify: false}}
+litellm_settings:
+  ssl_certificate: {tls.client_combined}
+""",
+        )
+    )
+    own, defaults, unchecked = build_deployments(config)
+    assert own.tls == TLSOptions(str(tls.ca), str(tls.client.cert), str(tls.client.key))
+    assert defaults.tls == TLSOptions(True, str(tls.client_combined))
+    assert unchecked.tls == TLSOptions(False, str(tls.client_combined))
+    # TLS settings are never a request parameter; litellm's own call gets ssl_verify.
+    assert own.params == {"temperature": 0.5}
+    assert own.litellm_kwargs == {"temperature": 0.5, "ssl_verify": str(tls.ca)}
+    assert unchecked.litellm_kwargs == {"ssl_verify": False}
+
+
+@pytest.mark.parametrize(
+    ("params", "problem"),
+    [
+        ("ssl_verify: /nowhere/ca.pem", "ssl_verify: no CA bundle (file or directory) at /nowhere"),
+        ("ssl_certificate: /nowhere/c.pem", "ssl_certificate: no file at /nowhere/c.pem"),
+        ("ssl_certificate_key: /etc/hostname", "ssl_certificate_key is set without"),
+    ],
+)
+def test_missing_tls_files_are_config_errors(tmp_path: Path, params: str, problem: str) -> None:
+    from gateway.core.config import load_config
+    from gateway.core.errors import ConfigError
+
+    path = write_config(
+        tmp_path,
+        f"model_list:\n  - model_name: a\n    litellm_params: {{model: openai/m, {params}}}\n",
+    )
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load_config(path)
