@@ -349,14 +349,13 @@ class Response:
     `deadline` (loop time) and `idle` (seconds per wait) bound every wait for more body.
     """
 
-    __slots__ = ("_conn", "_decode", "deadline", "headers", "idle", "status")
+    __slots__ = ("_conn", "deadline", "headers", "idle", "status")
 
     def __init__(self, conn: _Connection, deadline: float | None, idle: float | None) -> None:
         self._conn: _Connection | None = conn
         self.deadline, self.idle = deadline, idle
         self.status = 0
         self.headers: Mapping[str, str] = conn.headers  # names lower-cased
-        self._decode: _Decode | None = None  # set for a gzip, deflate or br body
 
     def when(self, conn: _Connection) -> float | None:
         if self.idle is None:
@@ -366,22 +365,6 @@ class Response:
 
     async def chunk(self) -> bytes:
         """The body received since the last call (waiting if none); b"" once it is complete."""
-        data = await self._received()
-        decode = self._decode
-        if decode is None:
-            return data
-        while data:
-            try:
-                decoded = decode(data)
-            except Exception as exc:  # zlib.error, brotli.error: the encoding's own errors
-                self.close()
-                raise MalformedResponse(f"cannot decode the body: {exc}") from None
-            if decoded:
-                return decoded
-            data = await self._received()  # a piece too short to decode anything yet
-        return b""
-
-    async def _received(self) -> bytes:
         conn = self._conn
         if conn is None:
             return b""
@@ -428,6 +411,29 @@ class Response:
                 conn.client.release(conn)
             else:
                 conn.close()  # a half-read connection is never reused
+
+
+class _DecodedResponse(Response):
+    """An answer with a gzip, deflate or br body: chunk() gives it decoded (its own class, so
+    the common, unencoded answer pays nothing for it)."""
+
+    __slots__ = ("_decode",)
+
+    def __init__(self, plain: Response, decode: _Decode) -> None:
+        assert plain._conn is not None
+        super().__init__(plain._conn, plain.deadline, plain.idle)
+        self._decode = decode
+
+    async def chunk(self) -> bytes:
+        while data := await super().chunk():
+            try:
+                decoded = self._decode(data)
+            except Exception as exc:  # zlib.error, brotli.error: the encoding's own errors
+                self.close()
+                raise MalformedResponse(f"cannot decode the body: {exc}") from None
+            if decoded:
+                return decoded  # else a piece too short to decode anything yet
+        return b""
 
 
 class HTTPClient:
@@ -498,7 +504,7 @@ class HTTPClient:
                     await conn.wait(response.when(conn))
                 encoding = conn.headers.get("content-encoding")
                 if encoding is not None and encoding != "identity":
-                    response._decode = _decoder(encoding)
+                    response = _DecodedResponse(response, _decoder(encoding))
             except ServerDisconnected:
                 conn.close()
                 # The server closed a kept-alive connection while our request was on its way:
