@@ -30,9 +30,15 @@ from gateway.transport.http_client import ConnectFailed, HTTPClient
 from gateway.transport.tls import TLSOptions
 from tests.conftest import free_port
 from tests.fakes.upstream import FakeUpstream
-from tests.test_http_client import CHAT, Run, TinyServer, answer
-from tests.test_http_client import run as run_on_both_loops  # noqa: F401 (the `run` fixture)
+from tests.loops import LOOP_NAMES, LOOPS, Run, loop_runner
+from tests.test_http_client import CHAT, TinyServer, answer
 from tests.tls_material import Material, make_material
+
+
+@pytest.fixture(params=LOOPS, ids=LOOP_NAMES)
+def run(request: pytest.FixtureRequest) -> Run:
+    return loop_runner(request.param)
+
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 needs_nginx = pytest.mark.skipif(not Path(NGINX).exists(), reason="needs nginx")

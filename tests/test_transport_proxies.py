@@ -31,10 +31,15 @@ from gateway.providers.openai_compat import OpenAICompatibleProvider
 from gateway.transport.http_client import HTTPClient, ProxyError
 from gateway.transport.proxies import Proxies
 from gateway.transport.tls import TLSOptions
-from tests.test_http_client import Run
-from tests.test_http_client import run as run_on_both_loops  # noqa: F401 (the `run` fixture)
+from tests.loops import LOOP_NAMES, LOOPS, Run, loop_runner
 from tests.test_transport_conformance import BODY, deployment, fake_upstream
 from tests.tls_material import Material, make_material
+
+
+@pytest.fixture(params=LOOPS, ids=LOOP_NAMES)
+def run(request: pytest.FixtureRequest) -> Run:
+    return loop_runner(request.param)
+
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUEST_METHOD")
 
