@@ -47,7 +47,7 @@ from gateway.routing.router import Router
 from gateway.store.db import database_url, make_engine, migrate
 from gateway.store.probe import DatabaseProbe
 from gateway.transport.probes import qdrant_probe, redis_probe
-from gateway.transport.resp import ScriptClient
+from gateway.transport.redis_urls import redis_clients
 
 log = logging.getLogger("gateway")
 
@@ -150,21 +150,13 @@ class GatewayState:
         # LiteLLM's router_settings.redis_host/_port/_password name the Redis replicas share.
         redis_url = settings.redis_url or config.router_settings.shared_redis_url()
         if redis_url:
-            import redis.asyncio as aioredis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-
-            # No client-side retries: an unreachable Redis must fail fast into the
-            # documented fail-open/fail-closed behaviour, not stall calls for seconds.
-            redis = aioredis.from_url(
-                redis_url,
-                socket_connect_timeout=1.0,
-                socket_timeout=2.0,
-                retry=Retry(NoBackoff(), 0),
+            # The URL says which Redis deployment (one server, TLS, Sentinel, Cluster).
+            redis, scripts = redis_clients(
+                redis_url, settings.redis_prefix, connect_timeout=1.0, timeout=2.0
             )
             prefix, fail_open = settings.redis_prefix, settings.redis_fail_open
             store = RedisMeterStore(
-                ScriptClient(redis_url, connect_timeout=1.0, timeout=2.0),
+                scripts,
                 RedisBudgetLedger(redis, prefix, fail_open=fail_open),
                 RedisRateLimiter(redis, prefix, fail_open=fail_open),
                 fail_open=fail_open,

@@ -7,21 +7,17 @@ a leaked task, an unclosed transport or an exception the loop had to swallow.
 from __future__ import annotations
 
 import asyncio
-import gc
 import re
 import shutil
 import ssl
 import subprocess
 import time
-import warnings
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import orjson
 import pytest
-import uvloop
 
 from gateway.core.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.providers.base import Deployment
@@ -37,36 +33,17 @@ from gateway.transport.http_client import (
 )
 from tests.conftest import free_port
 from tests.fakes.upstream import FakeUpstream
+from tests.loops import LOOP_NAMES, LOOPS, Run, loop_runner
 
-Run = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
 CHAT = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "one two"}]})
 STREAM = orjson.dumps(
     {"model": "m", "stream": True, "messages": [{"role": "user", "content": "one two"}]}
 )
 
 
-@pytest.fixture(params=[asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"])
+@pytest.fixture(params=LOOPS, ids=LOOP_NAMES)
 def run(request: pytest.FixtureRequest) -> Run:
-    def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        problems: list[dict[str, Any]] = []
-
-        async def checked() -> None:
-            asyncio.get_running_loop().set_exception_handler(lambda _, ctx: problems.append(ctx))
-            await scenario()
-            await asyncio.sleep(0.01)  # let the last connection_lost callbacks run
-            leftovers = asyncio.all_tasks() - {asyncio.current_task()}
-            assert not leftovers, f"tasks left running: {leftovers}"
-
-        gc.collect()  # what earlier tests left behind is not this test's business
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ResourceWarning)
-            with asyncio.Runner(loop_factory=request.param) as runner:
-                runner.run(checked())
-            gc.collect()
-        assert not problems, problems
-        assert not [w for w in caught if issubclass(w.category, ResourceWarning)], caught
-
-    return run
+    return loop_runner(request.param)
 
 
 def answer(body: bytes = b'{"ok":true}', *headers: str, status: str = "200 OK") -> bytes:

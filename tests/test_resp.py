@@ -149,5 +149,7 @@ def test_urls(url: str, shown: str, db: int, tls: bool) -> None:
 
 
 def test_a_url_of_another_kind_is_refused_clearly() -> None:
-    with pytest.raises(ValueError, match=r"must start with redis://, rediss:// or unix://"):
+    with pytest.raises(
+        ValueError, match=r"must start with redis://, rediss://, unix://, redis\+sentinel://"
+    ):
         _Address.parse("http://127.0.0.1:6379")

@@ -53,6 +53,19 @@ CREDENTIAL_KEY = "litellm_credential_name"
 CLASSIC_PROVIDERS = ("registry", "v2", "mlflow")
 
 
+def tls_problems(verify: Any, certificate: str | None, key: str | None) -> list[str]:
+    """Missing files among TLS settings (the upstream's, or litellm_settings' defaults)."""
+    found = []
+    if isinstance(verify, str) and not Path(verify).exists():
+        found.append(f"ssl_verify: no CA bundle (file or directory) at {verify}")
+    for name, path in (("ssl_certificate", certificate), ("ssl_certificate_key", key)):
+        if path is not None and not Path(path).is_file():
+            found.append(f"{name}: no file at {path}")
+    if key is not None and certificate is None:
+        found.append("ssl_certificate_key is set without ssl_certificate")
+    return found
+
+
 def _reject_typos(known: set[str] | frozenset[str], data: Any) -> Any:
     """LiteLLM passes unknown params through to providers, so we must too; but an unknown
     key that is one edit away from a known one is almost surely a typo worth failing on.
@@ -96,6 +109,13 @@ class LiteLLMParams(BaseModel):
     output_cost_per_reasoning_token: float | None = Field(default=None, ge=0)
     # The price map's name for the model, as model_info.base_model (which wins when both).
     base_model: str | None = None
+    # TLS to the upstream, LiteLLM's keys (litellm_settings' of the same names are the
+    # default): ssl_verify false turns certificate checks off, a path trusts that CA bundle
+    # (a file or a directory); ssl_certificate is a client certificate (PEM, holding its key
+    # unless ssl_certificate_key, ours, names another file). Never sent to the provider.
+    ssl_verify: bool | str | None = None
+    ssl_certificate: str | None = None
+    ssl_certificate_key: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -105,6 +125,13 @@ class LiteLLMParams(BaseModel):
     @model_validator(mode="after")
     def _prices(self) -> LiteLLMParams:
         check_declared_prices(self.model_extra)
+        return self
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> LiteLLMParams:
+        problems = tls_problems(self.ssl_verify, self.ssl_certificate, self.ssl_certificate_key)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def extra_params(self) -> dict[str, Any]:
@@ -408,6 +435,11 @@ class GatewaySection(BaseModel):
     # Completion tokens reserved against budgets and TPM limits when a request sets no
     # max_tokens; the reservation is settled to the real count after the call.
     default_max_tokens: int = Field(default=4096, ge=1)
+    # Connections the OpenAI-compatible fast path keeps open to one upstream (host and port):
+    # past it a call waits for one to come free, within its timeout. Unset: no bound.
+    upstream_connections_per_host: int | None = Field(default=None, ge=1)
+    # Seconds an idle upstream connection is kept for the next call, then closed.
+    upstream_keepalive_seconds: float = Field(default=60.0, gt=0, le=3600)
     # A chat call whose worst case does not fit what its budget has left is sent with a lower
     # max_tokens that fits (said in x-gateway-max-tokens-capped) instead of being refused;
     # only a call that cannot have even 16 completion tokens is refused.

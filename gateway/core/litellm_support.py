@@ -265,9 +265,15 @@ RULES: dict[str, Rule] = {
         Rule("litellm_settings.guardrails", R, _GUARDRAILS),
         Rule(
             "litellm_settings.ssl_verify",
-            W,
-            "upstream TLS certificates are always verified",
-            inert=(True,),
+            A,
+            "the default of every deployment's `litellm_params.ssl_verify`: `false` turns "
+            "upstream certificate checks off, a path trusts that CA bundle",
+        ),
+        Rule(
+            "litellm_settings.ssl_certificate",
+            A,
+            "the default of every deployment's `litellm_params.ssl_certificate`: the client "
+            "certificate (PEM with its key) upstreams that ask for one are shown",
         ),
         Rule("litellm_settings.telemetry", W, "the gateway sends no telemetry", inert=(False,)),
         # --- general_settings -----------------------------------------------------------------

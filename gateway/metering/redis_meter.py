@@ -48,7 +48,8 @@ from gateway.metering.limits import (
     effective,
 )
 from gateway.metering.stores import Admitted
-from gateway.transport.resp import LuaScript, ScriptClient
+from gateway.transport.redis_urls import ScriptRunner
+from gateway.transport.resp import LuaScript
 
 log = logging.getLogger("gateway.metering")
 
@@ -132,7 +133,7 @@ class RedisMeterStore:
 
     def __init__(
         self,
-        client: ScriptClient,
+        client: ScriptRunner,
         ledger: RedisBudgetLedger,
         limiter: RedisRateLimiter,
         *,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from gateway.classic.serving import VersionSource
-from gateway.core.config import GatewayConfig, ModelEntry
+from gateway.core.config import GatewayConfig, LiteLLMParams, ModelEntry
 from gateway.core.deployment_params import provider_and_model, split_params
 from gateway.core.price_keys import declared_prices
 from gateway.providers.base import Deployment, Provider, Reply, Stream, Usage, split_model
@@ -14,6 +15,8 @@ from gateway.providers.litellm_provider import LiteLLMProvider, warm_in_backgrou
 from gateway.providers.local import EMBEDDING_MODELS, LocalProvider
 from gateway.providers.openai_compat import OpenAICompatibleProvider, takes_fast_path
 from gateway.providers.unapplied import unapplied_settings
+from gateway.transport.proxies import Proxies
+from gateway.transport.tls import DEFAULT_TLS, TLSOptions
 
 log = logging.getLogger("gateway.providers")
 
@@ -33,9 +36,27 @@ def _first(*values: int | None) -> int | None:
     return next((value for value in values if value is not None), None)
 
 
+def _tls(params: LiteLLMParams, litellm_settings: dict[str, Any]) -> TLSOptions | None:
+    """The deployment's TLS settings, litellm_settings' ssl_verify / ssl_certificate being the
+    default of every deployment (as LiteLLM's globals are)."""
+    verify = params.ssl_verify
+    if verify is None:
+        verify = litellm_settings.get("ssl_verify")
+    certificate = params.ssl_certificate or litellm_settings.get("ssl_certificate")
+    options = TLSOptions(
+        verify=True if verify is None else verify,
+        certificate=certificate,
+        certificate_key=params.ssl_certificate_key if params.ssl_certificate else None,
+    )
+    return None if options == DEFAULT_TLS else options
+
+
 def _deployment(entry: ModelEntry, index: int, config: GatewayConfig) -> Deployment:
     params = entry.litellm_params
     split = split_params(dict(params.model_extra or {}))
+    tls = _tls(params, config.litellm_settings)
+    if tls is not None and tls.verify is not True:
+        split.litellm["ssl_verify"] = tls.verify  # litellm's providers take it too
     provider, upstream_model = provider_and_model(params.model, params.model_extra)
     router = config.router_settings
     timeout = params.timeout or router.timeout
@@ -69,6 +90,7 @@ def _deployment(entry: ModelEntry, index: int, config: GatewayConfig) -> Deploym
         cost_per_1k_predictions=info.cost_per_1k_predictions,
         max_batch_size=info.max_batch_size,
         max_batch_time=info.max_batch_time,
+        tls=tls,
     )
 
 
@@ -81,7 +103,12 @@ class Providers:
 
     def __init__(self, config: GatewayConfig, classic: VersionSource | None = None) -> None:
         self.local = LocalProvider()
-        self.fast = OpenAICompatibleProvider(config.gateway.max_response_bytes)
+        section = config.gateway
+        self.fast = OpenAICompatibleProvider(
+            section.max_response_bytes,
+            max_per_host=section.upstream_connections_per_host,
+            keepalive=section.upstream_keepalive_seconds,
+        )
         self.litellm = LiteLLMProvider()
         # Classic models: registry versions in process (from `classic`), remote v2 and MLflow.
         self.classic = ClassicProvider(classic, config.gateway.max_response_bytes)
@@ -92,6 +119,8 @@ class Providers:
         }
         for line in unapplied_settings(config):
             log.warning("%s", line)
+        for problem in Proxies.from_environment().problems():
+            log.warning("%s; calls to the upstreams it serves will fail", problem)
 
     def for_deployment(self, deployment: Deployment) -> Provider:
         if deployment.provider == "local":

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import orjson
 
 from gateway.core.errors import UpstreamError
+from gateway.transport.tls import TLSOptions
 
 
 @dataclass(slots=True)
@@ -77,6 +78,9 @@ class Deployment:
     cost_per_1k_predictions: float | None = None  # classic models (/v2 infer)
     max_batch_size: int | None = None  # classic models in process: adaptive batching
     max_batch_time: float = 0.002
+    # The fast path's TLS settings for this upstream, when it has its own (None: verified
+    # against the default CAs, no client certificate).
+    tls: TLSOptions | None = None
 
 
 def split_model(model: str) -> tuple[str, str]:

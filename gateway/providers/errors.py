@@ -22,6 +22,7 @@ from gateway.transport.http_client import (
     BodyIncomplete,
     ConnectFailed,
     HTTPClientError,
+    ProxyError,
     ResponseTooLarge,
     ServerDisconnected,
 )
@@ -188,6 +189,11 @@ def translate_http_errors(deployment: Deployment) -> Iterator[None]:
         raise UpstreamUnavailable(
             f"cannot connect to the upstream of model {model}",
             detail=f"cannot connect to {where(deployment)}: {exc.os_error}",
+        ) from None
+    except ProxyError as exc:
+        raise UpstreamUnavailable(
+            f"cannot reach the upstream of model {model} through the forward proxy",
+            detail=f"{where(deployment)}: {exc}",
         ) from None
     except BodyIncomplete:
         raise UpstreamError(

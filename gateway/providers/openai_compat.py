@@ -16,7 +16,12 @@ import orjson
 from gateway.core.errors import UpstreamError
 from gateway.providers.base import Deployment, Reply, Stream, Usage
 from gateway.providers.errors import status_error, translate_http_errors, where
-from gateway.transport.http_client import HTTPClient, Response, ResponseTooLarge
+from gateway.transport.http_client import (
+    KEEPALIVE_SECONDS,
+    HTTPClient,
+    Response,
+    ResponseTooLarge,
+)
 
 # Headers the HTTP client owns: it frames the body and asks for it uncompressed.
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "accept-encoding"})
@@ -54,14 +59,21 @@ def _split_events(buffer: bytes) -> tuple[list[bytes], bytes]:
 
 
 class OpenAICompatibleProvider:
-    def __init__(self, max_response_bytes: int = 256 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        max_response_bytes: int = 256 * 1024 * 1024,
+        *,
+        max_per_host: int | None = None,
+        keepalive: float = KEEPALIVE_SECONDS,
+    ) -> None:
         self._http: HTTPClient | None = None
         self.max_response_bytes = max_response_bytes
+        self._max_per_host, self._keepalive = max_per_host, keepalive
 
     def _client(self) -> HTTPClient:
         if self._http is None:
             # Created lazily: the pool belongs to the loop that serves the requests.
-            self._http = HTTPClient()
+            self._http = HTTPClient(max_per_host=self._max_per_host, keepalive=self._keepalive)
         return self._http
 
     @staticmethod
@@ -106,6 +118,7 @@ class OpenAICompatibleProvider:
                 self._headers(deployment),
                 self._payload(deployment, body),
                 total=deployment.timeout,
+                tls=deployment.tls,
             )
             raw = await response.read(self.max_response_bytes)
             if response.status >= 300:
@@ -139,6 +152,7 @@ class OpenAICompatibleProvider:
                     self._payload(deployment, body),
                     total=deployment.timeout,
                     idle=deployment.stream_timeout,
+                    tls=deployment.tls,
                 )
                 if response.status >= 300:
                     raw = await response.read(self.max_response_bytes)

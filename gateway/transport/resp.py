@@ -7,6 +7,14 @@ connection shared by every request, commands pipelined on it (Redis answers in o
 parsed by hiredis, one watchdog timer per connection instead of one per command. Errors are
 redis-py's exception types, so callers handle both clients alike; everything else (seeding,
 reports, tests) keeps using redis-py.
+
+Deployments it serves, from the one URL both clients read (gateway/transport/redis_urls.py):
+TLS (`rediss://`, with redis-py's `ssl_ca_certs`, `ssl_ca_path`, `ssl_certfile`, `ssl_keyfile`,
+`ssl_cert_reqs` and `ssl_check_hostname` query parameters), ACL users (`user:password@`), and
+Sentinel (`redis+sentinel://host:port,host:port/service/db`): the master's address is asked of
+the sentinels at every (re)connect, and a connection whose server answers READONLY (a master
+demoted by a failover) is dropped so the next command finds the new master. Redis Cluster is
+served by redis-py's cluster client instead (redis_urls.ClusterScriptClient).
 """
 
 from __future__ import annotations
@@ -57,6 +65,10 @@ def _pack(args: tuple[Any, ...]) -> bytes:
     return b"".join(parts)
 
 
+_TLS_PARAMS = ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs")
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
 @dataclass(frozen=True, slots=True)
 class _Address:
     host: str
@@ -66,30 +78,87 @@ class _Address:
     username: str | None
     password: str | None
     db: int
+    # Sentinel: the sentinels' addresses and the name of the master they watch.
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service: str | None = None
+    cluster: bool = False
+    nodes: tuple[tuple[str, int], ...] = ()  # a cluster's startup nodes
+    options: tuple[tuple[str, str], ...] = ()  # the TLS query parameters, as redis-py's
 
     @classmethod
     def parse(cls, url: str) -> _Address:
         parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"Redis URL must start with redis://, rediss:// or unix://: {url}")
-        db = 0
-        if parts.scheme == "unix":
-            query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
-            db = int(query.get("db", "0"))
-        elif parts.path.strip("/"):
-            db = int(parts.path.strip("/"))
+        base, _, mode = parts.scheme.partition("+")
+        if base not in ("redis", "rediss", "unix") or mode not in ("", "sentinel", "cluster"):
+            raise ValueError(
+                "Redis URL must start with redis://, rediss://, unix://, redis+sentinel://, "
+                f"rediss+sentinel://, redis+cluster:// or rediss+cluster://: {url}"
+            )
+        query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
+        options = tuple((k, unquote(v)) for k, v in query.items() if k in _TLS_PARAMS)
+        options += tuple((k, unquote(v)) for k, v in query.items() if k == "ssl_check_hostname")
+        path = [piece for piece in parts.path.split("/") if piece]
+        service = None
+        if mode == "sentinel":
+            if not path:
+                raise ValueError(f"a Sentinel URL names its master after the hosts: {url}")
+            service, path = unquote(path[0]), path[1:]
+        try:
+            db = int(query.get("db", "0")) if base == "unix" else int(path[0]) if path else 0
+        except ValueError:
+            raise ValueError(f"the database in a Redis URL is a number: {url}") from None
+        netloc = parts.netloc.rpartition("@")[2]
+        hosts = tuple(_host_port(piece, url) for piece in netloc.split(",") if piece)
+        host, port = hosts[0] if hosts and mode != "sentinel" else ("127.0.0.1", 6379)
         return cls(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or 6379,
-            unix_path=parts.path if parts.scheme == "unix" else None,
-            tls=parts.scheme == "rediss",
+            host=host,
+            port=port,
+            unix_path=parts.path if base == "unix" else None,
+            tls=base == "rediss",
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             db=db,
+            sentinels=hosts if mode == "sentinel" else (),
+            service=service,
+            cluster=mode == "cluster",
+            nodes=hosts if mode == "cluster" else (),
+            options=options,
         )
 
+    def tls_context(self) -> ssl.SSLContext | None:
+        """As redis-py makes it from the same query parameters (certificate and host name
+        checked unless ssl_cert_reqs / ssl_check_hostname say otherwise)."""
+        if not self.tls:
+            return None
+        options = dict(self.options)
+        context = ssl.create_default_context(
+            cafile=options.get("ssl_ca_certs"), capath=options.get("ssl_ca_path")
+        )
+        reqs = _CERT_REQS.get(options.get("ssl_cert_reqs", "required").lower(), ssl.CERT_REQUIRED)
+        check = options.get("ssl_check_hostname", "true").lower() in ("1", "true", "yes", "y")
+        context.check_hostname = check and reqs != ssl.CERT_NONE
+        context.verify_mode = reqs
+        if options.get("ssl_certfile"):
+            context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+        return context
+
     def __str__(self) -> str:
+        if self.sentinels:
+            return f"master {self.service!r} of sentinels " + ",".join(
+                f"{host}:{port}" for host, port in self.sentinels
+            )
         return self.unix_path or f"{self.host}:{self.port}"
+
+
+def _host_port(piece: str, url: str) -> tuple[str, int]:
+    if piece.startswith("["):
+        host, _, rest = piece[1:].partition("]")
+        port = rest[1:]
+    else:
+        host, _, port = piece.partition(":")
+    if port and not port.isdigit():
+        raise ValueError(f"not a port number in the Redis URL: {port!r} in {url}")
+    return host or "127.0.0.1", int(port) if port else 6379
 
 
 class _Connection(asyncio.Protocol):
@@ -168,6 +237,7 @@ class ScriptClient:
         self._timeout = timeout
         self._connection: _Connection | None = None
         self._connecting = asyncio.Lock()
+        self._tls: ssl.SSLContext | None = None
 
     async def run(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
         reply = await self._command(b"EVALSHA", script.sha, len(keys), *keys, *args)
@@ -175,6 +245,10 @@ class ScriptClient:
             # First use on this server (or after SCRIPT FLUSH): EVAL also caches it.
             reply = await self._command(b"EVAL", script.source, len(keys), *keys, *args)
         if isinstance(reply, hiredis.ReplyError):
+            if str(reply).startswith("READONLY") and self._connection is not None:
+                # A replica now (a failover demoted it): the next command finds the master.
+                self._connection.close()
+                raise ConnectionLost(f"Redis at {self._address} is a read-only replica now")
             raise refusal_of_reply(str(reply)) or ResponseError(str(reply))
         return reply
 
@@ -195,9 +269,11 @@ class ScriptClient:
                     if address.unix_path is not None:
                         await loop.create_unix_connection(lambda: connection, address.unix_path)
                     else:
-                        context = ssl.create_default_context() if address.tls else None
+                        host, port = address.host, address.port
+                        if address.sentinels:
+                            host, port = await self._master()
                         await loop.create_connection(
-                            lambda: connection, address.host, address.port, ssl=context
+                            lambda: connection, host, port, ssl=self._tls_context()
                         )
                     await self._handshake(connection)
             except (OSError, TimeoutError) as exc:
@@ -205,6 +281,37 @@ class ScriptClient:
                 raise RedisConnectionError(f"cannot connect to Redis at {address}: {exc}") from exc
             self._connection = connection
             return connection
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if self._tls is None and self._address.tls:
+            self._tls = self._address.tls_context()
+        return self._tls
+
+    async def _master(self) -> tuple[str, int]:
+        """The master's address, from the first sentinel that knows it (as redis-py's
+        Sentinel client asks, with the same TLS settings and no credentials)."""
+        loop, problems = asyncio.get_running_loop(), []
+        for host, port in self._address.sentinels:
+            sentinel = _Connection(self._timeout)
+            try:
+                await loop.create_connection(
+                    lambda sentinel=sentinel: sentinel,
+                    host,
+                    port,
+                    ssl=self._tls_context(),
+                )
+                reply = await sentinel.send(
+                    (b"SENTINEL", b"get-master-addr-by-name", self._address.service)
+                )
+            except (OSError, RedisConnectionError) as exc:
+                problems.append(f"{host}:{port}: {exc}")
+                continue
+            finally:
+                sentinel.close()
+            if isinstance(reply, list) and len(reply) == 2:
+                return reply[0].decode(), int(reply[1])
+            problems.append(f"{host}:{port} does not know master {self._address.service!r}")
+        raise OSError("no sentinel named the master (" + "; ".join(problems) + ")")
 
     async def _handshake(self, connection: _Connection) -> None:
         address = self._address
