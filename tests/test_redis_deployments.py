@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import shutil
 import socket
 import subprocess
@@ -17,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 
 from gateway.core.errors import ConfigError
 from gateway.transport.redis_urls import redis_clients
@@ -154,7 +155,7 @@ async def test_acl_users(servers: Servers) -> None:
     )  # fmt: skip
     await both_work(f"redis://meter:s3cret%3Apw@127.0.0.1:{port}/0")
     wrong = ScriptClient(f"redis://meter:nope@127.0.0.1:{port}/0")
-    with pytest.raises(ResponseError, match="Redis refused AUTH: WRONGPASS"):
+    with pytest.raises(AuthenticationError, match="Redis refused AUTH: WRONGPASS"):
         await wrong.run(INCR, ["gw:x"], [1])
     await wrong.aclose()
     reader = ScriptClient(f"redis://reader:pw@127.0.0.1:{port}/0")
@@ -243,8 +244,23 @@ def test_sentinel_url_must_name_the_master() -> None:
 # --- Cluster ----------------------------------------------------------------------------------
 
 
+def cluster_port() -> int:
+    """A free port a cluster node can take: Redis also listens 10,000 above it (its bus), so
+    it must be at most 55535 with that one free too; the OS's free ports are often higher."""
+    for _ in range(200):
+        port = random.randint(20000, 55535)
+        try:
+            with socket.socket() as low, socket.socket() as bus:
+                low.bind(("127.0.0.1", port))
+                bus.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a Redis cluster node")
+
+
 async def test_cluster_through_redis_py_with_a_hash_tagged_prefix(servers: Servers) -> None:
-    ports = [servers.start("--cluster-enabled", "yes") for _ in range(3)]
+    ports = [servers.start("--cluster-enabled", "yes", port=cluster_port()) for _ in range(3)]
     create = await asyncio.create_subprocess_exec(
         "redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
         "--cluster-replicas", "0", "--cluster-yes",
