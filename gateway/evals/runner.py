@@ -157,6 +157,10 @@ class GatewayClient:
         found: dict[str, Any] = response.json()
         return found
 
+    async def registry_version(self, target: Target, name: str, number: str) -> dict[str, Any]:
+        """A registry version as GET /v1/registry/models/{name}/versions/{number} shows it."""
+        return await self._get(target, f"/v1/registry/models/{name}/versions/{number}")
+
     async def resolve(self, target: Target) -> Resolved:
         if target.kind == "model":
             return Resolved(target.name, target.name)

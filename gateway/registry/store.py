@@ -113,6 +113,9 @@ class RegistryStore:
                     trusted_types=spec.trusted_types or None,
                     trusted=spec.trusted or None,
                     feature_stats=spec.feature_stats,
+                    expectations=spec.expectations.model_dump(exclude_none=True)
+                    if spec.expectations
+                    else None,
                 )
             )
         return self.version(ModelRef(name, str(number)))
@@ -436,4 +439,5 @@ def _fields(row: Row[Any]) -> dict[str, Any]:
         "trusted_types": values["trusted_types"] or [],
         "trusted": bool(values["trusted"]),
         "feature_stats": values["feature_stats"],
+        "expectations": values["expectations"],
     }
