@@ -81,20 +81,37 @@ class MetricCheck:
 
 def _values(column: list[Any], datatype: str, name: str) -> list[Any]:
     """A column's values as the input's datatype travels in JSON."""
-    if datatype in ("FP16", "FP32", "FP64"):
-        return [float(v) for v in column]
-    if datatype == "BOOL":
-        return [bool(v) for v in column]
     if datatype == "BYTES":
         return [str(v) for v in column]
+    convert: Any
+    if datatype == "BOOL":
+        kind, convert = "true or false", _boolean
+    elif datatype.startswith("FP"):
+        kind, convert = "a number", float
+    else:
+        kind, convert = "an integer", _integer
     converted = []
     for value in column:
-        if isinstance(value, float) and not value.is_integer():
+        try:
+            converted.append(convert(value))
+        except (TypeError, ValueError):
             raise TargetError(
-                f"feature column {name!r} holds {value!r}; the model takes {datatype}"
-            )
-        converted.append(int(value))
+                f"feature column {name!r} holds {value!r}, not {kind} (the version takes "
+                f"{datatype})"
+            ) from None
     return converted
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, str) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(value)
+    return int(value)
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    raise ValueError(value)
 
 
 def _tensors(test: ModelTest, signature: dict[str, Any], features: list[str]) -> list[Any]:
