@@ -111,6 +111,7 @@ class FeatureCheck:
     categories: frozenset[Any] | None
     max_null_rate: float | None
     enforce: bool
+    bounds: str = ""  # the range as recorded, for messages ("[1, 6.9]")
 
     def values(self, tensor: Tensor) -> list[Any]:
         data = tensor.data
@@ -151,9 +152,7 @@ class FeatureCheck:
                 high = self.high if self.high is not None else float("inf")
                 outside = [v for v in present if not low <= v <= high]
                 count += len(outside)
-                reason = reason or (
-                    f"{outside[0]!r} is outside the training range [{low:g}, {high:g}]"
-                )
+                reason = reason or f"{outside[0]!r} is outside the training range {self.bounds}"
         if present and self.categories is not None and not self.categories.issuperset(present):
             unknown = [v for v in present if v not in self.categories]
             count += len(unknown)
@@ -181,6 +180,10 @@ class CompiledExpectations:
                 continue  # registering refuses this; an old row is served without it
             categories = frozenset(expected.categories) if expected.categories else None
             low, high = expected.min, expected.max
+            bounds = (
+                f"[{'-inf' if low is None else format(low, 'g')}, "
+                f"{'inf' if high is None else format(high, 'g')}]"
+            )
             slack = NARROW_FLOATS.get(datatypes[where[0]])
             if slack is not None:  # a bound written as FP32 rounds either way of its float64
                 low = None if low is None else low - abs(low) * slack
@@ -195,6 +198,7 @@ class CompiledExpectations:
                     categories,
                     expected.max_null_rate,
                     expectations.enforce if expected.enforce is None else expected.enforce,
+                    bounds,
                 )
             )
         return cls(checks, ref)
@@ -219,9 +223,10 @@ class CompiledExpectations:
         for check in self.checks:
             violation = found.get(check.feature)
             if check.enforce and violation is not None:
+                many = "value breaks" if violation.count == 1 else "values break"
                 raise BadRequest(
                     f"input {check.input!r}: feature {check.feature!r}: {violation.reason} "
-                    f"({violation.count} value{'s' if violation.count != 1 else ''} break "
-                    f"the expectations {self.ref} was registered with, which it enforces)",
+                    f"({violation.count} {many} the expectations {self.ref} was registered "
+                    f"with, which it enforces)",
                     param="inputs",
                 )
