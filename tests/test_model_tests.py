@@ -351,3 +351,15 @@ def test_a_version_refusing_the_rows_makes_the_run_an_error_not_a_pass(credit: P
     assert result.returncode == 2
     assert "error: feature column 'group' holds '" in result.stderr
     assert "', not a number (the version takes FP64)" in result.stderr
+
+
+def test_a_suite_of_cases_on_a_classic_version_says_to_write_a_model_test(
+    credit: Project,
+) -> None:
+    cases = [{"vars": {"input": "hello"}, "assert": [{"type": "equals", "value": "hello"}]}]
+    path = suite(credit, "chatty", target="registry:credit@1", cases=cases)
+    result = credit.gateway("eval", "run", str(path), "--no-store")
+    assert result.returncode == 2
+    assert "error: registry:credit@1 is a classic version: test it with a model test" in (
+        result.stderr
+    )

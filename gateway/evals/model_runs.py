@@ -191,13 +191,13 @@ async def predict(
     test: ModelTest, client: GatewayClient, target: Target
 ) -> tuple[str, Predicted, float, float]:
     """Every row's prediction: (version, predictions, cost, seconds predicting)."""
-    resolved = await client.resolve(target)
+    resolved = await client.resolve(target, classic=True)
     name, _, number = resolved.version.removeprefix("registry:").partition("@")
     found = await client.registry_version(target, name, number)
-    if found.get("kind") != "classic" or not found.get("signature"):
+    if not found.get("signature"):
         raise TargetError(
-            f"{resolved.version} is not a classic version with a signature (kind "
-            f"{found.get('kind')!r}): a model test (data:) targets one served over /v2"
+            f"{resolved.version} records no signature: a model test needs to know the "
+            f"tensors it takes (register it with --artifact, which reads them)"
         )
     signature = found["signature"]
     data = test.data
