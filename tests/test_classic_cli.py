@@ -54,6 +54,13 @@ def test_train_example_registers_a_model_that_serve_answers(project: Project) ->
     petal = features["petal length (cm)"]
     assert petal["min"] <= petal["quantiles"]["p50"] <= petal["max"]
     assert sum(petal["histogram"]["counts"]) == shown["feature_stats"]["rows"] == 112
+    expected = shown["expectations"]
+    assert expected["enforce"] is False
+    assert expected["features"]["petal length (cm)"] == {
+        "min": petal["min"],
+        "max": petal["max"],
+        "max_null_rate": 0.0,
+    }
     assert shown["metadata"]["classes"] == ["setosa", "versicolor", "virginica"]
     reference = shown["metadata"]["drift_reference"]  # drift's, with no step of its own
     assert reference["format"] == "gateway-drift-reference/1"

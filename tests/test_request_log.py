@@ -269,6 +269,7 @@ def _every_type() -> tuple[dict[str, Any], ...]:
         "response_body": "",
         "model_version": "iris@3",
         "predictions": 2**40,
+        "feature_violations": {"petal length (cm)": 2, "sépale": 1},
     }
     minimal = _row("minimal")  # optional columns absent: NULL
     expected_minimal = {**{c.name: None for c in request_log.columns}, **minimal}

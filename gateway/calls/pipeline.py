@@ -246,6 +246,11 @@ class Pipeline:
             assert served.signature is not None  # a version without one never gets ready
             served.signature.check(request)
             call.checked = served
+            if served.expectations is not None:
+                found = served.expectations.count(request)
+                if found is not None:  # counted on the row (and metrics), refused or not
+                    call.record.feature_violations = {f: v.count for f, v in found.items()}
+                    served.expectations.enforce(found)
         call.logs_bodies = self.log_bodies or (key is not None and key.log_bodies)
         if call.logs_bodies:
             call.record.request_body = redacted_json(call.body)

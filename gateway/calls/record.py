@@ -56,6 +56,7 @@ class CallRecord:
     sample: Sample | None = None  # when drift monitoring drew this call (gateway/drift/)
     model_version: str | None = None  # the registry version that answered, NAME@N
     predictions: int = 0  # rows a classic model predicted
+    feature_violations: dict[str, int] | None = None  # values breaking its expectations
 
     @classmethod
     def begin(cls, request_id: str, route: str, traceparent: bytes | None) -> CallRecord:
@@ -109,4 +110,5 @@ class CallRecord:
             "response_body": self.response_body,
             "model_version": self.model_version,
             "predictions": self.predictions,
+            "feature_violations": self.feature_violations,
         }

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.classic.artifacts import import_skops, sha256_of
+from gateway.classic.expectations import Expectations, FeatureExpectation
 from gateway.classic.signature import Signature, TensorSpec
 from gateway.classic.stats import feature_stats
 
@@ -31,6 +32,7 @@ class TrainedExample:
     dataset_sha256: str
     signature: Signature
     feature_stats: dict[str, Any]
+    expectations: Expectations
     hyperparameters: dict[str, Any]
     accuracy: float
     classes: list[str]
@@ -71,6 +73,7 @@ def train_example(dataset: str, folder: Path) -> TrainedExample:
         ],
         features=features,
     )
+    stats = feature_stats(train, features)
     saved = sio.dumps(model)
     artifact = folder / f"{dataset}-{sha256_of(saved)[7:19]}.skops"
     _write_atomically(artifact, saved)
@@ -80,7 +83,8 @@ def train_example(dataset: str, folder: Path) -> TrainedExample:
         dataset=data_file,
         dataset_sha256=sha256_of(data_file.read_bytes()),
         signature=signature,
-        feature_stats=feature_stats(train, features),
+        feature_stats=stats,
+        expectations=expectations_of(stats),
         hyperparameters={
             "estimator": "StandardScaler + LogisticRegression",
             "max_iter": MAX_ITER,
@@ -102,6 +106,20 @@ def _columns(model: Any, rows: Any, features: list[str], classes: int) -> dict[s
     for index in range(classes):
         columns[f"predict_proba[{index}]"] = probabilities[:, index].tolist()
     return columns
+
+
+def expectations_of(stats: dict[str, Any], enforce: bool = False) -> Expectations:
+    """The training rows' range and null rate of each feature, from their statistics."""
+    rows = stats["rows"] or 1
+    return Expectations(
+        enforce=enforce,
+        features={
+            name: FeatureExpectation(
+                min=found["min"], max=found["max"], max_null_rate=found["nulls"] / rows
+            )
+            for name, found in stats["features"].items()
+        },
+    )
 
 
 def _write_csv(path: Path, features: list[str], rows: Any, target: Any) -> None:

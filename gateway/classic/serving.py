@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from gateway.classic.artifacts import PLATFORMS, Artifact
+from gateway.classic.expectations import CompiledExpectations
 from gateway.classic.signature import Signature
 from gateway.core.errors import GatewayError
 
@@ -32,6 +33,7 @@ class ServedVersion:
     state: State = "registered"
     problem: str | None = None  # why it cannot serve, once it has failed
     runtime: Any = None  # a classic.runtimes.Runtime, once ready
+    expectations: CompiledExpectations | None = None  # checked on each call, when recorded
 
     @property
     def ref(self) -> str:

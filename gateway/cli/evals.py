@@ -90,6 +90,8 @@ async def _run_one(suite: Any, client: Any, options: dict[str, Any], several: bo
     from gateway.evals import reports
     from gateway.evals.runner import AnswerCache, TargetError, case_count, run_suite
 
+    if suite.model_test is not None:
+        return await _run_model_test(suite, client, options)
     target = options["target"] or suite.target
     baseline = None if options["no_baseline"] else options["baseline"] or suite.baseline
     cache_dir = None if options["no_cache"] else options["data_dir"] / "eval-cache"
@@ -123,6 +125,48 @@ async def _run_one(suite: Any, client: Any, options: dict[str, Any], several: bo
         report=report,
         junit=reports.junit_suite(candidate),
         markdown=reports.markdown(candidate, before, verdict),
+    )
+
+
+async def _run_model_test(suite: Any, client: Any, options: dict[str, Any]) -> Outcome:
+    """A model test (data: and metrics:): the version, and its baseline, predict every row;
+    the metrics are judged, reported and the run stored as any other."""
+    from gateway.evals import model_reports
+    from gateway.evals.model_runs import judge, score
+    from gateway.evals.runner import TargetError
+
+    test = suite.model_test
+    target = options["target"] or suite.target
+    baseline = None if options["no_baseline"] else options["baseline"] or suite.baseline
+    for role, chosen in (("--target", target), ("--baseline", baseline)):
+        if chosen is not None and chosen.kind != "registry":
+            problem = f"{role} {chosen}: a model test targets a registry version, registry:NAME@REF"
+            typer.echo(f"error: {problem}", err=True)
+            return _not_run(suite.name, problem)
+    typer.echo(f"{suite.name}: {target} predicts {plural(test.rows, 'row')}...", err=True)
+    try:
+        candidate = await score(test, client, target)
+        before = await score(test, client, baseline) if baseline is not None else None
+    except TargetError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return _not_run(suite.name, str(exc))
+    checks = judge(test, candidate, before)
+    record = model_reports.report(suite.name, test, candidate, before, checks)
+    run_id = None
+    if not options["no_store"]:
+        try:
+            run_id = await client.store_run(record)
+        except TargetError as exc:
+            typer.echo(f"warning: {exc}", err=True)
+    sys.stdout.write(model_reports.terminal(suite.name, test, candidate, before, checks))
+    if run_id:
+        typer.echo(f"stored as {run_id}")
+    return Outcome(
+        suite.name,
+        0 if record["verdict"]["passed"] else 1,
+        report=model_reports.json_report(record),
+        junit=model_reports.junit_suite(suite.name, candidate, checks),
+        markdown=model_reports.markdown(suite.name, test, candidate, before, checks),
     )
 
 
@@ -279,7 +323,12 @@ def validate(
             typer.echo(str(exc), err=True)
             bad = True
             continue
-        typer.echo(f"{path}: ok ({plural(len(suite.cases), 'case')}, target {suite.target})")
+        if suite.model_test is not None:
+            test = suite.model_test
+            shown = f"model test: {plural(test.rows, 'row')}, {plural(len(test.metrics), 'metric')}"
+        else:
+            shown = plural(len(suite.cases), "case")
+        typer.echo(f"{path}: ok ({shown}, target {suite.target})")
     if bad:
         raise typer.Exit(2)
 

@@ -114,8 +114,21 @@ def register(
     trust_pickle: Annotated[
         bool, typer.Option(help="Allow a joblib/pickle --artifact (it runs code when loaded).")
     ] = False,
+    label_column: Annotated[
+        str | None,
+        typer.Option(help="Classic: the --dataset column that is not a feature (the label)."),
+    ] = None,
+    expectations: Annotated[
+        Path | None,
+        typer.Option(help="Classic: a JSON or YAML file of per-feature expectations."),
+    ] = None,
+    enforce_expectations: Annotated[
+        bool,
+        typer.Option(help="Classic: refuse calls (400) whose values break the expectations."),
+    ] = False,
 ) -> None:
-    """Register the next version of NAME (1, 2, 3...)."""
+    """Register the next version of NAME (1, 2, 3...). A classic version with a --dataset
+    CSV or Parquet file records each feature's range, categories and null rate from it."""
     from pydantic import ValidationError
 
     from gateway.registry.spec import VersionSpec
@@ -124,9 +137,19 @@ def register(
     classic: dict[str, Any] = {}
     if artifact is not None:
         classic = _artifact_fields(artifact, framework, signature, trust or [], trust_pickle)
+        classic.update(
+            _expected(
+                dataset, classic["signature"], label_column, expectations, enforce_expectations
+            )
+        )
         kind = "classic"
     elif framework or signature or trust or trust_pickle:
         fail("--framework, --signature, --trust and --trust-pickle describe an --artifact")
+    elif label_column or expectations or enforce_expectations:
+        fail(
+            "--label-column, --expectations and --enforce-expectations describe a classic "
+            "version's --artifact"
+        )
     fields = {
         "alias": alias,
         "kind": kind,
@@ -183,6 +206,79 @@ def _artifact_fields(
     }
 
 
+def _expected(
+    dataset: str | None,
+    signature: Any,
+    label_column: str | None,
+    given: Path | None,
+    enforce: bool,
+) -> dict[str, Any]:
+    """The expectations (and, for numeric features, statistics) a classic version records:
+    from --expectations FILE, else from a --dataset CSV or Parquet file."""
+    import yaml
+
+    from gateway.classic.datafiles import SUFFIXES, DataFileProblem
+    from gateway.classic.expectations import Expectations
+
+    if given is not None:
+        try:
+            data = yaml.safe_load(given.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            fail(f"--expectations {given}: {exc}")
+        found = run(lambda: Expectations.parse(data, "--expectations"))
+        return {"expectations": found.model_copy(update={"enforce": enforce or found.enforce})}
+    local = dataset is not None and "://" not in dataset
+    if not local or Path(str(dataset)).suffix.lower() not in SUFFIXES:
+        if enforce or label_column:
+            fail(
+                "--enforce-expectations and --label-column need a --dataset CSV or Parquet "
+                "file to record expectations from (or give them: --expectations FILE)"
+            )
+        return {}
+    try:
+        return _recorded(Path(str(dataset)), signature, label_column, enforce)
+    except DataFileProblem as exc:
+        fail(f"--dataset {exc}")
+
+
+def _recorded(
+    path: Path, signature: Any, label_column: str | None, enforce: bool
+) -> dict[str, Any]:
+    from gateway.classic.datafiles import expectations_from, is_numeric, read_table
+    from gateway.classic.stats import feature_stats
+
+    frame = read_table(path)
+    if label_column is not None and label_column not in frame.columns:
+        fail(f"--label-column {label_column!r}: {path} has {', '.join(frame.columns)}")
+    features = signature.features
+    if features:
+        missing = [f for f in features if f not in frame.columns]
+        if missing:
+            fail(
+                f"--dataset {path}: no column for the signature's feature(s) "
+                f"{', '.join(map(repr, missing))} (columns: {', '.join(frame.columns)})"
+            )
+    else:
+        features = [c for c in frame.columns if c != label_column]
+        shape = signature.inputs[0].shape if len(signature.inputs) == 1 else []
+        width = shape[1] if len(shape) == 2 else None
+        if width is None or width != len(features):
+            fail(
+                f"--dataset {path}: {len(features)} columns besides the label, but the model "
+                f"takes {width if width is not None else 'no single 2-D input of'} features: "
+                f"name the label column with --label-column"
+                + (f" ({', '.join(frame.columns)})" if len(frame.columns) < 50 else "")
+            )
+        signature = signature.model_copy(update={"features": features})
+    recorded: dict[str, Any] = {
+        "signature": signature,
+        "expectations": expectations_from(frame, features, enforce),
+    }
+    if all(is_numeric(frame[f]) for f in features):
+        recorded["feature_stats"] = feature_stats(frame[features].to_numpy(), features)
+    return recorded
+
+
 @registry_app.command("train-example")
 def train_example(
     name: Annotated[str, typer.Option(help="The registry model to register it as.")] = "iris",
@@ -196,6 +292,10 @@ def train_example(
     approver: Annotated[
         str | None, typer.Option(help="Who approves the production label (default: you).")
     ] = None,
+    enforce_expectations: Annotated[
+        bool,
+        typer.Option(help="Refuse calls (400) with values outside the training data's range."),
+    ] = False,
 ) -> None:
     """Train scikit-learn on a data set it ships (offline), save it with skops, register it
     with the data set's sha256, feature statistics and drift reference, and label it
@@ -246,6 +346,7 @@ def train_example(
         framework="skops",
         signature=trained.signature,
         feature_stats=trained.feature_stats,
+        expectations=trained.expectations.model_copy(update={"enforce": enforce_expectations}),
     )
     store = _store(writes=True)
     who = actor()

@@ -111,11 +111,13 @@ class Passed:
     runs: list[str] = field(default_factory=list)  # a passing run per version, in order
 
 
-def refusal(suite: str, tested: PromotedVersion) -> str:
-    """Why a promotion is refused, and the command that would allow it."""
+def refusal(suite: str, tested: PromotedVersion, failed: str | None = None) -> str:
+    """Why a promotion is refused (with why its latest run failed, when it says), and the
+    command that would allow it."""
     return (
-        f"refusing to promote {tested.version}: suite {suite!r} has no passing run of it "
-        f"(run: gateway eval run evals/{suite}.yaml --target {tested.target})"
+        f"refusing to promote {tested.version}: suite {suite!r} has no passing run of it"
+        + (f"; its latest run failed: {failed}" if failed else "")
+        + f" (run: gateway eval run evals/{suite}.yaml --target {tested.target})"
     )
 
 
@@ -127,6 +129,7 @@ def require_passing_runs(evals: EvalStore, suite: str, tested: Iterable[Promoted
     for version in tested:
         run_id = evals.passing_run(name, version.version)
         if run_id is None:
-            raise PermissionDenied(refusal(name, version), code=EVAL_REQUIRED)
+            failed = evals.latest_failure(name, version.version)
+            raise PermissionDenied(refusal(name, version, failed), code=EVAL_REQUIRED)
         runs.append(run_id)
     return Passed(name, runs)

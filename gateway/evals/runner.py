@@ -157,7 +157,13 @@ class GatewayClient:
         found: dict[str, Any] = response.json()
         return found
 
-    async def resolve(self, target: Target) -> Resolved:
+    async def registry_version(self, target: Target, name: str, number: str) -> dict[str, Any]:
+        """A registry version as GET /v1/registry/models/{name}/versions/{number} shows it."""
+        return await self._get(target, f"/v1/registry/models/{name}/versions/{number}")
+
+    async def resolve(self, target: Target, classic: bool = False) -> Resolved:
+        """The version a run pins; a classic registry version only for a model test (it
+        answers /v2 infer, not the chat calls cases make)."""
         if target.kind == "model":
             return Resolved(target.name, target.name)
         if target.kind == "registry":
@@ -165,6 +171,14 @@ class GatewayClient:
             ref = target.ref or "latest"
             found = await self._get(target, f"/v1/registry/models/{target.name}/versions/{ref}")
             pinned = Target("registry", target.name, str(found["version"]))
+            if (found.get("kind") == "classic") != classic:
+                raise TargetError(
+                    f"{pinned} is a classic version: test it with a model test (data: and "
+                    f"metrics: in the suite, see the README's 'Model tests of classic versions')"
+                    if not classic
+                    else f"{pinned} is an LLM version: a model test (data:) targets a classic "
+                    f"version, served over /v2"
+                )
             return Resolved(str(pinned), str(found["alias"]))
         info = await self._get(target, f"/v1/prompts/{target.name}")
         ref = target.ref or "production"

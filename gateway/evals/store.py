@@ -146,6 +146,26 @@ class EvalStore:
             found = connection.execute(query).first()
         return None if found is None else str(found.id)
 
+    def latest_failure(self, suite: str, version: str) -> str | None:
+        """Why the latest run of `suite` on `version` failed, as its verdict says (a model
+        test names each metric that missed its threshold); None when it passed or says
+        nothing."""
+        query = (
+            select(eval_runs.c.id, eval_runs.c.passed, eval_runs.c.report)
+            .where(eval_runs.c.suite == suite, eval_runs.c.version == version)
+            .order_by(eval_runs.c.created_at.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as connection:
+            found = connection.execute(query).first()
+        if found is None or found.passed:
+            return None
+        verdict = found.report.get("verdict") if isinstance(found.report, dict) else None
+        reasons = verdict.get("reasons") if isinstance(verdict, dict) else None
+        if not isinstance(reasons, list) or not reasons:
+            return None
+        return f"{found.id}: " + "; ".join(str(r) for r in reasons[:5])
+
     def has_passing_run(self, suite: str, version: str) -> bool:
         return self.passing_run(suite, version) is not None
 

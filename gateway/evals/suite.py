@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.core.errors import ConfigError, GatewayError
 from gateway.core.model_refs import parse_ref
@@ -21,6 +21,13 @@ from gateway.core.yamlfile import YamlDocument, format_loc, one_line, validation
 from gateway.evals.assertions import ALIASES, KNOWN_TYPES, AssertionSpec
 from gateway.evals.cases import prepare_all
 from gateway.evals.datasets import read_dataset
+from gateway.evals.model_tests import (
+    DataSpec,
+    MetricSpec,
+    ModelTest,
+    load_model_test,
+    metric_problems,
+)
 from gateway.evals.retrieval import RetrieveSpec
 from gateway.evals.scripts import script_problem
 
@@ -137,6 +144,18 @@ class SuiteSpec(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)  # sent with every call
     # Search a collection for each case before it is asked (gateway/evals/retrieval.py).
     retrieve: RetrieveSpec | None = None
+    # Model tests of classic registry versions (gateway/evals/model_tests.py): a labelled
+    # data file instead of cases, and metrics held to thresholds instead of assertions.
+    data: DataSpec | None = Field(
+        default=None,
+        description="Model tests: a labelled CSV or Parquet file the registry version predicts.",
+    )
+    metrics: dict[str, MetricSpec] | None = Field(
+        default=None,
+        description="Model tests: each metric (accuracy, precision, recall, f1, roc_auc, rmse, "
+        "mae, demographic_parity_difference, equalized_odds_difference) with min, max and "
+        "max_regression.",
+    )
 
     @field_validator("target", "baseline")
     @classmethod
@@ -145,6 +164,42 @@ class SuiteSpec(BaseModel):
             Target.parse(value)
         return value
 
+    @model_validator(mode="after")
+    def _model_test(self) -> SuiteSpec:
+        problem = metric_problems(self.data, self.metrics)
+        if problem is not None:
+            raise ValueError(problem)
+        if self.data is None:
+            return self
+        for key in ("target", "baseline"):
+            value = getattr(self, key)
+            if value is not None and Target.parse(value).kind != "registry":
+                raise ValueError(
+                    f"{key}: a model test (data:) targets a classic registry version, "
+                    f"registry:NAME@REF, not {value!r}"
+                )
+        cased = [name for name in CASE_KEYS if name in self.model_fields_set]
+        if cased:
+            raise ValueError(
+                f"{cased[0]}: a model test (data:) takes no {cased[0]!r}; its cases are the "
+                f"data file's rows and its thresholds are per metric"
+            )
+        return self
+
+
+# What only suites of cases take (a model test has rows and metrics instead).
+CASE_KEYS = (
+    "cases",
+    "dataset",
+    "defaults",
+    "threshold",
+    "max_regression",
+    "repeat",
+    "judge",
+    "options",
+    "retrieve",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Suite:
@@ -152,6 +207,7 @@ class Suite:
     path: Path
     spec: SuiteSpec
     cases: list[CaseSpec]
+    model_test: ModelTest | None = None
 
     @property
     def target(self) -> Target:
@@ -201,6 +257,9 @@ def load_suite(path: Path) -> Suite:
         spec = SuiteSpec.model_validate(doc.data)
     except ValidationError as exc:
         raise ConfigError(validation_problems(doc, exc, SuiteSpec)) from None
+    if spec.data is not None:
+        assert spec.metrics is not None  # the schema requires them together
+        return Suite(path.stem, path, spec, [], load_model_test(path, spec.data, spec.metrics))
     cases = list(spec.cases)
     if spec.dataset:
         cases += _dataset(path.parent / spec.dataset)

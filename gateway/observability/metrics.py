@@ -97,6 +97,13 @@ class Metrics:
             ["model", "team", "key"],
             registry=registry,
         )
+        self.feature_violations = Counter(
+            "gateway_feature_violations",
+            "Values of classic-model calls outside their version's expectations (range, "
+            "categories, null rate), by model alias and feature; refused calls included.",
+            ["model", "feature"],
+            registry=registry,
+        )
         self.retries = Counter(
             "gateway_upstream_retries",
             "Upstream attempts beyond the first (retries and fallbacks), by model alias.",
@@ -156,6 +163,10 @@ class Metrics:
                 sums[self.cost, (model, team, key)] += row["cost_usd"]
             if row.get("predictions"):
                 sums[self.predictions, (model, team, key)] += row["predictions"]
+            violations = row.get("feature_violations")
+            if violations:
+                for feature, count in violations.items():
+                    sums[self.feature_violations, (model, feature)] += count
             if row["attempts"] > 1:
                 sums[self.retries, (model,)] += row["attempts"] - 1
             if row["prompt_name"] is not None:

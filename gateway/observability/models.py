@@ -84,6 +84,10 @@ class LogRow(Answer):
     trace_id: str | None
     model_version: str | None = Field(description="The registry version that answered (NAME@N).")
     predictions: int = Field(description="Rows predicted (classic models, /v2 infer).")
+    feature_violations: dict[str, int] | None = Field(
+        default=None,
+        description="Classic models: values that broke the version's expectations, by feature.",
+    )
 
 
 class LogDetail(LogRow):

@@ -57,6 +57,10 @@ class RegistryVersion(Answer):
     feature_stats: dict[str, Any] | None = Field(
         description="The training data's per-feature statistics (the drift reference)."
     )
+    expectations: dict[str, Any] | None = Field(
+        default=None,
+        description="Per-feature range, categories and null rate that serving checks.",
+    )
 
 
 class EvalLink(Answer):

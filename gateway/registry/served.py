@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.classic.artifacts import Artifact, ArtifactProblem, load
+from gateway.classic.expectations import CompiledExpectations, Expectations
 from gateway.classic.serving import ModelNotReady, ServedVersion
 from gateway.classic.signature import Signature
 from gateway.core.errors import NotFound
@@ -181,4 +182,15 @@ def _served(row: Any) -> ServedVersion:
             tuple(row.trusted_types or ()),
             bool(row.trusted),
         )
-    return ServedVersion(row.name, row.version, artifact, signature)
+    served = ServedVersion(row.name, row.version, artifact, signature)
+    if row.expectations and signature is not None:
+        try:
+            expected = Expectations.model_validate(row.expectations)
+        except ValueError:
+            log.error(
+                "registry version %s: its stored expectations do not parse; served unchecked",
+                served.ref,
+            )
+        else:
+            served.expectations = CompiledExpectations.build(expected, signature, served.ref)
+    return served

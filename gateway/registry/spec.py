@@ -9,13 +9,21 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.classic.artifacts import Framework
+from gateway.classic.expectations import Expectations
 from gateway.classic.signature import Signature
 from gateway.core.errors import BadRequest
 
 HASH = re.compile(r"(?:sha256:)?([0-9a-fA-F]{64})")
 
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
-CLASSIC_FIELDS = ("artifact", "artifact_sha256", "framework", "signature", "feature_stats")
+CLASSIC_FIELDS = (
+    "artifact",
+    "artifact_sha256",
+    "framework",
+    "signature",
+    "feature_stats",
+    "expectations",
+)
 
 
 def sha256_hash(value: str | None) -> str | None:
@@ -58,6 +66,9 @@ class VersionSpec(BaseModel):
     trusted: bool = False
     # The training data's per-feature statistics: the reference for drift.
     feature_stats: dict[str, Any] | None = None
+    # Per-feature range, categories and null rate of the training data; serving counts calls
+    # that break them, and refuses them where `enforce` says so (classic/expectations.py).
+    expectations: Expectations | None = None
 
     @field_validator("dataset_hash", "artifact_sha256")
     @classmethod
@@ -83,6 +94,8 @@ class VersionSpec(BaseModel):
                     f"an artifact needs {', '.join(missing)} too (the CLI reads them from the "
                     f"file: gateway registry register NAME --kind classic --artifact FILE)"
                 )
+        if self.expectations is not None:
+            self.expectations.check_features(self.signature)
         return self
 
 

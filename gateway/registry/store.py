@@ -164,6 +164,9 @@ class RegistryStore:
                     trusted=spec.trusted or None,
                     feature_stats=spec.feature_stats,
                     job_id=spec.job_id,
+                    expectations=spec.expectations.model_dump(exclude_none=True)
+                    if spec.expectations
+                    else None,
                 )
             )
         return number
@@ -519,4 +522,5 @@ def _fields(row: Row[Any]) -> dict[str, Any]:
         "trusted_types": values["trusted_types"] or [],
         "trusted": bool(values["trusted"]),
         "feature_stats": values["feature_stats"],
+        "expectations": values["expectations"],
     }

@@ -103,6 +103,8 @@ request_log = Table(
     # The registry version that answered (NAME@N), and for classic models the rows predicted.
     Column("model_version", String(300), nullable=True),
     Column("predictions", BigInteger, nullable=False, default=0),
+    # Classic calls: values breaking the version's expectations, per feature ({name: count}).
+    Column("feature_violations", JSON, nullable=True),
     # Reading the log back (GET /v1/logs, budgets, cost reports) filters on these, newest
     # first; the partial ones cost a write only for the rows they hold.
     Index("ix_request_log_created_at", "created_at"),
@@ -240,6 +242,8 @@ registry_versions = Table(
     Column("feature_stats", JSON, nullable=True),
     # The provider's job a fine-tune was imported from (OpenAI's ftjob-...): one version each.
     Column("job_id", String(200), nullable=True),
+    # Per-feature expectations serving checks (classic/expectations.py).
+    Column("expectations", JSON, nullable=True),
     Index("ix_registry_versions_base", "base_name", "base_version"),
     Index("ix_registry_versions_job_id", "job_id", unique=True),
     # Replicas poll for classic versions registered since their last look.
