@@ -47,6 +47,7 @@ from tests.conftest import MASTER_KEY, REDIS_URL, GatewayFactory, sdk
 from tests.drift_checks import DRIFT_CHECKS
 from tests.fakes.upstream import FakeUpstream, ReceivedRequest
 from tests.index_config_checks import INDEX_CHECKS
+from tests.transport_config_checks import TRANSPORT_CHECKS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 UNUSED_HEADING = "### Keys accepted and not used"
@@ -1093,6 +1094,7 @@ CHECKS: dict[str, Check] = {
 CHECKS |= DRIFT_CHECKS  # the drift: section's keys (tests/drift_checks.py)
 
 CHECKS.update(INDEX_CHECKS)  # the indexes: section's keys (tests/index_config_checks.py)
+CHECKS.update(TRANSPORT_CHECKS)  # TLS and pool keys (tests/transport_config_checks.py)
 
 # These import litellm (about 3 s, once per session).
 THROUGH_LITELLM = {
