@@ -158,6 +158,8 @@ class FakePyPI:
 
     def __init__(self) -> None:
         self.versions: dict[str, list[dict[str, Any]]] = {}
+        # /pypi/NAME/json: the latest release and its vulnerabilities, for each name here.
+        self.projects: dict[str, tuple[str, list[dict[str, Any]]]] = {}
         self.asked: list[str] = []
         outer = self
 
@@ -165,15 +167,18 @@ class FakePyPI:
             def do_GET(self) -> None:
                 outer.asked.append(self.path)
                 parts = self.path.strip("/").split("/")
-                found = len(parts) == 4 and f"{parts[1]}=={parts[2]}" in outer.versions
-                if not found:
+                answer: dict[str, Any] | None = None
+                if len(parts) == 4 and f"{parts[1]}=={parts[2]}" in outer.versions:
+                    answer = {"info": {}, "vulnerabilities": outer.versions["==".join(parts[1:3])]}
+                elif len(parts) == 3 and parts[1] in outer.projects:
+                    latest, found = outer.projects[parts[1]]
+                    answer = {"info": {"version": latest}, "vulnerabilities": found}
+                if answer is None:
                     self.send_response(404)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                body = json.dumps(
-                    {"info": {}, "vulnerabilities": outer.versions[f"{parts[1]}=={parts[2]}"]}
-                ).encode()
+                body = json.dumps(answer).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -307,6 +312,26 @@ def test_an_index_that_answers_404_everywhere_is_no_clean_audit(
     assert "WARNING: 3 of 3 pinned versions never checked" in text
 
 
+def test_an_index_serving_only_project_json_answers_for_latest_releases(
+    pypi: FakePyPI, audited: Path
+) -> None:
+    """Some registry proxies (this machine's) serve /pypi/NAME/json but no per-version JSON:
+    its vulnerabilities are the latest release's, so they answer for a pin that is it."""
+    # An older pin is never taken for clean on the strength of its latest release's answer.
+    pypi.projects = {"aiohttp": ("3.15.0", []), "idna": ("3.20", []), "torch": ("2.14.1", [])}
+    code, text = audit_text(audited, pypi.url, now=NOW)
+    assert code == 0
+    assert "1 of 3 pinned versions checked now" in text
+    assert "not the latest release (which the project's JSON answers for), for aiohttp" in text
+    assert "never checked: aiohttp 3.14.5, torch 2.13.0+cpu" in text
+    # The latest release's vulnerabilities are the pin's when it is that release.
+    pypi.projects["aiohttp"] = ("3.14.5", [VULN])
+    code, text = audit_text(audited, pypi.url, now=NOW)
+    assert code == 1
+    assert "2 of 3 pinned versions checked now" in text
+    assert "VULNERABLE: aiohttp 3.14.5: GHSA-aaaa-bbbb-cccc" in text
+
+
 def test_a_newer_answer_replaces_an_older_one(pypi: FakePyPI, audited: Path) -> None:
     pypi.versions = {"aiohttp==3.14.5": [VULN], "torch==2.13.0": [], "idna==3.20": []}
     assert run(audited, pypi.url, [], now=NOW, save_snapshot=True) == 1
@@ -324,7 +349,8 @@ def test_only_some_versions_answered(pypi: FakePyPI, audited: Path) -> None:
     code, text = audit_text(audited, pypi.url, now=NOW)
     assert code == 0
     assert "2 of 3 pinned versions checked now" in text
-    assert "no per-version data (HTTP 404) for torch 2.13.0+cpu" in text
+    assert "no per-version data (HTTP 404), and not the latest" in text
+    assert "answers for), for torch 2.13.0+cpu" in text
 
 
 def test_an_osv_database_is_audited_offline(audited: Path, tmp_path: Path) -> None:

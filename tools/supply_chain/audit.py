@@ -23,9 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from tools.supply_chain.lockfile import Pin, read_lock
 from tools.supply_chain.osv import Record, Vulnerability, load_database
@@ -103,13 +105,30 @@ class _Refused(Exception):
     """An HTTP answer other than 200 or 404."""
 
 
-def _fetch(client: httpx.Client, pin: Pin) -> tuple[Vulnerability, ...]:
-    answer = client.get(f"/pypi/{pin.name}/{pin.public_version}/json")
+def _json(client: httpx.Client, path: str) -> dict[str, Any]:
+    answer = client.get(path)
     if answer.status_code == 404:
         raise _NoData
     if answer.status_code != 200:
         raise _Refused(f"HTTP {answer.status_code}")
-    data = answer.json()
+    data: dict[str, Any] = answer.json()
+    return data
+
+
+def _fetch(client: httpx.Client, pin: Pin) -> tuple[Vulnerability, ...]:
+    """The version's own JSON; where an index serves only the project's JSON (some registry
+    proxies do), that one, whose `vulnerabilities` are its latest release's: an answer for a
+    pin that is the latest release, and no data for an older one."""
+    try:
+        data = _json(client, f"/pypi/{pin.name}/{pin.public_version}/json")
+    except _NoData:
+        data = _json(client, f"/pypi/{pin.name}/json")
+        latest = str((data.get("info") or {}).get("version") or "")
+        try:
+            if Version(latest) != Version(pin.public_version):
+                raise _NoData from None
+        except InvalidVersion:
+            raise _NoData from None
     return tuple(
         Vulnerability.from_json(entry)
         for entry in data.get("vulnerabilities") or ()
@@ -304,7 +323,10 @@ def _say_lookup(lookup: Lookup, total: int, index: str, say: Callable[[str], Non
             f"(/pypi/NAME/VERSION/json is not served here): using the last known state"
         )
     elif lookup.no_data:
-        say(f"audit: no per-version data (HTTP 404) for {_names(lookup.no_data)}")
+        say(
+            f"audit: no per-version data (HTTP 404), and not the latest release (which the "
+            f"project's JSON answers for), for {_names(lookup.no_data)}"
+        )
     for pin, reason in lookup.failed:
         say(f"audit: {pin.name} {pin.version}: lookup failed ({reason})")
 
