@@ -40,6 +40,9 @@ def test_train_example_registers_a_model_that_serve_answers(project: Project) ->
     shown = json.loads(succeed(project, "registry", "show", "iris@1"))
     data = Path(shown["dataset"])
     assert data.name == "iris.csv"
+    # The shipped model test's data is this same file, kept in the repository.
+    shipped = Path(__file__).parent.parent / "evals" / "registry" / "iris.csv"
+    assert data.read_bytes() == shipped.read_bytes()
     assert shown["dataset_hash"] == "sha256:" + hashlib.sha256(data.read_bytes()).hexdigest()
     artifact = Path(shown["artifact"])
     assert shown["artifact_sha256"] == "sha256:" + hashlib.sha256(artifact.read_bytes()).hexdigest()
