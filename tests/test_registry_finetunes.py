@@ -280,6 +280,11 @@ def test_bad_jobs_are_refused_naming_what_is_wrong(base: str) -> None:
     listed = {"object": "list", "data": [job()], "has_more": False}
     assert "import one job object" in error_of(post(base, FINETUNES, listed), 400)["message"]
     assert error_of(post(base, FINETUNES, [job()]), 400)["message"]
+    # Numbers OpenAI's API never returns: refused at their field, never stored.
+    for field, value in [("trained_tokens", -9), ("created_at", -5)]:
+        assert error_of(post(base, FINETUNES, {**job(), field: value}), 400)["param"] == field
+    epochs = {**job(), "hyperparameters": {"n_epochs": -3}}
+    assert "n_epochs" in error_of(post(base, FINETUNES, epochs), 400)["message"]
 
     # A fine-tune no model_name serves: the entry to add, or --alias.
     unserved = job(fine_tuned_model="ft:gpt-4o-mini-2024-07-18:acme::Zz9")

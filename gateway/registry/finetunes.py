@@ -14,7 +14,15 @@ import re
 from collections.abc import Collection, Iterable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+)
 
 from gateway.core.errors import BadRequest
 from gateway.registry.models import RegistryVersionDetail
@@ -33,9 +41,10 @@ class _Lenient(BaseModel):
 
 
 class Hyperparameters(_Lenient):
-    batch_size: Auto | int | None = None
-    learning_rate_multiplier: Auto | float | None = None
-    n_epochs: Auto | int | None = None
+    # As OpenAI's API bounds them: a job it returned never breaks these.
+    batch_size: Auto | PositiveInt | None = None
+    learning_rate_multiplier: Auto | PositiveFloat | None = None
+    n_epochs: Auto | PositiveInt | None = None
 
 
 class Method(_Lenient):
@@ -62,11 +71,11 @@ class FineTuningJob(_Lenient):
     validation_file: Text | None = None
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     method: Method | None = None
-    trained_tokens: int | None = None
+    trained_tokens: NonNegativeInt | None = None
     result_files: list[str] = Field(default_factory=list)
     organization_id: str | None = None
-    created_at: int | None = None
-    finished_at: int | None = None
+    created_at: NonNegativeInt | None = None  # Unix seconds
+    finished_at: NonNegativeInt | None = None
     seed: int | None = None
     suffix: str | None = None
     error: dict[str, Any] | None = None
