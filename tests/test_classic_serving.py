@@ -282,11 +282,13 @@ def test_a_label_move_changes_what_answers_on_every_replica(
 def test_a_changed_artifact_is_refused_naming_both_hashes(
     gateway: GatewayFactory, example: TrainedExample, tmp_path: Path
 ) -> None:
+    # The entry records the example's sha256; the file was changed since. Changed before it is
+    # registered: a version loads as soon as it is the newest, so changing it afterwards would
+    # race that load.
     copy = tmp_path / "tampered.skops"
-    copy.write_bytes(example.artifact.read_bytes())
+    copy.write_bytes(example.artifact.read_bytes() + b"\0")
     base = gateway({"model_list": [IRIS]})
     label(base, register(base, version_body(example, artifact=str(copy))))
-    copy.write_bytes(copy.read_bytes() + b"\0")  # changed after it was registered
     until(lambda: "has sha256:" in str(ready(base).json().get("reason")))
     answer = ready(base)
     assert answer.status_code == 503
