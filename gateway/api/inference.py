@@ -16,7 +16,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.api.deps import CallerDep, StateDep, require_json_content
+from gateway.api.deps import CallerDep, StateDep
 from gateway.calls.pipeline import Call, Pipeline
 from gateway.calls.record import CallRecord
 from gateway.classic.encoding import HEADER_LENGTH, encode_answer
@@ -78,19 +78,15 @@ async def infer(
             f"Content-Encoding {encoding!r} is not accepted: send the request uncompressed"
         )
     raw = await request.body()
-    body, binary = _split_body(raw, request.headers.get(HEADER_LENGTH))
-    if binary is None:
-        require_json_content(request.headers.get("content-type"))
-    call = Call(
-        "infer",
-        body,
-        len(raw),
-        caller,
-        record,
-        alias=name,
-        version=version,
-        infer=decode_request(body, binary),
-    )
+    # Any Content-Type is read as JSON, as KServe and Triton read it (the protocol names none,
+    # and their documented curl calls send none: curl -d says form-urlencoded).
+    try:
+        body, binary = _split_body(raw, request.headers.get(HEADER_LENGTH))
+        tensors = decode_request(body, binary)
+    except BadRequest:
+        state.calls.infer_target(caller, name)  # an unknown model: its 404, whatever was sent
+        raise
+    call = Call("infer", body, len(raw), caller, record, alias=name, version=version, infer=tensors)
     await state.calls.admit(call, request.headers)
     routed = await state.calls.predict(call)
     prediction = routed.value

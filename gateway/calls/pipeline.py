@@ -217,6 +217,23 @@ class Pipeline:
             )
         return version.alias
 
+    def infer_target(self, caller: Caller, alias: str, tags: list[str] | None = None) -> list[str]:
+        """The deployments an infer call to `alias` may use: a 404 when it is not a classic
+        model, a 403 when the key may not use it. Also asked before a bad body's 400, so an
+        unknown model is a 404 whatever was sent."""
+        key = caller.key
+        allowed = key.allows_model if key is not None and key.models else None
+        chain = self.router.chain(alias, allowed, tags)
+        if not is_classic(self.router.deployments(alias)[0]):
+            raise ModelNotFound(
+                f"{alias!r} is not a classic model (it answers /v1/chat/completions or "
+                f"/v1/embeddings); GET /v2/models/NAME describes a classic one",
+                param="model",
+            )
+        if allowed is not None and not self.router.permits(alias, allowed):
+            caller.check_model(alias)  # raises the refusal
+        return chain
+
     async def _admit_infer(self, call: Call, alias: str, headers: Mapping[str, str] | None) -> None:
         """A classic model's call: the alias must be one (404), the key allowed it (403), the
         version it names ready (404/503) and the tensors fit its signature (400), before
@@ -226,18 +243,9 @@ class Pipeline:
         assert request is not None
         if self.reads_tags:
             call.tags = take_tags({}, headers.get(TAGS_HEADER) if headers else None)[1]
-        key = caller.key
-        allowed = key.allows_model if key is not None and key.models else None
-        call.chain = self.router.chain(alias, allowed, call.tags)
+        call.chain = self.infer_target(caller, alias, call.tags)
         deployments = self.router.deployments(alias)
-        if not is_classic(deployments[0]):
-            raise ModelNotFound(
-                f"{alias!r} is not a classic model (it answers /v1/chat/completions or "
-                f"/v1/embeddings); GET /v2/models/NAME describes a classic one",
-                param="model",
-            )
-        if allowed is not None and not self.router.permits(alias, allowed):
-            caller.check_model(alias)  # raises the refusal
+        key = caller.key
         classic = self.router.providers.classic
         local = next((d for d in deployments if d.provider == "registry"), None)
         if local is not None:  # in process: one registry model serves the alias

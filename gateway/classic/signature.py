@@ -101,3 +101,9 @@ def _check_tensor(spec: TensorSpec, tensor: Tensor) -> None:
             f"{list(tensor.shape)}",
             param="inputs",
         )
+    if 0 in tensor.shape:  # what a model would refuse in words of its own library
+        raise BadRequest(
+            f"input {tensor.name!r} holds no values (shape {list(tensor.shape)}): send at "
+            f"least one row",
+            param="inputs",
+        )
