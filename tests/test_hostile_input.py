@@ -294,3 +294,24 @@ def test_admin_routes_take_what_chat_takes(
         f"{base}{path}", content=b"name=ci", headers={"Content-Type": "text/plain"}
     )
     assert stranger.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/keys", "/v1/registry/models/m/versions", "/v1/registry/finetunes?name=ft&alias=x"],
+)
+def test_a_body_nested_past_the_parsers_limit_is_named_so(
+    gateway: GatewayFactory, path: str
+) -> None:
+    """FastAPI's parser gives up on a body nested a thousand levels deep and says only "There
+    was an error parsing the body": the gateway says what was wrong."""
+    base = gateway()
+    for body in (
+        b'{"metadata":' + b'{"a":' * 1000 + b"1" + b"}" * 1001,
+        b"[" * 100_000,  # deep and never closed
+    ):
+        response = send(base, "POST", path, body)
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert set(error) == ERROR_FIELDS
+        assert "nests deeper than 64 levels" in error["message"]

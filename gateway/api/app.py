@@ -27,7 +27,7 @@ from gateway.api import (
     proxied,
     registry,
 )
-from gateway.api.deps import invalid_request
+from gateway.api.deps import invalid_request, unparsable
 from gateway.api.docs import install_docs
 from gateway.api.edge import Edge
 from gateway.api.litellm_admin import routes as litellm_admin
@@ -40,6 +40,7 @@ from gateway.state import GatewayState
 from gateway.store import errors as store_errors
 
 log = logging.getLogger("gateway")
+FASTAPI_UNPARSABLE = "There was an error parsing the body"  # its words when its parser fails
 
 
 def _render(request: Request, error: GatewayError) -> Response:
@@ -63,6 +64,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             path = request.url.path
             error: GatewayError = NotFound(f"No route {request.method} {path}.{_hint(request)}")
+        elif exc.status_code == 400 and exc.detail == FASTAPI_UNPARSABLE:
+            error = unparsable(await request.body())
         else:
             error = GatewayError(str(exc.detail))
             error.status = exc.status_code

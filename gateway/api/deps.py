@@ -198,8 +198,20 @@ async def valid_input(request: Request, caller: Annotated[Caller, Depends(authen
         # with the field's name.
         body = json.loads(raw)
     except (ValueError, RecursionError):
-        return  # not JSON at all: FastAPI's own validation says so
+        return  # not JSON at all: FastAPI's own validation says so (see unparsable)
     check_json(body, text=True)
+
+
+def unparsable(raw: bytes) -> BadRequest:
+    """Why FastAPI could not parse a body: it says only "There was an error parsing the
+    body" when its parser gives up (a body nested beyond Python's recursion limit)."""
+    try:
+        json.loads(raw)
+    except RecursionError:
+        return BadRequest(f"Request body nests deeper than {MAX_DEPTH} levels; flatten it.")
+    except ValueError as exc:
+        return not_json(raw, exc)
+    return BadRequest("Request body could not be parsed: send a JSON object.")
 
 
 ValidInput = Depends(valid_input)
