@@ -98,6 +98,15 @@ def test_train_example_registers_a_model_that_serve_answers(project: Project) ->
         assert answer.status_code == 200, answer.text
         assert answer.json()["outputs"][0]["data"] == [0]  # setosa
 
+    # The request log, read back by the version that answered.
+    logged = succeed(project, "logs", "--model-version", "iris@1", "--json").splitlines()
+    assert [json.loads(line)["model_version"] for line in logged] == ["iris@1"]
+    assert succeed(project, "logs", "--model-version", "iris", "--json").splitlines() == logged
+    assert succeed(project, "logs", "--model-version", "iris@2", "--json") == ""
+    label = project.gateway("logs", "--model-version", "iris@production")
+    assert label.returncode != 0
+    assert "NAME or NAME@N" in label.stderr
+
     again = succeed(project, "registry", "train-example").splitlines()
     assert again[1] == "iris: production 1 -> 2"
 

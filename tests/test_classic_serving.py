@@ -277,6 +277,20 @@ def test_a_label_move_changes_what_answers_on_every_replica(
     for base in (served, replica):
         until(lambda base=base: infer(base, infer_body()).json()["model_version"] == "2", 10)
     assert httpx.get(f"{replica}/v2/models/iris", headers=ADMIN).json()["versions"] == ["1", "2"]
+    # The request log tells the two apart: by version, or every version of the model.
+    logs = f"{replica}/v1/logs"
+    by_version = {
+        ref: {
+            row["model_version"]
+            for row in httpx.get(logs, params={"model_version": ref}, headers=ADMIN).json()["data"]
+        }
+        for ref in ("iris@1", "iris@2", "iris")
+    }
+    assert by_version == {"iris@1": {"iris@1"}, "iris@2": {"iris@2"}, "iris": {"iris@1", "iris@2"}}
+    for wrong in ("iris@production", "iris@0", "ir%s@1", "@1"):
+        refused = httpx.get(logs, params={"model_version": wrong}, headers=ADMIN)
+        assert refused.status_code == 400, wrong
+        assert refused.json()["error"]["param"] == "model_version"
 
 
 def test_a_changed_artifact_is_refused_naming_both_hashes(

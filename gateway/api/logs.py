@@ -41,6 +41,7 @@ async def list_request_log(
     team: str | None = None,
     model: str | None = None,
     prompt: str | None = None,
+    model_version: str | None = None,
     status: str | None = None,
     error: bool | None = None,
     since: str | None = None,
@@ -48,7 +49,8 @@ async def list_request_log(
     limit: int = DEFAULT_LIMIT,
     after: str | None = None,
 ) -> LogPage:
-    """Calls, newest first, without their bodies. `status` is a code (429) or a class (4xx);
+    """Calls, newest first, without their bodies. `model_version` is a registry version that
+    answered (NAME@N) or every version of one (NAME); `status` is a code (429) or a class (4xx);
     `error=true` is every status from 400; `since` (included) and `until` (excluded) are
     ISO 8601; `after` is the `next` of the previous page."""
     filters = LogFilter.parse(
@@ -56,6 +58,7 @@ async def list_request_log(
         team=team,
         model=model,
         prompt=prompt,
+        model_version=model_version,
         status=status,
         error=error,
         since=since,

@@ -86,6 +86,10 @@ def recent(
     team: Annotated[str | None, typer.Option(help="A team id.")] = None,
     model: Annotated[str | None, typer.Option(help="The alias called.")] = None,
     prompt: Annotated[str | None, typer.Option(help="A prompt, NAME or NAME@VERSION.")] = None,
+    model_version: Annotated[
+        str | None,
+        typer.Option(help="The registry version that answered, NAME@N (or NAME: any version)."),
+    ] = None,
     status: Annotated[str | None, typer.Option(help="A status (429) or class (4xx).")] = None,
     errors: Annotated[bool, typer.Option("--errors", help="Only errors (from 400).")] = False,
     since: Annotated[str | None, typer.Option(help="ISO 8601 date/time, included.")] = None,
@@ -110,6 +114,7 @@ def recent(
             team=team,
             model=model,
             prompt=prompt,
+            model_version=model_version,
             status=status,
             error=True if errors else None,
             since=since,

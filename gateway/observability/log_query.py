@@ -20,6 +20,7 @@ import orjson
 from sqlalchemy import ColumnElement, Engine, and_, literal_column, or_, select
 
 from gateway.core.errors import BadRequest, NotFound
+from gateway.core.model_refs import NAME, VERSION
 from gateway.core.times import parse_time, utc
 from gateway.observability.models import LogDetail, LogPage, LogRow
 from gateway.store.tables import request_log
@@ -49,6 +50,7 @@ class LogFilter:
     model: str | None = None
     prompt_name: str | None = None
     prompt_version: str | None = None
+    model_version: str | None = None  # NAME@N, or NAME@ for any version of NAME
     status: tuple[int, int] | None = None
     since: datetime | None = None
     until: datetime | None = None
@@ -61,6 +63,7 @@ class LogFilter:
         team: str | None = None,
         model: str | None = None,
         prompt: str | None = None,
+        model_version: str | None = None,
         status: str | None = None,
         error: bool | None = None,
         since: str | None = None,
@@ -74,6 +77,7 @@ class LogFilter:
             model=model or None,
             prompt_name=name,
             prompt_version=version,
+            model_version=_model_version(model_version),
             status=_status(status, error),
             since=parse_time(since, "since"),
             until=parse_time(until, "until"),
@@ -91,6 +95,12 @@ class LogFilter:
         ):
             if value is not None:
                 found.append(column == value)
+        if self.model_version is not None:
+            if self.model_version.endswith("@"):  # names hold no LIKE wildcard but '_'
+                prefix = self.model_version.replace("_", "\\_")
+                found.append(c.model_version.like(f"{prefix}%", escape="\\"))
+            else:
+                found.append(c.model_version == self.model_version)
         if self.key_ids is not None:
             found.append(c.key_id.in_(self.key_ids))
         if self.status is not None:
@@ -119,6 +129,22 @@ def _prompt(value: str | None) -> tuple[str | None, str | None]:
             param="prompt",
         )
     return name, version or None
+
+
+def _model_version(value: str | None) -> str | None:
+    """NAME@N as rows record it, or NAME for its every version (as NAME@, the prefix)."""
+    if not value:
+        return None
+    name, at, version = value.partition("@")
+    if NAME.fullmatch(name) and not at:
+        return f"{name}@"
+    if NAME.fullmatch(name) and VERSION.fullmatch(version):
+        return value
+    raise BadRequest(
+        f"'model_version' must be a registry model NAME or NAME@N (e.g. iris or iris@3): rows "
+        f"record the version number that answered, not its label; not {value!r}.",
+        param="model_version",
+    )
 
 
 def _status(value: str | None, error: bool | None) -> tuple[int, int] | None:

@@ -119,6 +119,13 @@ request_log = Table(
         postgresql_where=text("prompt_name IS NOT NULL"),
     ),
     Index(
+        "ix_request_log_model_version_created",
+        "model_version",
+        "created_at",
+        sqlite_where=text("model_version IS NOT NULL"),
+        postgresql_where=text("model_version IS NOT NULL"),
+    ),
+    Index(
         "ix_request_log_errors_created",
         "created_at",
         sqlite_where=text("status >= 400"),
