@@ -11,6 +11,7 @@ import pickle
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -457,3 +458,26 @@ def test_a_replica_catalogue_follows_the_registry_on_each_database(
         assert served.versions("iris") == [1, 2]
     finally:
         asyncio.run(served.aclose())
+
+
+def test_closing_waits_for_a_load_under_way(engine: Engine, example: TrainedExample) -> None:
+    """No loader thread outlives the app: closing waits for the load it is in the middle of."""
+    store = RegistryStore(engine)
+    store.register(
+        "iris", VersionSpec.model_validate(version_body(example)), aliases=["iris"], actor="t"
+    )
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def slow(artifact: Any, signature: Any) -> object:
+        started.set()
+        release.wait(30)
+        finished.set()
+        return object()
+
+    served = ServedVersions(store, {"iris"}, loader=slow)
+    served.refresh()  # iris@1 is the newest: its load starts
+    assert started.wait(30)
+    threading.Timer(0.2, release.set).start()  # the load ends after close was asked for
+    asyncio.run(served.aclose())
+    assert finished.is_set()
+    assert served.find("iris", "1").state == "ready"

@@ -11,6 +11,7 @@ load, it answers 503 saying why (and its ready answer says so too).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
@@ -103,8 +104,10 @@ class ServedVersions:
     async def aclose(self) -> None:
         await self._poller.aclose()
         if self._loader is not None:
-            self._loader.shutdown(wait=False, cancel_futures=True)
-            self._loader = None
+            loader, self._loader = self._loader, None
+            # Queued loads are dropped; one under way finishes first, so no thread is left
+            # writing to versions after the app that owns them has closed.
+            await asyncio.to_thread(loader.shutdown, wait=True, cancel_futures=True)
 
     # --- the request path: dict lookups -------------------------------------------------------
     def versions(self, name: str) -> list[int]:
