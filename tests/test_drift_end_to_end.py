@@ -207,7 +207,12 @@ def test_shifted_subjects_are_flagged_alone_everywhere(
     reports = latest(base)
     assert {s for s, r in reports.items() if r["state"] == "drift"} == {triage, WINE}
     drifted = set(reports[triage]["drifted_columns"])
-    assert {"input", "output", "output_tokens", "output_chars", "refusal"} <= drifted
+    texts = [c for c in reports[triage]["columns"] if c["column"] in ("input", "output")]
+    assert {"input", "output", "output_tokens", "output_chars", "refusal"} <= drifted, (
+        reports[triage]["reference"],
+        reports[triage]["current"],
+        texts,
+    )
     assert {"alcohol", "proline"} <= set(reports[WINE]["drifted_columns"])
     history = httpx.get(f"{base}/v1/monitoring/drift/{triage}", headers=ADMIN).json()["data"]
     assert {"drift", "no_drift"} <= {r["state"] for r in history}

@@ -141,3 +141,43 @@ def test_the_old_prediction_samples_move_into_drift_samples(engine: Engine) -> N
     [unversioned] = store.latest("classic:fraud@unversioned", 10, None, None)
     assert unversioned.values == {"x": 7.5}
     assert not inspect(engine).has_table("prediction_samples")
+
+
+def test_llm_and_classic_samples_written_together_keep_every_field(engine: Engine) -> None:
+    """One flush holding both kinds of sample (they come from calls at the same time): each
+    row keeps what it has, in either order. One INSERT built from the first row's keys once
+    dropped the texts and prompt of every chat call written beside a prediction."""
+    import asyncio
+
+    from gateway.drift.sampler import Sampler
+    from gateway.drift.signals import Sample
+    from gateway.drift.subjects import classic
+
+    store = DriftStore(engine)
+    sampler = Sampler(DriftSection.model_validate({}), store)
+    chat = for_call("gpt", "triage", "abc")
+    body = {"messages": [{"role": "user", "content": "where is my invoice?"}]}
+    row = {
+        "status": 200, "error_type": None, "input_tokens": 5, "output_tokens": 3,
+        "latency_ms": 1.0, "ttft_ms": None, "cost_usd": 0.0, "created_at": datetime.now(UTC),
+        "prompt_name": "triage", "prompt_version": "abc", "alias": "gpt",
+    }  # fmt: skip
+    reply = b'{"choices": [{"message": {"content": "in billing"}, "finish_reason": "stop"}]}'
+    iris = classic("iris", "1")
+    for first in ("classic", "llm"):
+        if first == "classic":
+            sampler.keep_features(iris, {"petal": 1.0})
+        sample = Sample(chat.id, body)
+        sample.reply = reply
+        sampler.keep(sample, row)
+        if first == "llm":
+            sampler.keep_features(iris, {"petal": 2.0})
+        asyncio.run(sampler.flush())
+    assert sampler.dropped == 0
+    texts = [(r.input_text, r.output_text) for r in store.latest(chat.id, 10, None, None)]
+    assert texts == [("where is my invoice?", "in billing")] * 2
+    features = [r.values for r in store.latest(iris.id, 10, None, None)]
+    assert features == [{"petal": 1.0}, {"petal": 2.0}]
+    assert [(r.input_text, r.output_text) for r in store.latest(iris.id, 10, None, None)] == [
+        (None, None)
+    ] * 2

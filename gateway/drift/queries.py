@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, delete, func, select
 
-from gateway.core.background import stop_task
+from gateway.core.background import every, stop_task
 from gateway.store.tables import drift_queries
 
 log = logging.getLogger("gateway.drift")
@@ -166,12 +166,7 @@ class QuerySampler:
             self._task = asyncio.create_task(self._run(), name="query-sampler")
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.flush()
-            except Exception:  # never let the writer die: samples would pile up unseen
-                log.exception("drift: writing query samples failed")
+        await every(self.interval, self.flush, log, "drift: writing query samples failed")
 
     async def flush(self) -> None:
         """Writes what is queued now."""

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gateway.classic.tensors import Output, Tensor
-from gateway.core.background import stop_task
+from gateway.core.background import every, stop_task
 from gateway.core.drift_config import DriftSection
 from gateway.drift import subjects
 from gateway.drift.predictions import MAX_ROWS, prediction_rows
@@ -172,12 +172,7 @@ class Sampler:
             self._task = asyncio.create_task(self._run(), name="drift-sampler")
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.flush()
-            except Exception:  # never let the writer die: samples would pile up unseen
-                log.exception("drift: writing samples failed")
+        await every(self.interval, self.flush, log, "drift: writing samples failed")
 
     async def flush(self) -> None:
         """Writes what is queued now."""

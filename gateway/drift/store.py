@@ -74,9 +74,16 @@ class DriftStore:
     # --- samples --------------------------------------------------------------------------
 
     def add_samples(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            with self.engine.begin() as connection:
-                connection.execute(drift_samples.insert(), rows)
+        if not rows:
+            return
+        # One INSERT is built from the first row's keys and run for every row: an LLM call's
+        # row (texts, prompt) and a classic model's (neither) written together would lose the
+        # LLM row's texts, or fail the batch. Every row gets every key (NULL where it has none).
+        keys = {key for row in rows for key in row}
+        if any(len(row) != len(keys) for row in rows):
+            rows = [dict.fromkeys(keys) | row for row in rows]
+        with self.engine.begin() as connection:
+            connection.execute(drift_samples.insert(), rows)
 
     def subjects(self) -> list[SubjectCount]:
         query = select(

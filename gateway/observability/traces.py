@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from gateway.core.background import stop_task
+from gateway.core.background import every, stop_task
 from gateway.transport.http_client import HTTPClient, HTTPClientError
 
 log = logging.getLogger("gateway.telemetry")
@@ -244,12 +244,7 @@ class Tracing:
         self._task = asyncio.create_task(self._run(), name="trace-exporter")
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_S)
-            try:
-                await self.flush()
-            except Exception:  # never let the exporter die: spans would pile up unseen
-                log.exception("exporting spans failed")
+        await every(FLUSH_S, self.flush, log, "exporting spans failed")
 
     async def flush(self) -> None:
         """Exports the calls queued when the flush began, in batches.
