@@ -90,7 +90,7 @@ async def test_rpm_refuses_the_request_over_the_limit(limiter: RateLimiter) -> N
 async def test_a_refusal_counts_nothing_in_any_scope(limiter: RateLimiter) -> None:
     key, team = Limit("key:a", rpm=10, tpm=1000), Limit("team:t", rpm=1)
     await limiter.acquire([key, team], tokens=100)
-    with pytest.raises(RateLimited, match="team:t: 1 requests per minute"):
+    with pytest.raises(RateLimited, match="team:t: 1 request per minute"):
         await limiter.acquire([key, team], tokens=100)
     # Had the refused request counted for the key, this would report 7 and 800.
     _, state = await limiter.acquire([key], tokens=100)

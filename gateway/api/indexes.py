@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from gateway.api.deps import CallerDep, StateDep, ValidInput, read_json
 from gateway.calls.internal import embed
 from gateway.core.errors import BadRequest, NotFound, UpstreamUnavailable
+from gateway.core.validation import dotted, first_problem
 from gateway.identity.auth import Caller
 from gateway.indexes.engine import Missing, Unavailable
 from gateway.indexes.models import (
@@ -105,9 +106,9 @@ async def search_index(
         asked = SearchRequest.model_validate(body)
     except ValidationError as exc:
         # The first problem, named by its field, as every other route's 400; never the value.
-        first = exc.errors(include_url=False)[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise BadRequest(f"{field or 'search body'}: {first['msg']}", param=field or None) from None
+        loc, message = first_problem(exc)
+        field = dotted(loc)
+        raise BadRequest(f"{field or 'search body'}: {message}", param=field or None) from None
     (vector,) = await embed(state.calls, caller, collection.model, [asked.query])
     from gateway.indexes.search import nearest
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gateway.classic.signature import Signature
 from gateway.classic.tensors import DATATYPES, InferRequest, Tensor
 from gateway.core.errors import BadRequest
+from gateway.core.validation import dotted, first_problem
 
 Category = str | int | float | bool
 # Relative rounding of values sent in these float types (binary tensors carry them as such).
@@ -65,9 +66,8 @@ class Expectations(BaseModel):
         try:
             return cls.model_validate(value)
         except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            at = ".".join(str(p) for p in first["loc"])
-            raise BadRequest(f"{where}.{at}: {first['msg']}", param=where) from None
+            loc, message = first_problem(exc)
+            raise BadRequest(f"{where}.{dotted(loc)}: {message}", param=where) from None
 
     def check_features(self, signature: Signature | None) -> None:
         """Every feature named must be a column of the signature's 2-D input (its `features`)

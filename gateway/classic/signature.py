@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gateway.classic.tensors import DATATYPES, MAX_RANK, InferRequest, Tensor
 from gateway.core.errors import BadRequest
+from gateway.core.validation import dotted, first_problem
 
 
 class TensorSpec(BaseModel):
@@ -56,9 +57,8 @@ class Signature(BaseModel):
         try:
             return cls.model_validate(value)
         except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            at = ".".join(str(p) for p in first["loc"])
-            raise BadRequest(f"{where}.{at}: {first['msg']}", param=where) from None
+            loc, message = first_problem(exc)
+            raise BadRequest(f"{where}.{dotted(loc)}: {message}", param=where) from None
 
     def output_names(self) -> list[str]:
         return [o.name for o in self.outputs]

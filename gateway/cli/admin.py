@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from gateway.cli.common import engine, fail, run, usd
+from gateway.core.validation import first_problem
 
 if TYPE_CHECKING:
     from gateway.identity.models import KeyInfo
@@ -86,10 +87,10 @@ def create(
     try:
         fields = KeyCreate.model_validate({k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        field = str(first["loc"][0])
+        loc, message = first_problem(exc)
+        field = str(loc[0]) if loc else ""
         option = OPTIONS.get(field, "--" + field.replace("_", "-"))
-        fail(f"{option} ({field}): {first['msg']}")
+        fail(f"{option} ({field}): {message}")
     record, key = run(lambda: _store(writes=True).create(fields.model_dump(exclude_unset=True)))
     _print_key(record.public(), key)
 

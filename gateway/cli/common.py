@@ -28,12 +28,13 @@ def project() -> Project:
 
     from gateway.core.project import discover
     from gateway.core.settings import Settings
+    from gateway.core.validation import first_problem
 
     try:
         return discover(Settings())
     except ValidationError as exc:
-        first = exc.errors()[0]
-        fail(f"GATEWAY_{str(first['loc'][0]).upper()}: {first['msg']}")
+        loc, message = first_problem(exc)
+        fail(f"GATEWAY_{str(loc[0] if loc else '').upper()}: {message}")
 
 
 def _config_database_url(found: Project) -> str | None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from gateway.cli.common import actor, engine, fail, run, run_gated, settings
+from gateway.core.validation import first_problem
 
 if TYPE_CHECKING:
     from gateway.registry.models import RegistryVersion
@@ -165,9 +166,9 @@ def register(
     try:
         spec = VersionSpec.model_validate(fields)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        option = "--" + str(first["loc"][0]).replace("_", "-")
-        fail(f"{option}: {first['msg']}")
+        loc, message = first_problem(exc)
+        option = "--" + str(loc[0] if loc else "").replace("_", "-")
+        fail(f"{option}: {message}")
     if computed and spec.dataset_hash != computed:
         fail(f"--dataset-hash {dataset_hash} does not match the file ({computed})")
     aliases = _aliases()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from gateway.cli.common import engine, fail, run
+from gateway.core.validation import first_problem
 
 if TYPE_CHECKING:
     from gateway.identity.models import TeamInfo
@@ -50,10 +51,10 @@ def _fields(model: Any, given: dict[str, Any]) -> dict[str, Any]:
     try:
         fields = model.model_validate({k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        field = str(first["loc"][0])
+        loc, message = first_problem(exc)
+        field = str(loc[0]) if loc else ""
         option = OPTIONS.get(field, "--" + field.replace("_", "-"))
-        fail(f"{option} ({field}): {first['msg']}")
+        fail(f"{option} ({field}): {message}")
     values: dict[str, Any] = fields.model_dump(exclude_unset=True)
     return values
 

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.core.validation import first_problem
 from gateway.evals.checks import (
     DEFAULT_THRESHOLDS,
     DETERMINISTIC_CHECKS,
@@ -359,8 +360,7 @@ def revalidate(spec: AssertionSpec, **update: Any) -> AssertionSpec:
     try:
         return AssertionSpec.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        raise ValueError(str(first["msg"]).removeprefix("Value error, ")) from None
+        raise ValueError(first_problem(exc)[1]) from None
 
 
 _CHECKS = {**DETERMINISTIC_CHECKS, **GRADED_CHECKS, **SCRIPT_CHECKS}

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from sqlalchemy import Engine, select
 
 from gateway.core.errors import BadRequest, NotFound
+from gateway.core.validation import dotted, first_problem
 from gateway.evals.models import RunDetail, RunSummary
 from gateway.store.tables import eval_runs
 
@@ -59,10 +60,10 @@ def check_report(report: dict[str, Any]) -> RunReport:
     try:
         return RunReport.model_validate(report)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        loc, message = first_problem(exc)
+        where = dotted(loc)
         raise BadRequest(
-            f"eval report: {where}: {first['msg']} (write reports with gateway eval run --json)",
+            f"eval report: {where}: {message} (write reports with gateway eval run --json)",
             param=where,
         ) from None
 

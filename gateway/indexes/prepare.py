@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.core.config import GatewayConfig
 from gateway.core.index_config import IndexCollection
+from gateway.core.validation import first_problem
 from gateway.core.yamlfile import MIB, format_loc, one_line
 from gateway.indexes.drift import QueryEmbeddings
 from gateway.indexes.scene import Golden, Prepared
@@ -69,9 +70,9 @@ def read_golden(path: Path) -> list[GoldenLine]:
         except json.JSONDecodeError as exc:
             raise SourceProblem(f"{path}:{number}: not JSON: {exc.msg}") from None
         except ValidationError as exc:
-            error = exc.errors(include_url=False)[0]
+            loc, message = first_problem(exc)
             raise SourceProblem(
-                one_line(f"{path}:{number}: {format_loc(tuple(error['loc']))}: {error['msg']}")
+                one_line(f"{path}:{number}: {format_loc(loc)}: {message}")
             ) from None
         if len(lines) > MAX_GOLDEN:
             raise SourceProblem(f"{path}: more than {MAX_GOLDEN} golden queries")

@@ -34,6 +34,7 @@ from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.core.errors import GatewayError, MeterUnavailable, RateLimited
+from gateway.core.wording import plural
 from gateway.transport.redis_refusal import refusal
 from gateway.transport.resp import ConnectionLost
 
@@ -163,7 +164,7 @@ def _refusal(
     (retry: when enough of the window's seconds will have left it for this call to fit)."""
     if limit.rpm is not None and requests + 1 > limit.rpm:
         state = RateState(limit.rpm, 0, retry)
-        message = f"{limit.rpm} requests per minute"
+        message = f"{plural(limit.rpm, 'request')} per minute"
     else:
         assert limit.tpm is not None
         state = RateState(limit_tokens=limit.tpm, reset_tokens_s=retry)

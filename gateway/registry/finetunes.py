@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from gateway.core.errors import BadRequest
+from gateway.core.validation import dotted, first_problem
 from gateway.registry.models import RegistryVersionDetail
 from gateway.registry.spec import VersionSpec
 from gateway.registry.store import RegistryStore
@@ -197,9 +198,9 @@ def version_spec(job: FineTuningJob, alias: str, created_by: str | None = None) 
     try:
         return _spec(job, fine_tuned, alias, created_by)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise BadRequest(f"{field}: {first['msg']}", param=field or None) from None
+        loc, message = first_problem(exc)
+        field = dotted(loc)
+        raise BadRequest(f"{field}: {message}", param=field or None) from None
 
 
 def _spec(job: FineTuningJob, fine_tuned: str, alias: str, created_by: str | None) -> VersionSpec:

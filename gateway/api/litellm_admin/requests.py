@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.api.litellm_admin.models import KeyRequest, LiteLLMRequest, TeamRequest
 from gateway.core.errors import BadRequest
+from gateway.core.validation import first_problem
 from gateway.identity.keys import KeyRecord
 from gateway.identity.models import KeyCreate, KeyUpdate, TeamCreate
 
@@ -221,9 +222,8 @@ def _checked(model: type[BaseModel], fields: dict[str, Any]) -> dict[str, Any]:
     try:
         valid = model.model_validate(fields)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        ours = str(first["loc"][0]) if first["loc"] else ""
+        loc, message = first_problem(exc)
+        ours = str(loc[0]) if loc else ""
         name = LITELLM_NAMES.get(ours, ours)
-        message = str(first["msg"]).removeprefix("Value error, ")
         raise BadRequest(f"{name}: {message}", param=name or None) from None
     return valid.model_dump(exclude_unset=True)
