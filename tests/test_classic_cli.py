@@ -105,6 +105,7 @@ def test_train_example_registers_a_model_that_serve_answers(project: Project) ->
     assert succeed(project, "logs", "--model-version", "iris@2", "--json") == ""
     label = project.gateway("logs", "--model-version", "iris@production")
     assert label.returncode != 0
+    assert label.stderr.startswith("error: --model-version: ")
     assert "NAME or NAME@N" in label.stderr
 
     again = succeed(project, "registry", "train-example").splitlines()

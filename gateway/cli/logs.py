@@ -44,7 +44,8 @@ def _gateway_errors(action: Any) -> Any:
     try:
         return action()
     except GatewayError as exc:
-        option = OPTIONS.get(exc.param or "", f"--{exc.param}") if exc.param else None
+        default = f"--{(exc.param or '').replace('_', '-')}"
+        option = OPTIONS.get(exc.param or "", default) if exc.param else None
         fail(f"{option}: {exc.message}" if option and exc.param != "id" else exc.message)
 
 
