@@ -245,6 +245,10 @@ def test_llm_listings_wildcards_and_aliases_leave_classic_models_apart(
     assert "gpt-4o-mini" in listed  # what the wildcard serves is listed, as LiteLLM does
     assert "doubler" not in listed
     assert "twice" not in listed  # an alias of a classic model is one too
+    for name in ("doubler", "twice"):  # nor found one by one
+        retrieved = httpx.get(f"{base}/v1/models/{name}", headers=ADMIN)
+        assert retrieved.status_code == 404
+        assert f"GET /v2/models/{name}" in retrieved.json()["error"]["message"]
     through_alias = infer(base, {"inputs": [PAIRS]}, "twice")
     assert through_alias.status_code == 200, through_alias.text
     assert through_alias.json()["model_name"] == "twice"

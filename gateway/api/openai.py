@@ -14,8 +14,10 @@ from gateway.calls.pipeline import Call, Pipeline
 from gateway.calls.record import CallRecord
 from gateway.calls.streaming import relay
 from gateway.core.answers import Answer, ObjectList
+from gateway.core.errors import ModelNotFound
 from gateway.identity.auth import Caller
 from gateway.prompts.calling import prompt_ref
+from gateway.providers.classic import is_classic
 from gateway.registry.llm_versions import is_registry_ref
 from gateway.routing.router import Routed
 from gateway.state import GatewayState
@@ -104,7 +106,13 @@ async def get_model(model: str, state: StateDep, caller: CallerDep) -> Model:
     alias = model
     if is_registry_ref(model) and state.router.names.find(model) is None:
         alias = state.llm_versions.resolve(model).alias  # raises the 404 naming what is missing
-    state.router.states(alias)  # raises the 404 for names no deployment serves
+    served = state.router.states(alias)  # raises the 404 for names no deployment serves
+    if is_classic(served[0].deployment):  # not listed above either: /v2 is its API
+        raise ModelNotFound(
+            f"{model!r} is a classic model, not an OpenAI one: GET /v2/models/{model} "
+            f"describes it",
+            param="model",
+        )
     key = caller.key
     if key is not None and key.models and not state.router.permits(alias, key.allows_model):
         caller.check_model(alias)  # raises the refusal
