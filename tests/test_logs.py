@@ -419,6 +419,10 @@ def test_logs_cli_lists_filters_and_shows(
     bad_time = cli(tmp_path, database, "logs", "--since", "yesterday")
     assert bad_time.returncode == 2
     assert "--since" in bad_time.stderr
+    for limit in ("0", "1001"):
+        bad_limit = cli(tmp_path, database, "logs", "--limit", limit)
+        assert bad_limit.returncode == 2
+        assert bad_limit.stderr == f"error: --limit: must be 1 to 1000 calls, not {limit}\n"
 
 
 def test_logs_follow_prints_new_rows_until_interrupted(

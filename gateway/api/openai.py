@@ -109,8 +109,7 @@ async def get_model(model: str, state: StateDep, caller: CallerDep) -> Model:
     served = state.router.states(alias)  # raises the 404 for names no deployment serves
     if is_classic(served[0].deployment):  # not listed above either: /v2 is its API
         raise ModelNotFound(
-            f"{model!r} is a classic model, not an OpenAI one: GET /v2/models/{model} "
-            f"describes it",
+            f"{model!r} is a classic model, not an OpenAI one: GET /v2/models/{model} describes it",
             param="model",
         )
     key = caller.key

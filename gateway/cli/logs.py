@@ -105,10 +105,12 @@ def recent(
     """The most recent calls, oldest first (filters combine)."""
     if ctx.invoked_subcommand is not None:
         return
-    from gateway.observability.log_query import Follower, LogFilter, list_logs
+    from gateway.observability.log_query import MAX_LIMIT, Follower, LogFilter, list_logs
 
     if interval <= 0:
         fail("--interval: must be a positive number of seconds")
+    if not 1 <= limit <= MAX_LIMIT:  # the API's own words speak of pages and 'next'
+        fail(f"--limit: must be 1 to {MAX_LIMIT} calls, not {limit}")
     filters = _gateway_errors(
         lambda: LogFilter.parse(
             key_id=key,
