@@ -481,3 +481,27 @@ def test_closing_waits_for_a_load_under_way(engine: Engine, example: TrainedExam
     asyncio.run(served.aclose())
     assert finished.is_set()
     assert served.find("iris", "1").state == "ready"
+
+
+def test_closing_leaves_a_hung_load_behind(engine: Engine, example: TrainedExample) -> None:
+    """A load that never returns (a stuck file system) does not hang the app's shutdown."""
+    store = RegistryStore(engine)
+    store.register(
+        "iris", VersionSpec.model_validate(version_body(example)), aliases=["iris"], actor="t"
+    )
+    started, release = threading.Event(), threading.Event()
+
+    def hung(artifact: Any, signature: Any) -> object:
+        started.set()
+        release.wait(60)
+        return object()
+
+    served = ServedVersions(store, {"iris"}, loader=hung, close_wait=0.1)
+    try:
+        served.refresh()
+        assert started.wait(30)
+        asyncio.run(served.aclose())  # returns with the load still under way
+        assert not release.is_set()
+        assert served.find("iris", "1").state == "loading"
+    finally:
+        release.set()

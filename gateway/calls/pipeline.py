@@ -218,9 +218,9 @@ class Pipeline:
         return version.alias
 
     def infer_target(self, caller: Caller, alias: str, tags: list[str] | None = None) -> list[str]:
-        """The deployments an infer call to `alias` may use: a 404 when it is not a classic
-        model, a 403 when the key may not use it. Also asked before a bad body's 400, so an
-        unknown model is a 404 whatever was sent."""
+        """The chain an infer call to `alias` routes over (it and its allowed fallbacks): a
+        404 when it is not a classic model, a 403 when the key may not use it. Also asked
+        before a bad body's 400, so an unknown model is a 404 whatever was sent."""
         key = caller.key
         allowed = key.allows_model if key is not None and key.models else None
         chain = self.router.chain(alias, allowed, tags)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ log = logging.getLogger("gateway.classic")
 
 PRODUCTION = "production"  # what a call naming no version gets
 LOADING_RETRY_S = 1.0
+CLOSE_WAIT_S = 10.0  # for a load under way when the app closes; a hung one is left behind
 
 Loader = Callable[[Artifact, Signature], Any]
 
@@ -43,12 +45,23 @@ class _Model:
 
 
 class ServedVersions:
-    def __init__(self, store: RegistryStore, names: Collection[str], loader: Loader = load) -> None:
+    def __init__(
+        self,
+        store: RegistryStore,
+        names: Collection[str],
+        loader: Loader = load,
+        close_wait: float = CLOSE_WAIT_S,
+    ) -> None:
         self.store = store
         self.models = {name: _Model() for name in names}
         self._load = loader
+        self._close_wait = close_wait
         self._poller = Poller("classic-versions", self._refresh)
         self._loader: ThreadPoolExecutor | None = None
+        # Submitted loads not yet finished; added from the poll's thread or the event loop,
+        # removed from the loader's thread.
+        self._loads: set[Future[None]] = set()
+        self._loads_lock = threading.Lock()
 
     # --- kept fresh, off the request path -----------------------------------------------------
     def _refresh(self, since: datetime) -> None:
@@ -71,7 +84,14 @@ class ServedVersions:
         served.state = "loading"
         if self._loader is None:
             self._loader = ThreadPoolExecutor(1, thread_name_prefix="classic-load")
-        self._loader.submit(self._load_version, served)
+        future = self._loader.submit(self._load_version, served)
+        with self._loads_lock:
+            self._loads.add(future)
+        future.add_done_callback(self._finished)
+
+    def _finished(self, future: Future[None]) -> None:
+        with self._loads_lock:
+            self._loads.discard(future)
 
     def _load_version(self, served: ServedVersion) -> None:
         try:
@@ -105,9 +125,20 @@ class ServedVersions:
         await self._poller.aclose()
         if self._loader is not None:
             loader, self._loader = self._loader, None
-            # Queued loads are dropped; one under way finishes first, so no thread is left
-            # writing to versions after the app that owns them has closed.
-            await asyncio.to_thread(loader.shutdown, wait=True, cancel_futures=True)
+            # Queued loads are dropped; one under way may finish first, so no thread is left
+            # writing to versions after the app that owns them has closed; but a load that
+            # hangs (a stuck file system, a model that never returns) must not hang shutdown,
+            # so it is awaited as a future, holding no thread of the event loop's.
+            loader.shutdown(wait=False, cancel_futures=True)
+            with self._loads_lock:
+                running = [asyncio.wrap_future(f) for f in self._loads if not f.done()]
+            if running:
+                _, pending = await asyncio.wait(running, timeout=self._close_wait)
+                if pending:
+                    log.warning(
+                        "a classic model still loading after %.0f s was left behind at shutdown",
+                        self._close_wait,
+                    )
 
     # --- the request path: dict lookups -------------------------------------------------------
     def versions(self, name: str) -> list[int]:
