@@ -254,6 +254,7 @@ class GatewayState:
         await self.key_cache.start()
         await self.sync_prompts()
         await self.prompts.start()
+        await self.meter.start()
         await seed_budgets(self.engine, self.key_cache, self.meter.store.ledger)
         self.request_log.start()
         await self.classic_versions.start()

@@ -15,7 +15,7 @@ from gateway.metering.budgets import Budget, RedisBudgetLedger
 from gateway.metering.limits import Limit, RedisGuard, RedisRateLimiter
 from gateway.metering.redis_meter import RedisMeterStore
 from gateway.transport.resp import ConnectionLost, ScriptClient
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, free_port
 
 
 class FixedClock:
@@ -158,3 +158,29 @@ async def test_a_dropped_connection_fails_its_calls_without_pausing_the_next() -
         assert "cannot connect" in str(refused_call.value.detail)
         assert "127.0.0.1" not in refused_call.value.message  # the address is for the log
     assert attempts == 3  # an unreachable Redis is probed once a second, not on every call
+
+
+async def test_start_connects_before_the_first_call(
+    parts: Any, redis_pair: tuple[Redis, Redis]
+) -> None:
+    # Opened inside a burst of calls, the handshake would wait behind them (and could time
+    # out, refusing metered calls for a second): the store connects at startup instead.
+    store, _ledger, _limiter = parts
+    before = len(await redis_pair[1].client_list())
+    await store.start()
+    assert len(await redis_pair[1].client_list()) == before + 1
+    await store.admit([BUDGET], 0.1, [LIMIT], 100)
+    assert len(await redis_pair[1].client_list()) == before + 1
+
+
+async def test_start_against_an_unreachable_redis_logs_and_carries_on(
+    redis_pair: tuple[Redis, Redis], redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = ScriptClient(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=0.5)
+    ledger = RedisBudgetLedger(redis_pair[0], redis_prefix)
+    store = RedisMeterStore(dead, ledger, RedisRateLimiter(redis_pair[0], redis_prefix))
+    await store.start()
+    assert "not reachable at startup: cannot connect to Redis at 127.0.0.1" in caplog.text
+    with pytest.raises(MeterUnavailable):  # calls are refused, as when Redis goes away
+        await store.admit([BUDGET], 0.1, [], 100)
+    await store.aclose()

@@ -77,6 +77,27 @@ async def test_a_redis_that_stops_answering_times_out(silent_server: int) -> Non
     await hung.aclose()
 
 
+async def test_a_handshake_unanswered_past_the_connect_timeout_says_how_long_it_waited(
+    silent_server: int,
+) -> None:
+    # The command timeout is longer: the connect timeout is the one that ends this wait.
+    hung = ScriptClient(f"redis://127.0.0.1:{silent_server}", connect_timeout=0.2, timeout=5)
+    with pytest.raises(RedisConnectionError, match=r"no answer within 0\.2 s$"):
+        await asyncio.wait_for(hung.connect(), timeout=5)
+    await hung.aclose()
+
+
+async def test_connect_opens_the_connection_the_commands_then_use(
+    client: ScriptClient, redis_pair: tuple[Redis, Redis]
+) -> None:
+    before = len(await redis_pair[1].client_list())
+    await client.connect()
+    assert len(await redis_pair[1].client_list()) == before + 1
+    await client.connect()  # already open: nothing more
+    assert await client.run(ECHO, ["k"], ["v", 1]) == [b"k", b"v", 2]
+    assert len(await redis_pair[1].client_list()) == before + 1
+
+
 async def test_a_connection_killed_while_idle_is_replaced_on_the_next_call(
     client: ScriptClient, redis_pair: tuple[Redis, Redis]
 ) -> None:

@@ -356,6 +356,9 @@ class Meter:
         """What the budget `scope` (`key:<id>`, `team:<id>`) has spent in its current period."""
         return await self.store.spent(Budget(scope, max_budget, duration))
 
+    async def start(self) -> None:
+        await self.store.start()
+
     async def aclose(self) -> None:
         """Sends what is still queued, then closes the store."""
         await self.store.aclose()

@@ -19,6 +19,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from gateway.metering.budgets import (
     BUDGETS_LUA,
     NANO,
@@ -341,6 +343,16 @@ class RedisMeterStore:
             self._retire(lease)
         while self._flushing is not None:
             await asyncio.shield(self._flushing)
+
+    async def start(self) -> None:
+        """Connects before the first call: opened inside a burst of calls, the connection's
+        handshake waits behind them and can time out, and a timeout refuses metered calls
+        for a second. A Redis that cannot be reached now is logged, not fatal: calls are then
+        refused (or let through, fail-open) until it is back, as they are when it goes away."""
+        try:
+            await self.client.connect()
+        except (RedisError, OSError) as exc:
+            log.warning("budget and rate limit store (Redis) is not reachable at startup: %s", exc)
 
     async def aclose(self) -> None:
         await self.drain()

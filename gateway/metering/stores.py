@@ -43,6 +43,8 @@ class MeterStore(Protocol):
 
     async def spent(self, budget: Budget) -> float: ...
 
+    async def start(self) -> None: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -82,6 +84,9 @@ class LocalMeterStore:
 
     async def spent(self, budget: Budget) -> float:
         return await self.ledger.spent(budget)
+
+    async def start(self) -> None:
+        return None
 
     async def aclose(self) -> None:
         await self.limiter.aclose()

@@ -30,6 +30,8 @@ _HASH_TAG = re.compile(r"\{[^{}]+\}")
 class ScriptRunner(Protocol):
     async def run(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any: ...
 
+    async def connect(self) -> None: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -45,6 +47,9 @@ class ClusterScriptClient:
             return await self._cluster.evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
             return await self._cluster.eval(script.source, len(keys), *keys, *args)
+
+    async def connect(self) -> None:
+        await self._cluster.initialize()
 
     async def aclose(self) -> None:
         return None

@@ -252,6 +252,11 @@ class ScriptClient:
             raise refusal_of_reply(str(reply)) or ResponseError(str(reply))
         return reply
 
+    async def connect(self) -> None:
+        """Opens the connection now (at startup) rather than on the first metered call,
+        which may come in a burst that leaves the handshake waiting behind it."""
+        await self._connect()
+
     async def _command(self, *args: Any) -> Any:
         connection = self._connection
         if connection is None or connection.closed:
@@ -276,7 +281,13 @@ class ScriptClient:
                             lambda: connection, host, port, ssl=self._tls_context()
                         )
                     await self._handshake(connection)
-            except (OSError, TimeoutError) as exc:
+            except TimeoutError as exc:
+                connection.close()
+                raise RedisConnectionError(
+                    f"cannot connect to Redis at {address}: no answer within "
+                    f"{self._connect_timeout} s"
+                ) from exc
+            except OSError as exc:
                 connection.close()
                 raise RedisConnectionError(f"cannot connect to Redis at {address}: {exc}") from exc
             self._connection = connection
