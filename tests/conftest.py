@@ -117,6 +117,18 @@ def sdk(base_url: str, key: str = MASTER_KEY, **kwargs: Any) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, **kwargs)
 
 
+def seen_within_a_second(since: float, changed: Callable[[], bool], what: str) -> None:
+    """Asks until `changed()` holds. Fails when an asking begun a second or more after `since`
+    still finds the old state: the time an answer takes to come back on a busy machine is
+    not the replica's lag, so it does not count against it."""
+    while True:
+        began = time.monotonic()
+        if changed():
+            return
+        assert began - since < 1.0, what
+        time.sleep(0.02)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
