@@ -32,6 +32,11 @@ def value(
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+def chats(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> float:
+    """Chat calls to local/echo answered 200."""
+    return value(samples, "gateway_requests_total", route="chat", model="local/echo", status="200")
+
+
 def test_calls_are_counted_with_tokens_cost_and_latency(
     gateway: GatewayFactory, upstream: FakeUpstream
 ) -> None:
@@ -109,13 +114,13 @@ def test_a_scrape_of_any_worker_sums_every_worker(tmp_path: Path) -> None:
         for _ in range(30):  # a new connection each time, so both workers take calls
             reply = httpx.post(f"{base}/v1/chat/completions", headers=HEADERS, json=chat)
             assert reply.status_code == 200
-        time.sleep(1.5)  # each worker counts its calls within a second
+        # Each worker writes its counts to the shared files about once a second.
+        deadline = time.monotonic() + 15
+        while chats(scrape(base)) != 30:
+            assert time.monotonic() < deadline, "the workers' counts never added up to 30"
+            time.sleep(0.2)
         for _ in range(6):  # whichever worker answers the scrape
-            samples = scrape(base)
-            count = value(
-                samples, "gateway_requests_total", route="chat", model="local/echo", status="200"
-            )
-            assert count == 30
+            assert chats(scrape(base)) == 30
         # Counted through the shared files: a worker counting in memory would still pass the
         # sums above whenever one worker happened to take every connection.
         assert list(stale.glob("counter_*.db"))

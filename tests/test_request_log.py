@@ -213,8 +213,8 @@ def test_rows_carry_the_callers_trace_id(gateway: GatewayFactory, tmp_path: Path
 def test_a_client_leaving_mid_stream_stops_the_relay_and_is_logged(
     gateway: GatewayFactory, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    # 40 chunks 100 ms apart: four seconds of stream, of which the client reads the start.
-    config = {"model_list": [fake_model(upstream, "slow", "chunks=40,chunk_delay=100")]}
+    # 40 chunks 250 ms apart: ten seconds of stream, of which the client reads the start.
+    config = {"model_list": [fake_model(upstream, "slow", "chunks=40,chunk_delay=250")]}
     base = gateway(config)
     body = {"model": "slow", "messages": USER, "stream": True}
     headers = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -224,10 +224,10 @@ def test_a_client_leaving_mid_stream_stops_the_relay_and_is_logged(
     left_at = time.monotonic()
 
     (row,) = rows(tmp_path / ".gateway" / "gateway.db", 1)
-    assert time.monotonic() - left_at < 2.0  # logged long before the stream would have ended
+    assert time.monotonic() - left_at < 5.0  # logged long before the stream would have ended
     assert row["error_type"] == "client_disconnected"
     assert row["status"] == 200
-    assert row["latency_ms"] < 2000
+    assert row["latency_ms"] < 5000
     assert row["estimated"]  # the upstream never sent its usage: counted from what was relayed
 
 
