@@ -17,6 +17,7 @@ from gateway.identity.models import (
     KeyRevoked,
     KeyUpdate,
     TeamCreate,
+    TeamDeleted,
     TeamInfo,
     TeamList,
     TeamUpdate,
@@ -108,6 +109,14 @@ async def update_team(
     team = await asyncio.to_thread(state.keys.upsert_team, team_id, given)
     state.key_cache.put_team(team)
     return team.public()
+
+
+@router.delete("/v1/teams/{team_id}")
+async def delete_team(team_id: str, state: StateDep, caller: MasterDep) -> TeamDeleted:
+    """Deletes the team and revokes its keys (their rows and spend stay in the log)."""
+    revoked = await asyncio.to_thread(state.keys.delete_teams, [team_id])
+    state.key_cache.drop_teams([team_id], revoked)
+    return TeamDeleted(id=team_id, deleted=True, revoked_keys=[r.id for r in revoked])
 
 
 @router.get("/v1/costs")

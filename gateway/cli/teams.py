@@ -1,5 +1,5 @@
 """`gateway teams ...`: teams with budgets and limits, on the database the gateway uses (as
-POST/GET/PATCH /v1/teams, with the same fields)."""
+POST/GET/PATCH/DELETE /v1/teams, with the same fields)."""
 
 from __future__ import annotations
 
@@ -148,3 +148,12 @@ def update(
     run(lambda: store.upsert_team(team, fields))
     typer.echo(f"updated team {team}")
     _show(store, team)
+
+
+@teams_app.command("delete")
+def delete(team: Annotated[str, typer.Argument(help="The team's id.")]) -> None:
+    """Delete the team and revoke its keys (their rows and spend stay in the request log)."""
+    store = _store(writes=True)
+    revoked = run(lambda: store.delete_teams([team]))
+    keys = ", ".join(record.id for record in revoked) if revoked else "none"
+    typer.echo(f"deleted team {team}; keys revoked: {keys}")

@@ -14,12 +14,12 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from gateway.core.errors import BadRequest, NotFound
@@ -320,6 +320,28 @@ class KeyStore:
             raise NotFound(f"No team {team_id!r}.", param="team")
         return TeamRecord.from_row(row._mapping)
 
+    def delete_teams(self, team_ids: Sequence[str]) -> list[KeyRecord]:
+        """Deletes the teams and revokes their live keys, all or nothing: a team that does
+        not exist is a NotFound and nothing changes. The keys' rows stay (the request log and
+        spend name them), revoked: revocation reaches every replica as a key's does. Returns
+        the keys revoked."""
+        stamp = now_utc()
+        with self.engine.begin() as connection:
+            found = set(
+                connection.execute(select(teams.c.id).where(teams.c.id.in_(team_ids))).scalars()
+            )
+            missing = [team for team in team_ids if team not in found]
+            if missing:
+                raise NotFound(f"No team {missing[0]!r}; nothing was deleted.", param="team")
+            live = api_keys.c.team.in_(team_ids) & api_keys.c.revoked.is_(False)
+            ids = list(connection.execute(select(api_keys.c.id).where(live)).scalars())
+            connection.execute(update(api_keys).where(live).values(revoked=True, updated_at=stamp))
+            connection.execute(delete(teams).where(teams.c.id.in_(team_ids)))
+            if not ids:
+                return []
+            rows = connection.execute(select(api_keys).where(api_keys.c.id.in_(ids)))
+            return [KeyRecord.from_row(r._mapping) for r in rows]
+
     def list_teams(self) -> list[TeamRecord]:
         with self.engine.connect() as connection:
             return [
@@ -380,6 +402,14 @@ class KeyCache:
 
     def put_team(self, team: TeamRecord) -> None:
         self._apply([], [team])
+
+    def drop_teams(self, team_ids: Iterable[str], revoked: Iterable[KeyRecord]) -> None:
+        """A deletion made here. Other replicas learn of it by its revoked keys; they keep the
+        team itself, which no live key names any more, until a new team takes its id."""
+        self._apply(revoked, [])
+        with self._lock:
+            for team_id in team_ids:
+                self.teams.pop(team_id, None)
 
     def _load(self, since: datetime) -> None:
         with self._loading:

@@ -132,5 +132,11 @@ class KeyList(ObjectList[KeyInfo]):
     pass
 
 
+class TeamDeleted(Answer):
+    id: str
+    deleted: bool
+    revoked_keys: list[str] = Field(description="The ids of the team's keys, revoked with it.")
+
+
 class TeamList(ObjectList[TeamInfo]):
     pass

@@ -20,6 +20,7 @@ from gateway.api.litellm_admin.models import (
     TeamInfoAnswer,
     TeamKey,
     TeamRequest,
+    TeamsDeleted,
 )
 from gateway.api.litellm_admin.requests import custom_key, key_fields, team_fields
 from gateway.core.errors import BadRequest, NotFound, PermissionDenied
@@ -175,6 +176,13 @@ async def new_team(state: GatewayState, request: TeamRequest) -> LiteLLMTeam:
     await asyncio.to_thread(create)
     team = await asyncio.to_thread(state.keys.team, team_id)
     return await answers.team_shown(state, team, _now())
+
+
+async def delete_teams(state: GatewayState, team_ids: list[str]) -> TeamsDeleted:
+    """Every team named must exist (else nothing is deleted: a 404), as in LiteLLM."""
+    revoked = await asyncio.to_thread(state.keys.delete_teams, team_ids)
+    state.key_cache.drop_teams(team_ids, revoked)
+    return TeamsDeleted(deleted_teams=team_ids)
 
 
 async def team_info(state: GatewayState, caller: Caller, team_id: str | None) -> TeamInfoAnswer:

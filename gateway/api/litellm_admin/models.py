@@ -61,6 +61,14 @@ class KeyDeleteRequest(BaseModel):
     key_aliases: list[str] | None = None
 
 
+class TeamDeleteRequest(BaseModel):
+    """POST /team/delete."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    team_ids: list[str] = Field(min_length=1)
+
+
 class TeamMember(Answer):
     """Kept with the team and shown back; the gateway has no users, so roles grant nothing."""
 
@@ -141,6 +149,10 @@ class KeyUpdated(LiteLLMKey):
 
 class KeysDeleted(Answer):
     deleted_keys: list[str] = Field(description="The keys or aliases given.")
+
+
+class TeamsDeleted(Answer):
+    deleted_teams: list[str]
 
 
 class TeamKey(LiteLLMKey):

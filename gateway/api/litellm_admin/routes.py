@@ -33,8 +33,10 @@ from gateway.api.litellm_admin.models import (
     ModelGroupList,
     SpendDay,
     SpendLog,
+    TeamDeleteRequest,
     TeamInfoAnswer,
     TeamRequest,
+    TeamsDeleted,
 )
 from gateway.core.errors import GatewayError
 from gateway.identity.auth import Caller, presented_key
@@ -125,6 +127,12 @@ async def delete_keys(body: KeyDeleteRequest, state: StateDep, caller: MasterDep
 @router.post("/team/new")
 async def new_team(body: TeamRequest, state: StateDep, caller: MasterDep) -> LiteLLMTeam:
     return await keys.new_team(state, body)
+
+
+@router.post("/team/delete")
+async def delete_teams(body: TeamDeleteRequest, state: StateDep, caller: MasterDep) -> TeamsDeleted:
+    """Deletes the teams and revokes their keys (their rows and spend stay in the log)."""
+    return await keys.delete_teams(state, body.team_ids)
 
 
 @router.get("/team/info")
