@@ -134,3 +134,21 @@ def test_the_store_deletes_teams_all_or_nothing_on_both_databases(engine: Engine
     assert [t.id for t in store.list_teams()] == ["b"]
     assert store.get(live.id).revoked
     assert not store.get(other.id).revoked
+
+
+def test_hostile_team_ids_get_short_clear_answers(gateway: GatewayFactory) -> None:
+    base = gateway()
+    huge = "x" * 60_000  # httpx sends URLs up to 65,536 characters
+    for path in (f"/v1/teams/{huge}", "/v1/teams/a%0Ab"):
+        for method in ("GET", "DELETE"):
+            answer = httpx.request(method, f"{base}{path}", headers=ADMIN)
+            assert answer.status_code == 404, (method, path[:40], answer.text[:200])
+            assert len(answer.content) < 1000
+            assert answer.json()["error"]["message"].startswith("No team ")
+    nul = httpx.delete(f"{base}/v1/teams/%00", headers=ADMIN)
+    assert nul.status_code == 400
+    assert "NUL" in nul.json()["error"]["message"]
+    many = post(base, "/team/delete", {"team_ids": [f"t{i}" for i in range(100_000)]})
+    assert litellm_error(many, 400)["param"] == "team_ids"
+    nested = post(base, "/team/delete", {"team_ids": [["a"]]})
+    litellm_error(nested, 400)

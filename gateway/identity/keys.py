@@ -175,6 +175,11 @@ def check_team_id(team: str, param: str = "team") -> str:
     return team
 
 
+def _shown(team_id: str) -> str:
+    """A team id as messages quote it: a hostile one is not echoed whole."""
+    return repr(team_id) if len(team_id) <= TEAM_ID_MAX else repr(team_id[:TEAM_ID_MAX]) + "..."
+
+
 def _check_budget(value: Any) -> None:
     # What identity.models refuses, refused here too for callers that skip the models: an
     # infinite budget would be stored as null (no budget) or break every later call.
@@ -317,7 +322,7 @@ class KeyStore:
         with self.engine.connect() as connection:
             row = connection.execute(select(teams).where(teams.c.id == team_id)).first()
         if row is None:
-            raise NotFound(f"No team {team_id!r}.", param="team")
+            raise NotFound(f"No team {_shown(team_id)}.", param="team")
         return TeamRecord.from_row(row._mapping)
 
     def delete_teams(self, team_ids: Sequence[str]) -> list[KeyRecord]:
@@ -332,7 +337,7 @@ class KeyStore:
             )
             missing = [team for team in team_ids if team not in found]
             if missing:
-                raise NotFound(f"No team {missing[0]!r}; nothing was deleted.", param="team")
+                raise NotFound(f"No team {_shown(missing[0])}; nothing was deleted.", param="team")
             live = api_keys.c.team.in_(team_ids) & api_keys.c.revoked.is_(False)
             ids = list(connection.execute(select(api_keys.c.id).where(live)).scalars())
             connection.execute(update(api_keys).where(live).values(revoked=True, updated_at=stamp))

@@ -66,7 +66,7 @@ class TeamDeleteRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    team_ids: list[str] = Field(min_length=1)
+    team_ids: list[str] = Field(min_length=1, max_length=1000)
 
 
 class TeamMember(Answer):
