@@ -28,6 +28,7 @@ from gateway.classic.serving import ModelNotReady
 from gateway.registry.served import ServedVersions
 from gateway.registry.spec import VersionSpec
 from gateway.registry.store import RegistryStore
+from gateway.store.db import make_engine, migrate
 from tests.conftest import MASTER_KEY, ROOT, GatewayFactory, sdk
 from tests.fakes.classic_models import ThreadRecorder
 
@@ -481,6 +482,51 @@ def test_closing_waits_for_a_load_under_way(engine: Engine, example: TrainedExam
     asyncio.run(served.aclose())
     assert finished.is_set()
     assert served.find("iris", "1").state == "ready"
+
+
+HUNG_LOAD_THEN_EXIT = """
+import asyncio, sys, threading
+from gateway.registry.served import ServedVersions
+from gateway.registry.store import RegistryStore
+from gateway.store.db import make_engine
+
+started = threading.Event()
+
+def hung(artifact, signature):
+    started.set()
+    threading.Event().wait()  # never returns
+
+served = ServedVersions(RegistryStore(make_engine(sys.argv[1])), {"iris"}, loader=hung,
+                        close_wait=0.1)
+served.refresh()
+assert started.wait(30)
+asyncio.run(served.aclose())
+print("closed", flush=True)
+"""
+
+
+def test_a_hung_load_does_not_keep_the_process_from_exiting(
+    tmp_path: Path, example: TrainedExample
+) -> None:
+    # A pool's worker threads are joined at interpreter exit: a load that never returns must
+    # not run in one, or `gateway serve` would hang after shutting down.
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    RegistryStore(engine).register(
+        "iris", VersionSpec.model_validate(version_body(example)), aliases=["iris"], actor="t"
+    )
+    engine.dispose()
+    done = subprocess.run(
+        [sys.executable, "-c", HUNG_LOAD_THEN_EXIT, url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "closed"
+    assert "left behind at shutdown" in done.stderr
 
 
 def test_closing_leaves_a_hung_load_behind(engine: Engine, example: TrainedExample) -> None:

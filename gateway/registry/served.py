@@ -15,7 +15,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Collection
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,7 @@ from gateway.classic.artifacts import Artifact, ArtifactProblem, load
 from gateway.classic.expectations import CompiledExpectations, Expectations
 from gateway.classic.serving import ModelNotReady, ServedVersion
 from gateway.classic.signature import Signature
+from gateway.core.daemon_worker import DaemonWorker
 from gateway.core.errors import NotFound
 from gateway.core.model_refs import LATEST, VERSION
 from gateway.registry.store import RegistryStore
@@ -57,7 +58,7 @@ class ServedVersions:
         self._load = loader
         self._close_wait = close_wait
         self._poller = Poller("classic-versions", self._refresh)
-        self._loader: ThreadPoolExecutor | None = None
+        self._loader: DaemonWorker[ServedVersion, None] | None = None
         # Submitted loads not yet finished; added from the poll's thread or the event loop,
         # removed from the loader's thread.
         self._loads: set[Future[None]] = set()
@@ -83,7 +84,8 @@ class ServedVersions:
     def _start_loading(self, served: ServedVersion) -> None:
         served.state = "loading"
         if self._loader is None:
-            self._loader = ThreadPoolExecutor(1, thread_name_prefix="classic-load")
+            # A daemon thread: a load that hangs must not keep the process from exiting.
+            self._loader = DaemonWorker("classic-load")
         future = self._loader.submit(self._load_version, served)
         with self._loads_lock:
             self._loads.add(future)
@@ -129,7 +131,7 @@ class ServedVersions:
             # writing to versions after the app that owns them has closed; but a load that
             # hangs (a stuck file system, a model that never returns) must not hang shutdown,
             # so it is awaited as a future, holding no thread of the event loop's.
-            loader.shutdown(wait=False, cancel_futures=True)
+            loader.shutdown()
             with self._loads_lock:
                 running = [asyncio.wrap_future(f) for f in self._loads if not f.done()]
             if running:
