@@ -572,9 +572,9 @@ def test_client_disconnect_mid_stream(serve: Any, upstream: FakeUpstream) -> Non
 
 
 def test_client_gives_up_before_a_json_answer(serve: Any, upstream: FakeUpstream) -> None:
-    """A client that times out while a JSON answer is on its way: the gateway does not notice
-    (nothing tells a server a silent client left before the response), so the call runs to
-    its end at the upstream, is billed what the upstream produced, and its row says 200."""
+    """A client that times out while a JSON answer is on its way: the call runs to its end at
+    the upstream (which bills it whole, so the key is charged whole), and its row says the
+    client was gone when the answer came."""
     settings, sent = config(upstream, {"faulty": "latency=600"}, {"faulty": 10})
     base, db, client = serve(settings)
     body = {"model": "faulty", "messages": MESSAGES}
@@ -584,7 +584,8 @@ def test_client_gives_up_before_a_json_answer(serve: Any, upstream: FakeUpstream
 
     wait_until(lambda: len(rows_of(db)) == 1, "the call's row")  # its id never reached the client
     (row,) = rows_of(db).values()
-    settle(row_problems(row, SERVED))
+    gone = Holds(200, "client_disconnected", 1, "faulty#0", (PROMPT_TOKENS, ANSWER_TOKENS))
+    settle(row_problems(row, gone))
     check_healthy(base, client, db, sent, calls_made=1)
 
 

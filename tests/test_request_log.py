@@ -231,6 +231,31 @@ def test_a_client_leaving_mid_stream_stops_the_relay_and_is_logged(
     assert row["estimated"]  # the upstream never sent its usage: counted from what was relayed
 
 
+def test_a_client_gone_before_a_json_answer_is_logged_and_charged(
+    gateway: GatewayFactory, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # The answer comes after a second; the client waits a fifth of one. The call runs to
+    # its end (the upstream bills it whole, so the key's budget is charged whole), and its
+    # row says the client was gone before the answer.
+    slow = fake_model(upstream, "slow", "gpt-4o-mini,latency=1000")
+    slow["model_info"] = {"input_cost_per_token": 0.001, "output_cost_per_token": 0.001}
+    base = gateway({"model_list": [slow, fake_model(upstream, "fast", "gpt-4o-mini")]})
+    body = {"model": "slow", "messages": USER}
+    headers = {"Authorization": f"Bearer {MASTER_KEY}"}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{base}/v1/chat/completions", json=body, headers=headers, timeout=0.2)
+    answered = httpx.post(
+        f"{base}/v1/chat/completions", json={**body, "model": "fast"}, headers=headers
+    )
+    assert answered.status_code == 200
+
+    left, stayed = rows(tmp_path / ".gateway" / "gateway.db", 2)
+    assert (left["status"], left["error_type"]) == (200, "client_disconnected")
+    assert left["cost_usd"] > 0
+    assert left["output_tokens"] > 0
+    assert (stayed["status"], stayed["error_type"]) == (200, None)
+
+
 def _every_type() -> tuple[dict[str, Any], ...]:
     """Rows that exercise every column type and edge: (full, minimal, expected minimal,
     a replay of full, a spooled row)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Coroutine
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -96,6 +97,10 @@ class Edge:
             )
             record.identify(caller)
             response = await route.handler(request, self.state, caller, record)
+            if record.error_type is None and not record.stream and _gone(receive):
+                # Answered, priced and charged, but nobody is there to read it (a client
+                # timeout, most often): the row says so, as a stream's does.
+                record.error_type = "client_disconnected"
         except GatewayError as exc:
             record.error_type = exc.type
             response = route.errors(exc)
@@ -143,6 +148,26 @@ class Edge:
             return message
 
         return capped_receive
+
+
+def _gone(receive: Receive) -> bool:
+    """Whether the client has hung up, without waiting: the server answers `receive()` at
+    once with http.disconnect when it has. Otherwise, the body having been read whole,
+    `receive()` would wait for the client to go, and the probe stops it at that first wait
+    (~1.6 us, no task; Starlette's `is_disconnected` costs a cancel scope, ~18 us)."""
+    probe = receive()
+    if not isinstance(probe, Coroutine):
+        return False
+    try:
+        probe.send(None)
+    except StopIteration as done:
+        message: Message = done.value
+        return bool(message["type"] == "http.disconnect")
+    except Exception:  # a server's own error here must not fail an answered call
+        return False
+    finally:
+        probe.close()
+    return False
 
 
 async def _reject(
