@@ -91,6 +91,11 @@ def test_filters_by_model_and_prompt(served: tuple[str, dict[str, Subject]]) -> 
     assert subjects(prompt="triage") == {found["steady"].id}
     assert subjects(prompt="triage@3f2a9c01b7de") == {found["steady"].id}
     assert subjects(prompt="triage@000000000000") == set()
+    for malformed in ("@", "triage@", "@3f2a9c01b7de"):
+        refused = get(base, "/v1/monitoring/drift", prompt=malformed)
+        assert refused.status_code == 400
+        assert refused.json()["error"]["param"] == "prompt"
+        assert "NAME@VERSION" in refused.json()["error"]["message"]
 
 
 def test_a_subjects_history_newest_first(served: tuple[str, dict[str, Subject]]) -> None:

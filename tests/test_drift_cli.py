@@ -88,6 +88,8 @@ def test_nothing_sampled_yet_is_no_drift(project: Project) -> None:
     [
         (["--model", "churn", "--prompt", "p"], "give --model or --prompt, not both"),
         (["--prompt", "nothing"], "no sampled subject matches --prompt nothing"),
+        (["--prompt", "@"], "--prompt must be a prompt NAME or NAME@VERSION"),
+        (["--prompt", "triage@"], "--prompt must be a prompt NAME or NAME@VERSION"),
         (["--html", "/nonexistent/dir/x.html"], "--html /nonexistent/dir/x.html: no such folder"),
     ],
 )

@@ -24,6 +24,9 @@ async def latest_drift(
 ) -> DriftReportList:
     """The latest report of every subject (filtered by `model`: an alias or classic model,
     its prompts' subjects included; `prompt`: NAME or NAME@VERSION)."""
+    problem = subjects.prompt_filter_problem(prompt) if prompt is not None else None
+    if problem is not None:
+        raise BadRequest(f"'prompt' {problem}.", param="prompt")
     reports = await asyncio.to_thread(state.drift.store.latest_runs)
     found = [DriftReport.model_validate(r) for r in reports]
     chosen = [r for r in found if subjects.selected(subjects.parse(r.subject), model, prompt)]

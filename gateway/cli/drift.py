@@ -91,6 +91,9 @@ def report(
 
     if model is not None and prompt is not None:
         fail("give --model or --prompt, not both")
+    problem = subjects.prompt_filter_problem(prompt) if prompt is not None else None
+    if problem is not None:
+        fail(f"--prompt {problem}")
     if html is not None and not html.parent.is_dir():
         fail(f"--html {html}: no such folder {html.parent}")
     monitor = _monitor()

@@ -67,6 +67,17 @@ def parse(text: str) -> Subject:
     )
 
 
+def prompt_filter_problem(prompt: str) -> str | None:
+    """What is wrong with a `prompt` filter (NAME or NAME@VERSION), or None."""
+    name, at, version = prompt.partition("@")
+    if name and (version or not at):
+        return None
+    return (
+        f"must be a prompt NAME or NAME@VERSION (e.g. support-triage or "
+        f"support-triage@3f2a9c01b7de), not {prompt!r}"
+    )
+
+
 def selected(subject: Subject, model: str | None = None, prompt: str | None = None) -> bool:
     """Whether the subject is among those asked for: `model` an alias or classic model name
     (its prompts' subjects included), `prompt` NAME or NAME@VERSION."""
