@@ -348,6 +348,19 @@ def test_teams_in_litellm_shape(gateway: GatewayFactory, upstream: FakeUpstream)
     litellm_error(get(base, "/team/info", team_id="nope"), 404)
     litellm_error(get(base, "/team/info"), 400)
 
+    # GET /team/list: every team with its live keys; a virtual key sees its own team only.
+    other = ok(post(base, "/team/new", {"team_alias": "Ops"}))["team_id"]
+    listed = ok(get(base, "/team/list"))
+    assert {t["team_id"] for t in listed} == {team_id, other}
+    for entry in listed:
+        types.TeamListResponseObject.model_validate(entry)
+    (research,) = [t for t in listed if t["team_id"] == team_id]
+    assert [k["token"] for k in research["keys"]] == [key["token"]]
+    assert research["team_alias"] == "Research"
+    own = ok(get(base, "/team/list", auth=key["key"]))
+    assert [t["team_id"] for t in own] == [team_id]
+    assert ok(get(base, "/team/list", auth=generate(base)["key"])) == []
+
 
 def test_spend_logs_per_request(
     gateway: GatewayFactory, upstream: FakeUpstream, database: str | None

@@ -15,6 +15,7 @@ from gateway.api.litellm_admin.models import (
     KeyRequest,
     KeysDeleted,
     KeyUpdated,
+    ListedTeam,
     LiteLLMKey,
     LiteLLMTeam,
     TeamInfoAnswer,
@@ -195,10 +196,36 @@ async def team_info(state: GatewayState, caller: Caller, team_id: str | None) ->
     team = await asyncio.to_thread(state.keys.team, team_id)
     records = await asyncio.to_thread(state.keys.list_keys, team_id)
     now = _now()
-    live = [r for r in records if not r.revoked and (r.expires_at is None or r.expires_at > now)]
     await state.request_log.flush()
-    shown = await asyncio.gather(*(answers.key_shown(state, r, now) for r in live))
-    keys = [TeamKey(**fields, token=r.key_hash) for fields, r in zip(shown, live, strict=True)]
     return TeamInfoAnswer(
-        team_id=team_id, team_info=await answers.team_shown(state, team, now), keys=keys
+        team_id=team_id,
+        team_info=await answers.team_shown(state, team, now),
+        keys=await _live_keys(state, records, now),
     )
+
+
+async def team_list(state: GatewayState, caller: Caller) -> list[ListedTeam]:
+    """Every team for the master key; a virtual key sees its own team, if it has one."""
+    teams = await asyncio.to_thread(state.keys.list_teams)
+    if not caller.is_master:
+        own = caller.key.team if caller.key is not None else None
+        teams = [t for t in teams if t.id == own]
+    records = await asyncio.to_thread(state.keys.list_keys)
+    by_team: dict[str, list[KeyRecord]] = {}
+    for record in records:
+        if record.team:
+            by_team.setdefault(record.team, []).append(record)
+    now = _now()
+    await state.request_log.flush()
+    listed = []
+    for team in teams:
+        shown = await answers.team_shown(state, team, now)
+        keys = await _live_keys(state, by_team.get(team.id, []), now)
+        listed.append(ListedTeam(**shown.model_dump(), keys=keys))
+    return listed
+
+
+async def _live_keys(state: GatewayState, records: list[KeyRecord], now: datetime) -> list[TeamKey]:
+    live = [r for r in records if not r.revoked and (r.expires_at is None or r.expires_at > now)]
+    shown = await asyncio.gather(*(answers.key_shown(state, r, now) for r in live))
+    return [TeamKey(**fields, token=r.key_hash) for fields, r in zip(shown, live, strict=True)]

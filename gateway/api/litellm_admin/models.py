@@ -188,6 +188,15 @@ class TeamInfoAnswer(Answer):
     )
 
 
+class ListedTeam(LiteLLMTeam):
+    """A team as LiteLLM's GET /team/list shows it (its TeamListResponseObject)."""
+
+    keys: list[TeamKey] = Field(description="The team's live keys.")
+    team_memberships: list[dict[str, Any]] = Field(
+        default_factory=list, description="Always []: the gateway has no users."
+    )
+
+
 # --- spend logs -----------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from gateway.api.litellm_admin.models import (
     KeyRequest,
     KeysDeleted,
     KeyUpdated,
+    ListedTeam,
     LiteLLMReadiness,
     LiteLLMTeam,
     ModelGroupList,
@@ -133,6 +134,12 @@ async def new_team(body: TeamRequest, state: StateDep, caller: MasterDep) -> Lit
 async def delete_teams(body: TeamDeleteRequest, state: StateDep, caller: MasterDep) -> TeamsDeleted:
     """Deletes the teams and revokes their keys (their rows and spend stay in the log)."""
     return await keys.delete_teams(state, body.team_ids)
+
+
+@router.get("/team/list")
+async def team_list(state: StateDep, caller: CallerDep) -> list[ListedTeam]:
+    """Every team with its live keys (a virtual key: its own team only)."""
+    return await keys.team_list(state, caller)
 
 
 @router.get("/team/info")
