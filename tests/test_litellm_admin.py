@@ -348,6 +348,27 @@ def test_teams_in_litellm_shape(gateway: GatewayFactory, upstream: FakeUpstream)
     litellm_error(get(base, "/team/info", team_id="nope"), 404)
     litellm_error(get(base, "/team/info"), 400)
 
+    # POST /team/update: the fields given change, the others stay; null clears.
+    updated = ok(
+        post(base, "/team/update", {"team_id": team_id, "max_budget": 20, "rpm_limit": None})
+    )
+    assert updated["team_id"] == team_id
+    types.LiteLLM_TeamTable.model_validate(updated["data"])
+    data = updated["data"]
+    assert (data["max_budget"], data["rpm_limit"], data["budget_duration"]) == (20, None, "1d")
+    assert (data["team_alias"], data["metadata"]) == ("Research", {"cost_center": "42"})
+    assert data["members_with_roles"][0]["user_id"] == "ana"
+    renamed = ok(post(base, "/team/update", {"team_id": team_id, "team_alias": "R&D"}))["data"]
+    assert (renamed["team_alias"], renamed["max_budget"]) == ("R&D", 20)
+    assert renamed["metadata"] == {"cost_center": "42"}
+    client.chat.completions.create(model="local/echo", messages=USER)  # no rpm limit now
+    litellm_error(post(base, "/team/update", {"team_id": "nope", "max_budget": 1}), 404)
+    assert litellm_error(post(base, "/team/update", {"max_budget": 1}), 400)["param"] == "team_id"
+    unsupported = post(base, "/team/update", {"team_id": team_id, "organization_id": "org"})
+    assert litellm_error(unsupported, 400)["param"] == "organization_id"
+    refused = post(base, "/team/update", {"team_id": team_id, "max_budget": 1}, auth=key["key"])
+    assert "master key" in litellm_error(refused, 403)["message"]
+
     # GET /team/list: every team with its live keys; a virtual key sees its own team only.
     other = ok(post(base, "/team/new", {"team_alias": "Ops"}))["team_id"]
     listed = ok(get(base, "/team/list"))
@@ -356,7 +377,7 @@ def test_teams_in_litellm_shape(gateway: GatewayFactory, upstream: FakeUpstream)
         types.TeamListResponseObject.model_validate(entry)
     (research,) = [t for t in listed if t["team_id"] == team_id]
     assert [k["token"] for k in research["keys"]] == [key["token"]]
-    assert research["team_alias"] == "Research"
+    assert research["team_alias"] == "R&D"
     own = ok(get(base, "/team/list", auth=key["key"]))
     assert [t["team_id"] for t in own] == [team_id]
     assert ok(get(base, "/team/list", auth=generate(base)["key"])) == []

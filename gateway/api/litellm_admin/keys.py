@@ -22,8 +22,14 @@ from gateway.api.litellm_admin.models import (
     TeamKey,
     TeamRequest,
     TeamsDeleted,
+    TeamUpdated,
 )
-from gateway.api.litellm_admin.requests import custom_key, key_fields, team_fields
+from gateway.api.litellm_admin.requests import (
+    custom_key,
+    key_fields,
+    team_fields,
+    team_update_fields,
+)
 from gateway.core.errors import BadRequest, NotFound, PermissionDenied
 from gateway.identity.auth import Caller
 from gateway.identity.keys import KeyRecord, hash_key
@@ -177,6 +183,18 @@ async def new_team(state: GatewayState, request: TeamRequest) -> LiteLLMTeam:
     await asyncio.to_thread(create)
     team = await asyncio.to_thread(state.keys.team, team_id)
     return await answers.team_shown(state, team, _now())
+
+
+async def update_team(state: GatewayState, request: TeamRequest) -> TeamUpdated:
+    """The team named by team_id must exist (a 404 otherwise: this does not create one)."""
+    if not request.team_id:
+        raise BadRequest("Give the team to update: team_id.", param="team_id")
+    team_id = request.team_id
+    existing = await asyncio.to_thread(state.keys.team, team_id)
+    fields = team_update_fields(request, existing)
+    team = await asyncio.to_thread(state.keys.upsert_team, team_id, fields)
+    state.key_cache.put_team(team)
+    return TeamUpdated(team_id=team_id, data=await answers.team_shown(state, team, _now()))
 
 
 async def delete_teams(state: GatewayState, team_ids: list[str]) -> TeamsDeleted:

@@ -78,8 +78,8 @@ class TeamMember(Answer):
 
 
 class TeamRequest(LiteLLMRequest):
-    """POST /team/new (LiteLLM's NewTeamRequest). Other LiteLLM fields are accepted only
-    empty (null, [], {}, false)."""
+    """POST /team/new and /team/update (LiteLLM's NewTeamRequest, UpdateTeamRequest). Other
+    LiteLLM fields are accepted only empty (null, [], {}, false)."""
 
     team_id: str | None = Field(default=None, description="Generated when left out.")
     team_alias: str | None = Field(default=None, max_length=200)
@@ -186,6 +186,13 @@ class TeamInfoAnswer(Answer):
     team_memberships: list[dict[str, Any]] = Field(
         default_factory=list, description="Always []: the gateway has no users."
     )
+
+
+class TeamUpdated(Answer):
+    """POST /team/update's answer, as LiteLLM's."""
+
+    team_id: str
+    data: LiteLLMTeam
 
 
 class ListedTeam(LiteLLMTeam):

@@ -13,8 +13,8 @@ from pydantic import BaseModel, ValidationError
 from gateway.api.litellm_admin.models import KeyRequest, LiteLLMRequest, TeamRequest
 from gateway.core.errors import BadRequest
 from gateway.core.validation import first_problem
-from gateway.identity.keys import KeyRecord
-from gateway.identity.models import KeyCreate, KeyUpdate, TeamCreate
+from gateway.identity.keys import KeyRecord, TeamRecord
+from gateway.identity.models import KeyCreate, KeyUpdate, TeamCreate, TeamUpdate
 
 # Where LiteLLM's fields without a column here are kept: the key's or team's metadata.
 LITELLM = "litellm"
@@ -216,6 +216,34 @@ def team_fields(request: TeamRequest) -> tuple[str, dict[str, Any]]:
     }
     checked = _checked(TeamCreate, fields)
     return checked.pop("id"), checked
+
+
+def team_update_fields(request: TeamRequest, existing: TeamRecord) -> dict[str, Any]:
+    """The gateway's fields for /team/update: only those given change, as in LiteLLM (an
+    explicit null clears; `metadata` replaces as a whole, the LiteLLM fields kept apart)."""
+    refuse_what_is_set(request, "/team/update")
+    given = set(request.model_fields_set)
+    fields: dict[str, Any] = {}
+    for name in ("max_budget", "rpm_limit", "tpm_limit"):
+        if name in given:
+            fields[name] = getattr(request, name)
+    if "budget_duration" in given:
+        fields["budget_duration"] = budget_period(request.budget_duration)
+    named = given & {"team_alias", "members_with_roles", "members", "admins"}
+    if named or given & {"metadata", "tags"}:
+        kept = dict(existing.metadata)
+        extras = dict(kept.pop(LITELLM, None) or {})
+        for name in named:
+            value = getattr(request, name)
+            if name == "members_with_roles" and value:
+                value = [m.model_dump() for m in value]
+            if value:
+                extras[name] = list(value) if isinstance(value, list) else value
+            else:
+                extras.pop(name, None)
+        metadata = (request.metadata or {}) if "metadata" in given else kept
+        fields["metadata"] = _with_extras(metadata, extras, request.tags, given)
+    return _checked(TeamUpdate, fields)
 
 
 def _checked(model: type[BaseModel], fields: dict[str, Any]) -> dict[str, Any]:

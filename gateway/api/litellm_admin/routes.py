@@ -38,6 +38,7 @@ from gateway.api.litellm_admin.models import (
     TeamInfoAnswer,
     TeamRequest,
     TeamsDeleted,
+    TeamUpdated,
 )
 from gateway.core.errors import GatewayError
 from gateway.identity.auth import Caller, presented_key
@@ -128,6 +129,12 @@ async def delete_keys(body: KeyDeleteRequest, state: StateDep, caller: MasterDep
 @router.post("/team/new")
 async def new_team(body: TeamRequest, state: StateDep, caller: MasterDep) -> LiteLLMTeam:
     return await keys.new_team(state, body)
+
+
+@router.post("/team/update")
+async def update_team(body: TeamRequest, state: StateDep, caller: MasterDep) -> TeamUpdated:
+    """The fields given change (null clears; metadata is replaced as a whole)."""
+    return await keys.update_team(state, body)
 
 
 @router.post("/team/delete")
