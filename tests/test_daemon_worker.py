@@ -45,7 +45,7 @@ def test_shutdown_cancels_what_has_not_started_and_refuses_more() -> None:
     running = worker.submit(first, 1)
     assert started.wait(10)
     queued = worker.submit(lambda n: n, 2)
-    worker.shutdown()  # returns at once, the first call still running
+    assert worker.shutdown() is running  # at once, with the call still under way
     assert queued.cancelled()
     with pytest.raises(CancelledError):
         queued.result(timeout=1)

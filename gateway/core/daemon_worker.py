@@ -27,6 +27,7 @@ class DaemonWorker(Generic[A, R]):
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._running: Future[R] | None = None
 
     def submit(self, function: Callable[[A], R], argument: A) -> Future[R]:
         future: Future[R] = Future()
@@ -39,9 +40,9 @@ class DaemonWorker(Generic[A, R]):
             self._jobs.put((future, function, argument))
         return future
 
-    def shutdown(self) -> None:
-        """Cancels the calls not started; the one running (if any) finishes or is left
-        behind. Returns at once."""
+    def shutdown(self) -> Future[R] | None:
+        """Cancels the calls not started and returns at once, with the future of the one
+        under way (if any): the caller waits for it, or leaves it behind."""
         with self._lock:
             self._closed = True
             while True:
@@ -52,15 +53,23 @@ class DaemonWorker(Generic[A, R]):
                 if job is not None:
                     job[0].cancel()
             self._jobs.put(None)
+            return self._running
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
             future, function, argument = job
-            if not future.set_running_or_notify_cancel():
-                continue
+            with self._lock:  # a job taken just before shutdown is cancelled, not run unseen
+                if self._closed:
+                    future.cancel()
+                if not future.set_running_or_notify_cancel():
+                    continue
+                self._running = future
             try:
                 result = function(argument)
             except BaseException as exc:  # handed to whoever waits on the future
                 future.set_exception(exc)
             else:
                 future.set_result(result)
+            finally:
+                with self._lock:
+                    self._running = None

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable, Collection
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -59,10 +57,6 @@ class ServedVersions:
         self._close_wait = close_wait
         self._poller = Poller("classic-versions", self._refresh)
         self._loader: DaemonWorker[ServedVersion, None] | None = None
-        # Submitted loads not yet finished; added from the poll's thread or the event loop,
-        # removed from the loader's thread.
-        self._loads: set[Future[None]] = set()
-        self._loads_lock = threading.Lock()
 
     # --- kept fresh, off the request path -----------------------------------------------------
     def _refresh(self, since: datetime) -> None:
@@ -86,14 +80,7 @@ class ServedVersions:
         if self._loader is None:
             # A daemon thread: a load that hangs must not keep the process from exiting.
             self._loader = DaemonWorker("classic-load")
-        future = self._loader.submit(self._load_version, served)
-        with self._loads_lock:
-            self._loads.add(future)
-        future.add_done_callback(self._finished)
-
-    def _finished(self, future: Future[None]) -> None:
-        with self._loads_lock:
-            self._loads.discard(future)
+        self._loader.submit(self._load_version, served)
 
     def _load_version(self, served: ServedVersion) -> None:
         try:
@@ -131,11 +118,11 @@ class ServedVersions:
             # writing to versions after the app that owns them has closed; but a load that
             # hangs (a stuck file system, a model that never returns) must not hang shutdown,
             # so it is awaited as a future, holding no thread of the event loop's.
-            loader.shutdown()
-            with self._loads_lock:
-                running = [asyncio.wrap_future(f) for f in self._loads if not f.done()]
-            if running:
-                _, pending = await asyncio.wait(running, timeout=self._close_wait)
+            running = loader.shutdown()
+            if running is not None:
+                _, pending = await asyncio.wait(
+                    [asyncio.wrap_future(running)], timeout=self._close_wait
+                )
                 if pending:
                     log.warning(
                         "a classic model still loading after %.0f s was left behind at shutdown",

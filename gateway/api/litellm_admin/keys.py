@@ -225,10 +225,13 @@ async def team_info(state: GatewayState, caller: Caller, team_id: str | None) ->
 async def team_list(state: GatewayState, caller: Caller) -> list[ListedTeam]:
     """Every team for the master key; a virtual key sees its own team, if it has one."""
     teams = await asyncio.to_thread(state.keys.list_teams)
+    own = None
     if not caller.is_master:
         own = caller.key.team if caller.key is not None else None
         teams = [t for t in teams if t.id == own]
-    records = await asyncio.to_thread(state.keys.list_keys)
+        if not teams:
+            return []
+    records = await asyncio.to_thread(state.keys.list_keys, own)
     by_team: dict[str, list[KeyRecord]] = {}
     for record in records:
         if record.team:

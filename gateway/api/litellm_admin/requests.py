@@ -238,7 +238,7 @@ def team_update_fields(request: TeamRequest, existing: TeamRecord) -> dict[str, 
             if name == "members_with_roles" and value:
                 value = [m.model_dump() for m in value]
             if value:
-                extras[name] = list(value) if isinstance(value, list) else value
+                extras[name] = value
             else:
                 extras.pop(name, None)
         metadata = (request.metadata or {}) if "metadata" in given else kept
