@@ -128,7 +128,7 @@ async def test_tls_with_a_client_certificate(servers: Servers, tls: Material) ->
     # handshake: the first command fails, naming why when the server's alert arrives before
     # its reset, which it does not always).
     lean = ScriptClient(f"rediss://localhost:{port}/0?ssl_ca_certs={tls.ca}", connect_timeout=2)
-    with pytest.raises(RedisConnectionError, match="certificate required|reset by peer"):
+    with pytest.raises(RedisConnectionError, match=r"certificate required|reset by peer"):
         await lean.run(INCR, ["gw:x"], [1])
     await lean.aclose()
 
